@@ -1,0 +1,336 @@
+"""Field types of the billing-record contract, as pydantic ``Annotated`` types.
+
+Each type parses exactly what the contract allows and fails with a
+``PydanticCustomError`` whose type names the rule (``money``, ``identifier``...) and
+whose message is meant for the billing engineer who produced the record.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from babel.core import Locale
+from babel.numbers import get_currency_precision, list_currencies
+from email_validator import EmailNotValidError, validate_email
+from pydantic import PlainValidator, ValidationInfo, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+# --- money and decimals -------------------------------------------------------------
+
+# Plain decimal notation only: no exponent, no sign other than a leading minus, a point
+# as the separator. "1e3", "12,30", "+5", ".5", "NaN" and "Infinity" all fail here.
+_DECIMAL_RE = re.compile(r"-?[0-9]{1,18}(?:\.[0-9]{1,18})?")
+_CURRENCIES = frozenset(list_currencies())
+
+
+def currency_minor_units(code: str) -> int | None:
+    """ISO 4217 minor-unit digits of ``code`` (CLDR data via Babel), None if unknown."""
+    return get_currency_precision(code) if code in _CURRENCIES else None
+
+
+def _parse_decimal(value: Any, what: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, str):
+        if isinstance(value, int | float):
+            raise PydanticCustomError(
+                "money_not_string",
+                "{what} must be a JSON string such as \"12.30\", not a JSON number "
+                "(binary numbers lose cents)",
+                {"what": what},
+            )
+        raise PydanticCustomError(
+            "decimal_type", "{what} must be a string such as \"12.30\"", {"what": what}
+        )
+    if not _DECIMAL_RE.fullmatch(value):
+        raise PydanticCustomError(
+            "decimal_format",
+            "{what} {value!r} is not a plain decimal number: use digits, an optional "
+            "leading minus and a point, e.g. \"-5.00\" (no exponent, comma, spaces or NaN)",
+            {"what": what, "value": value[:40]},
+        )
+    return Decimal(value)
+
+
+def _money(value: Any, info: ValidationInfo) -> Decimal:
+    amount = _parse_decimal(value, "an amount")
+    digits = (info.context or {}).get("minor_units")
+    exponent = amount.as_tuple().exponent
+    if digits is not None and isinstance(exponent, int) and -exponent > digits:
+        raise PydanticCustomError(
+            "money_precision",
+            "{value!r} has {found} decimal places but {currency} has {digits}",
+            {
+                "value": value,
+                "found": -exponent,
+                "currency": (info.context or {}).get("currency", "the currency"),
+                "digits": digits,
+            },
+        )
+    return amount
+
+
+def _decimal_or_int(value: Any) -> Decimal:
+    # Quantities and rates are not money, but they are still exact: a JSON integer is
+    # exact so it is allowed; a JSON float is not.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Decimal(value)
+    return _parse_decimal(value, "a decimal")
+
+
+_DECIMAL_SCHEMA = {"type": "string", "pattern": "^" + _DECIMAL_RE.pattern + "$"}
+
+Money = Annotated[
+    Decimal,
+    PlainValidator(_money),
+    WithJsonSchema({**_DECIMAL_SCHEMA, "description": "Decimal amount as a string, at "
+                    "most the currency's minor-unit digits, e.g. \"12.30\""}),
+]
+"""An amount of money: a JSON string in plain decimal notation, within the currency's
+minor-unit precision (the record's currency is passed in the validation context)."""
+
+DecimalText = Annotated[
+    Decimal,
+    PlainValidator(_decimal_or_int),
+    WithJsonSchema({"anyOf": [_DECIMAL_SCHEMA, {"type": "integer"}]}),
+]
+"""A quantity or a rate: a decimal string (or a JSON integer), never a float."""
+
+
+def _currency(value: Any) -> str:
+    if not isinstance(value, str) or value not in _CURRENCIES:
+        raise PydanticCustomError(
+            "currency",
+            "{value!r} is not an ISO 4217 currency code (e.g. \"BRL\", \"EUR\")",
+            {"value": value if isinstance(value, str) else type(value).__name__},
+        )
+    return value
+
+
+Currency = Annotated[
+    str,
+    PlainValidator(_currency),
+    WithJsonSchema({"type": "string", "pattern": "^[A-Z]{3}$"}),
+]
+
+# --- whole numbers --------------------------------------------------------------------
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PydanticCustomError(
+            "whole_number", "must be a whole number (JSON integer), got {value!r}",
+            {"value": value if isinstance(value, int | float | str) else type(value).__name__},
+        )
+    if value < 0:
+        raise PydanticCustomError("negative", "must not be negative, got {value}",
+                                  {"value": value})
+    return value
+
+
+Count = Annotated[int, PlainValidator(_count),
+                  WithJsonSchema({"type": "integer", "minimum": 0})]
+"""A non-negative whole number (seconds, kilobytes)."""
+
+# --- text -----------------------------------------------------------------------------
+
+# Bidi embeddings/overrides/isolates can make "Total 100" display as "001 latoT" or hide
+# part of a name; C0/C1 controls break terminals, PDFs and headers. Everything else,
+# including markup-looking text, stays as data and is escaped where it is printed.
+_BIDI_CONTROLS = "\u202a-\u202e\u2066-\u2069"
+_STRIP_ML = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_BIDI_CONTROLS}]")
+_STRIP_SL = re.compile(f"[\x00-\x08\x0e-\x1f\x7f-\x9f{_BIDI_CONTROLS}]")
+_BREAKS = re.compile(r"[\t\n\v\f\r]+")
+
+
+def clean_text(value: str, *, multiline: bool = False) -> str:
+    """Remove bidi controls and control characters; NFC-normalise.
+
+    In single-line text, line breaks and tabs become a space (not nothing, so words
+    stay apart). In multi-line text, CR LF and CR become LF and tabs a space.
+    """
+    value = unicodedata.normalize("NFC", value)
+    if multiline:
+        value = value.replace("\r\n", "\n").replace("\r", "\n").replace("\t", " ")
+        return _STRIP_ML.sub("", value).strip()
+    return _BREAKS.sub(" ", _STRIP_SL.sub("", value)).strip()
+
+
+def _text_validator(multiline: bool, required: bool):
+    def validate(value: Any) -> str:
+        if not isinstance(value, str):
+            raise PydanticCustomError("string_type", "must be a string")
+        cleaned = clean_text(value, multiline=multiline)
+        if required and not cleaned:
+            raise PydanticCustomError("empty", "must not be empty")
+        return cleaned
+
+    return validate
+
+
+Text = Annotated[str, PlainValidator(_text_validator(False, True)),
+                 WithJsonSchema({"type": "string", "minLength": 1})]
+"""Single-line free text; must not be empty once cleaned."""
+OptionalText = Annotated[str, PlainValidator(_text_validator(False, False)),
+                         WithJsonSchema({"type": "string"})]
+"""Single-line free text that may be empty (e.g. a postal code where there is none)."""
+MultilineText = Annotated[str, PlainValidator(_text_validator(True, True)),
+                          WithJsonSchema({"type": "string", "minLength": 1})]
+"""Free text where line breaks carry meaning."""
+
+# --- identifiers ----------------------------------------------------------------------
+
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+_IDENTIFIER_RE = re.compile(IDENTIFIER_PATTERN)
+
+
+def _identifier(value: Any) -> str:
+    if not isinstance(value, str):
+        raise PydanticCustomError("string_type", "must be a string")
+    if not _IDENTIFIER_RE.match(value) or value.endswith("\n") or ".." in value:
+        raise PydanticCustomError(
+            "identifier",
+            "{value!r} is not a safe identifier: 1 to 64 of A-Z a-z 0-9 . _ -, starting "
+            "with a letter or digit, without '..' (it names stored objects)",
+            {"value": value[:80]},
+        )
+    return value
+
+
+Identifier = Annotated[
+    str, PlainValidator(_identifier),
+    WithJsonSchema({"type": "string", "pattern": IDENTIFIER_PATTERN,
+                    "not": {"pattern": r"\.\."}}),
+]
+"""A name used in storage keys: invoice number, account number, operator id."""
+
+# --- dates and instants ---------------------------------------------------------------
+
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_INSTANT_RE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
+    r"(?:Z|[+-][0-9]{2}:[0-9]{2})"
+)
+_MONTH_RE = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
+
+
+def _date(value: Any) -> date:
+    if isinstance(value, str) and _DATE_RE.fullmatch(value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise PydanticCustomError(
+        "date", "{value!r} is not an ISO 8601 date (YYYY-MM-DD)", {"value": _short(value)}
+    )
+
+
+def _instant(value: Any) -> datetime:
+    if isinstance(value, str) and _INSTANT_RE.fullmatch(value):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    raise PydanticCustomError(
+        "instant",
+        "{value!r} is not an ISO 8601 instant with an offset "
+        "(e.g. 2026-10-03T14:22:05-03:00)",
+        {"value": _short(value)},
+    )
+
+
+def _month(value: Any) -> str:
+    if isinstance(value, str) and _MONTH_RE.fullmatch(value):
+        return value
+    raise PydanticCustomError(
+        "month", "{value!r} is not a month in the form YYYY-MM", {"value": _short(value)}
+    )
+
+
+IsoDate = Annotated[date, PlainValidator(_date),
+                    WithJsonSchema({"type": "string", "format": "date"})]
+Instant = Annotated[datetime, PlainValidator(_instant),
+                    WithJsonSchema({"type": "string", "format": "date-time"})]
+Month = Annotated[str, PlainValidator(_month),
+                  WithJsonSchema({"type": "string", "pattern": _MONTH_RE.pattern})]
+
+# --- phones, e-mail, places -----------------------------------------------------------
+
+_E164_RE = re.compile(r"\+[1-9][0-9]{1,14}")
+
+
+def _phone(value: Any) -> str:
+    if isinstance(value, str) and _E164_RE.fullmatch(value):
+        return value
+    raise PydanticCustomError(
+        "phone",
+        "{value!r} is not an E.164 phone number ('+', country code, up to 15 digits, "
+        "e.g. +5521987654321)",
+        {"value": _short(value)},
+    )
+
+
+Phone = Annotated[str, PlainValidator(_phone),
+                  WithJsonSchema({"type": "string", "pattern": "^" + _E164_RE.pattern + "$"})]
+
+
+def _email(value: Any) -> str:
+    if not isinstance(value, str):
+        raise PydanticCustomError("email", "must be a string")
+    if any(c in value for c in "\r\n\x00"):
+        # A line break in an address is a header injection attempt, not a typo.
+        raise PydanticCustomError("email", "an e-mail address must not contain line breaks")
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise PydanticCustomError(
+            "email", "{value!r} is not a valid e-mail address: {why}",
+            {"value": _short(value), "why": str(exc)},
+        ) from None
+
+
+Email = Annotated[str, PlainValidator(_email),
+                  WithJsonSchema({"type": "string", "format": "email"})]
+
+_TERRITORIES = frozenset(k for k in Locale("en").territories if len(k) == 2 and k.isalpha())
+
+
+def _country(value: Any) -> str:
+    if isinstance(value, str) and value in _TERRITORIES:
+        return value
+    raise PydanticCustomError(
+        "country", "{value!r} is not an ISO 3166-1 alpha-2 country code (e.g. \"BR\")",
+        {"value": _short(value)},
+    )
+
+
+Country = Annotated[str, PlainValidator(_country),
+                    WithJsonSchema({"type": "string", "pattern": "^[A-Z]{2}$"})]
+
+_LOCALE_RE = re.compile(r"[a-z]{2,3}(?:[_-][A-Z][a-z]{3})?(?:[_-](?:[A-Z]{2}|[0-9]{3}))?")
+
+
+def _locale(value: Any) -> str:
+    # Syntax only: an unknown but well-formed locale renders with English labels and a
+    # warning (spec), so it must pass here.
+    if isinstance(value, str) and _LOCALE_RE.fullmatch(value):
+        return value.replace("-", "_")
+    raise PydanticCustomError(
+        "locale", "{value!r} is not a CLDR locale id (e.g. \"pt_BR\", \"en\")",
+        {"value": _short(value)},
+    )
+
+
+LocaleId = Annotated[str, PlainValidator(_locale),
+                     WithJsonSchema({"type": "string", "pattern": "^" + _LOCALE_RE.pattern + "$"})]
+
+
+def _short(value: Any) -> Any:
+    """Keep error messages readable when the offending value is huge or not a string."""
+    if isinstance(value, str):
+        return value if len(value) <= 60 else value[:57] + "..."
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    return type(value).__name__

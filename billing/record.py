@@ -1,0 +1,135 @@
+"""Parse one billing record: JSON text or object in, a checked ``BillingRecord`` out.
+
+This is the single entry point to the contract; everything that takes records (the
+JSON Lines reader, the Celery task, the HTTP endpoint) goes through
+:func:`parse_record`, so every path rejects the same records with the same errors.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import ValidationError
+
+from billing.checks import check_record
+from billing.errors import Issue, RecordError, format_path
+from billing.fields import currency_minor_units
+from billing.models import SCHEMA_VERSION, BillingRecord
+
+#: A record with a broken CDR table could report 100,000 errors; the first few are
+#: enough to fix the producer.
+MAX_ISSUES = 20
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in a billing record")
+
+
+def loads(text: str | bytes) -> Any:
+    """``json.loads`` that refuses ``NaN`` and ``Infinity`` (not JSON, not money)."""
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def json_error(exc: ValueError, text: str | bytes) -> Issue:
+    """An Issue for a line that is not JSON, telling truncation apart from garbage."""
+    if isinstance(exc, UnicodeDecodeError):
+        return Issue("", f"the line is not valid UTF-8 (byte {exc.start})", "not_utf8")
+    if isinstance(exc, json.JSONDecodeError):
+        # The decoder stopped because the text ran out (mid-value or inside a string
+        # that never closes): a cut-off line, not garbage.
+        if exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string"):
+            return Issue("", "the line ends before its JSON object does (truncated record?)",
+                         "truncated")
+        return Issue("", f"the line is not valid JSON: {exc.msg} at column {exc.colno}",
+                     "not_json")
+    return Issue("", f"the line is not valid JSON: {exc}", "not_json")
+
+
+def readable_invoice_number(data: Any) -> str | None:
+    """The invoice number as far as it can be read from unvalidated data, for errors."""
+    try:
+        number = data["invoice"]["number"]
+    except (TypeError, KeyError, IndexError):
+        return None
+    if isinstance(number, str):
+        # Only the safe characters: this string goes to terminals and log lines.
+        return "".join(c for c in number[:64] if c.isprintable()) or None
+    return None
+
+
+def parse_record(data: str | bytes | dict, *, line: int | None = None) -> BillingRecord:
+    """Validate one record (JSON text or an already decoded object).
+
+    Returns the frozen :class:`BillingRecord`; raises :class:`RecordError` naming the
+    line, the invoice number where readable, the field path and what is wrong.
+    """
+    if isinstance(data, str | bytes):
+        try:
+            # Decoded here, strictly: json.loads would guess UTF-16/32 from a BOM, and the
+            # contract says UTF-8.
+            data = loads(data.decode("utf-8") if isinstance(data, bytes) else data)
+        except ValueError as exc:
+            raise RecordError(json_error(exc, data), line=line) from None
+    number = readable_invoice_number(data)
+    if not isinstance(data, dict):
+        raise RecordError(Issue("", "a billing record must be a JSON object", "not_object"),
+                          line=line)
+    try:
+        record = BillingRecord.model_validate(data, context=_context(data))
+    except ValidationError as exc:
+        issues = [_issue(e) for e in exc.errors(include_url=False)[:MAX_ISSUES]]
+        raise RecordError(issues, line=line, invoice_number=number) from None
+    issues = check_record(record)
+    if issues:
+        raise RecordError(issues[:MAX_ISSUES], line=line, invoice_number=number)
+    return record
+
+
+def _context(data: dict) -> dict:
+    # Money precision depends on the record's own currency, so read it before the
+    # models run; if it is not a known currency that field reports it by itself.
+    invoice = data.get("invoice")
+    currency = invoice.get("currency") if isinstance(invoice, dict) else None
+    if isinstance(currency, str):
+        digits = currency_minor_units(currency)
+        if digits is not None:
+            return {"currency": currency, "minor_units": digits}
+    return {}
+
+
+_MESSAGES = {
+    "missing": "required field is missing",
+    "model_type": "must be a JSON object",
+    "model_attributes_type": "must be a JSON object",
+    "dict_type": "must be a JSON object",
+    "list_type": "must be a JSON array",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+}
+
+
+def _issue(error: dict) -> Issue:
+    path = format_path(error["loc"])
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind in _MESSAGES:
+        message = _MESSAGES[kind]
+    elif kind == "literal_error" and path == "schema":
+        message = (f"must be {SCHEMA_VERSION!r}, got {error.get('input')!r}: this service "
+                   "implements version 1 of the contract and does not guess at others")
+        kind = "schema_version"
+    elif kind in ("enum", "literal_error"):
+        message = f"{_clip(error.get('input'))!r} is not one of {ctx.get('expected', '')}"
+        kind = "enum"
+    elif kind == "too_short":
+        message = f"must have at least {ctx.get('min_length')} item(s)"
+    elif kind == "too_long":
+        message = f"must have at most {ctx.get('max_length')} items"
+    else:
+        message = error["msg"]
+    return Issue(path, message, kind)
+
+
+def _clip(value: Any) -> Any:
+    return value[:40] if isinstance(value, str) else value

@@ -1,0 +1,33 @@
+"""JSON Schema of ``billing-record/1``, published from the models.
+
+The models are the source of truth; ``schema/billing-record-1.schema.json`` is a copy
+for billing systems that validate before sending, kept current by a test.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from billing.models import SCHEMA_VERSION, BillingRecord
+
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema" / "billing-record-1.schema.json"
+
+
+def json_schema() -> dict:
+    """The JSON Schema (draft 2020-12) of a billing record."""
+    schema = BillingRecord.model_json_schema(by_alias=True, mode="validation")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://invoicer.dev/schema/billing-record-1.schema.json",
+        "title": SCHEMA_VERSION,
+        "description": "One billing record per invoice, as JSON (one object per line in "
+        "JSON Lines for a bill run). Money amounts are strings. Cross-field rules "
+        "(reconciliation, payment codes) are checked by the service beyond this schema.",
+        **{k: v for k, v in schema.items() if k not in ("title", "description")},
+    }
+
+
+def json_schema_text() -> str:
+    """The schema as the stable text written to the repository copy."""
+    return json.dumps(json_schema(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
