@@ -65,7 +65,7 @@ def parse(code: str) -> dict[str, str]:
             f"3 (KOI8-R), found {code[6]!r}",
         )
     separator = code[7]
-    if separator.isalnum() or separator.isspace() or separator == "=" or not separator.isascii():
+    if not _is_separator(separator):
         raise PaymentCodeError(
             "code", f"the 8th character must be the separator (normally |), found {separator!r}"
         )
@@ -96,8 +96,8 @@ def validate(code: str, fields: Mapping[str, str], total_due: Decimal, currency:
             f"{currency}",
         )
     # The code's own separator, so a value holding it is named before the code is split.
-    header_ok = isinstance(code, str) and len(code) > 7 and code.startswith(FORMAT + VERSION)
-    _check_fields(fields, code[7] if header_ok else SEPARATOR)
+    declared = code[7] if isinstance(code, str) and len(code) > 7 else SEPARATOR
+    _check_fields(fields, declared if _is_separator(declared) else SEPARATOR)
     if "Sum" not in fields:
         raise PaymentCodeError("fields.Sum", "is required: the amount to pay, in kopecks")
     due = _minor_units(total_due, "fields.Sum")
@@ -171,6 +171,11 @@ def _check_fields(fields: Mapping[str, str], separator: str) -> None:
                 raise PaymentCodeError(
                     f"fields.{key}", f"must be {expected}, found {_preview(value)}"
                 )
+
+
+def _is_separator(ch: str) -> bool:
+    """Any printable ASCII punctuation can separate requisites; ``|`` is the usual one."""
+    return ch.isascii() and ch.isprintable() and not (ch.isalnum() or ch.isspace() or ch == "=")
 
 
 def _preview(value: str) -> str:

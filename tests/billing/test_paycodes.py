@@ -462,7 +462,7 @@ def test_epc_validate_needs_code_and_fields_to_agree(changes, field):
 
 
 def test_epc_validate_compares_remittance_text_exactly():
-    fields = {**{k: v for k, v in EPC_FIELDS.items() if k != "remittance_reference"}}
+    fields = {k: v for k, v in EPC_FIELDS.items() if k != "remittance_reference"}
     fields["remittance_text"] = "Invoice OI-2026-11-0000123"
     code = epc.build(fields, Decimal("12.30"))
     epc.validate(code, fields, Decimal("12.30"), "EUR")
@@ -735,6 +735,12 @@ def test_gost_build_output_always_validates(name, purpose, account, bic, corresp
     code = gost.build(fields)
     assert gost.parse(code) == fields
     gost.validate(code, fields, Decimal(kopecks).scaleb(-2), "RUB")
+
+
+def test_gost_a_broken_separator_is_blamed_on_the_code_not_the_fields():
+    code = "ST00012A" + GOST_EXAMPLE[8:]
+    exc = error(gost.validate, code, GOST_FIELDS, Decimal("1000.00"), "RUB")
+    assert exc.field == "code" and "separator" in exc.message
 
 
 # --------------------------------------------------------------------------- code128
