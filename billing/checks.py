@@ -16,8 +16,7 @@ from billing.paycodes import PaymentCodeError, validate_payment
 
 def check_record(record: BillingRecord) -> list[Issue]:
     """Every cross-field issue of ``record``, in the order a reader would fix them."""
-    return [*check_dates(record), *check_services(record), *reconcile(record),
-            *check_payment(record)]
+    return [*check_dates(record), *reconcile(record), *check_payment(record)]
 
 
 def check_dates(record: BillingRecord) -> Iterator[Issue]:
@@ -30,16 +29,6 @@ def check_dates(record: BillingRecord) -> Iterator[Issue]:
         yield Issue("invoice.due_date",
                     f"the due date {inv.due_date} is before the issue date {inv.issue_date}",
                     "date_order")
-
-
-def check_services(record: BillingRecord) -> Iterator[Issue]:
-    seen: dict[str, int] = {}
-    for i, service in enumerate(record.services):
-        if service.id in seen:
-            yield Issue(f"services[{i}].id",
-                        f"service id {service.id!r} already used by services[{seen[service.id]}]",
-                        "duplicate_service")
-        seen.setdefault(service.id, i)
 
 
 def reconcile(record: BillingRecord) -> Iterator[Issue]:

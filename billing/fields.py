@@ -47,9 +47,9 @@ def _parse_decimal(value: Any, what: str) -> Decimal:
     if not _DECIMAL_RE.fullmatch(value):
         raise PydanticCustomError(
             "decimal_format",
-            "{what} {value!r} is not a plain decimal number: use digits, an optional "
+            "{what} {value} is not a plain decimal number: use digits, an optional "
             "leading minus and a point, e.g. \"-5.00\" (no exponent, comma, spaces or NaN)",
-            {"what": what, "value": value[:40]},
+            {"what": what, "value": repr(value[:40])},
         )
     return Decimal(value)
 
@@ -61,9 +61,9 @@ def _money(value: Any, info: ValidationInfo) -> Decimal:
     if digits is not None and isinstance(exponent, int) and -exponent > digits:
         raise PydanticCustomError(
             "money_precision",
-            "{value!r} has {found} decimal places but {currency} has {digits}",
+            "{value} has {found} decimal places but {currency} has {digits}",
             {
-                "value": value,
+                "value": repr(value),
                 "found": -exponent,
                 "currency": (info.context or {}).get("currency", "the currency"),
                 "digits": digits,
@@ -103,8 +103,8 @@ def _currency(value: Any) -> str:
     if not isinstance(value, str) or value not in _CURRENCIES:
         raise PydanticCustomError(
             "currency",
-            "{value!r} is not an ISO 4217 currency code (e.g. \"BRL\", \"EUR\")",
-            {"value": value if isinstance(value, str) else type(value).__name__},
+            "{value} is not an ISO 4217 currency code (e.g. \"BRL\", \"EUR\")",
+            {"value": repr(_short(value))},
         )
     return value
 
@@ -121,8 +121,8 @@ Currency = Annotated[
 def _count(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise PydanticCustomError(
-            "whole_number", "must be a whole number (JSON integer), got {value!r}",
-            {"value": value if isinstance(value, int | float | str) else type(value).__name__},
+            "whole_number", "must be a whole number (JSON integer), got {value}",
+            {"value": repr(_short(value))},
         )
     if value < 0:
         raise PydanticCustomError("negative", "must not be negative, got {value}",
@@ -192,9 +192,9 @@ def _identifier(value: Any) -> str:
     if not _IDENTIFIER_RE.match(value) or value.endswith("\n") or ".." in value:
         raise PydanticCustomError(
             "identifier",
-            "{value!r} is not a safe identifier: 1 to 64 of A-Z a-z 0-9 . _ -, starting "
+            "{value} is not a safe identifier: 1 to 64 of A-Z a-z 0-9 . _ -, starting "
             "with a letter or digit, without '..' (it names stored objects)",
-            {"value": value[:80]},
+            {"value": repr(value[:80])},
         )
     return value
 
@@ -223,7 +223,7 @@ def _date(value: Any) -> date:
         except ValueError:
             pass
     raise PydanticCustomError(
-        "date", "{value!r} is not an ISO 8601 date (YYYY-MM-DD)", {"value": _short(value)}
+        "date", "{value} is not an ISO 8601 date (YYYY-MM-DD)", {"value": repr(_short(value))}
     )
 
 
@@ -235,9 +235,9 @@ def _instant(value: Any) -> datetime:
             pass
     raise PydanticCustomError(
         "instant",
-        "{value!r} is not an ISO 8601 instant with an offset "
+        "{value} is not an ISO 8601 instant with an offset "
         "(e.g. 2026-10-03T14:22:05-03:00)",
-        {"value": _short(value)},
+        {"value": repr(_short(value))},
     )
 
 
@@ -245,7 +245,7 @@ def _month(value: Any) -> str:
     if isinstance(value, str) and _MONTH_RE.fullmatch(value):
         return value
     raise PydanticCustomError(
-        "month", "{value!r} is not a month in the form YYYY-MM", {"value": _short(value)}
+        "month", "{value} is not a month in the form YYYY-MM", {"value": repr(_short(value))}
     )
 
 
@@ -266,9 +266,9 @@ def _phone(value: Any) -> str:
         return value
     raise PydanticCustomError(
         "phone",
-        "{value!r} is not an E.164 phone number ('+', country code, up to 15 digits, "
+        "{value} is not an E.164 phone number ('+', country code, up to 15 digits, "
         "e.g. +5521987654321)",
-        {"value": _short(value)},
+        {"value": repr(_short(value))},
     )
 
 
@@ -286,8 +286,8 @@ def _email(value: Any) -> str:
         return validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise PydanticCustomError(
-            "email", "{value!r} is not a valid e-mail address: {why}",
-            {"value": _short(value), "why": str(exc)},
+            "email", "{value} is not a valid e-mail address: {why}",
+            {"value": repr(_short(value)), "why": str(exc)},
         ) from None
 
 
@@ -301,8 +301,8 @@ def _country(value: Any) -> str:
     if isinstance(value, str) and value in _TERRITORIES:
         return value
     raise PydanticCustomError(
-        "country", "{value!r} is not an ISO 3166-1 alpha-2 country code (e.g. \"BR\")",
-        {"value": _short(value)},
+        "country", "{value} is not an ISO 3166-1 alpha-2 country code (e.g. \"BR\")",
+        {"value": repr(_short(value))},
     )
 
 
@@ -318,8 +318,8 @@ def _locale(value: Any) -> str:
     if isinstance(value, str) and _LOCALE_RE.fullmatch(value):
         return value.replace("-", "_")
     raise PydanticCustomError(
-        "locale", "{value!r} is not a CLDR locale id (e.g. \"pt_BR\", \"en\")",
-        {"value": _short(value)},
+        "locale", "{value} is not a CLDR locale id (e.g. \"pt_BR\", \"en\")",
+        {"value": repr(_short(value))},
     )
 
 

@@ -112,7 +112,7 @@ class InvoiceHeader(_Model):
 
 
 class Address(_Model):
-    lines: list[Text] = Field(min_length=1, max_length=6)
+    lines: list[Text] = Field(min_length=1)
     postal_code: OptionalText
     city: Text
     country: Country
