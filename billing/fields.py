@@ -8,9 +8,11 @@ whose message is meant for the billing engineer who produced the record.
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
+from functools import lru_cache
 from typing import Annotated, Any
 
 from babel.core import Locale
@@ -51,7 +53,13 @@ def _parse_decimal(value: Any, what: str) -> Decimal:
             "leading minus and a point, e.g. \"-5.00\" (no exponent, comma, spaces or NaN)",
             {"what": what, "value": repr(value[:40])},
         )
-    return Decimal(value)
+    return _shared_decimal(value)
+
+
+@lru_cache(maxsize=8192)
+def _shared_decimal(text: str) -> Decimal:
+    # CDR amounts repeat ("0.00" most of all): one shared immutable Decimal per text.
+    return Decimal(text)
 
 
 def _money(value: Any, info: ValidationInfo) -> Decimal:
@@ -165,7 +173,9 @@ def _text_validator(multiline: bool, required: bool):
         cleaned = clean_text(value, multiline=multiline)
         if required and not cleaned:
             raise PydanticCustomError("empty", "must not be empty")
-        return cleaned
+        # Destinations and descriptions repeat across thousands of CDRs; interning
+        # keeps one copy of each instead of one per row.
+        return sys.intern(cleaned) if len(cleaned) <= 64 else cleaned
 
     return validate
 
@@ -210,8 +220,8 @@ Identifier = Annotated[
 
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _INSTANT_RE = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
-    r"(?:Z|[+-][0-9]{2}:[0-9]{2})"
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?)"
+    r"(Z|[+-][0-9]{2}:[0-9]{2})"
 )
 _MONTH_RE = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 
@@ -227,10 +237,20 @@ def _date(value: Any) -> date:
     )
 
 
+@lru_cache(maxsize=256)
+def _offset(text: str) -> timezone:
+    # One tzinfo per distinct offset, shared by every instant that carries it.
+    if text == "Z":
+        return UTC
+    sign = -1 if text[0] == "-" else 1
+    return timezone(sign * timedelta(hours=int(text[1:3]), minutes=int(text[4:6])))
+
+
 def _instant(value: Any) -> datetime:
-    if isinstance(value, str) and _INSTANT_RE.fullmatch(value):
+    match = _INSTANT_RE.fullmatch(value) if isinstance(value, str) else None
+    if match:
         try:
-            return datetime.fromisoformat(value)
+            return datetime.fromisoformat(match[1]).replace(tzinfo=_offset(match[2]))
         except ValueError:
             pass
     raise PydanticCustomError(

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from billing.fields import (
     Count,
@@ -179,7 +180,10 @@ class Charge(_Model):
     tax: Text | None = None
 
 
-class Usage(_Model):
+# A slotted dataclass rather than a model: a record may carry 100,000 of these, and a
+# model's per-instance __dict__ and fields-set would take 1.4 KB a row instead of 0.2 KB.
+@pydantic_dataclass(frozen=True, slots=True, kw_only=True, config=ConfigDict(extra="ignore"))
+class Usage:
     """One call detail record (call, SMS/MMS or data session), rated."""
 
     start: Instant
