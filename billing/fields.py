@@ -62,21 +62,23 @@ def _shared_decimal(text: str) -> Decimal:
     return Decimal(text)
 
 
+def precision_error(amount: Decimal, digits: int, currency: str) -> str | None:
+    """Why ``amount`` is too precise for a currency with ``digits`` minor units, or None."""
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > digits:
+        return (f"{str(amount)!r} has {-exponent} decimal places but {currency} has "
+                f"{digits}")
+    return None
+
+
 def _money(value: Any, info: ValidationInfo) -> Decimal:
     amount = _parse_decimal(value, "an amount")
-    digits = (info.context or {}).get("minor_units")
-    exponent = amount.as_tuple().exponent
-    if digits is not None and isinstance(exponent, int) and -exponent > digits:
-        raise PydanticCustomError(
-            "money_precision",
-            "{value} has {found} decimal places but {currency} has {digits}",
-            {
-                "value": repr(value),
-                "found": -exponent,
-                "currency": (info.context or {}).get("currency", "the currency"),
-                "digits": digits,
-            },
-        )
+    context = info.context or {}
+    digits = context.get("minor_units")
+    if digits is not None:
+        problem = precision_error(amount, digits, context.get("currency", "the currency"))
+        if problem:
+            raise PydanticCustomError("money_precision", "{why}", {"why": problem})
     return amount
 
 

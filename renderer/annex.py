@@ -29,6 +29,7 @@ PITCH = 3.55 * mm
 GROUP_SLOTS = 3       # group title + column header (+ a little air)
 SUBTOTAL_SLOTS = 2
 TITLE_SLOTS = 3
+CACHE_LIMIT = 4096    # distinct strings kept encoded per document
 
 
 
@@ -148,6 +149,10 @@ class RowWriter:
                     name = self.font.getSubsetInternalName(subset, self.doc)
                     parts.append(f"{name} {SIZE:g} Tf ({self.canvas._escape(chunk)}) Tj")
                 hit = (" ".join(parts), pdfmetrics.stringWidth(value, self.font_name, SIZE))
+            if len(self._ops) >= CACHE_LIMIT:
+                # Called numbers and times are mostly unique: a bounded cache keeps the
+                # repeats (dates, destinations, amounts) without growing with the CDRs.
+                self._ops.clear()
             self._ops[value] = hit
         return None if hit[1] < 0 else hit
 
@@ -157,6 +162,8 @@ class RowWriter:
         hit = self._fit.get(key)
         if hit is None:
             hit = text.ellipsize(value, width, SIZE)
+            if len(self._fit) >= CACHE_LIMIT:
+                self._fit.clear()
             self._fit[key] = hit
         return hit
 

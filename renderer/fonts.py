@@ -218,16 +218,23 @@ _fonts: dict[str, ShapingFont] = {}
 _coverage: dict[str, frozenset[str]] = {}
 
 
+#: Registered with ReportLab at once; the fallbacks only when a text first needs one.
+#: Parsing a TrueType file costs ReportLab ~3 MB of tables, and most invoices never
+#: print a character outside Noto Sans.
+PRIMARY = frozenset({"Sans", "Sans-Bold", "Mono", "Mono-Bold"})
+
+
 def register() -> None:
-    """Register every logical font with ReportLab, once per process.
+    """Register the primary fonts with ReportLab and read every font's coverage, once.
 
     Idempotent and cheap after the first call (one dict lookup). Raises
     :class:`FontMissingError` naming the Debian package when a file is missing.
+    Fallback fonts are registered by :func:`font` on first use.
     """
-    if _fonts:
+    if _coverage:
         return
     with _lock:
-        if _fonts:
+        if _coverage:
             return
         missing = [f for f in FILES if not f.path.is_file()]
         if missing:
@@ -237,12 +244,10 @@ def register() -> None:
                 + ", ".join(str(f.path) for f in missing)
                 + f" (install the Debian package(s): apt-get install {packages})"
             )
-        loaded = {}
         coverage = {}
         for f in FILES:
-            font = ShapingFont(f.name, str(f.path))
-            pdfmetrics.registerFont(font)
-            loaded[f.name] = font
+            if f.name in PRIMARY:
+                _load(f)
             # fontTools reads the cmap independently of ReportLab's parser; lazy=True
             # decodes only the cmap table (a few ms per font).
             with _FTFont(str(f.path), lazy=True) as ft:
@@ -256,14 +261,24 @@ def register() -> None:
                                       baseFontFor="canvas graphics")
         pdfmetrics.registerFontFamily("Mono", normal="Mono", bold="Mono-Bold",
                                       italic="Mono", boldItalic="Mono-Bold")
-        _coverage.update(coverage)
-        _fonts.update(loaded)  # last: it is the "registered" flag read without the lock
+        _coverage.update(coverage)  # last: it is the "registered" flag read unlocked
+
+
+def _load(f: FontFile) -> ShapingFont:
+    font = ShapingFont(f.name, str(f.path))
+    pdfmetrics.registerFont(font)
+    _fonts[f.name] = font
+    return font
 
 
 def font(name: str) -> ShapingFont:
     """The registered ReportLab font behind a logical name (registering if needed)."""
+    hit = _fonts.get(name)
+    if hit is not None:
+        return hit
     register()
-    return _fonts[name]
+    with _lock:
+        return _fonts.get(name) or _load(next(f for f in FILES if f.name == name))
 
 
 def coverage(name: str) -> frozenset[str]:

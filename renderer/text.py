@@ -546,6 +546,7 @@ def _layout(text: str, mono: bool, bold: bool, rtl: bool) -> _Line:
     pen = 0.0
     for r in _visual_order([lv for _, lv, _ in runs]):
         name, level, idx = runs[r]
+        fonts.font(name)  # fallback fonts are registered on first use
         # Right-to-left runs are shaped whatever their font: the shaper mirrors brackets
         # and orders the glyphs.
         if name in _SHAPED_FONTS or level % 2:

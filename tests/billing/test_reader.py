@@ -138,3 +138,30 @@ def test_fuzz_mutated_valid_records_never_crash(rng):
         if line.error:
             assert line.error.line == line.number
             assert all(isinstance(i.path, str) and i.message for i in line.error.issues)
+
+
+def test_large_lines_take_the_streaming_path_with_the_same_results(monkeypatch):
+    """Above LARGE_LINE, CDRs are validated while decoded; outcomes must not change."""
+    import billing.record as record_module
+    from billing import parse_record
+
+    big = json.loads(GOOD)
+    big["services"][0]["usage"] = big["services"][0]["usage"] * 50
+    bad = json.loads(json.dumps(big))
+    bad["services"][0]["usage"][100]["amount"] = "0.255"       # too precise for BRL
+    worse = json.loads(json.dumps(big))
+    worse["services"][0]["usage"][7]["duration_s"] = -3
+    results = {}
+    for limit in (10**9, 100):  # the normal path, then the streaming one
+        monkeypatch.setattr(record_module, "LARGE_LINE", limit)
+        ok = parse_record(json.dumps(big))
+        errors = []
+        for rec in (bad, worse):
+            try:
+                parse_record(json.dumps(rec))
+            except RecordError as exc:
+                errors.append((exc.path, exc.reason, exc.message))
+        results[limit] = (ok, errors)
+    assert results[100] == results[10**9]
+    assert results[100][1][0][:2] == ("services[0].usage[100].amount", "money_precision")
+    assert results[100][1][1][:2] == ("services[0].usage[7].duration_s", "negative")

@@ -140,6 +140,7 @@ def test_register_is_idempotent_and_cheap():
 
 def test_missing_font_names_the_debian_package(monkeypatch, tmp_path):
     monkeypatch.setattr(fonts, "_fonts", {})
+    monkeypatch.setattr(fonts, "_coverage", {})
     monkeypatch.setattr(fonts, "FILES", (
         fonts.FontFile("Sans", tmp_path / "NotoSans-Regular.ttf", "fonts-noto-core"),))
     with pytest.raises(fonts.FontMissingError, match="apt-get install fonts-noto-core"):
