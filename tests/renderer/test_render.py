@@ -152,9 +152,16 @@ def test_hostile_text_prints_literally():
                    if "<" in r.account.customer.name or "<" in r.services[0].label)
     pdf = rendered(hostile.invoice.number)
     assert b"/URI" not in pdf and b"/Launch" not in pdf and b"/JavaScript" not in pdf
-    text = pdftotext(pdf)
-    name = hostile.account.customer.name
-    assert name[:20] in text.replace("\n", " ") or name[:12] in text
+    # No annotations and no open/close actions anywhere (subset font names like
+    # /AAAAAA+NotoSans are not actions, hence the dictionary check).
+    assert b"/Annots" not in pdf and not re.search(rb"/(AA|OpenAction)\s*<<", pdf)
+    text = pdftotext(pdf).replace("\n", " ")
+    for literal in ("<b>Bold</b>", '<a href="javascript:x">Tom</a>',
+                    "<script>alert('op')</script>", "{{7*7}}", "Flat &amp; 5 &lt;b&gt;"):
+        assert literal in text, literal
+    # The 5,000-character description is cut with an ellipsis on its line.
+    long = max((c.description for s in hostile.services for c in s.charges), key=len)
+    assert len(long) >= 5000 and long[:10] in text and "…" in text
 
 
 def test_persian_extracts_in_logical_order():
