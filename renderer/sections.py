@@ -49,17 +49,15 @@ class Sections:
         self.currency = record.invoice.currency
         self.digits = currency_minor_units(self.currency) or 0
         self.duplicate = record.invoice.kind.value == "duplicate"
-        labels = brand.labels_for(loc.requested)
-        self.L = (lambda key, **kw: labels[key].format_map(kw)) if labels else None
+        self.overrides = brand.labels_for(loc.requested)
 
     # -- small helpers ---------------------------------------------------------------
 
     def label(self, key: str, **values: str) -> str:
-        if self.L is not None:
-            try:
-                return self.L(key, **values)
-            except KeyError:
-                pass
+        """A label in the invoice's language; the brand's own wording wins."""
+        override = self.overrides.get(key)
+        if override is not None:
+            return override.format_map(values) if values else override
         return self.loc.label(key, **values)
 
     def money(self, amount: Decimal) -> str:

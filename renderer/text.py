@@ -18,7 +18,6 @@ wrapped)::
         the last line ends with "…".
     is_plain(text, bold=False, mono=False) -> bool
         True when the text needs no fallback font, bidi or shaping (the fast path).
-    fit, is_simple: aliases of ellipsize and is_plain.
     font_name(bold=False, mono=False) -> str
         ReportLab name of the primary font, for code that must hand ReportLab a name.
     missing_glyphs(text) -> set[str]
@@ -91,7 +90,6 @@ from renderer.fonts import missing_glyphs
 __all__ = [
     "ELLIPSIS",
     "draw",
-    "fit",
     "font_name",
     "is_plain",
     "missing_glyphs",
@@ -151,7 +149,6 @@ def is_plain(text: str, bold: bool = False, mono: bool = False) -> bool:
         font_name(bold, mono)).issuperset(text)
 
 
-is_simple = is_plain
 
 
 # --- width ----------------------------------------------------------------------------
@@ -332,7 +329,6 @@ def ellipsize(text: str, max_width: float, size: float, *, bold: bool = False,
     return candidate(lo)
 
 
-fit = ellipsize
 
 
 def wrap(text: str, width: float, size: float, bold: bool = False,
