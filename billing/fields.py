@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from babel.core import Locale
 from babel.numbers import get_currency_precision, list_currencies
 from email_validator import EmailNotValidError, validate_email
-from pydantic import PlainValidator, ValidationInfo, WithJsonSchema
+from pydantic import PlainSerializer, PlainValidator, ValidationInfo, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 # --- money and decimals -------------------------------------------------------------
@@ -92,9 +92,16 @@ def _decimal_or_int(value: Any) -> Decimal:
 
 _DECIMAL_SCHEMA = {"type": "string", "pattern": "^" + _DECIMAL_RE.pattern + "$"}
 
+# Back to JSON exactly as the contract writes them (plain notation, trailing zeros kept,
+# offsets kept), so a dumped record parses again to the same record. Explicit, because
+# pydantic's default for a PlainValidator type re-serializes through the inner type.
+_AS_DECIMAL_TEXT = PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")
+_AS_ISO = PlainSerializer(lambda d: d.isoformat(), return_type=str, when_used="json")
+
 Money = Annotated[
     Decimal,
     PlainValidator(_money),
+    _AS_DECIMAL_TEXT,
     WithJsonSchema({**_DECIMAL_SCHEMA, "description": "Decimal amount as a string, at "
                     "most the currency's minor-unit digits, e.g. \"12.30\""}),
 ]
@@ -104,6 +111,7 @@ minor-unit precision (the record's currency is passed in the validation context)
 DecimalText = Annotated[
     Decimal,
     PlainValidator(_decimal_or_int),
+    _AS_DECIMAL_TEXT,
     WithJsonSchema({"anyOf": [_DECIMAL_SCHEMA, {"type": "integer"}]}),
 ]
 """A quantity or a rate: a decimal string (or a JSON integer), never a float."""
@@ -271,9 +279,9 @@ def _month(value: Any) -> str:
     )
 
 
-IsoDate = Annotated[date, PlainValidator(_date),
+IsoDate = Annotated[date, PlainValidator(_date), _AS_ISO,
                     WithJsonSchema({"type": "string", "format": "date"})]
-Instant = Annotated[datetime, PlainValidator(_instant),
+Instant = Annotated[datetime, PlainValidator(_instant), _AS_ISO,
                     WithJsonSchema({"type": "string", "format": "date-time"})]
 Month = Annotated[str, PlainValidator(_month),
                   WithJsonSchema({"type": "string", "pattern": _MONTH_RE.pattern})]

@@ -1,0 +1,96 @@
+"""Bill-run benchmark: end-to-end `invoicer run` versus render-only, same records.
+
+    python bench/run.py [--count 10000] [--workers 2]
+
+Records: generated (billing.synthetic), mixed like a real run: most 1-2 pages, some
+10-20, a few 50+. Render-only parses and renders in the same process pool shape and
+throws the PDF away; end-to-end adds archive (file) and ledger (SQLite) with the
+embedded defaults. Target: end-to-end >= 80 % of render-only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def make_records(path: Path, count: int) -> None:
+    """~94 % with ~20 CDRs, ~5 % with ~800 (10-20 pages), ~1 % with ~3,500 (50+)."""
+    from billing.synthetic import generate
+
+    mix = [(int(count * 0.94), 20, 11), (int(count * 0.05), 800, 12)]
+    mix.append((count - sum(n for n, _, _ in mix), 3500, 13))
+    lines = []
+    for n, cdrs, seed in mix:
+        lines += [json.dumps(r, ensure_ascii=False, separators=(",", ":"))
+                  for r in generate(n, cdrs, seed)]
+    random.Random(5).shuffle(lines)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _render_chunk(chunk: list[bytes]) -> int:
+    from billing import parse_record
+    from renderer import render
+
+    pages = 0
+    for raw in chunk:
+        pages += render(parse_record(raw)).count(b"/Type /Page\n")
+    return pages
+
+
+def render_only(path: Path, workers: int) -> tuple[float, int, int]:
+    from runner import CHUNK_LINES
+
+    lines = path.read_bytes().splitlines()
+    chunks = [lines[i:i + CHUNK_LINES] for i in range(0, len(lines), CHUNK_LINES)]
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(workers) as pool:
+        pages = sum(pool.map(_render_chunk, chunks))
+    return time.perf_counter() - t0, len(lines), pages
+
+
+def end_to_end(path: Path, workers: int, tmp: Path) -> tuple[float, str]:
+    env = {**os.environ, "INVOICER_DB_URL": f"sqlite:///{tmp}/ledger.db",
+           "INVOICER_ARCHIVE_URL": f"file://{tmp}/archive"}
+    t0 = time.perf_counter()
+    extra = ["--workers", str(workers)] if workers else []
+    out = subprocess.run([sys.executable, "-m", "cli", "run", str(path), *extra],
+                         env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    return time.perf_counter() - t0, out.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2,
+                        help="render-only pool size (one per core)")
+    parser.add_argument("--run-workers", type=int, default=0,
+                        help="invoicer run pool size [default: its own default]")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "run.jsonl"
+        make_records(src, args.count)
+        r_time, records, pages = render_only(src, args.workers)
+        e_time, summary = end_to_end(src, args.run_workers, Path(tmp))
+    print(f"{records} records, {pages} pages, {args.workers} workers")
+    print(f"render only : {r_time:7.1f} s  {records / r_time:8.1f} invoices/s  "
+          f"{pages / r_time:8.1f} pages/s")
+    print(f"end to end  : {e_time:7.1f} s  {records / e_time:8.1f} invoices/s  "
+          f"{pages / e_time:8.1f} pages/s  (incl. process start, ledger migration)")
+    print(f"ratio       : {r_time / e_time:7.1%}  (target >= 80 %)")
+    print(summary.strip().splitlines()[-1] if summary.strip() else "")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""The errors every delivery backend raises, whatever its vendor.
+
+Vendor errors (botocore, OS errors, later SMTP and HTTP gateways) are translated at the
+edge of each backend into this small tree, so callers decide about retries on the class
+alone, never on a vendor's exception or string:
+
+    DeliveryError                  anything a backend could not do
+    ├── TransientDeliveryError     worth retrying later, unchanged: timeouts, refused or
+    │                              dropped connections, HTTP 408/429/5xx, S3 SlowDown /
+    │                              RequestTimeout / InternalError / ServiceUnavailable,
+    │                              SMTP 4xx, a full disk
+    └── PermanentDeliveryError     retrying the same call cannot help: 4xx, bad
+        │                          credentials, a missing bucket, a rejected address
+        ├── ArchiveConflictError   the key already holds *different* bytes
+        └── ArchiveNotFoundError   no object under that key
+
+Celery tasks retry on ``TransientDeliveryError`` only (``autoretry_for``); everything
+else is reported. The original vendor exception stays reachable as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArchiveConflictError",
+    "ArchiveNotFoundError",
+    "DeliveryError",
+    "PermanentDeliveryError",
+    "TransientDeliveryError",
+    "error_for_status",
+    "is_transient_status",
+]
+
+
+class DeliveryError(Exception):
+    """A delivery backend (archive, mail, SMS, print) failed to do what was asked."""
+
+    #: Whether retrying the very same call later may succeed.
+    transient: bool = False
+
+
+class TransientDeliveryError(DeliveryError):
+    """A failure that may go away on its own: retry later with backoff."""
+
+    transient = True
+
+
+class PermanentDeliveryError(DeliveryError):
+    """A failure that the same call will meet again: report it, do not retry."""
+
+
+class ArchiveConflictError(PermanentDeliveryError):
+    """The archive already holds different bytes under this key.
+
+    Archived invoices are immutable: a second, different rendering of the same invoice
+    is never written over the first. It means the record or the renderer changed under
+    an invoice number that was already issued, which a person has to look at.
+    """
+
+    def __init__(self, key: str, existing_sha256: str, new_sha256: str) -> None:
+        super().__init__(
+            f"{key!r} is already archived with different bytes "
+            f"(stored sha256 {existing_sha256}, new sha256 {new_sha256})"
+        )
+        self.key = key
+        self.existing_sha256 = existing_sha256
+        self.new_sha256 = new_sha256
+
+    # Process pools and Celery pickle errors, which rebuilds them from ``args``: give
+    # the constructor's arguments, not the message.
+    def __reduce__(self) -> tuple[type, tuple[str, ...]]:
+        return type(self), (self.key, self.existing_sha256, self.new_sha256)
+
+
+class ArchiveNotFoundError(PermanentDeliveryError):
+    """No object is archived under this key."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"{key!r} is not in the archive")
+        self.key = key
+
+    def __reduce__(self) -> tuple[type, tuple[str, ...]]:
+        return type(self), (self.key,)
+
+
+# 501 (the server does not implement the request) and 505 (HTTP version) will answer
+# the same way every time, unlike the rest of 5xx.
+_PERMANENT_5XX = frozenset({501, 505})
+
+
+def is_transient_status(status: int) -> bool:
+    """Tell whether an HTTP status is worth retrying: 408, 429 and 5xx but 501/505."""
+    if status in (408, 429):
+        return True
+    return 500 <= status <= 599 and status not in _PERMANENT_5XX
+
+
+def error_for_status(status: int, message: str) -> DeliveryError:
+    """Return (not raise) the delivery error matching an HTTP status.
+
+    ``raise error_for_status(resp.status_code, text) from exc`` keeps the vendor error
+    as the cause.
+    """
+    cls = TransientDeliveryError if is_transient_status(status) else PermanentDeliveryError
+    return cls(f"HTTP {status}: {message}")

@@ -1,0 +1,961 @@
+"""The ledger: what was issued, archived, rejected and delivered, in SQL.
+
+One database, chosen by URL (``sqlite:///var/ledger.db`` on one machine,
+``postgresql+psycopg://...`` at scale), holds:
+
+- ``runs``: one row per bill run (source, start, finish), with counters;
+- ``invoices``: one row per (operator, invoice number) and the facts the API, the print
+  batches and the subscriber pages need without opening the archive;
+- ``rejects``: dead letters, one per (source, line);
+- ``deliveries``: one row per (invoice, channel), a small state machine.
+
+Idempotency lives in the database, never in memory: every "do this once" is a unique
+constraint plus ``INSERT ... ON CONFLICT DO NOTHING``, and every state change is a
+compare-and-set ``UPDATE ... WHERE state IN (...)``, so two processes (or two machines)
+racing on the same record agree on one winner, on SQLite and on PostgreSQL alike.
+
+SQLAlchemy Core, not the ORM: the ledger is a handful of exact statements (upserts,
+compare-and-set updates, batch lookups) whose atomicity is the whole point; Core states
+them literally, with no session or identity map to reason about across a process pool,
+and hands back frozen dataclasses like the rest of the pipeline.
+
+The schema is created and upgraded only by the Alembic migrations in ``migrations/``
+(:meth:`Ledger.migrate`); the tables below describe the schema at head for the queries
+and are checked against the migrations by the tests.
+
+Each process must use its own connections: a :class:`Ledger` made before a ``fork``
+drops its inherited pool in the child by itself (the parent's connections stay the
+parent's), but the simplest pattern for a pool is ``Ledger.from_url(url)`` in each
+worker's initializer.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+__all__ = [
+    "CHANNELS",
+    "DEFAULT_URL",
+    "DELIVERY_MODES",
+    "DELIVERY_STATES",
+    "INVOICE_STATUSES",
+    "PAYMENT_STATUSES",
+    "TRANSITIONS",
+    "Claim",
+    "Delivery",
+    "Invoice",
+    "Ledger",
+    "LedgerConflict",
+    "Reject",
+    "Run",
+    "RunCounts",
+    "alembic_config",
+    "metadata",
+]
+
+DEFAULT_URL = "sqlite:///var/ledger.db"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+#: ``claimed``: the number is taken and someone is (or was) rendering it;
+#: ``archived``: the PDF is in the archive and its checksum is recorded: done.
+INVOICE_STATUSES = ("claimed", "archived")
+PAYMENT_STATUSES = ("unpaid", "paid", "overdue", "partially_paid")
+DELIVERY_MODES = ("electronic", "paper", "both")
+CHANNELS = ("email", "sms", "print")
+DELIVERY_STATES = ("pending", "sending", "sent", "failed_permanent", "unknown")
+
+#: The delivery state machine. ``sending -> pending`` is a transient failure put back for
+#: a retry; leaving ``sent``, ``failed_permanent`` or ``unknown`` is a deliberate re-send
+#: by an operator (a new attempt), never an automatic one.
+TRANSITIONS: Mapping[str, frozenset[str]] = {
+    "pending": frozenset({"sending"}),
+    "sending": frozenset({"sent", "failed_permanent", "unknown", "pending"}),
+    "sent": frozenset({"sending"}),
+    "failed_permanent": frozenset({"sending"}),
+    "unknown": frozenset({"sending"}),
+}
+
+# SQLite's default limit on bound parameters was 999 until 3.32; stay well below it.
+_IN_CHUNK = 500
+
+# ---------------------------------------------------------------------------- types
+
+
+class Money(sa.TypeDecorator):
+    """Exact money: ``NUMERIC`` on PostgreSQL, decimal text on SQLite.
+
+    SQLite has no decimal type: a ``NUMERIC`` column there keeps only 15 significant
+    digits (12345678901234.56 comes back as ...234.6), so SQLite stores the canonical
+    decimal string instead. Floats are refused at the door: money is ``Decimal`` in and
+    ``Decimal`` out, with the scale it was given (``Decimal("104.75")`` stays two places).
+    """
+
+    impl = sa.Numeric
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(sa.String(40))
+        return dialect.type_descriptor(sa.Numeric(asdecimal=True))
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, Decimal | int):
+            raise TypeError(f"money must be Decimal, not {type(value).__name__}: {value!r}")
+        value = Decimal(value)
+        if not value.is_finite():
+            raise ValueError(f"money must be finite: {value!r}")
+        return format(value, "f") if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+class UTCDateTime(sa.TypeDecorator):
+    """An instant, always timezone-aware UTC in Python.
+
+    PostgreSQL keeps ``timestamptz``; SQLite keeps naive ISO text, so values are stored
+    in UTC there and tagged UTC when read back. Naive datetimes are refused: a local
+    time without an offset is a bug waiting for the next DST change.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime: {value!r}")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# Integer on SQLite so that the id is the rowid (autoincrementing); 64-bit on PostgreSQL,
+# because ten million invoices a month outgrow 32 bits within a working life.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def _in(values: Iterable[str]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+# ---------------------------------------------------------------------------- schema
+
+metadata = sa.MetaData(
+    # Named constraints, because SQLite's batch migrations can only drop what has a name.
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("source_sha256", sa.String(64)),
+    sa.Column("expected", sa.Integer),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime),
+)
+
+# Outcomes that leave no row of their own (already done, repeated in the file...), kept
+# as counters that are only ever incremented by a single atomic upsert.
+run_counters = sa.Table(
+    "run_counters",
+    metadata,
+    sa.Column("run_id", BigId, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("outcome", sa.String(64), primary_key=True),
+    sa.Column("n", sa.BigInteger, nullable=False),
+)
+
+invoices = sa.Table(
+    "invoices",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("operator_id", sa.String(64), nullable=False),
+    sa.Column("number", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("account", sa.String(64), nullable=False),
+    sa.Column("period_start", sa.Date, nullable=False),
+    sa.Column("period_end", sa.Date, nullable=False),
+    sa.Column("issue_date", sa.Date, nullable=False),
+    sa.Column("due_date", sa.Date, nullable=False),
+    sa.Column("total", Money, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("locale", sa.String(35), nullable=False),
+    sa.Column("delivery_mode", sa.String(16), nullable=False),
+    sa.Column("postal_code", sa.String(32)),
+    sa.Column("country", sa.String(2)),
+    sa.Column("phone", sa.String(16)),
+    sa.Column("record_sha256", sa.String(64)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("sha256", sa.String(64)),
+    sa.Column("archive_key", sa.String(512)),
+    sa.Column("renderer_version", sa.String(64)),
+    sa.Column("pages", sa.Integer),
+    sa.Column("size", sa.BigInteger),
+    sa.Column("payment_status", sa.String(16), nullable=False),
+    sa.Column("paid_amount", Money),
+    sa.Column("paid_on", sa.Date),
+    sa.Column("run_id", BigId, sa.ForeignKey("runs.id")),
+    sa.Column("source_line", sa.Integer),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("archived_at", UTCDateTime),
+    sa.UniqueConstraint("operator_id", "number"),
+    sa.CheckConstraint(f"status IN ({_in(INVOICE_STATUSES)})", name="status"),
+    sa.CheckConstraint(f"payment_status IN ({_in(PAYMENT_STATUSES)})", name="payment_status"),
+    sa.CheckConstraint(f"delivery_mode IN ({_in(DELIVERY_MODES)})", name="delivery_mode"),
+    sa.CheckConstraint("kind IN ('original', 'duplicate')", name="kind"),
+    sa.Index(None, "operator_id", "account", "issue_date"),
+    sa.Index(None, "phone"),
+    sa.Index(None, "run_id", "status"),
+)
+
+rejects = sa.Table(
+    "rejects",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("run_id", BigId, sa.ForeignKey("runs.id"), nullable=False),
+    # The source's SHA-256 when known (so a resumed run of the same file dead-letters a
+    # line once, whatever run sees it), else "run:<id>".
+    sa.Column("source_key", sa.String(80), nullable=False),
+    sa.Column("line", sa.Integer, nullable=False),
+    sa.Column("invoice_number", sa.Text),
+    sa.Column("reason", sa.String(64), nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("issues", sa.JSON, nullable=False),
+    sa.Column("raw", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("source_key", "line"),
+    sa.Index(None, "run_id", "reason"),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("invoice_id", BigId, sa.ForeignKey("invoices.id"), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("message_id", sa.String(255)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("sent_at", UTCDateTime),
+    sa.UniqueConstraint("invoice_id", "channel"),
+    sa.CheckConstraint(f"channel IN ({_in(CHANNELS)})", name="channel"),
+    sa.CheckConstraint(f"state IN ({_in(DELIVERY_STATES)})", name="state"),
+    sa.Index(None, "state", "updated_at"),
+)
+
+
+# ---------------------------------------------------------------------------- rows
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice:
+    """One ``invoices`` row. Money is ``Decimal``; instants are UTC-aware."""
+
+    id: int
+    operator_id: str
+    number: str
+    kind: str
+    account: str
+    period_start: date
+    period_end: date
+    issue_date: date
+    due_date: date
+    total: Decimal
+    currency: str
+    locale: str
+    delivery_mode: str
+    postal_code: str | None
+    country: str | None
+    phone: str | None
+    record_sha256: str | None
+    status: str
+    sha256: str | None
+    archive_key: str | None
+    renderer_version: str | None
+    pages: int | None
+    size: int | None
+    payment_status: str
+    paid_amount: Decimal | None
+    paid_on: date | None
+    run_id: int | None
+    source_line: int | None
+    created_at: datetime
+    updated_at: datetime
+    archived_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The answer to :meth:`Ledger.claim_invoice`.
+
+    ``created`` is true for exactly one caller per (operator, number), however many race.
+    When it is false, ``invoice`` is the row that was already there: ``status`` says
+    whether it is done (``archived``) or still ``claimed`` (in progress, or abandoned by
+    a crashed worker: rendering is deterministic and archiving create-only, so redoing
+    it is safe), and ``run_id``/``source_line`` tell a repeat within the same file
+    (same run, other line) from a redelivery (same run, same line).
+    """
+
+    created: bool
+    invoice: Invoice
+
+    @property
+    def status(self) -> str:
+        return self.invoice.status
+
+    @property
+    def done(self) -> bool:
+        return self.invoice.status == "archived"
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One ``runs`` row."""
+
+    id: int
+    source: str
+    source_sha256: str | None
+    expected: int | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunCounts:
+    """What a run did, derived from its rows plus its counters.
+
+    ``invoices``: invoices this run created, by status; ``rejected``: dead letters this
+    run recorded, by reason; ``counters``: outcomes added with :meth:`Ledger.add_counts`.
+    """
+
+    invoices: Mapping[str, int]
+    rejected: Mapping[str, int]
+    counters: Mapping[str, int]
+
+    @property
+    def total_rejected(self) -> int:
+        return sum(self.rejected.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """One dead letter: the errors and the line exactly as it came."""
+
+    id: int
+    run_id: int
+    line: int
+    invoice_number: str | None
+    reason: str
+    path: str
+    message: str
+    issues: list[dict[str, Any]]
+    raw: bytes
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One ``deliveries`` row: an (invoice, channel) and where it stands."""
+
+    id: int
+    invoice_id: int
+    channel: str
+    state: str
+    attempts: int
+    last_error: str | None
+    message_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+
+
+class LedgerConflict(Exception):
+    """The ledger already holds something else under the same key (never overwritten)."""
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# ---------------------------------------------------------------------------- engine
+
+
+def _normalize_url(url: str | URL) -> URL:
+    u = make_url(url)
+    # DESIGN.md spells it postgresql://; psycopg 3 is the driver we ship, not psycopg2.
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
+    return u
+
+
+def _set_wal(cursor: Any, timeout_s: float) -> None:
+    """Switch the file to WAL: readers never block the writer, nor the writer readers.
+
+    The switch is persistent and happens once per file, but it needs an exclusive lock
+    and SQLite answers "database is locked" at once, without the busy handler, when
+    another connection is opening the new file at that moment (several workers starting
+    on a fresh database), so it is retried here.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transactions out of the driver's hands: pysqlite's implicit BEGIN comes
+        # too late (after a read) for writers to queue on the busy timeout, so BEGIN is
+        # emitted below instead.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            # A process pool writes concurrently: wait for the lock, don't fail.
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            _set_wal(cursor, busy_timeout_ms / 1000)
+            # NORMAL is durable across process crashes in WAL mode; a power cut may lose
+            # the last commits, which a resumed run simply redoes (all steps idempotent).
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # Writers take the write lock up front (BEGIN IMMEDIATE) so they wait on the busy
+        # timeout; a deferred transaction that reads and then writes would instead fail
+        # with SQLITE_BUSY when another writer committed in between.
+        mode = conn.get_execution_options().get("invoicer_sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _dispose_after_fork(ref: weakref.ReferenceType[Ledger]) -> None:
+    ledger = ref()
+    if ledger is not None:
+        # close=False: the parent still owns those sockets/file handles; the child only
+        # forgets them and opens its own.
+        ledger.engine.dispose(close=False)
+
+
+def alembic_config(url: str | URL | None = None, connection: Connection | None = None) -> Any:
+    """An Alembic ``Config`` for ``migrations/``, built in code (no ``alembic.ini``).
+
+    For writing the next migration::
+
+        python -c "from alembic import command; import ledger; \\
+            command.revision(ledger.alembic_config('sqlite:///var/dev.db'), \\
+            'add print batches', autogenerate=True, rev_id='0002')"
+    """
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("file_template", "%%(rev)s_%%(slug)s")
+    if url is not None:
+        rendered = _normalize_url(url).render_as_string(hide_password=False)
+        cfg.set_main_option("sqlalchemy.url", rendered.replace("%", "%%"))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+# ---------------------------------------------------------------------------- ledger
+
+
+class Ledger:
+    """The service's SQL ledger, over one SQLAlchemy engine.
+
+    ``Ledger(engine)`` takes a ready engine (tests, or an app that owns its pool);
+    ``Ledger.from_url(url)`` builds one with the settings the ledger relies on. Call
+    :meth:`migrate` once before use (the CLI and workers do at start-up).
+    """
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = _utcnow) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported database: {self.dialect}")
+        self._clock = clock
+        self._insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
+        # A run's source key never changes once written, so it is safe to remember.
+        self._source_keys: dict[int, str] = {}
+        ref = weakref.ref(self)  # a fork hook must not keep a closed ledger alive
+        os.register_at_fork(after_in_child=lambda: _dispose_after_fork(ref))
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str | URL | None = None,
+        *,
+        busy_timeout_ms: int = 30_000,
+        clock: Callable[[], datetime] = _utcnow,
+        **engine_kwargs: Any,
+    ) -> Ledger:
+        """A ledger on ``url`` (default ``sqlite:///var/ledger.db``).
+
+        SQLite: the file's folder is created; WAL, foreign keys and a busy timeout are
+        set on every connection. ``postgresql://`` means psycopg 3.
+        """
+        u = _normalize_url(url or DEFAULT_URL)
+        if u.get_backend_name() == "sqlite":
+            if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
+                Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+            engine = sa.create_engine(u, **engine_kwargs)
+            _configure_sqlite(engine, busy_timeout_ms)
+        else:
+            # Workers live for days between bill runs; a server restart must not cost
+            # a failed record.
+            engine_kwargs.setdefault("pool_pre_ping", True)
+            engine = sa.create_engine(u, **engine_kwargs)
+        return cls(engine, clock=clock)
+
+    def close(self) -> None:
+        """Close the pool's connections."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction: BEGIN IMMEDIATE on SQLite, plain BEGIN on PostgreSQL."""
+        with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                conn.execution_options(invoicer_sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                yield conn
+
+    # ---------------------------------------------------------------- schema
+
+    def migrate(self, revision: str = "head") -> None:
+        """Create the schema from scratch or upgrade it to ``revision``; idempotent.
+
+        Safe to call from several processes at once: PostgreSQL serializes them on an
+        advisory lock, SQLite on its write lock, and the later ones find nothing to do.
+        """
+        from alembic import command
+        from alembic.script import ScriptDirectory
+
+        if not ScriptDirectory.from_config(alembic_config()).get_heads():
+            # An install that left migrations/versions behind would otherwise "succeed"
+            # with no tables, and fail later in a far less obvious place.
+            raise RuntimeError(f"no ledger migrations found in {MIGRATIONS / 'versions'}")
+        with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                # Batch migrations rebuild tables; with foreign keys enforced, dropping a
+                # referenced table would fail or cascade. The pragma is a no-op inside a
+                # transaction, so it is switched before BEGIN and checked after.
+                # On the driver itself: SQLAlchemy would wrap it in a transaction.
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+                conn.execution_options(invoicer_sqlite_begin="IMMEDIATE")
+            try:
+                with conn.begin():
+                    if self.dialect == "postgresql":
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"),
+                                     {"k": 0x1A7C_E12D})
+                    command.upgrade(alembic_config(connection=conn), revision)
+                    if self.dialect == "sqlite":
+                        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                        if broken:
+                            raise RuntimeError(f"migration broke foreign keys: {broken[:5]}")
+            finally:
+                if self.dialect == "sqlite":
+                    conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
+
+    def schema_revision(self) -> str | None:
+        """The migration the database is at (``None`` before the first migrate)."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    # ---------------------------------------------------------------- runs
+
+    def start_run(
+        self, source: str, *, source_sha256: str | None = None, expected: int | None = None
+    ) -> int:
+        """Open a bill run and return its id.
+
+        ``source_sha256`` (the input file's hash) makes dead letters idempotent across
+        runs of the same file; ``expected`` (records in the source, if known) feeds
+        progress displays.
+        """
+        with self._write() as conn:
+            run_id = conn.execute(
+                runs.insert()
+                .values(source=source, source_sha256=source_sha256, expected=expected,
+                        started_at=self._clock())
+                .returning(runs.c.id)
+            ).scalar_one()
+        self._source_keys[run_id] = self._source_key(run_id, source_sha256)
+        return run_id
+
+    def finish_run(self, run_id: int) -> None:
+        """Mark the run finished (the first call's time is kept)."""
+        with self._write() as conn:
+            conn.execute(
+                runs.update()
+                .where(runs.c.id == run_id, runs.c.finished_at.is_(None))
+                .values(finished_at=self._clock())
+            )
+
+    def get_run(self, run_id: int) -> Run | None:
+        """The run, or ``None``."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).one_or_none()
+        return Run(**row._mapping) if row else None
+
+    def add_counts(self, run_id: int, counts: Mapping[str, int]) -> None:
+        """Add to the run's counters (e.g. ``{"already_done": 3}``), atomically.
+
+        For outcomes that leave no row of their own; invoices and rejects are counted
+        from their rows. Concurrent callers never lose an increment (one upsert each).
+        """
+        items = [(k, int(n)) for k, n in counts.items() if n]
+        if not items:
+            return
+        stmt = self._insert(run_counters)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[run_counters.c.run_id, run_counters.c.outcome],
+            set_={"n": run_counters.c.n + stmt.excluded.n},
+        )
+        with self._write() as conn:
+            conn.execute(stmt, [{"run_id": run_id, "outcome": k, "n": n} for k, n in items])
+
+    def run_counts(self, run_id: int) -> RunCounts:
+        """What the run did so far: invoices by status, rejects by reason, counters."""
+        with self.engine.connect() as conn:
+            by_status = conn.execute(
+                sa.select(invoices.c.status, sa.func.count())
+                .where(invoices.c.run_id == run_id)
+                .group_by(invoices.c.status)
+            ).all()
+            by_reason = conn.execute(
+                sa.select(rejects.c.reason, sa.func.count())
+                .where(rejects.c.run_id == run_id)
+                .group_by(rejects.c.reason)
+            ).all()
+            counters = conn.execute(
+                sa.select(run_counters.c.outcome, run_counters.c.n)
+                .where(run_counters.c.run_id == run_id)
+            ).all()
+        return RunCounts(
+            invoices={s: int(n) for s, n in by_status},
+            rejected={r: int(n) for r, n in by_reason},
+            counters={o: int(n) for o, n in counters},
+        )
+
+    # ---------------------------------------------------------------- invoices
+
+    def claim_invoice(
+        self,
+        operator_id: str,
+        number: str,
+        *,
+        account: str,
+        period_start: date,
+        period_end: date,
+        issue_date: date,
+        due_date: date,
+        total: Decimal,
+        currency: str,
+        locale: str,
+        delivery_mode: str,
+        kind: str = "original",
+        postal_code: str | None = None,
+        country: str | None = None,
+        phone: str | None = None,
+        record_sha256: str | None = None,
+        run_id: int | None = None,
+        source_line: int | None = None,
+    ) -> Claim:
+        """Take an invoice number, or find who already has it; atomic under any race.
+
+        ``INSERT ... ON CONFLICT (operator_id, number) DO NOTHING RETURNING``: the one
+        caller whose insert lands gets ``created=True``; every other gets the existing
+        row. On PostgreSQL a racing insert waits for the winner's commit, so the row is
+        always there to read; on SQLite the write lock serializes the two statements.
+        """
+        now = self._clock()
+        values = {
+            "operator_id": operator_id, "number": number, "kind": kind, "account": account,
+            "period_start": period_start, "period_end": period_end,
+            "issue_date": issue_date, "due_date": due_date, "total": total,
+            "currency": currency, "locale": locale, "delivery_mode": delivery_mode,
+            "postal_code": postal_code, "country": country, "phone": phone,
+            "record_sha256": record_sha256, "status": "claimed",
+            "payment_status": "unpaid", "run_id": run_id, "source_line": source_line,
+            "created_at": now, "updated_at": now,
+        }
+        stmt = (
+            self._insert(invoices)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=[invoices.c.operator_id, invoices.c.number])
+            .returning(*invoices.c)
+        )
+        with self._write() as conn:
+            row = conn.execute(stmt).one_or_none()
+            if row is not None:
+                return Claim(True, Invoice(**row._mapping))
+            row = conn.execute(
+                sa.select(invoices).where(
+                    invoices.c.operator_id == operator_id, invoices.c.number == number
+                )
+            ).one()
+        return Claim(False, Invoice(**row._mapping))
+
+    def mark_archived(
+        self,
+        invoice_id: int,
+        *,
+        sha256: str,
+        archive_key: str,
+        renderer_version: str,
+        pages: int | None = None,
+        size: int | None = None,
+    ) -> bool:
+        """Record that the invoice's PDF is in the archive: the invoice is done.
+
+        Returns True if this call did it, False if it was already archived with the same
+        checksum (a retry or a racing worker: fine). A different checksum raises
+        :class:`LedgerConflict`; the first archived bytes are the invoice, for good.
+        """
+        now = self._clock()
+        with self._write() as conn:
+            done = conn.execute(
+                invoices.update()
+                .where(invoices.c.id == invoice_id, invoices.c.status == "claimed")
+                .values(status="archived", sha256=sha256, archive_key=archive_key,
+                        renderer_version=renderer_version, pages=pages, size=size,
+                        archived_at=now, updated_at=now)
+            ).rowcount
+            if done:
+                return True
+            row = conn.execute(
+                sa.select(invoices.c.status, invoices.c.sha256).where(invoices.c.id == invoice_id)
+            ).one_or_none()
+        if row is None:
+            raise LookupError(f"no invoice with id {invoice_id}")
+        if row.sha256 != sha256:
+            raise LedgerConflict(
+                f"invoice {invoice_id} is archived with sha256 {row.sha256}, not {sha256}"
+            )
+        return False
+
+    def get_invoice(self, operator_id: str, number: str) -> Invoice | None:
+        """The invoice with that number at that operator, or ``None``."""
+        return self._one_invoice(
+            (invoices.c.operator_id == operator_id) & (invoices.c.number == number)
+        )
+
+    def get_invoice_by_id(self, invoice_id: int) -> Invoice | None:
+        """The invoice with that id, or ``None`` (tasks carry ids, not data)."""
+        return self._one_invoice(invoices.c.id == invoice_id)
+
+    def _one_invoice(self, where: sa.ColumnElement[bool]) -> Invoice | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(invoices).where(where)).one_or_none()
+        return Invoice(**row._mapping) if row else None
+
+    def invoices_for_account(
+        self, operator_id: str, account: str, limit: int = 13
+    ) -> list[Invoice]:
+        """The account's latest archived invoices, newest issue date first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(invoices)
+                .where(invoices.c.operator_id == operator_id, invoices.c.account == account,
+                       invoices.c.status == "archived")
+                .order_by(invoices.c.issue_date.desc(), invoices.c.number.desc())
+                .limit(limit)
+            ).all()
+        return [Invoice(**r._mapping) for r in rows]
+
+    def already_done(self, operator_id: str, numbers: Iterable[str]) -> set[str]:
+        """Which of these numbers are archived already (one query per 500 numbers).
+
+        A resumed run asks this per chunk of records to skip finished work without
+        rendering or claiming; ``claimed`` numbers are not done and get redone.
+        """
+        wanted = list(dict.fromkeys(numbers))
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for i in range(0, len(wanted), _IN_CHUNK):
+                found.update(conn.execute(
+                    sa.select(invoices.c.number).where(
+                        invoices.c.operator_id == operator_id,
+                        invoices.c.number.in_(wanted[i : i + _IN_CHUNK]),
+                        invoices.c.status == "archived",
+                    )
+                ).scalars())
+        return found
+
+    # ---------------------------------------------------------------- rejects
+
+    @staticmethod
+    def _source_key(run_id: int, source_sha256: str | None) -> str:
+        return f"sha256:{source_sha256}" if source_sha256 else f"run:{run_id}"
+
+    def _source_key_of(self, conn: Connection, run_id: int) -> str:
+        key = self._source_keys.get(run_id)
+        if key is None:
+            sha = conn.execute(
+                sa.select(runs.c.source_sha256).where(runs.c.id == run_id)
+            ).one_or_none()
+            if sha is None:
+                raise LookupError(f"no run with id {run_id}")
+            key = self._source_keys[run_id] = self._source_key(run_id, sha[0])
+        return key
+
+    def record_reject(
+        self, run_id: int, line: int, error: Mapping[str, Any], raw: bytes | str
+    ) -> bool:
+        """Dead-letter a line: its errors (``RecordError.to_dict()``) and raw bytes.
+
+        Once per (source, line): True when recorded now, False when that line of that
+        source (same file hash, or the same run without one) was already dead-lettered.
+        """
+        raw_bytes = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
+        issues = list(error.get("issues") or [])
+        first = issues[0] if issues else {}
+        with self._write() as conn:
+            key = self._source_key_of(conn, run_id)
+            stmt = (
+                self._insert(rejects)
+                .values(
+                    run_id=run_id, source_key=key, line=line,
+                    invoice_number=error.get("invoice_number"),
+                    reason=str(error.get("reason") or first.get("reason") or "invalid"),
+                    path=str(error.get("path") or first.get("path") or ""),
+                    message=str(error.get("message") or first.get("message") or ""),
+                    issues=issues, raw=raw_bytes, created_at=self._clock(),
+                )
+                .on_conflict_do_nothing(index_elements=[rejects.c.source_key, rejects.c.line])
+                .returning(rejects.c.id)
+            )
+            return conn.execute(stmt).one_or_none() is not None
+
+    def rejects_for_run(self, run_id: int) -> list[Reject]:
+        """The dead letters a run recorded, in line order."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(*(rejects.c[f.name] for f in fields(Reject)))
+                .where(rejects.c.run_id == run_id)
+                .order_by(rejects.c.line)
+            ).all()
+        return [Reject(**r._mapping) for r in rows]
+
+    # ---------------------------------------------------------------- deliveries
+
+    def ensure_delivery(self, invoice_id: int, channel: str) -> Delivery:
+        """The (invoice, channel) delivery row, created ``pending`` if missing."""
+        if channel not in CHANNELS:
+            raise ValueError(f"unknown channel {channel!r}")
+        now = self._clock()
+        stmt = (
+            self._insert(deliveries)
+            .values(invoice_id=invoice_id, channel=channel, state="pending", attempts=0,
+                    created_at=now, updated_at=now)
+            .on_conflict_do_nothing(index_elements=[deliveries.c.invoice_id, deliveries.c.channel])
+            .returning(*deliveries.c)
+        )
+        with self._write() as conn:
+            row = conn.execute(stmt).one_or_none()
+            if row is None:
+                row = conn.execute(
+                    sa.select(deliveries).where(deliveries.c.invoice_id == invoice_id,
+                                                deliveries.c.channel == channel)
+                ).one()
+        return Delivery(**row._mapping)
+
+    def get_delivery(self, delivery_id: int) -> Delivery | None:
+        """The delivery, or ``None``."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(deliveries).where(deliveries.c.id == delivery_id)
+            ).one_or_none()
+        return Delivery(**row._mapping) if row else None
+
+    def transition(
+        self,
+        delivery_id: int,
+        from_states: str | Iterable[str],
+        to_state: str,
+        *,
+        error: str | None = None,
+        message_id: str | None = None,
+    ) -> bool:
+        """Move a delivery from one of ``from_states`` to ``to_state``; compare-and-set.
+
+        One ``UPDATE ... WHERE id = ? AND state IN (...)``: True if this caller moved it,
+        False if it was in another state (another process won, or it is done). Entering
+        ``sending`` counts an attempt; ``error`` and ``message_id`` are stored when given.
+        Transitions outside :data:`TRANSITIONS` are a programming error (``ValueError``).
+        """
+        sources = {from_states} if isinstance(from_states, str) else set(from_states)
+        bad = sorted(s for s in sources if to_state not in TRANSITIONS.get(s, ()))
+        if not sources or bad:
+            raise ValueError(f"no transition {bad or sources} -> {to_state!r}")
+        now = self._clock()
+        values: dict[str, Any] = {"state": to_state, "updated_at": now}
+        if to_state == "sending":
+            values["attempts"] = deliveries.c.attempts + 1
+        if to_state == "sent":
+            values["sent_at"] = now
+        if error is not None:
+            values["last_error"] = error
+        if message_id is not None:
+            values["message_id"] = message_id
+        with self._write() as conn:
+            moved = conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id == delivery_id, deliveries.c.state.in_(sorted(sources)))
+                .values(values)
+            ).rowcount
+        return moved == 1

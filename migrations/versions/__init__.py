@@ -1,0 +1,1 @@
+"""Ledger revisions, one file each, applied in order by ``Ledger.migrate()``."""

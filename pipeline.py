@@ -1,0 +1,139 @@
+"""The plain functions that walk a billing record through the service.
+
+    raw line -> parse (billing) -> claim the invoice number (ledger) -> render
+    -> archive PDF and canonical record -> mark archived (ledger)
+
+Nothing here knows whether it runs in the CLI's process pool, a Celery worker or a
+test. Every step is idempotent: the ledger's unique (operator, number) decides who
+works on an invoice, rendering is deterministic and archiving is create-only, so a
+record handed over twice, or a run resumed after a crash, yields one archived invoice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from billing import BillingRecord, RecordError, parse_record
+from delivery.archive import Archive, archive_from_url, invoice_key
+from delivery.errors import DeliveryError, TransientDeliveryError
+from ledger import Ledger, LedgerConflict
+from renderer import RENDERER_VERSION, RenderOptions, render
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+Status = Literal["archived", "already_done", "repeated", "rejected", "failed"]
+
+#: Outcomes after which nothing is left to do for a record in this run.
+TERMINAL: frozenset[str] = frozenset({"archived", "already_done", "repeated", "rejected"})
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one line of a bill run."""
+
+    status: Status
+    line: int | None = None
+    invoice_number: str | None = None
+    reason: str | None = None
+    message: str | None = None
+    pages: int = 0
+
+
+@dataclass
+class Services:
+    """The collaborators a record passes through, built once per process."""
+
+    ledger: Ledger
+    archive: Archive
+    options: RenderOptions = field(default_factory=RenderOptions)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Services:
+        _make_local_dirs(settings)
+        return cls(ledger=Ledger.from_url(settings.db_url),
+                   archive=archive_from_url(settings.archive_url))
+
+    def close(self) -> None:
+        self.ledger.close()
+
+
+def _make_local_dirs(settings: Settings) -> None:
+    # The embedded defaults point into ./var; create it so a fresh checkout just runs.
+    for url, prefix in ((settings.db_url, "sqlite:///"), (settings.archive_url, "file://")):
+        if url.startswith(prefix):
+            path = Path(url[len(prefix):].split("?")[0])
+            (path.parent if prefix == "sqlite:///" else path).mkdir(parents=True,
+                                                                      exist_ok=True)
+
+
+def process_record(raw: bytes, *, line: int, run_id: int, services: Services) -> Outcome:
+    """Walk one raw JSON line through validate, render, archive and ledger.
+
+    Never raises for a bad record or a failing backend: the outcome says what
+    happened. ``rejected`` lines are dead-lettered in the ledger; ``failed`` ones are
+    left claimed, and the next run of the same file finishes them.
+    """
+    try:
+        record = parse_record(raw, line=line)
+    except RecordError as err:
+        services.ledger.record_reject(run_id, line, err.to_dict(), raw)
+        return Outcome("rejected", line, err.invoice_number, err.reason, str(err))
+    number = record.invoice.number
+    try:
+        return _render_and_archive(record, raw, line=line, run_id=run_id, services=services)
+    except TransientDeliveryError as exc:
+        log.warning("line %s, invoice %s: %s (will be retried)", line, number, exc)
+        return Outcome("failed", line, number, "transient", str(exc))
+    except (DeliveryError, LedgerConflict) as exc:
+        log.error("line %s, invoice %s: %s", line, number, exc)
+        return Outcome("failed", line, number, type(exc).__name__, str(exc))
+    except Exception as exc:  # a bug must not stop the other records of the run
+        log.exception("line %s, invoice %s: unexpected error", line, number)
+        return Outcome("failed", line, number, "internal", f"{type(exc).__name__}: {exc}")
+
+
+def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id: int,
+                        services: Services) -> Outcome:
+    inv, ledger = record.invoice, services.ledger
+    operator, number = record.operator.id, inv.number
+    claim = ledger.claim_invoice(
+        operator, number,
+        account=record.account.number, period_start=inv.period.start,
+        period_end=inv.period.end, issue_date=inv.issue_date, due_date=inv.due_date,
+        total=record.totals.total_due, currency=inv.currency, locale=inv.locale,
+        delivery_mode=record.delivery.mode.value, kind=inv.kind.value,
+        postal_code=record.account.customer.address.postal_code or None,
+        country=record.account.customer.address.country, phone=record.delivery.phone,
+        record_sha256=hashlib.sha256(raw).hexdigest(), run_id=run_id, source_line=line,
+    )
+    if not claim.created:
+        first = claim.invoice
+        if first.run_id == run_id and first.source_line not in (None, line):
+            # The number appeared earlier in this same run: processed once, there.
+            return Outcome("repeated", line, number,
+                           message=f"invoice {number} is already on line "
+                                   f"{first.source_line} of this run")
+        if claim.done:
+            return Outcome("already_done", line, number)
+        # A claim left by a crashed or failed attempt: finish it. Rendering gives the
+        # same bytes and archiving is create-only, so this is safe to redo.
+
+    pdf = render(record, services.options)
+    digest = hashlib.sha256(pdf).hexdigest()
+    key = invoice_key(operator, record.account.number, inv.period.start, number, "pdf")
+    meta = {"renderer-version": RENDERER_VERSION, "invoice": number}
+    # The canonical record goes first: a second copy or a re-render needs it, and an
+    # archived PDF without it would be a dead end.
+    canonical = record.model_dump_json(by_alias=True).encode("utf-8")
+    services.archive.put(invoice_key(operator, record.account.number, inv.period.start,
+                                     number, "json"), canonical, metadata=meta)
+    services.archive.put(key, pdf, sha256=digest, metadata=meta)
+    pages = pdf.count(b"/Type /Page\n")
+    ledger.mark_archived(claim.invoice.id, sha256=digest, archive_key=key,
+                         renderer_version=RENDERER_VERSION, pages=pages, size=len(pdf))
+    return Outcome("archived", line, number, pages=pages)
