@@ -149,23 +149,24 @@ def _pool_run(stream, run_id: int, settings: Settings, workers: int, collect,
     limit = workers * IN_FLIGHT_PER_WORKER
     pending: set[Future] = set()
     feed = chunks(stream)
+
+    def settle_one() -> None:
+        nonlocal pending
+        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        for f in done:
+            collect(f.result())
+        if progress:
+            progress(summary, stream.tell())
+
     with ProcessPoolExecutor(workers, initializer=_init_worker,
                              initargs=(settings,)) as pool:
         try:
             for chunk in feed:
                 pending.add(pool.submit(_run_chunk, run_id, chunk))
-                if len(pending) >= limit:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for f in done:
-                        collect(f.result())
-                    if progress:
-                        progress(summary, stream.tell())
+                if len(pending) >= limit:  # backpressure: never read far ahead
+                    settle_one()
             while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for f in done:
-                    collect(f.result())
-                if progress:
-                    progress(summary, stream.tell())
+                settle_one()
         except KeyboardInterrupt:
             summary.interrupted = True
             for f in pending:
