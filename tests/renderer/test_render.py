@@ -249,3 +249,23 @@ def test_amounts_on_page_one_add_up():
                                              Decimal(0))
                                        + record.totals.adjustments + record.totals.charges
                                        + record.totals.taxes)
+
+
+@pytest.mark.parametrize("number", ["AM-2026-11-0066666", "OI-2026-10-0100052",
+                                    "AB-2026-11-0000721"])
+def test_nothing_is_drawn_outside_the_margins(number, tmp_path):
+    """Hostile 5,000-character strings, 52 business lines, RTL: every word box of
+    every page stays inside the page's margins (left/right), so nothing overflows."""
+    from renderer.brand import brand_for
+
+    record = sample(number)
+    brand = brand_for(record.operator.id)
+    path = write(tmp_path, rendered(number))
+    html = run("pdftotext", "-bbox", path, "-")
+    boxes = re.findall(r'xMin="([\d.]+)" yMin="[\d.]+" xMax="([\d.]+)" yMax="[\d.]+">'
+                       r"([^<]*)</word>", html)
+    assert boxes
+    slack = 1.0  # points: glyph side bearings
+    for x0, x1, word in boxes:
+        assert float(x0) >= brand.margin_left - slack, word
+        assert float(x1) <= brand.page_width - brand.margin_right + slack, word
