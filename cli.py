@@ -8,6 +8,7 @@ customer named ``[bold]`` or ``<b>`` prints literally.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections import Counter
@@ -287,6 +288,8 @@ def samples_generate(
 
 def main() -> None:
     """Console-script entry point."""
+    # Warnings (e.g. a locale without labels) go to stderr, named by their module.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     app()
 
 
