@@ -922,6 +922,33 @@ class Ledger:
             ).one_or_none()
         return Delivery(**row._mapping) if row else None
 
+    def deliveries_for(self, invoice_id: int) -> list[Delivery]:
+        """Every channel's delivery of one invoice."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(deliveries).where(deliveries.c.invoice_id == invoice_id)
+                .order_by(deliveries.c.channel)
+            ).all()
+        return [Delivery(**r._mapping) for r in rows]
+
+    def deliveries_in(self, states: Iterable[str], *, older_than: datetime | None = None,
+                      limit: int = 1000) -> list[tuple[Delivery, Invoice]]:
+        """Deliveries in ``states`` (oldest change first) with their invoices.
+
+        ``older_than`` keeps those not touched since then: a ``sending`` row nobody has
+        touched for a while belongs to a process that died mid-send.
+        """
+        where = [deliveries.c.state.in_(sorted(states))]
+        if older_than is not None:
+            where.append(deliveries.c.updated_at < older_than)
+        stmt = (sa.select(deliveries, invoices)
+                .join(invoices, invoices.c.id == deliveries.c.invoice_id)
+                .where(*where).order_by(deliveries.c.updated_at).limit(limit))
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        n = len(deliveries.c)
+        return [(Delivery(*row[:n]), Invoice(*row[n:])) for row in rows]
+
     def transition(
         self,
         delivery_id: int,

@@ -478,3 +478,14 @@ def test_transitions_follow_the_state_machine(led: Ledger):
     assert led.transition(d, {"sent", "failed_permanent", "unknown"}, "sending")
     assert led.get_delivery(d).attempts == 3
     assert led.get_delivery(10**9) is None
+
+
+def test_row_dataclasses_follow_their_tables_column_order():
+    # deliveries_in() builds rows positionally from a join; that relies on this order.
+    import dataclasses
+
+    import ledger as ledger_module
+
+    for cls, table in ((ledger_module.Invoice, ledger_module.invoices),
+                       (ledger_module.Delivery, ledger_module.deliveries)):
+        assert [f.name for f in dataclasses.fields(cls)] == list(table.c.keys())

@@ -1,0 +1,50 @@
+"""Signed download links: valid ones open one invoice, nothing else opens anything."""
+
+from __future__ import annotations
+
+import pytest
+
+from delivery.links import InvalidLinkError, LinkClaims, invoice_link, local_secret, sign, verify
+
+SECRET = b"k" * 32
+
+
+def test_round_trip_and_expiry():
+    claims = LinkClaims("oi", "1234567890", "OI-2026-11-0000123", 2_000)
+    token = sign(claims, SECRET)
+    assert verify(token, SECRET, now=1_999) == claims
+    with pytest.raises(InvalidLinkError, match="expired"):
+        verify(token, SECRET, now=2_000)
+
+
+def test_every_single_bit_flip_is_refused():
+    token = sign(LinkClaims("oi", "1", "N-1", 10**10), SECRET)
+    for i in range(len(token)):
+        for replacement in {"A", "B", "_", "-"} - {token[i]}:
+            forged = token[:i] + replacement + token[i + 1:]
+            with pytest.raises(InvalidLinkError):
+                verify(forged, SECRET, now=0)
+
+
+def test_other_secret_other_operator_and_garbage_are_refused():
+    token = sign(LinkClaims("oi", "1", "N-1", 10**10), SECRET)
+    with pytest.raises(InvalidLinkError):
+        verify(token, b"x" * 32, now=0)
+    _, mac = token.split(".")
+    other = sign(LinkClaims("vivo", "1", "N-1", 10**10), SECRET).split(".")[0]
+    with pytest.raises(InvalidLinkError):
+        verify(f"{other}.{mac}", SECRET, now=0)  # signature of another claim set
+    for junk in ("", ".", "a.b.c", "../../etc/passwd", "%2e%2e"):
+        with pytest.raises(InvalidLinkError):
+            verify(junk, SECRET, now=0)
+
+
+def test_link_shape_and_local_secret(tmp_path):
+    url = invoice_link("https://bills.example/", "oi", "1", "N-1", SECRET, ttl=60, now=100)
+    assert url.startswith("https://bills.example/invoices/") and url.endswith(".pdf")
+    token = url.rsplit("/", 1)[1].removesuffix(".pdf")
+    assert verify(token, SECRET, now=159).invoice == "N-1"
+    path = tmp_path / "secret"
+    first = local_secret(path)
+    assert len(first) == 32 and local_secret(path) == first
+    assert path.stat().st_mode & 0o777 == 0o600
