@@ -136,9 +136,11 @@ def validate(
 def _print_rejections(shown: list[RecordError], rejected: int) -> None:
     if not shown:
         return
-    table = Table(title="Rejected records", title_justify="left", show_lines=False)
-    for name in ("line", "invoice", "field", "problem"):
-        table.add_column(name, overflow="fold")
+    table = Table(title="Rejected records", title_justify="left", expand=True)
+    table.add_column("line", justify="right", no_wrap=True)
+    table.add_column("invoice", no_wrap=True, max_width=20, overflow="ellipsis")
+    table.add_column("field", ratio=2, overflow="fold")
+    table.add_column("problem", ratio=5, overflow="fold")
     for error in shown:
         table.add_row(str(error.line or ""), Text(error.invoice_number or "-"),
                       Text(error.path or "(line)"), Text(error.message))
