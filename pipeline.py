@@ -19,7 +19,10 @@ from typing import Literal
 
 from billing import BillingRecord, RecordError, parse_record
 from delivery.archive import Archive, archive_from_url, invoice_key
+from delivery.dispatch import Channels, dispatch
+from delivery.email import Backoff
 from delivery.errors import DeliveryError, TransientDeliveryError
+from delivery.links import local_secret
 from ledger import Ledger, LedgerConflict
 from renderer import RENDERER_VERSION, RenderOptions, render
 from settings import Settings
@@ -28,13 +31,17 @@ log = logging.getLogger(__name__)
 
 Status = Literal["archived", "already_done", "repeated", "rejected", "failed"]
 
+#: In-line retries of a delivery: a few quick tries (a 4xx, a blip); a longer outage is
+#: the next run's or the reconciler's job, not a worker's to wait out.
+INLINE_BACKOFF = Backoff(attempts=4, base=0.25, factor=2.0, cap=2.0)
+
 #: Outcomes after which nothing is left to do for a record in this run.
 TERMINAL: frozenset[str] = frozenset({"archived", "already_done", "repeated", "rejected"})
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What became of one line of a bill run."""
+    """What became of one line of a bill run (and of its deliveries)."""
 
     status: Status
     line: int | None = None
@@ -42,6 +49,7 @@ class Outcome:
     reason: str | None = None
     message: str | None = None
     pages: int = 0
+    deliveries: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -50,16 +58,29 @@ class Services:
 
     ledger: Ledger
     archive: Archive
+    channels: Channels | None = None
     options: RenderOptions = field(default_factory=RenderOptions)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
+        from delivery.email import mailer_from_url, retry
+        from delivery.sms import gateway_from_url
+
         _make_local_dirs(settings)
+        secret = (settings.link_secret.encode() if settings.link_secret
+                  else local_secret(Path("var") / "link-secret"))
+        channels = Channels(
+            mailer=mailer_from_url(settings.mail_url), sms=gateway_from_url(settings.sms_url),
+            public_url=settings.public_url, link_secret=secret, sender=settings.mail_from,
+            max_attachment=int(settings.max_attachment_mb * 1024 * 1024),
+            retry=lambda call: retry(call, backoff=INLINE_BACKOFF))
         return cls(ledger=Ledger.from_url(settings.db_url),
-                   archive=archive_from_url(settings.archive_url))
+                   archive=archive_from_url(settings.archive_url), channels=channels)
 
     def close(self) -> None:
         self.ledger.close()
+        if self.channels is not None:
+            self.channels.mailer.close()
 
 
 def _make_local_dirs(settings: Settings) -> None:
@@ -119,7 +140,11 @@ def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id:
                            message=f"invoice {number} is already on line "
                                    f"{first.source_line} of this run")
         if claim.done:
-            return Outcome("already_done", line, number)
+            # Archived earlier; a channel left pending (e.g. SMTP was down) goes now.
+            key = claim.invoice.archive_key
+            states = _deliver(claim.invoice, record, lambda: services.archive.get(key),
+                              services)
+            return Outcome("already_done", line, number, deliveries=states)
         # A claim left by a crashed or failed attempt: finish it. Rendering gives the
         # same bytes and archiving is create-only, so this is safe to redo.
 
@@ -136,4 +161,16 @@ def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id:
     pages = pdf.count(b"/Type /Page\n")
     ledger.mark_archived(claim.invoice.id, sha256=digest, archive_key=key,
                          renderer_version=RENDERER_VERSION, pages=pages, size=len(pdf))
-    return Outcome("archived", line, number, pages=pages)
+    # Delivery starts only once the invoice is archived and recorded: what a
+    # subscriber receives is always what the archive holds.
+    states = _deliver(claim.invoice, record, lambda: pdf, services)
+    return Outcome("archived", line, number, pages=pages, deliveries=states)
+
+
+def _deliver(invoice, record: BillingRecord, pdf, services: Services
+             ) -> tuple[tuple[str, str], ...]:
+    if services.channels is None:
+        return ()
+    states = dispatch(invoice, record, pdf, ledger=services.ledger,
+                      channels=services.channels)
+    return tuple(sorted(states.items()))

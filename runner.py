@@ -44,9 +44,11 @@ class RunSummary:
     interrupted: bool = False
     failures: list[Outcome] = field(default_factory=list)
     repeats: list[Outcome] = field(default_factory=list)
+    deliveries: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def add(self, outcome: Outcome) -> None:
         self.outcomes[outcome.status] += 1
+        self.deliveries.update(outcome.deliveries)
         self.pages += outcome.pages
         if outcome.reason:
             self.reasons[outcome.status, outcome.reason] += 1

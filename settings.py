@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Query parameters whose values are secrets wherever they appear in a URL.
 _SECRET_PARAMS = re.compile(r"(pass|secret|token|key|signature|credential)", re.I)
+_SECRET_FIELDS = frozenset({"link_secret"})
 
 
 class Settings(BaseSettings):
@@ -27,6 +28,20 @@ class Settings(BaseSettings):
     ``s3://bucket/prefix?endpoint=...&region=...``."""
     db_url: str = "sqlite:///var/ledger.db"
     """The ledger: ``sqlite:///PATH`` or ``postgresql://user@host/db``."""
+    mail_url: str = "file://var/outbox"
+    """E-mail: ``file://PATH`` (.eml files) or ``smtp://user:pass@host:587`` /
+    ``smtps://...:465``."""
+    mail_from: str = "invoices@localhost"
+    """The From address of invoice e-mails (a brand may name its own)."""
+    sms_url: str = "file://var/sms"
+    """SMS notices: ``file://PATH`` (JSON Lines outbox) or ``https://TOKEN@gateway/...``."""
+    public_url: str = "http://localhost:8080"
+    """Where subscribers' links point (the HTTP API)."""
+    link_secret: str = ""
+    """Secret for signed links; empty: one is made and kept in ``var/link-secret``
+    (every machine of a deployment must share one: set it)."""
+    max_attachment_mb: float = 10
+    """Larger PDFs are sent as a link instead of an attachment."""
     workers: int = 0
     """Processes for ``invoicer run``; 0 means one per core plus one."""
 
@@ -61,5 +76,9 @@ def masked(settings: Settings) -> dict[str, str]:
     """Settings as printable strings, every URL masked."""
     out = {}
     for name, value in settings.model_dump().items():
-        out[name] = mask_url(value) if isinstance(value, str) and "://" in value else str(value)
+        if name in _SECRET_FIELDS:
+            out[name] = "***" if value else "(generated, var/link-secret)"
+        else:
+            out[name] = mask_url(value) if isinstance(value, str) and "://" in value \
+                else str(value)
     return out

@@ -6,16 +6,23 @@ alone, never on a vendor's exception or string:
 
     DeliveryError                  anything a backend could not do
     ├── TransientDeliveryError     worth retrying later, unchanged: timeouts, refused or
-    │                              dropped connections, HTTP 408/429/5xx, S3 SlowDown /
-    │                              RequestTimeout / InternalError / ServiceUnavailable,
-    │                              SMTP 4xx, a full disk
-    └── PermanentDeliveryError     retrying the same call cannot help: 4xx, bad
-        │                          credentials, a missing bucket, a rejected address
-        ├── ArchiveConflictError   the key already holds *different* bytes
-        └── ArchiveNotFoundError   no object under that key
+    │   │                          dropped connections, HTTP 408/429/5xx, S3 SlowDown /
+    │   │                          RequestTimeout / InternalError / ServiceUnavailable,
+    │   │                          SMTP 4xx, a full disk
+    │   └── SmtpTransientError     an SMTP 4xx reply (``code`` and ``text`` kept)
+    ├── PermanentDeliveryError     retrying the same call cannot help: 4xx, bad
+    │   │                          credentials, a missing bucket, a rejected address
+    │   ├── ArchiveConflictError   the key already holds *different* bytes
+    │   ├── ArchiveNotFoundError   no object under that key
+    │   └── SmtpPermanentError     an SMTP 5xx reply (``code`` and ``text`` kept)
+    └── UnknownDeliveryError       the outcome is not known: the connection was lost
+                                   after the whole message went out and before the
+                                   server's answer (it may have been delivered)
 
 Celery tasks retry on ``TransientDeliveryError`` only (``autoretry_for``); everything
-else is reported. The original vendor exception stays reachable as ``__cause__``.
+else is reported. ``UnknownDeliveryError`` in particular is never retried on its own:
+sending again might deliver a second copy, so an operator decides. The original vendor
+exception stays reachable as ``__cause__``.
 """
 
 from __future__ import annotations
@@ -25,7 +32,11 @@ __all__ = [
     "ArchiveNotFoundError",
     "DeliveryError",
     "PermanentDeliveryError",
+    "SmtpPermanentError",
+    "SmtpTransientError",
     "TransientDeliveryError",
+    "UnknownDeliveryError",
+    "error_for_smtp_reply",
     "error_for_status",
     "is_transient_status",
 ]
@@ -102,3 +113,60 @@ def error_for_status(status: int, message: str) -> DeliveryError:
     """
     cls = TransientDeliveryError if is_transient_status(status) else PermanentDeliveryError
     return cls(f"HTTP {status}: {message}")
+
+
+# --- SMTP ------------------------------------------------------------------------------
+
+
+class UnknownDeliveryError(DeliveryError):
+    """Whether the message was delivered is not known, and cannot be found out here.
+
+    Raised when the connection is lost (or times out) after the whole message was
+    handed over and before the server's final reply: the server may well have queued
+    it (RFC 1047). Not transient on purpose: a retry could deliver a second copy, so
+    the delivery is recorded as "unknown" and a person decides whether to re-send.
+    """
+
+
+class SmtpTransientError(TransientDeliveryError):
+    """An SMTP server answered with a 4xx reply: try again later."""
+
+    def __init__(self, code: int, text: str, stage: str = "") -> None:
+        where = f" to {stage}" if stage else ""
+        super().__init__(f"SMTP {code}{where}: {text}")
+        self.code = code
+        self.text = text
+        self.stage = stage
+
+    def __reduce__(self) -> tuple[type, tuple[int, str, str]]:
+        return type(self), (self.code, self.text, self.stage)
+
+
+class SmtpPermanentError(PermanentDeliveryError):
+    """An SMTP server answered with a 5xx reply: the same message will fail again."""
+
+    def __init__(self, code: int, text: str, stage: str = "") -> None:
+        where = f" to {stage}" if stage else ""
+        super().__init__(f"SMTP {code}{where}: {text}")
+        self.code = code
+        self.text = text
+        self.stage = stage
+
+    def __reduce__(self) -> tuple[type, tuple[int, str, str]]:
+        return type(self), (self.code, self.text, self.stage)
+
+
+def error_for_smtp_reply(code: int, text: str, stage: str = "") -> DeliveryError:
+    """Return (not raise) the delivery error matching an SMTP reply code.
+
+    4xx is transient and 5xx permanent (RFC 5321 §4.2.1). Any other code where an
+    error was seen (a 2xx/3xx out of place, or aiosmtplib's -1 for a garbled line)
+    means a confused exchange rather than a verdict on the message: transient, so
+    that the bounded retries decide.
+    """
+    if 500 <= code <= 599:
+        return SmtpPermanentError(code, text, stage)
+    if 400 <= code <= 499:
+        return SmtpTransientError(code, text, stage)
+    return TransientDeliveryError(f"SMTP unexpected reply {code} to {stage or 'command'}: "
+                                  f"{text}")

@@ -139,10 +139,11 @@ def test_sigkill_mid_run_then_resume_archives_everything_once(tmp_path):
 
 
 def test_config_masks_secrets(tmp_path):
-    env = {**_env(tmp_path), "INVOICER_DB_URL": "postgresql://billing:s3cret@db:5432/ledger"}
+    env = {**_env(tmp_path), "INVOICER_DB_URL": "postgresql://billing:s3cret@db:5432/ledger",
+           "INVOICER_LINK_SECRET": "hush-hush", "COLUMNS": "200"}
     out = subprocess.run([sys.executable, "-m", "cli", "config"], env=env, capture_output=True,
                          text=True, timeout=60).stdout
-    assert "s3cret" not in out and "billing:***@db" in out
+    assert "s3cret" not in out and "billing:***@db" in out and "hush-hush" not in out
     assert "INVOICER_ARCHIVE_URL" in out
 
 

@@ -259,3 +259,279 @@ def fault_proxy(moto_endpoint: str) -> Iterator[FaultProxy]:
     """A :class:`FaultProxy` in front of moto; ``fault_proxy.url`` is its endpoint."""
     with FaultProxy(moto_endpoint) as proxy:
         yield proxy
+
+
+# =======================================================================================
+# SMS gateway on loopback (for tests/delivery/test_sms.py). Appended for the SMS notice;
+# nothing above depends on it.
+# =======================================================================================
+
+
+@dataclass
+class SmsReply:
+    """One scripted answer of :class:`SmsGatewayServer`.
+
+    ``body=None`` answers like a gateway that took the message: ``{"message_id": ...}``
+    (the same id again for an ``Idempotency-Key`` it already took). ``stall`` holds the
+    request that long, then hangs up without an answer.
+    """
+
+    status: int = 200
+    body: bytes | str | dict | None = None
+    headers: dict[str, str] | None = None
+    stall: float = 0.0
+
+
+@dataclass
+class ReceivedRequest:
+    """What the gateway received: header names lower-cased, the body as sent."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self):
+        import json
+
+        return json.loads(self.body)
+
+
+class SmsGatewayServer:
+    """A real HTTP SMS gateway on 127.0.0.1: scripted replies first, then 200s.
+
+    Like the gateways the service requires, it de-duplicates on ``Idempotency-Key``:
+    ``accepted`` maps each key it took (2xx) to its message id, once.
+    """
+
+    def __init__(self) -> None:
+        self.script: list[SmsReply] = []
+        self.received: list[ReceivedRequest] = []
+        self.accepted: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format, *args):  # requests are recorded, not logged
+                pass
+
+            def do_POST(self):
+                gateway._handle(self)
+
+            do_GET = do_PUT = do_POST
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.02,),
+                                        daemon=True)
+
+    def reply(self, *replies: SmsReply) -> None:
+        """Queue answers for the next requests, in order."""
+        with self._lock:
+            self.script.extend(replies)
+
+    def _handle(self, req: BaseHTTPRequestHandler) -> None:
+        import json
+
+        length = int(req.headers.get("Content-Length") or 0)
+        body = req.rfile.read(length) if length else b""
+        with self._lock:
+            self.received.append(ReceivedRequest(
+                req.command, req.path, {k.lower(): v for k, v in req.headers.items()}, body))
+            reply = self.script.pop(0) if self.script else SmsReply()
+            key = req.headers.get("Idempotency-Key", "")
+            if 200 <= reply.status <= 299 and reply.body is None:
+                message_id = self.accepted.setdefault(key, f"gw-{len(self.accepted) + 1}")
+                payload: bytes = json.dumps({"message_id": message_id}).encode()
+            else:
+                if 200 <= reply.status <= 299:
+                    self.accepted.setdefault(key, "")
+                raw = reply.body if reply.body is not None else b""
+                payload = (json.dumps(raw).encode() if isinstance(raw, dict)
+                           else raw.encode() if isinstance(raw, str) else raw)
+        if reply.stall:
+            self._closing.wait(reply.stall)
+            req.close_connection = True
+            return
+        req.send_response(reply.status)
+        req.send_header("Content-Type", "application/json")
+        for name, value in (reply.headers or {}).items():
+            req.send_header(name, value)
+        req.send_header("Content-Length", str(len(payload)))
+        req.end_headers()
+        req.wfile.write(payload)
+
+    def __enter__(self) -> SmsGatewayServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._closing.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join()
+
+
+@pytest.fixture
+def sms_gateway_server() -> Iterator[SmsGatewayServer]:
+    """A running :class:`SmsGatewayServer`; ``.url`` is its base URL."""
+    with SmsGatewayServer() as server:
+        yield server
+
+
+# =======================================================================================
+# E-mail: a real SMTP server on loopback (aiosmtpd), scripted per test.
+# Everything below belongs to tests/delivery/test_email.py and bench/mail.py.
+# =======================================================================================
+
+import asyncio  # noqa: E402
+
+from aiosmtpd.controller import Controller  # noqa: E402
+from aiosmtpd.smtp import SMTP as _AiosmtpdSMTP  # noqa: E402
+
+
+class ScriptedHandler:
+    """An aiosmtpd handler that answers from a script and keeps what it accepted.
+
+    ``data_script`` holds one action per DATA received, used in order (then
+    ``"accept"``): ``"accept"``, an SMTP reply such as ``"451 4.3.0 Try later"``, or
+    ``"drop"`` (close the connection after the whole message arrived, before any
+    reply), ``"stall"`` (reply after 3 s). ``rcpt_script`` works the same for RCPT TO
+    (``"accept"`` or a reply).
+    """
+
+    def __init__(self) -> None:
+        self.data_script: list[str] = []
+        self.rcpt_script: list[str] = []
+        self.received: list[tuple[str, list[str], bytes]] = []  # accepted messages
+        self.data_attempts = 0  # DATA payloads received, whatever the answer
+        self.connections = 0  # opened since the last reset
+        self.open_now = self.max_open = 0  # connections open at once
+        self.drop_at_data_command = 0  # hang up this many times on "DATA", before 354
+        self._lock = threading.Lock()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.data_script.clear()
+            self.rcpt_script.clear()
+            self.received.clear()
+            self.data_attempts = self.connections = self.drop_at_data_command = 0
+            self.max_open = self.open_now
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        with self._lock:
+            action = self.rcpt_script.pop(0) if self.rcpt_script else "accept"
+        if action != "accept":
+            return action
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        with self._lock:
+            self.data_attempts += 1
+            action = self.data_script.pop(0) if self.data_script else "accept"
+        if action == "drop":
+            # The message is fully received; the client never hears the verdict.
+            server.transport.close()
+            return "250 2.0.0 never seen"
+        if action == "stall":  # answer much later than any client waits
+            await asyncio.sleep(3)
+            return "250 2.0.0 too late"
+        if action != "accept":
+            return action
+        with self._lock:
+            self.received.append((envelope.mail_from, list(envelope.rcpt_tos),
+                                  bytes(envelope.original_content)))
+            n = len(self.received)
+        return f"250 2.0.0 Ok: queued as M{n}"
+
+
+class _CountingSMTP(_AiosmtpdSMTP):
+    """aiosmtpd's SMTP session, counting connections and able to hang up on DATA."""
+
+    def connection_made(self, transport):
+        handler = self.event_handler
+        with handler._lock:
+            handler.connections += 1
+            handler.open_now += 1
+            handler.max_open = max(handler.max_open, handler.open_now)
+        super().connection_made(transport)
+
+    def connection_lost(self, error):
+        with self.event_handler._lock:
+            self.event_handler.open_now -= 1
+        super().connection_lost(error)
+
+    async def smtp_DATA(self, arg):
+        handler = self.event_handler
+        with handler._lock:
+            drop = handler.drop_at_data_command > 0
+            if drop:
+                handler.drop_at_data_command -= 1
+        if drop:  # before the 354: nothing of the message can have arrived
+            self.transport.close()
+            return
+        await super().smtp_DATA(arg)
+
+
+class SmtpServer:
+    """An aiosmtpd server on 127.0.0.1 that can be started, stopped and restarted on
+    the same port (``url`` stays valid across restarts). ``ssl_context`` makes it an
+    implicit-TLS (smtps) server; other keywords go to aiosmtpd's ``SMTP``
+    (``tls_context`` for STARTTLS, ``authenticator``, ``timeout``...)."""
+
+    def __init__(self, port: int | None = None, *, ssl_context=None, **smtp_kwargs) -> None:
+        self.handler = ScriptedHandler()
+        self.port = port or closed_port()
+        self.ssl_context = ssl_context
+        self.smtp_kwargs = smtp_kwargs
+        self._controller: Controller | None = None
+
+    @property
+    def url(self) -> str:
+        scheme = "smtps" if self.ssl_context else "smtp"
+        return f"{scheme}://127.0.0.1:{self.port}?timeout=5&local_hostname=client.test"
+
+    def start(self) -> SmtpServer:
+        handler, kwargs = self.handler, self.smtp_kwargs
+
+        class _Controller(Controller):
+            def factory(self):
+                return _CountingSMTP(handler, **self.SMTP_kwargs)
+
+        self._controller = _Controller(handler, hostname="127.0.0.1", port=self.port,
+                                       server_hostname="smtp.test", ready_timeout=5,
+                                       ssl_context=self.ssl_context, **kwargs)
+        self._controller.start()
+        # start() opens one connection itself to check the server is up.
+        self.handler.reset()
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def __enter__(self) -> SmtpServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@pytest.fixture(scope="module")
+def _smtp_server_module() -> Iterator[SmtpServer]:
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd: a line per command
+    with SmtpServer() as server:
+        yield server
+
+
+@pytest.fixture
+def smtp_server(_smtp_server_module: SmtpServer) -> SmtpServer:
+    """A running aiosmtpd on loopback, shared by a module, reset for every test."""
+    _smtp_server_module.handler.reset()
+    return _smtp_server_module

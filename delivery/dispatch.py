@@ -1,0 +1,210 @@
+"""Deliver an archived invoice per the subscriber's preference, each channel once.
+
+    electronic -> e-mail (+ SMS notice if asked)
+    paper      -> print queue (+ SMS notice if asked)
+    both       -> e-mail + print queue (+ SMS notice if asked)
+
+An electronic subscriber without an e-mail address falls back to paper; the print
+delivery records why. Every (invoice, channel) has one ledger row and a state machine
+pending -> sending -> sent | failed_permanent | unknown. Only the caller whose
+compare-and-set moves the row from ``pending`` to ``sending`` sends, so a second
+dispatch (a retry, a redelivered task, fifty racing processes) is a no-op. A send
+whose outcome is unknown (connection lost after the message was handed over) is
+never repeated automatically: ``invoicer resend`` does that, deliberately.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from billing.models import BillingRecord, DeliveryMode
+from delivery.errors import (
+    PermanentDeliveryError,
+    TransientDeliveryError,
+    UnknownDeliveryError,
+)
+from delivery.links import invoice_link
+from ledger import Delivery, Invoice, Ledger
+
+log = logging.getLogger(__name__)
+
+EMAIL, SMS, PRINT = "email", "sms", "print"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """The channels an invoice goes out on, and why paper if it was not asked for."""
+
+    channels: tuple[str, ...]
+    fallback: str | None = None
+
+
+def route(record: BillingRecord) -> Route:
+    """Which channels ``record`` is delivered on (the subscriber's preference)."""
+    d = record.delivery
+    email = d.mode in (DeliveryMode.electronic, DeliveryMode.both)
+    paper = d.mode in (DeliveryMode.paper, DeliveryMode.both)
+    fallback = None
+    if email and not d.email:
+        email, fallback = False, "electronic invoice without an e-mail address: sent on paper"
+        paper = True
+    channels = [c for c, wanted in ((EMAIL, email), (PRINT, paper),
+                                    (SMS, d.sms_notice and bool(d.phone))) if wanted]
+    return Route(tuple(channels), fallback)
+
+
+@dataclass
+class Channels:
+    """What sending needs: the backends, the links' base URL and secret, and how
+    hard to try before leaving a delivery queued for the next run."""
+
+    mailer: object          # delivery.email.Mailer
+    sms: object             # delivery.sms.SmsGateway
+    public_url: str
+    link_secret: bytes
+    sender: str
+    max_attachment: int = 10 * 1024 * 1024
+    retry: Callable | None = None  # retry(call) -> result, transient errors only
+    cooldown: float = 30.0
+    clock: Callable[[], float] = time.monotonic
+    _open_until: dict[str, float] = field(default_factory=dict)
+
+    def paused(self, channel: str) -> bool:
+        """True while a channel's backend is known to be down (circuit open)."""
+        return self.clock() < self._open_until.get(channel, 0.0)
+
+    def trip(self, channel: str) -> None:
+        # After a transient failure that outlasted the retries, stop knocking for a
+        # while: each record would otherwise spend the whole backoff on a dead server.
+        self._open_until[channel] = self.clock() + self.cooldown
+
+    def reset(self, channel: str) -> None:
+        self._open_until.pop(channel, None)
+
+
+def dispatch(invoice: Invoice, record: BillingRecord, pdf: Callable[[], bytes], *,
+             ledger: Ledger, channels: Channels) -> dict[str, str]:
+    """Deliver on every channel the route names; returns channel -> state.
+
+    ``pdf`` fetches the archived bytes only if an e-mail attaches them. Safe to call
+    any number of times: channels already sent, failed or in flight are left alone.
+    """
+    plan = route(record)
+    states = {}
+    if plan.fallback:
+        # Recorded where ops look: an e-mail delivery that could not be, with the reason;
+        # the print row beside it is the paper copy that replaces it.
+        delivery = ledger.ensure_delivery(invoice.id, EMAIL)
+        if ledger.transition(delivery.id, "pending", "sending"):
+            ledger.transition(delivery.id, "sending", "failed_permanent",
+                              error=plan.fallback)
+        states[EMAIL] = "failed_permanent"
+    for channel in plan.channels:
+        delivery = ledger.ensure_delivery(invoice.id, channel)
+        if channel == PRINT:
+            # ``pending`` is the print queue: print batches take paper invoices from it.
+            states[channel] = delivery.state
+            continue
+        states[channel] = _send(channel, delivery, invoice, record, pdf, ledger, channels)
+    return states
+
+
+def _send(channel: str, delivery: Delivery, invoice: Invoice, record: BillingRecord,
+          pdf: Callable[[], bytes], ledger: Ledger, channels: Channels) -> str:
+    # An automatic retry keeps its Message-ID / reference (the receiving side may have
+    # seen the first try); a deliberate resend gets the next series (see resend()).
+    if delivery.state == "pending" and channels.paused(channel):
+        return "pending"  # the backend is down: left queued, nothing attempted
+    ident = delivery.message_id or identifier(channel, record, 0, channels)
+    if not ledger.transition(delivery.id, "pending", "sending", message_id=ident):
+        return ledger.get_delivery(delivery.id).state  # another caller has it, or done
+    return _attempt(channel, delivery, invoice, record, ident, pdf, ledger, channels)
+
+
+def _attempt(channel: str, delivery: Delivery, invoice: Invoice, record: BillingRecord,
+             ident: str, pdf: Callable[[], bytes], ledger: Ledger, channels: Channels) -> str:
+    """Send a delivery this caller has moved to ``sending``; record how it ended."""
+    try:
+        send = (_email if channel == EMAIL else _sms)
+        call = lambda: send(record, ident, pdf, channels)  # noqa: E731
+        result_id = channels.retry(call) if channels.retry else call()
+    except UnknownDeliveryError as exc:
+        log.error("%s of invoice %s: outcome unknown, not resent: %s", channel,
+                  invoice.number, exc)
+        ledger.transition(delivery.id, "sending", "unknown", error=str(exc))
+        return "unknown"
+    except TransientDeliveryError as exc:
+        # Back to the queue: the next run (or the reconciler) tries again, same ident.
+        channels.trip(channel)
+        ledger.transition(delivery.id, "sending", "pending", error=str(exc))
+        return "pending"
+    except (PermanentDeliveryError, ValueError) as exc:
+        # ValueError: arguments no backend could take (e.g. an unusable address); never
+        # leave the row in ``sending``, where it would look like a send in flight.
+        ledger.transition(delivery.id, "sending", "failed_permanent", error=str(exc))
+        return "failed_permanent"
+    channels.reset(channel)
+    ledger.transition(delivery.id, "sending", "sent", message_id=result_id or ident)
+    return "sent"
+
+
+def resend(invoice: Invoice, record: BillingRecord, channel: str, pdf: Callable[[], bytes],
+           *, ledger: Ledger, channels: Channels) -> str:
+    """Send again, deliberately (ops): a new attempt series with its own Message-ID.
+
+    Allowed from ``sent``, ``failed_permanent`` and ``unknown``; refused while another
+    process is sending. Returns the new state.
+    """
+    if channel not in (EMAIL, SMS):
+        raise ValueError(f"cannot resend on channel {channel!r}")
+    delivery = ledger.ensure_delivery(invoice.id, channel)
+    ident = identifier(channel, record, delivery.attempts, channels)
+    if not ledger.transition(delivery.id, ("sent", "failed_permanent", "unknown", "pending"),
+                             "sending", message_id=ident):
+        raise ValueError(f"{channel} delivery of {invoice.number} is being sent right now")
+    return _attempt(channel, delivery, invoice, record, ident, pdf, ledger, channels)
+
+
+def identifier(channel: str, record: BillingRecord, series: int, channels: Channels) -> str:
+    """Message-ID (e-mail) or gateway reference (SMS) of one attempt series."""
+    if channel == EMAIL:
+        from delivery.email import message_id
+
+        domain = channels.sender.rsplit("@", 1)[-1].strip("> ")
+        return message_id(record.operator.id, record.invoice.number, series, domain)
+    return f"{record.operator.id}:{record.invoice.number}:sms:{series}"
+
+
+def _link(record: BillingRecord, channels: Channels) -> str:
+    return invoice_link(channels.public_url, record.operator.id, record.account.number,
+                        record.invoice.number, channels.link_secret)
+
+
+def _email(record: BillingRecord, ident: str, pdf: Callable[[], bytes],
+           channels: Channels) -> str:
+    from delivery.email import build_invoice_message
+
+    data = pdf() if record.delivery.attach_pdf else None
+    link = None
+    if data is None or len(data) > channels.max_attachment:
+        data, link = None, _link(record, channels)
+    message = build_invoice_message(record, pdf=data, link=link, sender=channels.sender,
+                                    reply_to=None, message_id=ident,
+                                    max_attachment=channels.max_attachment)
+    channels.mailer.send(message)
+    return ident
+
+
+def _sms(record: BillingRecord, ident: str, pdf: Callable[[], bytes],
+         channels: Channels) -> str:
+    from delivery.sms import render_sms
+
+    # No link in the SMS: a signed link is ~160 characters and would double or
+    # quadruple the parts; the notice says amount, due date and how to pay, and the
+    # e-mail or the paper invoice carries the document.
+    text = render_sms(record)
+    result = channels.sms.send(record.delivery.phone, text.text, reference=ident)
+    return result.message_id
