@@ -226,6 +226,21 @@ def _print_run_summary(summary, elapsed: float) -> None:
             if s == status:
                 table.add_row(Text(f"  {reason}"), str(n))
     out.print(table)
+    if summary.deliveries:
+        words = {"sent": "sent", "pending": "queued" , "failed_permanent": "failed",
+                 "unknown": "outcome unknown", "sending": "being sent elsewhere"}
+        channels = {"email": "e-mail", "sms": "SMS notice", "print": "print queue"}
+        deliveries = Table(title="Deliveries", title_justify="left")
+        deliveries.add_column("channel")
+        deliveries.add_column("state")
+        deliveries.add_column("invoices", justify="right")
+        for (channel, state), n in sorted(summary.deliveries.items()):
+            shown = "queued for printing" if channel == "print" and state == "pending" \
+                else words.get(state, state)
+            deliveries.add_row(channels.get(channel, channel), shown, str(n),
+                               style="red" if state in ("failed_permanent", "unknown")
+                               else None)
+        out.print(deliveries)
     rate = summary.records / elapsed if elapsed else 0.0
     out.print(Text(f"{summary.records} records, {summary.pages} pages in {elapsed:.1f} s "
                    f"({rate:,.1f} records/s, {summary.pages / elapsed if elapsed else 0:,.1f}"
@@ -239,6 +254,80 @@ def _print_run_summary(summary, elapsed: float) -> None:
         out.print(Text(f"rejected lines are dead-lettered in the ledger (run "
                        f"{summary.run_id}); `invoicer validate FILE` lists them with "
                        "their field paths"))
+
+
+@app.command()
+def deliveries(
+    state: Annotated[list[str] | None, typer.Option(
+        help="States to list [default: failed_permanent, unknown, and sending "
+             "untouched for --stale minutes].")] = None,
+    stale: Annotated[int, typer.Option(help="Minutes after which 'sending' is stale.")] = 30,
+    limit: Annotated[int, typer.Option(min=1)] = 200,
+) -> None:
+    """List deliveries that need a person: failed, outcome unknown, stuck in sending."""
+    from datetime import UTC, datetime, timedelta
+
+    from ledger import Ledger
+    from settings import get_settings
+
+    ledger = Ledger.from_url(get_settings().db_url)
+    ledger.migrate()
+    rows = []
+    if state:
+        rows = ledger.deliveries_in(state, limit=limit)
+    else:
+        rows = ledger.deliveries_in(["failed_permanent", "unknown"], limit=limit)
+        cutoff = datetime.now(UTC) - timedelta(minutes=stale)
+        rows += ledger.deliveries_in(["sending"], older_than=cutoff, limit=limit)
+    table = Table(title="Deliveries needing attention", title_justify="left")
+    for name in ("invoice", "operator", "channel", "state", "attempts", "updated"):
+        table.add_column(name, overflow="fold")
+    table.add_column("last error", overflow="fold")
+    for d, inv in rows:
+        table.add_row(Text(inv.number), Text(inv.operator_id), d.channel, d.state,
+                      str(d.attempts), f"{d.updated_at:%Y-%m-%d %H:%M}",
+                      Text(d.last_error or ""))
+    out.print(table if rows else Text("nothing needs attention"))
+
+
+@app.command()
+def resend(
+    invoice: Annotated[str, typer.Argument(help="Invoice number.")],
+    channel: Annotated[str, typer.Option(help="email or sms")] = "email",
+    operator: Annotated[str | None, typer.Option(
+        help="Operator id (needed when the number exists at several).")] = None,
+) -> None:
+    """Send an invoice again on one channel, deliberately: a new attempt with its own
+    Message-ID, recorded in the ledger."""
+    from billing import parse_record
+    from delivery.dispatch import resend as resend_delivery
+    from pipeline import Services
+    from settings import get_settings
+
+    services = Services.from_settings(get_settings())
+    ledger = services.ledger
+    ledger.migrate()
+    found = ledger.find_invoices(invoice, operator)
+    if len(found) != 1:
+        console.print(Text(f"{len(found)} invoices numbered {invoice}"
+                           + (": give --operator" if found else ""), style="red"))
+        raise typer.Exit(2)
+    inv = found[0]
+    if inv.status != "archived" or not inv.archive_key:
+        console.print(Text(f"invoice {invoice} is not archived yet", style="red"))
+        raise typer.Exit(2)
+    record = parse_record(services.archive.get(inv.archive_key.removesuffix(".pdf") + ".json"))
+    try:
+        state = resend_delivery(inv, record, channel,
+                                lambda: services.archive.get(inv.archive_key),
+                                ledger=ledger, channels=services.channels)
+    except ValueError as exc:
+        console.print(Text(str(exc), style="red"))
+        raise typer.Exit(2) from None
+    out.print(Text(f"{channel} of {invoice}: {state}"))
+    services.close()
+    if state != "sent":
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -286,6 +375,175 @@ def samples_generate(
     with open(output, "w", encoding="utf-8") as out:
         written = write_jsonl(out, count, cdrs, seed)
     console.print(Text(f"wrote {written} records to {output}"))
+
+
+# ---------------------------------------------------------------------------- print batches
+
+print_app = typer.Typer(
+    help="Print batches of paper invoices: list, close, pull and acknowledge them.",
+    no_args_is_help=True,
+)
+app.add_typer(print_app, name="print")
+
+
+def _print_backends():
+    """The migrated ledger and the archive that the settings name."""
+    from delivery.archive import archive_from_url
+    from ledger import Ledger
+    from settings import get_settings
+
+    settings = get_settings()
+    ledger = Ledger.from_url(settings.db_url)
+    ledger.migrate()
+    return ledger, archive_from_url(settings.archive_url)
+
+
+def _batch_id(text: str) -> int:
+    from delivery.printing import parse_batch_id
+
+    try:
+        return parse_batch_id(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _when(instant) -> str:
+    return f"{instant:%Y-%m-%d %H:%M}" if instant else ""
+
+
+@print_app.command("list")
+def print_list(
+    operator: Annotated[str | None, typer.Option(help="Only this operator's batches.")] = None,
+    state: Annotated[list[str] | None, typer.Option(
+        help="Only batches in this state (open, closing, closed, printed); repeatable.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Newest batches shown.")] = 50,
+) -> None:
+    """List print batches, newest first: state, documents, sheets, when."""
+    from ledger import PRINT_BATCH_STATES
+
+    unknown = sorted(set(state or ()) - set(PRINT_BATCH_STATES))
+    if unknown:
+        raise typer.BadParameter(f"unknown state(s) {unknown}; known: {PRINT_BATCH_STATES}")
+    ledger, _ = _print_backends()
+    batches = ledger.print_batches(operator, states=state or None, limit=limit)
+    if not batches:
+        out.print(Text("no print batches"))
+        return
+    table = Table(title="Print batches", title_justify="left")
+    for name in ("batch", "operator", "state"):
+        table.add_column(name)
+    for name in ("documents", "sheets", "pages"):
+        table.add_column(name, justify="right")
+    for name in ("created", "closed", "printed"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("note", overflow="fold")
+    for b in batches:
+        table.add_row(f"B{b.id}", Text(b.operator_id), b.state, f"{b.documents:,}",
+                      f"{b.sheets:,}", f"{b.pages:,}", _when(b.created_at),
+                      _when(b.closed_at), _when(b.printed_at), Text(b.last_error or ""),
+                      style="red" if b.last_error else None)
+    out.print(table)
+
+
+@print_app.command("close")
+def print_close(
+    operator: Annotated[str | None, typer.Option(
+        help="Only this operator's batches [default: every operator].")] = None,
+    max_documents: Annotated[int, typer.Option(
+        min=1, help="Size at which new batches seal themselves, in documents.")] = 10_000,
+    max_sheets: Annotated[int, typer.Option(
+        min=1, help="Size at which new batches seal themselves, in duplex sheets.")] = 20_000,
+    only_full: Annotated[bool, typer.Option(
+        "--only-full", help="Close only batches that reached their size; leave open "
+                            "ones open.")] = False,
+) -> None:
+    """Close print batches: queue paper invoices, seal, make and archive PDF + manifest.
+
+    Exit status 1 when a batch could not be closed (it stays sealed, with its error,
+    for `invoicer print list`).
+    """
+    from delivery.printing import BatchLimits, close
+
+    ledger, archive = _print_backends()
+    report = close(ledger, archive, operator, seal_open=not only_full,
+                   limits=BatchLimits(max_documents, max_sheets))
+    if report.joined:
+        console.print(Text(f"{report.joined:,} paper invoice(s) joined a batch"))
+    if report.closed:
+        table = Table(title="Closed", title_justify="left")
+        for name in ("batch", "operator"):
+            table.add_column(name)
+        for name in ("documents", "sheets", "pages", "MB", "seconds", "pages/s"):
+            table.add_column(name, justify="right")
+        table.add_column("PDF", overflow="fold")
+        for c in report.closed:
+            table.add_row(f"B{c.batch_id}", Text(c.operator_id), f"{c.documents:,}",
+                          f"{c.sheets:,}", f"{c.pages:,}", f"{c.pdf_size / 1e6:,.1f}",
+                          f"{c.seconds:.1f}", f"{c.pages_per_second:,.0f}", Text(c.keys.pdf))
+        out.print(table)
+    elif not report.failed:
+        out.print(Text("nothing to close"))
+    for batch_id in report.busy:
+        out.print(Text(f"B{batch_id}: being closed by another process"))
+    for batch_id, error in report.failed:
+        out.print(Text(f"B{batch_id} could not be closed: {error}", style="red"))
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@print_app.command("pull")
+def print_pull(
+    batch: Annotated[str, typer.Argument(help="Batch id, e.g. B12.")],
+    directory: Annotated[Path, typer.Argument(help="Folder to write the files into.",
+                                              file_okay=False)],
+) -> None:
+    """Write a closed batch's PDF and manifests (CSV, JSON) into DIR, checking SHA-256."""
+    from delivery.errors import DeliveryError
+    from delivery.printing import PrintBatchError, pull
+
+    batch_id = _batch_id(batch)
+    ledger, archive = _print_backends()
+    try:
+        pulled = pull(ledger, archive, batch_id, directory)
+    except LookupError as exc:
+        console.print(Text(str(exc).strip("'\""), style="red"))
+        raise typer.Exit(2) from None
+    except (PrintBatchError, DeliveryError, OSError) as exc:
+        console.print(Text(f"B{batch_id}: {exc}", style="red"))
+        raise typer.Exit(1) from None
+    for path in (pulled.pdf, pulled.csv, pulled.json):
+        out.print(Text(str(path)))
+    out.print(Text(f"sha256 {pulled.pdf_sha256}  B{batch_id}.pdf: verified"))
+
+
+@print_app.command("ack")
+def print_ack(
+    batch: Annotated[str, typer.Argument(help="Batch id, e.g. B12.")],
+    documents: Annotated[int, typer.Option(min=0, help="Documents printed.")],
+    sheets: Annotated[int, typer.Option(min=0, help="Sheets printed.")],
+) -> None:
+    """Acknowledge a batch as printed: its invoices are marked printed (sent).
+
+    The counts must match the manifest. Acknowledging twice changes nothing.
+    """
+    from delivery.printing import acknowledge
+    from ledger import LedgerConflict, PrintCountMismatch
+
+    batch_id = _batch_id(batch)
+    ledger, _ = _print_backends()
+    try:
+        done = acknowledge(ledger, batch_id, documents, sheets)
+    except LookupError as exc:
+        console.print(Text(str(exc).strip("'\""), style="red"))
+        raise typer.Exit(2) from None
+    except (PrintCountMismatch, LedgerConflict) as exc:
+        console.print(Text(f"refused: {exc}", style="red"))
+        raise typer.Exit(1) from None
+    if done:
+        out.print(Text(f"B{batch_id} acknowledged: {documents:,} invoices printed on "
+                       f"{sheets:,} sheets"))
+    else:
+        out.print(Text(f"B{batch_id} was already acknowledged: nothing changed"))
 
 
 def main() -> None:
