@@ -164,7 +164,10 @@ def run(
     file: Annotated[Path, typer.Argument(help="JSON Lines file of billing records.",
                                          exists=True, dir_okay=False)],
     workers: Annotated[int | None, typer.Option(
-        min=1, help="Processes [default: INVOICER_WORKERS, or one per core].")] = None,
+        min=1, help="Processes [default: INVOICER_WORKERS, or one per core + 1].")] = None,
+    deliver: Annotated[bool, typer.Option(
+        help="Deliver as each invoice is archived; --no-deliver only renders, archives "
+             "and records (run the same file again later to deliver).")] = True,
 ) -> None:
     """Bill run: validate, render, archive and record every record of FILE.
 
@@ -199,7 +202,8 @@ def run(
                        rate=f"{summary.records / elapsed:,.0f}",
                        pages_rate=f"{summary.pages / elapsed:,.0f}")
 
-        summary = run_file(file, settings, workers=workers, progress=progress)
+        summary = run_file(file, settings, workers=workers, deliver=deliver,
+                           progress=progress)
     elapsed = time.monotonic() - started
     _print_run_summary(summary, elapsed)
     if summary.interrupted:

@@ -62,11 +62,16 @@ class Services:
     options: RenderOptions = field(default_factory=RenderOptions)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Services:
+    def from_settings(cls, settings: Settings, *, deliver: bool = True) -> Services:
+        """Backends from the settings; ``deliver=False`` archives and records only
+        (a later run of the same file delivers what is still pending)."""
         from delivery.email import mailer_from_url, retry
         from delivery.sms import gateway_from_url
 
         _make_local_dirs(settings)
+        if not deliver:
+            return cls(ledger=Ledger.from_url(settings.db_url),
+                       archive=archive_from_url(settings.archive_url))
         secret = (settings.link_secret.encode() if settings.link_secret
                   else local_secret(Path("var") / "link-secret"))
         channels = Channels(

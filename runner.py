@@ -67,11 +67,11 @@ class RunSummary:
 _services: Services | None = None
 
 
-def _init_worker(settings: Settings) -> None:
+def _init_worker(settings: Settings, deliver: bool) -> None:
     global _services
     # Ctrl-C is the parent's to handle: it stops feeding and lets chunks finish.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _services = Services.from_settings(settings)
+    _services = Services.from_settings(settings, deliver=deliver)
 
 
 def _run_chunk(run_id: int, chunk: list[tuple[int, bytes]]) -> list[Outcome]:
@@ -107,6 +107,7 @@ def chunks(stream) -> Iterator[list[tuple[int, bytes]]]:
 
 
 def run_file(path: Path, settings: Settings, *, workers: int | None = None,
+             deliver: bool = True,
              progress: Callable[[RunSummary, int], None] | None = None) -> RunSummary:
     """Process every record of ``path``; resumable: re-running finishes what is missing.
 
@@ -115,7 +116,7 @@ def run_file(path: Path, settings: Settings, *, workers: int | None = None,
     ``interrupted`` set; a later run of the same file redoes nothing that was done.
     """
     workers = workers or settings.effective_workers()
-    services = Services.from_settings(settings)
+    services = Services.from_settings(settings, deliver=deliver)
     ledger = services.ledger
     ledger.migrate()
     run_id = ledger.start_run(str(path), source_sha256=file_sha256(path))
@@ -140,14 +141,15 @@ def run_file(path: Path, settings: Settings, *, workers: int | None = None,
             except KeyboardInterrupt:
                 summary.interrupted = True
         else:
-            _pool_run(stream, run_id, settings, workers, collect, summary, progress)
+            _pool_run(stream, run_id, settings, deliver, workers, collect, summary,
+                      progress)
     ledger.finish_run(run_id)
     services.close()
     return summary
 
 
-def _pool_run(stream, run_id: int, settings: Settings, workers: int, collect,
-              summary: RunSummary, progress) -> None:
+def _pool_run(stream, run_id: int, settings: Settings, deliver: bool, workers: int,
+              collect, summary: RunSummary, progress) -> None:
     limit = workers * IN_FLIGHT_PER_WORKER
     pending: set[Future] = set()
     feed = chunks(stream)
@@ -161,7 +163,7 @@ def _pool_run(stream, run_id: int, settings: Settings, workers: int, collect,
             progress(summary, stream.tell())
 
     with ProcessPoolExecutor(workers, initializer=_init_worker,
-                             initargs=(settings,)) as pool:
+                             initargs=(settings, deliver)) as pool:
         try:
             for chunk in feed:
                 pending.add(pool.submit(_run_chunk, run_id, chunk))

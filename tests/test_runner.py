@@ -153,3 +153,25 @@ def test_run_exit_status_is_zero_with_rejects(tmp_path, workers):
     src.write_text("not json\n", encoding="utf-8")
     result = _run(tmp_path, src, "--workers", workers)
     assert result.returncode == 0 and "rejected" in result.stdout
+
+
+def test_no_deliver_then_a_rerun_delivers_once(tmp_path):
+    env_mail = {"INVOICER_MAIL_URL": f"file://{tmp_path}/outbox",
+                "INVOICER_SMS_URL": f"file://{tmp_path}/sms"}
+    env = {**_env(tmp_path), **env_mail}
+    src = SAMPLES / "invoices.jsonl"
+    cmd = [sys.executable, "-m", "cli", "run", str(src), "--workers", "2"]
+    first = subprocess.run([*cmd, "--no-deliver"], env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert len(_archived(tmp_path)) == 17 and not (tmp_path / "outbox").exists()
+    for _ in range(2):  # the deferred delivery, then a repeat that must send nothing
+        again = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True,
+                               timeout=300)
+        assert again.returncode == 0, again.stderr
+    emails = list((tmp_path / "outbox").glob("*.eml"))
+    sms = (tmp_path / "sms" / "outbox.jsonl").read_text(encoding="utf-8").splitlines()
+    with _db(tmp_path) as db:
+        sent = dict(db.execute("select channel, count(*) from deliveries "
+                               "where state = 'sent' group by channel").fetchall())
+    assert len(emails) == sent["email"] == 13 and len(sms) == sent["sms"] == 9
