@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -49,27 +50,36 @@ def _render_chunk(chunk: list[bytes]) -> int:
     return pages
 
 
-def render_only(path: Path, workers: int) -> tuple[float, int, int]:
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children: a load-independent
+    figure, so a busy machine cannot hide (or fake) what archive and ledger cost."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def render_only(path: Path, workers: int) -> tuple[float, float, int, int]:
     from runner import CHUNK_LINES
 
     lines = path.read_bytes().splitlines()
     chunks = [lines[i:i + CHUNK_LINES] for i in range(0, len(lines), CHUNK_LINES)]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     with ProcessPoolExecutor(workers) as pool:
         pages = sum(pool.map(_render_chunk, chunks))
-    return time.perf_counter() - t0, len(lines), pages
+    return time.perf_counter() - t0, _cpu() - c0, len(lines), pages
 
 
-def end_to_end(path: Path, workers: int, tmp: Path, *deliver: str) -> tuple[float, str]:
+def end_to_end(path: Path, workers: int, tmp: Path, *deliver: str
+               ) -> tuple[float, float, str]:
     env = {**os.environ, "INVOICER_DB_URL": f"sqlite:///{tmp}/ledger.db",
            "INVOICER_ARCHIVE_URL": f"file://{tmp}/archive",
            "INVOICER_MAIL_URL": f"file://{tmp}/outbox", "INVOICER_SMS_URL": f"file://{tmp}/sms",
            "INVOICER_LINK_SECRET": "bench"}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     extra = [*deliver, *(["--workers", str(workers)] if workers else [])]
     out = subprocess.run([sys.executable, "-m", "cli", "run", str(path), *extra],
                          env=env, cwd=ROOT, capture_output=True, text=True, check=True)
-    return time.perf_counter() - t0, out.stdout
+    return time.perf_counter() - t0, _cpu() - c0, out.stdout
 
 
 def main() -> None:
@@ -83,14 +93,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "run.jsonl"
         make_records(src, args.count)
-        r_time, records, pages = render_only(src, args.workers)
-        a_time, _ = end_to_end(src, args.run_workers, Path(tmp) / "a", "--no-deliver")
-        e_time, _ = end_to_end(src, args.run_workers, Path(tmp) / "b")
+        r_time, r_cpu, records, pages = render_only(src, args.workers)
+        a_time, a_cpu, _ = end_to_end(src, args.run_workers, Path(tmp) / "a", "--no-deliver")
+        e_time, e_cpu, _ = end_to_end(src, args.run_workers, Path(tmp) / "b")
     print(f"{records} records, {pages} pages, render-only pool {args.workers} workers")
-    for label, t in (("render only", r_time), ("archive+ledger", a_time),
-                     ("with delivery", e_time)):
+    for label, t, cpu in (("render only", r_time, r_cpu), ("archive+ledger", a_time, a_cpu),
+                          ("with delivery", e_time, e_cpu)):
         print(f"{label:15}: {t:7.1f} s  {records / t:8.1f} invoices/s  {pages / t:8.1f} pages/s"
-              + ("" if t is r_time else f"  {r_time / t:6.1%} of render only"))
+              + ("" if t is r_time else f"  {r_time / t:6.1%} of render only")
+              + f"\n{'':17}CPU {cpu:7.1f} s  {cpu / records * 1000:6.2f} ms/invoice"
+              + ("" if t is r_time else f"  render-only CPU is {r_cpu / cpu:6.1%} of it"))
     print("target: archive+ledger >= 80 % of render only (times include process start "
           "and ledger migration); delivery: e-mail .eml + SMS outbox + ledger states")
 

@@ -4,12 +4,14 @@ then each backend's own promises: file atomicity, S3 checksums, retries and fall
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import json
 import logging
 import os
 import pickle
 import stat
+import subprocess
 import threading
 import urllib.request
 from datetime import date
@@ -22,6 +24,7 @@ from botocore.exceptions import ClientError
 from delivery.archive import (
     DEFAULT_ARCHIVE_URL,
     MAX_URL_EXPIRES,
+    META_XATTR,
     Archive,
     FileArchive,
     S3Archive,
@@ -164,9 +167,9 @@ def test_checksum_is_stored_with_the_object(archive, backend, request):
         assert head["ContentType"] == "application/pdf"
     else:
         path = archive.root / KEY
-        sidecar = json.loads(path.with_name(f".{path.name}.meta.json").read_bytes())
-        assert sidecar == {"sha256": SHA, "size": len(PDF), "content_type": "application/pdf",
-                           "metadata": META}
+        stored = json.loads(os.getxattr(path, META_XATTR))
+        assert stored == {"sha256": SHA, "size": len(PDF), "content_type": "application/pdf",
+                          "metadata": META}
         assert sha(path.read_bytes()) == SHA
 
 
@@ -316,16 +319,53 @@ def test_file_objects_are_read_only_and_leave_no_temp_files(tmp_path):
     archive.put(KEY, PDF, metadata=META)
     path = tmp_path / KEY
     assert stat.S_IMODE(path.stat().st_mode) == 0o444
-    assert sorted(os.listdir(path.parent)) == [f".{path.name}.meta.json", path.name]
+    assert os.listdir(path.parent) == [path.name]  # metadata in the attribute, no sidecar
 
 
-def test_file_lost_sidecar_is_recomputed_and_repaired(tmp_path):
-    archive = FileArchive(tmp_path)
+def test_file_metadata_lost_by_a_copy_is_recomputed_and_repaired(tmp_path):
+    archive = FileArchive(tmp_path / "a")
     archive.put(KEY, PDF, metadata=META)
-    sidecar = tmp_path / "oi/1234567890/2026-10/.OI-2026-11-0000123.pdf.meta.json"
-    sidecar.unlink()  # as after a crash between linking the object and its sidecar
-    info = archive.stat(KEY)
-    assert (info.sha256, dict(info.metadata)) == (SHA, {})
+    # A plain `cp -r` (no -a / -X) drops extended attributes.
+    subprocess.run(["cp", "-r", str(tmp_path / "a"), str(tmp_path / "b")], check=True)
+    copy = FileArchive(tmp_path / "b")
+    with pytest.raises(OSError):
+        os.getxattr(copy.root / KEY, META_XATTR)
+    info = copy.stat(KEY)
+    assert (info.sha256, dict(info.metadata)) == (SHA, {})  # hashed from the bytes
+    assert copy.put(KEY, PDF, metadata=META).already_there
+    assert copy.stat(KEY).metadata == META  # kept in a sidecar from now on
+    path = copy.root / KEY
+    assert (path.parent / f".{path.name}.meta.json").is_file()
+
+
+def test_file_system_without_xattrs_uses_sidecars(tmp_path, monkeypatch):
+    # No file system on this machine refuses user attributes; make setxattr answer as
+    # one that has none does (vfat, some network mounts).
+    def refuse(*args, **kwargs):
+        raise OSError(errno.ENOTSUP, "Operation not supported")
+
+    monkeypatch.setattr(os, "setxattr", refuse)
+    archive = FileArchive(tmp_path)
+    assert archive.put(KEY, PDF, metadata=META).created
+    assert archive.xattrs is False  # not asked again for the next objects
+    path = tmp_path / KEY
+    sidecar = json.loads(path.with_name(f".{path.name}.meta.json").read_bytes())
+    assert sidecar == {"sha256": SHA, "size": len(PDF), "content_type": "application/pdf",
+                       "metadata": META}
+    assert archive.stat(KEY).metadata == META
+    assert archive.list() == [KEY]
+    assert archive.put(KEY, PDF, metadata=META).already_there
+    with pytest.raises(ArchiveConflictError):
+        archive.put(KEY, PDF + b"x", metadata=META)
+
+
+def test_file_torn_sidecar_is_ignored_and_rewritten(tmp_path):
+    archive = FileArchive(tmp_path, xattrs=False)
+    archive.put(KEY, PDF, metadata=META)
+    path = tmp_path / KEY
+    sidecar = path.with_name(f".{path.name}.meta.json")
+    sidecar.write_bytes(sidecar.read_bytes()[:17])  # a crash mid-write
+    assert archive.stat(KEY).sha256 == SHA  # hashed from the bytes
     assert archive.put(KEY, PDF, metadata=META).already_there
     assert archive.stat(KEY).metadata == META
 
