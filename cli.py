@@ -550,6 +550,117 @@ def print_ack(
         out.print(Text(f"B{batch_id} was already acknowledged: nothing changed"))
 
 
+# ---------------------------------------------------------------------------- HTTP API
+
+keys_app = typer.Typer(
+    help="API keys for the HTTP API: one per client, role and set of operators.",
+    no_args_is_help=True,
+)
+app.add_typer(keys_app, name="keys")
+
+
+def _migrated_ledger():
+    from ledger import Ledger
+    from settings import get_settings
+
+    ledger = Ledger.from_url(get_settings().db_url)
+    ledger.migrate()
+    return ledger
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="print_shop, billing or operations.")],
+    operator: Annotated[list[str], typer.Option(
+        help="Operator id the key acts for; repeatable.")],
+    name: Annotated[str, typer.Option(help="Who holds the key, e.g. the print shop.")],
+) -> None:
+    """Make an API key and print its token: shown this once, stored only hashed."""
+    from api.keys import create_key
+
+    ledger = _migrated_ledger()
+    try:
+        issued = create_key(ledger, role=role, operators=operator, name=name)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    finally:
+        ledger.close()
+    console.print(Text(f"API key {issued.key.id} ({issued.key.role}) for "
+                       f"{', '.join(issued.key.operators)}: {issued.key.name}. "
+                       "The token is shown once; keep it now."))
+    # The token alone on stdout, so that `TOKEN=$(invoicer keys create ...)` works.
+    out.print(Text(issued.token), soft_wrap=True)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List API keys (never their tokens): id, prefix, role, operators, state."""
+    from ledger import ApiKeyStore
+
+    ledger = _migrated_ledger()
+    keys = ApiKeyStore(ledger).all()
+    ledger.close()
+    if not keys:
+        out.print(Text("no API keys"))
+        return
+    table = Table(title="API keys", title_justify="left")
+    for name in ("id", "prefix", "role", "operators", "name", "created", "revoked"):
+        table.add_column(name, overflow="fold")
+    for k in keys:
+        table.add_row(str(k.id), f"ik_{k.prefix}_…", k.role, Text(", ".join(k.operators)),
+                      Text(k.name), _when(k.created_at), _when(k.revoked_at),
+                      style="dim" if k.revoked_at else None)
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id (keys list).")]
+                ) -> None:
+    """Revoke an API key: from now on its token is refused (401)."""
+    from ledger import ApiKeyStore
+
+    ledger = _migrated_ledger()
+    try:
+        done = ApiKeyStore(ledger).revoke(key_id)
+    except LookupError as exc:
+        console.print(Text(str(exc).strip("'\""), style="red"))
+        raise typer.Exit(2) from None
+    finally:
+        ledger.close()
+    out.print(Text(f"API key {key_id} revoked" if done
+                   else f"API key {key_id} was already revoked: nothing changed"))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
+) -> None:
+    """Run the HTTP API under uvicorn (migrating the ledger first)."""
+    import uvicorn
+
+    _migrated_ledger().close()
+    # The factory form: each uvicorn worker process builds its own app, ledger pool and
+    # archive client (none of them survives a fork).
+    uvicorn.run("api:create_app", factory=True, host=host, port=port, workers=workers,
+                proxy_headers=True, server_header=False)
+
+
+@app.command()
+def openapi(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")] = None,
+) -> None:
+    """Print the HTTP API's OpenAPI document (as served at /openapi.json)."""
+    from api.openapi import openapi_text
+
+    text = openapi_text()
+    if output:
+        output.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+
+
 def main() -> None:
     """Console-script entry point."""
     # Warnings (e.g. a locale without labels) go to stderr, named by their module.

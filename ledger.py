@@ -1500,3 +1500,121 @@ def _print_queue() -> sa.Select[Any]:
 def _batch_deliveries(batch_id: int) -> sa.Select[Any]:
     return sa.select(print_batch_items.c.delivery_id).where(
         print_batch_items.c.batch_id == batch_id)
+
+
+# ============================================================================ API keys
+#
+# Issue 7 (the HTTP API's credentials). Everything about API keys in the ledger lives in
+# this section: the table (migration 0003), its row, and a small store over the ledger's
+# engine. Token generation, hashing and comparison are the API's (``api/keys.py``); the
+# ledger only keeps what they produce and never sees a token.
+
+#: What a key may do: ``print_shop`` pulls and acknowledges its operators' print batches;
+#: ``billing`` (enqueue runs) and ``operations`` come with the rest of the HTTP API.
+API_KEY_ROLES = ("billing", "print_shop", "operations")
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("secret_sha256", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("operators", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("revoked_at", UTCDateTime),
+    sa.UniqueConstraint("prefix"),
+    sa.CheckConstraint(f"role IN ({_in(API_KEY_ROLES)})", name="role"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """One ``api_keys`` row: a key's public facts and the SHA-256 of its token."""
+
+    id: int
+    prefix: str
+    secret_sha256: str
+    name: str
+    role: str
+    operators: tuple[str, ...]
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @property
+    def active(self) -> bool:
+        """False once revoked."""
+        return self.revoked_at is None
+
+
+class ApiKeyStore:
+    """API keys in the ledger's database (``ApiKeyStore(ledger)``)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    def add(self, *, prefix: str, secret_sha256: str, name: str, role: str,
+            operators: Iterable[str]) -> ApiKey | None:
+        """Record a new key; ``None`` when ``prefix`` is taken (draw another token)."""
+        if role not in API_KEY_ROLES:
+            raise ValueError(f"unknown role {role!r}; known: {API_KEY_ROLES}")
+        ops = sorted(set(operators))
+        if not ops:
+            raise ValueError("an API key needs at least one operator")
+        now = self._ledger._clock()
+        with self._ledger._write() as conn:
+            row = conn.execute(
+                self._ledger._insert(api_keys)
+                .values(prefix=prefix, secret_sha256=secret_sha256, name=name, role=role,
+                        operators=ops, created_at=now)
+                .on_conflict_do_nothing(index_elements=["prefix"])
+                .returning(*api_keys.c)
+            ).one_or_none()
+        return _api_key(row) if row else None
+
+    def by_prefix(self, prefix: str) -> ApiKey | None:
+        """The key whose token starts with ``prefix`` (revoked ones included), or None."""
+        with self._ledger.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(api_keys).where(api_keys.c.prefix == prefix)).one_or_none()
+        return _api_key(row) if row else None
+
+    def get(self, key_id: int) -> ApiKey | None:
+        """The key with this id, or ``None``."""
+        with self._ledger.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(api_keys).where(api_keys.c.id == key_id)).one_or_none()
+        return _api_key(row) if row else None
+
+    def all(self) -> list[ApiKey]:
+        """Every key, oldest first, revoked ones included."""
+        with self._ledger.engine.connect() as conn:
+            rows = conn.execute(sa.select(api_keys).order_by(api_keys.c.id)).all()
+        return [_api_key(r) for r in rows]
+
+    def revoke(self, key_id: int) -> bool:
+        """Revoke a key; True when this call revoked it, False when it already was.
+
+        ``LookupError`` for an unknown id.
+        """
+        now = self._ledger._clock()
+        with self._ledger._write() as conn:
+            done = conn.execute(
+                api_keys.update()
+                .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            ).rowcount
+            if not done and conn.execute(
+                    sa.select(api_keys.c.id).where(api_keys.c.id == key_id)).first() is None:
+                raise LookupError(f"no API key with id {key_id}")
+        return done == 1
+
+
+def _api_key(row: Any) -> ApiKey:
+    values = dict(row._mapping)
+    values["operators"] = tuple(values["operators"])
+    return ApiKey(**values)
+
+
+__all__ += ["API_KEY_ROLES", "ApiKey", "ApiKeyStore"]

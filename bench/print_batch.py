@@ -7,14 +7,9 @@ Set-up (not timed): a handful of real invoices rendered from synthetic records (
 pages), archived under 10,000 invoice numbers in a file archive, with their ledger rows
 (SQLite) and ``print`` deliveries in the print queue.
 
-Then, each in a fresh process so that its peak RSS is its own:
-
-- ``protocol``: ``printing.close()`` against the file archive as it is: join the
-  queue, seal, merge, archive. The archive's ``put()`` takes bytes, so the finished
-  batch PDF is read into memory once to be archived.
-- ``streaming``: the same with an archive that also has ``put_file(key, path, ...)``
-  (defined here, create-only like ``FileArchive.put``), which ``printing`` uses when
-  present: what the merge itself costs in memory.
+Then, in a fresh process so that its peak RSS is its own: ``printing.close()``
+against the file archive: join the queue, seal, merge (pikepdf, one document at a
+time), archive the batch PDF with the streamed ``Archive.put_file`` and the manifests.
 
 Targets (issue 7): >= 1,000 pages/s merged and peak RSS <= 300 MB.
 """
@@ -24,7 +19,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import random
 import resource
 import shutil
@@ -102,8 +96,7 @@ def measure(folder: Path, variant: str) -> dict:
     from delivery.archive import FileArchive
     from ledger import Ledger
 
-    archive = (FileArchive if variant == "protocol" else streaming_archive_class())(
-        folder / "archive")
+    archive = FileArchive(folder / "archive")
     ledger = Ledger.from_url(f"sqlite:///{folder / 'ledger.db'}")
     started = time.perf_counter()
     joined = printing.join_queue(ledger, OPERATOR)
@@ -117,41 +110,6 @@ def measure(folder: Path, variant: str) -> dict:
             "batch_pages": closed.pages, "sheets": closed.sheets,
             "pdf_mb": closed.pdf_size / 1e6,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-
-
-class _StreamingMixin:
-    def put_file(self, key, path, *, sha256, metadata=None):
-        """Create-only, streamed: copy to a temp file beside the target, link it."""
-        from delivery.archive import ObjectInfo, PutResult, content_type_for
-
-        target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        digest = hashlib.sha256()
-        try:
-            with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
-                while chunk := src.read(1 << 20):
-                    digest.update(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            if digest.hexdigest() != sha256:
-                raise ValueError("sha256 does not match the file")
-            os.chmod(tmp, 0o444)
-            os.link(tmp, target)
-        finally:
-            os.unlink(tmp)
-        info = ObjectInfo(key, target.stat().st_size, sha256, content_type_for(key),
-                          dict(metadata or {}))
-        self._write_sidecar(target, info)
-        return PutResult(key, sha256, info.size, created=True)
-
-
-def streaming_archive_class() -> type:
-    """``FileArchive`` plus a streaming ``put_file`` (the Protocol change proposed)."""
-    from delivery.archive import FileArchive
-
-    return type("StreamingFileArchive", (_StreamingMixin, FileArchive), {})
 
 
 def main() -> int:
@@ -177,7 +135,7 @@ def main() -> int:
               f"(templates of {facts['template_pages']} pages) in "
               f"{time.perf_counter() - started:.1f} s", flush=True)
         results = []
-        for variant in ("protocol", "streaming"):
+        for variant in ("close",):
             work = base / variant
             shutil.rmtree(work, ignore_errors=True)
             shutil.copytree(seed, work)

@@ -16,7 +16,9 @@ Both keep the same promises, checked by one contract test suite:
 - **contained**: keys are made only of safe segments (see :func:`invoice_key`), checked
   before any I/O, so no identifier can reach outside its account's prefix;
 - **translated errors**: vendor errors leave as ``TransientDeliveryError`` (retry) or
-  ``PermanentDeliveryError`` (report).
+  ``PermanentDeliveryError`` (report);
+- **streamed when large**: ``put_file`` uploads a file and ``open_range`` reads a byte
+  range chunk by chunk, so a print batch of hundreds of megabytes never sits in memory.
 """
 
 from __future__ import annotations
@@ -34,11 +36,11 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Literal, Protocol, runtime_checkable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from botocore.exceptions import (
@@ -61,6 +63,7 @@ from delivery.errors import (
 )
 
 __all__ = [
+    "CHUNK_SIZE",
     "DEFAULT_ARCHIVE_URL",
     "MAX_URL_EXPIRES",
     "Archive",
@@ -81,6 +84,9 @@ DEFAULT_ARCHIVE_URL = "file://var/archive"
 
 MAX_URL_EXPIRES = 900
 """Download links live at most 15 minutes: long enough to click, short enough to leak."""
+
+CHUNK_SIZE = 1 << 20
+"""Bytes per chunk when a file is hashed, copied or streamed (1 MiB)."""
 
 CONTENT_TYPES: Mapping[str, str] = {"pdf": "application/pdf", "json": "application/json"}
 """The object kinds an invoice key may name (the PDF and its canonical record)."""
@@ -145,8 +151,36 @@ class Archive(Protocol):
         """
         ...
 
+    def put_file(
+        self,
+        key: str,
+        path: str | os.PathLike[str],
+        *,
+        sha256: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> PutResult:
+        """Like :meth:`put` for the contents of a local file, streamed, never read whole.
+
+        Same create-only promise: same bytes already there is ``created=False``, other
+        bytes ``ArchiveConflictError``. ``sha256`` is checked against what is read (a
+        mismatch is ``ValueError`` and nothing is stored); without it the file is hashed
+        first.
+        """
+        ...
+
     def get(self, key: str) -> bytes:
         """Return the object's bytes, or raise ``ArchiveNotFoundError``."""
+        ...
+
+    def open_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Bytes ``start`` up to ``end`` (exclusive, like a slice; ``None``: to the end)
+        of the object, as an iterator of chunks of at most :data:`CHUNK_SIZE`.
+
+        The object is opened before this returns (``ArchiveNotFoundError`` is raised
+        here, not on the first chunk), so a caller can still answer "not found" before
+        it starts a response. Close the iterator (``.close()``) when stopping early.
+        ``0 <= start <= end <= size`` is the caller's to check (``stat`` has the size).
+        """
         ...
 
     def exists(self, key: str) -> bool:
@@ -348,9 +382,9 @@ _NO_XATTR_ERRNOS = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP, errno.E2BIG, errn
                               errno.ERANGE})
 
 
-def _write_new(path: Path, data: bytes, *, mode: int, sync: bool,
+def _write_new(path: Path, fill: Callable[[BinaryIO], object], *, mode: int, sync: bool,
                xattr: bytes | None = None) -> int | None:
-    """Write ``data`` to a file that must not exist yet (``O_EXCL``).
+    """Create a file that must not exist yet (``O_EXCL``) and write it with ``fill(f)``.
 
     With ``xattr``, also set it as :data:`META_XATTR` before the data is synced, so the
     metadata is as durable as the bytes. Returns the errno with which the file system
@@ -358,10 +392,9 @@ def _write_new(path: Path, data: bytes, *, mode: int, sync: bool,
     """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     refused = None
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+    with os.fdopen(fd, "wb") as f:
+        fill(f)
+        f.flush()
         if xattr is not None:
             try:
                 os.setxattr(fd, META_XATTR, xattr)
@@ -371,8 +404,6 @@ def _write_new(path: Path, data: bytes, *, mode: int, sync: bool,
                 refused = exc.errno
         if sync:
             os.fsync(fd)
-    finally:
-        os.close(fd)
     return refused
 
 
@@ -395,9 +426,36 @@ def _parse_meta(raw: bytes) -> dict[str, Any] | None:
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
+        while chunk := f.read(CHUNK_SIZE):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _check_file_digest(path: Path, sha256: str) -> None:
+    actual = _file_sha256(path)
+    if actual != sha256:
+        raise ValueError(f"sha256 {sha256} does not match the file {path} (sha256 {actual})")
+
+
+def _check_range(start: int, end: int | None) -> None:
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0 or (
+            end is not None and (isinstance(end, bool) or not isinstance(end, int)
+                                 or end < start)):
+        raise ValueError(f"not a byte range: start={start!r}, end={end!r}")
+
+
+def _file_chunks(f: BinaryIO, key: str, start: int, end: int | None) -> Iterator[bytes]:
+    """Chunks of an open file from ``start`` to ``end``; closes it however it ends."""
+    with f, _os_errors(f"reading {key}"):
+        f.seek(start)
+        left = None if end is None else end - start
+        while left is None or left > 0:
+            chunk = f.read(CHUNK_SIZE if left is None else min(CHUNK_SIZE, left))
+            if not chunk:
+                return
+            if left is not None:
+                left -= len(chunk)
+            yield chunk
 
 
 class FileArchive:
@@ -460,7 +518,49 @@ class FileArchive:
         meta = _check_metadata(metadata)
         data, digest = _digest(data, sha256)
         info = ObjectInfo(key, len(data), digest, content_type_for(key), meta)
-        with _os_errors(f"archiving {key}"):
+
+        def fill(f: BinaryIO) -> None:
+            f.write(data)
+
+        return self._create(path, info, fill)
+
+    def put_file(
+        self,
+        key: str,
+        path: str | os.PathLike[str],
+        *,
+        sha256: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> PutResult:
+        """Create ``key`` from a file, copied in chunks and hashed on the way."""
+        target = self._path(key)
+        meta = _check_metadata(metadata)
+        source = Path(path)
+        with _os_errors(f"archiving {key} from {source}"):
+            digest = sha256.lower() if sha256 is not None else _file_sha256(source)
+            info = ObjectInfo(key, source.stat().st_size, digest, content_type_for(key), meta)
+            if target.exists():
+                # A re-run: the caller's digest must still be the file's, or a wrong
+                # checksum would be "confirmed" by the object already there.
+                _check_file_digest(source, digest)
+                return self._existing(target, info)
+
+            def fill(f: BinaryIO) -> None:
+                copied = hashlib.sha256()
+                with source.open("rb") as src:
+                    while chunk := src.read(CHUNK_SIZE):
+                        copied.update(chunk)
+                        f.write(chunk)
+                if copied.hexdigest() != digest:
+                    raise ValueError(f"sha256 {digest} does not match the file {source} "
+                                     f"(sha256 {copied.hexdigest()})")
+
+            return self._create(target, info, fill)
+
+    def _create(self, path: Path, info: ObjectInfo,
+                fill: Callable[[BinaryIO], object]) -> PutResult:
+        """Write through ``fill(file)`` into a temp file, then link it to ``path``."""
+        with _os_errors(f"archiving {info.key}"):
             if path.exists():  # a re-run: answer without writing a temp file
                 return self._existing(path, info)
             new_folders = _make_folders(path.parent)
@@ -469,7 +569,7 @@ class FileArchive:
             try:
                 # Created read-only: the open descriptor may still write it.
                 tagged = self.xattrs
-                refused = _write_new(tmp, data, mode=0o444, sync=True,
+                refused = _write_new(tmp, fill, mode=0o444, sync=True,
                                      xattr=_meta_body(info) if tagged else None)
                 try:
                     os.link(tmp, path)
@@ -485,7 +585,7 @@ class FileArchive:
                 self.xattrs = False  # this file system has none: stop asking
             if not tagged or refused is not None:
                 self._write_sidecar(path, info)
-        return PutResult(key, digest, len(data), created=True)
+        return PutResult(info.key, info.sha256, info.size, created=True)
 
     def _existing(self, path: Path, info: ObjectInfo) -> PutResult:
         # Hash the bytes, not the sidecar: the object is the truth.
@@ -516,12 +616,12 @@ class FileArchive:
         sidecar = self._sidecar(path)
         if not replace:
             with contextlib.suppress(FileExistsError):  # a racing same-bytes put wrote it
-                _write_new(sidecar, body, mode=0o644, sync=False)
+                _write_new(sidecar, lambda f: f.write(body), mode=0o644, sync=False)
             return
         tmp = sidecar.with_name(f"{sidecar.name}.{os.getpid()}.{_TMP_TOKEN}."
                                 f"{next(_tmp_counter)}.tmp")
         try:
-            _write_new(tmp, body, mode=0o644, sync=False)
+            _write_new(tmp, lambda f: f.write(body), mode=0o644, sync=False)
             os.replace(tmp, sidecar)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -537,6 +637,17 @@ class FileArchive:
             except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
                 raise ArchiveNotFoundError(key) from None
 
+    def open_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Open the file now; read ``[start, end)`` as it is iterated."""
+        _check_range(start, end)
+        path = self._path(key)
+        with _os_errors(f"reading {key}"):
+            try:
+                f = path.open("rb")
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                raise ArchiveNotFoundError(key) from None
+        return _file_chunks(f, key, start, end)
+
     def exists(self, key: str) -> bool:
         """Tell whether the file exists."""
         path = self._path(key)
@@ -544,7 +655,7 @@ class FileArchive:
             return path.is_file()
 
     def stat(self, key: str) -> ObjectInfo:
-        """Read the sidecar; without one, hash the file."""
+        """Read the stored metadata (attribute or sidecar); without it, hash the file."""
         path = self._path(key)
         with _os_errors(f"reading {key}"):
             try:
@@ -779,7 +890,39 @@ class S3Archive:
             return self._head_then_put(full, data, info)
         return self._conditional_put(full, data, info)
 
-    def _put_object(self, full: str, data: bytes, info: ObjectInfo, **extra: Any) -> None:
+    def put_file(
+        self,
+        key: str,
+        path: str | os.PathLike[str],
+        *,
+        sha256: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> PutResult:
+        """Create the object from a file: one ``PutObject`` whose body is read from disk
+        as it is sent (up to S3's 5 GB single-upload limit; a batch PDF is far below).
+
+        The file is hashed first, locally: a wrong ``sha256`` is the caller's bug
+        (``ValueError``), and must not reach S3 as a "BadDigest" that looks retryable.
+        """
+        full = self._key(key)
+        meta = _check_metadata(metadata)
+        source = Path(path)
+        with _os_errors(f"archiving {key} from {source}"):
+            actual = _file_sha256(source)
+            size = source.stat().st_size
+            if sha256 is not None and sha256.lower() != actual:
+                raise ValueError(f"sha256 {sha256} does not match the file {source} "
+                                 f"(sha256 {actual})")
+            info = ObjectInfo(key, size, actual, content_type_for(key), meta)
+            with source.open("rb") as body:
+                if self.create_only == "head-then-put":
+                    return self._head_then_put(full, body, info)
+                return self._conditional_put(full, body, info)
+
+    def _put_object(self, full: str, data: bytes | BinaryIO, info: ObjectInfo,
+                    **extra: Any) -> None:
+        if not isinstance(data, bytes):
+            data.seek(0)  # a file body: every attempt sends it from the start
         self.client.put_object(
             Bucket=self.bucket,
             Key=full,
@@ -791,7 +934,7 @@ class S3Archive:
             **extra,
         )
 
-    def _conditional_put(self, full: str, data: bytes, info: ObjectInfo) -> PutResult:
+    def _conditional_put(self, full: str, data: bytes | BinaryIO, info: ObjectInfo) -> PutResult:
         what = f"archiving {info.key} to s3://{self.bucket}/{full}"
         # AWS answers 409 ConditionalRequestConflict while another conditional write of
         # the key is in flight; once it lands we get 412 and compare. botocore does not
@@ -821,7 +964,7 @@ class S3Archive:
             time.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _fall_back(self, full: str, data: bytes, info: ObjectInfo) -> PutResult:
+    def _fall_back(self, full: str, data: bytes | BinaryIO, info: ObjectInfo) -> PutResult:
         with self._mode_lock:
             if self.create_only != "head-then-put":
                 log.warning("s3://%s does not implement If-None-Match on PutObject; "
@@ -829,7 +972,7 @@ class S3Archive:
                 self.create_only = "head-then-put"
         return self._head_then_put(full, data, info)
 
-    def _head_then_put(self, full: str, data: bytes, info: ObjectInfo) -> PutResult:
+    def _head_then_put(self, full: str, data: bytes | BinaryIO, info: ObjectInfo) -> PutResult:
         what = f"archiving {info.key} to s3://{self.bucket}/{full}"
         with _s3_errors(what):
             if self._head(full) is not None:
@@ -881,6 +1024,29 @@ class S3Archive:
             )
             return response["Body"].read()
 
+    def open_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """One ``GetObject`` (with ``Range`` unless the whole object is asked for), its
+        body read in chunks as it is iterated. A whole-object read asks for the stored
+        checksum, so botocore verifies the bytes once the last chunk is in."""
+        _check_range(start, end)
+        if end == start:
+            return iter(())  # S3 cannot express an empty range; nothing to fetch
+        full = self._key(key)
+        what = f"reading s3://{self.bucket}/{full}"
+        request: dict[str, Any] = {"Bucket": self.bucket, "Key": full}
+        if start or end is not None:
+            request["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        else:
+            request["ChecksumMode"] = "ENABLED"
+        with _s3_errors(what, key):
+            try:
+                body = self.client.get_object(**request)["Body"]
+            except ClientError as exc:
+                if _code(exc) == "InvalidRange":  # start at or past the end: no bytes
+                    return iter(())
+                raise
+        return _s3_chunks(body, what, key)
+
     def exists(self, key: str) -> bool:
         """One HEAD request."""
         full = self._key(key)
@@ -921,6 +1087,16 @@ class S3Archive:
             for page in pages:
                 keys.extend(obj["Key"][len(self.prefix):] for obj in page.get("Contents", ()))
         return sorted(keys)
+
+
+def _s3_chunks(body: Any, what: str, key: str) -> Iterator[bytes]:
+    """A ``StreamingBody`` in chunks, errors translated; the connection is released
+    however the iteration ends."""
+    try:
+        with _s3_errors(what, key):
+            yield from body.iter_chunks(CHUNK_SIZE)
+    finally:
+        body.close()
 
 
 # --- by URL ----------------------------------------------------------------------------

@@ -52,7 +52,6 @@ import secrets
 import socket
 import tempfile
 import time
-import urllib.request
 import zlib
 from array import array
 from collections import deque
@@ -62,7 +61,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import urlsplit
 
 import pikepdf
 import segno
@@ -386,7 +384,8 @@ def _close_claimed(ledger: Ledger, archive: Archive, batch_id: int, closer: str,
                 "service-version": version}
         # The PDF first and the JSON manifest last: a manifest in the archive means the
         # batch it describes is there in full.
-        _put_file(archive, keys.pdf, pdf_path, pdf_sha256, meta)
+        # Streamed from the spooled file: a 10,000-document batch is hundreds of MB.
+        archive.put_file(keys.pdf, pdf_path, sha256=pdf_sha256, metadata=meta)
     archive.put(keys.csv, manifest_csv(manifest), metadata=meta)
     archive.put(keys.json, manifest_json(manifest), metadata=meta)
     if not ledger.mark_print_batch_closed(batch_id, closer, pdf_key=keys.pdf,
@@ -450,18 +449,6 @@ def _key_of(invoice: Invoice) -> str:
     if not invoice.archive_key or not invoice.sha256:
         raise PrintBatchError(f"invoice {invoice.number} is not archived")
     return invoice.archive_key
-
-
-def _put_file(archive: Archive, key: str, path: Path, sha256: str,
-              metadata: dict[str, str]) -> None:
-    """Archive a file. Streams it if the archive can (a ``put_file(key, path, sha256=,
-    metadata=)`` method); the :class:`~delivery.archive.Archive` Protocol's ``put``
-    takes bytes, so otherwise the whole batch PDF is in memory for the upload."""
-    put_file: Callable[..., Any] | None = getattr(archive, "put_file", None)
-    if put_file is not None:
-        put_file(key, path, sha256=sha256, metadata=metadata)
-    else:
-        archive.put(key, path.read_bytes(), sha256=sha256, metadata=metadata)
 
 
 # --- the manifest ----------------------------------------------------------------------
@@ -554,7 +541,7 @@ def pull(ledger: Ledger, archive: Archive, batch_id: int,
     The PDF must have the SHA-256 the ledger and the manifest recorded, the manifests
     the SHA-256 the archive holds for them; a file that does not match is removed and
     :class:`PrintBatchError` raised. The PDF is streamed to disk through
-    ``archive.url()`` (``file://`` or a presigned ``https://``), never held in memory.
+    ``archive.open_range()``, never held in memory.
     """
     batch = ledger.get_print_batch(batch_id)
     if batch is None:
@@ -581,23 +568,20 @@ def pull(ledger: Ledger, archive: Archive, batch_id: int,
 def _download(archive: Archive, key: str, dest: Path, sha256: str) -> None:
     tmp = dest.with_name(f".{dest.name}.part")
     digest = hashlib.sha256()
-    url = archive.url(key)
+    chunks = archive.open_range(key)
     try:
         with open(tmp, "wb") as out:
-            if urlsplit(url).scheme in ("file", "http", "https"):
-                with urllib.request.urlopen(url, timeout=60) as src:
-                    while chunk := src.read(1 << 20):
-                        digest.update(chunk)
-                        out.write(chunk)
-            else:  # an archive whose links are not fetchable URLs (a test fake)
-                data = archive.get(key)
-                digest.update(data)
-                out.write(data)
+            for chunk in chunks:
+                digest.update(chunk)
+                out.write(chunk)
         if digest.hexdigest() != sha256:
             raise PrintBatchError(f"{key}: downloaded SHA-256 {digest.hexdigest()}, "
                                   f"expected {sha256}")
         os.replace(tmp, dest)
     finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:  # stopped early: release the file or the connection
+            close()
         tmp.unlink(missing_ok=True)
 
 

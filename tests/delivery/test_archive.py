@@ -22,6 +22,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from delivery.archive import (
+    CHUNK_SIZE,
     DEFAULT_ARCHIVE_URL,
     MAX_URL_EXPIRES,
     META_XATTR,
@@ -217,6 +218,96 @@ def test_missing_objects(archive):
     assert archive.list() == []
 
 
+# --- streaming: put_file and open_range ------------------------------------------------
+
+BIG = b"".join(b"%08d big batch line\n" % i for i in range(200_000))  # 5.4 MB: 6 chunks
+
+
+def test_put_file_streams_a_file_in_and_reads_back(archive, tmp_path):
+    source = tmp_path / "batch.pdf"
+    source.write_bytes(BIG)
+    result = archive.put_file(KEY, source, sha256=sha(BIG), metadata=META)
+    assert (result.key, result.sha256, result.size, result.created) == (
+        KEY, sha(BIG), len(BIG), True)
+    info = archive.stat(KEY)
+    assert (info.size, info.sha256, info.content_type, dict(info.metadata)) == (
+        len(BIG), sha(BIG), "application/pdf", META)
+    assert b"".join(archive.open_range(KEY)) == BIG
+    # Without a checksum from the caller the file is hashed.
+    other = KEY.replace(".pdf", ".json")
+    source.write_bytes(b"{}")
+    assert archive.put_file(other, source).sha256 == sha(b"{}")
+
+
+def test_put_file_conflicts_and_no_ops_like_put(archive, tmp_path):
+    same, different = tmp_path / "same.pdf", tmp_path / "different.pdf"
+    same.write_bytes(PDF)
+    different.write_bytes(PDF.replace(b"page 1", b"page 2", 1))
+    archive.put(KEY, PDF, metadata=META)
+    again = archive.put_file(KEY, same, sha256=SHA, metadata=META)
+    assert again.already_there and again.size == len(PDF)
+    with pytest.raises(ArchiveConflictError) as caught:
+        archive.put_file(KEY, different, metadata=META)
+    assert (caught.value.existing_sha256, caught.value.new_sha256) == (
+        SHA, sha(different.read_bytes()))
+    # ... and put after put_file, the other way round.
+    second = KEY.replace("0000123", "0000124")
+    assert archive.put_file(second, same, metadata=META).created
+    assert archive.put(second, PDF, metadata=META).already_there
+    with pytest.raises(ArchiveConflictError):
+        archive.put(second, different.read_bytes())
+    assert archive.get(KEY) == archive.get(second) == PDF
+
+
+def test_put_file_refuses_a_wrong_sha256_and_stores_nothing(archive, tmp_path):
+    source = tmp_path / "batch.pdf"
+    source.write_bytes(BIG)
+    with pytest.raises(ValueError, match="does not match"):
+        archive.put_file(KEY, source, sha256=sha(b"something else"))
+    assert not archive.exists(KEY)
+    assert archive.list() == []
+    archive.put_file(KEY, source)
+    # Already there, and the caller's checksum is still not the file's: still refused.
+    with pytest.raises(ValueError, match="does not match"):
+        archive.put_file(KEY, source, sha256=sha(b"something else"))
+
+
+@pytest.mark.parametrize(("start", "end"), [
+    (0, None), (0, 1), (1, 2), (17, 4097), (len(BIG) - 1, None), (len(BIG) - 10, len(BIG)),
+    (5, 5), (len(BIG), None), (len(BIG), len(BIG)), (1 << 20, (1 << 20) * 3 + 5),
+    (0, len(BIG) + 100),
+])
+def test_open_range_reads_slices_in_bounded_chunks(archive, tmp_path, start, end):
+    source = tmp_path / "batch.pdf"
+    source.write_bytes(BIG)
+    archive.put_file(KEY, source)
+    chunks = list(archive.open_range(KEY, start, end))
+    assert b"".join(chunks) == BIG[start:end]
+    assert all(0 < len(c) <= CHUNK_SIZE for c in chunks)
+
+
+def test_open_range_finds_missing_objects_before_the_first_chunk(archive):
+    with pytest.raises(ArchiveNotFoundError):
+        archive.open_range(KEY, 0, 10)
+    archive.put(KEY, PDF)
+    for start, end in ((-1, None), (5, 4), ("0", None), (0, 1.5)):
+        with pytest.raises(ValueError):
+            archive.open_range(KEY, start, end)
+
+
+def test_open_range_stopped_early_releases_the_object(archive):
+    archive.put(KEY, BIG)
+    chunks = archive.open_range(KEY, 3)
+    assert next(chunks) == BIG[3:3 + CHUNK_SIZE]
+    chunks.close()
+    # Many abandoned reads must not exhaust file handles or the S3 connection pool.
+    for _ in range(40):
+        it = archive.open_range(KEY, 0)
+        next(it)
+        it.close()
+    assert b"".join(archive.open_range(KEY, 10, 20)) == BIG[10:20]
+
+
 BAD_KEYS = ["../x.pdf", "oi/../../etc/passwd", "/abs.pdf", "a//b.pdf", "a/./b.pdf", "a/",
             "", ".hidden", "a/.x.pdf.meta.json", "a\\b.pdf", "a/b.pdf\n", "a b.pdf",
             "ä.pdf", "a..b/c.pdf", "x" * 129, None]
@@ -227,8 +318,12 @@ def test_keys_cannot_escape_and_fail_before_any_io(unreachable_archive, backend,
                                                    tmp_path):
     # The store behind unreachable_archive turns any I/O into a DeliveryError (or a
     # folder that appears): a ValueError proves the key was refused first.
+    source = tmp_path / "source.pdf"
+    source.write_bytes(PDF)
     calls = [
         lambda: unreachable_archive.put(key, PDF),
+        lambda: unreachable_archive.put_file(key, source),
+        lambda: unreachable_archive.open_range(key),
         lambda: unreachable_archive.get(key),
         lambda: unreachable_archive.exists(key),
         lambda: unreachable_archive.stat(key),
