@@ -43,6 +43,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 import json
 import logging
 import math
@@ -56,7 +57,8 @@ import zlib
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -366,14 +368,16 @@ def _close_claimed(ledger: Ledger, archive: Archive, batch_id: int, closer: str,
                                      dir=workdir) as tmp:
         pdf_path = Path(tmp) / "batch.pdf"
         with open(pdf_path, "wb", buffering=1 << 20) as out:
-            writer = BatchPdfWriter(
-                out, batch_id=batch_id, margin_left=margin,
-                title=f"Print batch {batch_name(batch_id)} ({batch.operator_id})",
-                producer=f"invoicer {version}",
-            )
-            for (item, invoice), data in _fetch(archive, docs, prefetch):
-                _add(writer, item, invoice, data)
-            pages, pdf_sha256, pdf_size = writer.close()
+            sheets = [(item.seq or 0, (item.pages + 1) // 2) for item, _ in docs]
+            with MarksAhead(batch_id, sheets) as marks:
+                writer = BatchPdfWriter(
+                    out, batch_id=batch_id, margin_left=margin,
+                    title=f"Print batch {batch_name(batch_id)} ({batch.operator_id})",
+                    producer=f"invoicer {version}", marks=marks,
+                )
+                for (item, invoice), data in _fetch(archive, docs, prefetch):
+                    _add(writer, item, invoice, data)
+                pages, pdf_sha256, pdf_size = writer.close()
         if pages != batch.pages:
             raise PrintBatchError(f"batch {batch_name(batch_id)} has {pages} pages, "
                                   f"the ledger expects {batch.pages}")
@@ -621,6 +625,76 @@ def mark_operators(payload: str) -> tuple[int, bytes]:
     return side, b"1 g\n0 0 %d %d re\nf\n0 g\n%s\nf" % (side, side, b"\n".join(rects))
 
 
+def _make_marks(batch_id: int, keys: list[tuple[int, int, int]]) -> list[tuple[int, bytes]]:
+    return [mark_operators(mark_payload(batch_id, *key)) for key in keys]
+
+
+class MarksAhead:
+    """The sheet marks of a batch, made ahead in a helper process, in print order.
+
+    segno is pure Python: a mark costs about as much as merging its page, so on a
+    machine with a second core a helper process makes them while this one merges
+    (a third off a 10,000-document close). At most ``window`` chunks of ``chunk``
+    marks wait in memory. Called as ``marks(seq, sheet, sheets)``; a call out of the
+    expected order (a document whose page count differs from the ledger's, which
+    fails the batch right after) or a helper that died is answered in-process.
+    """
+
+    def __init__(self, batch_id: int, sheets: Iterable[tuple[int, int]], *,
+                 workers: int | None = None, chunk: int = 256, window: int = 4) -> None:
+        self._batch_id = batch_id
+        keys = ((seq, sheet, n) for seq, n in sheets for sheet in range(1, n + 1))
+        self._chunks = iter(lambda: list(itertools.islice(keys, chunk)), [])
+        self._window = window
+        self._pending: deque[tuple[list[tuple[int, int, int]], Future]] = deque()
+        self._ready: deque[tuple[tuple[int, int, int], tuple[int, bytes]]] = deque()
+        workers = (1 if (os.cpu_count() or 1) > 1 else 0) if workers is None else workers
+        self._pool: ProcessPoolExecutor | None = None
+        if workers:
+            try:
+                self._pool = ProcessPoolExecutor(workers)
+                self._fill()
+            except (OSError, BrokenProcessPool, AssertionError) as exc:
+                # AssertionError: multiprocessing refuses children of a daemon process.
+                log.info("sheet marks made in-process: %s", exc)
+                self._stop()
+
+    def _fill(self) -> None:
+        assert self._pool is not None
+        while len(self._pending) < self._window:
+            keys = next(self._chunks, None)
+            if keys is None:
+                return
+            self._pending.append((keys, self._pool.submit(_make_marks, self._batch_id, keys)))
+
+    def _stop(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool, self._pending = None, deque()
+        self._ready.clear()
+
+    def __call__(self, seq: int, sheet: int, sheets: int) -> tuple[int, bytes]:
+        key = (seq, sheet, sheets)
+        if not self._ready and self._pending:
+            keys, future = self._pending.popleft()
+            try:
+                self._ready.extend(zip(keys, future.result(), strict=True))
+                self._fill()
+            except (BrokenProcessPool, OSError) as exc:
+                log.warning("sheet-mark helper failed (%s); making them in-process", exc)
+                self._stop()
+        if self._ready and self._ready[0][0] == key:
+            return self._ready.popleft()[1]
+        self._stop()  # out of order: the rest is made here, as asked
+        return mark_operators(mark_payload(self._batch_id, seq, sheet, sheets))
+
+    def __enter__(self) -> MarksAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop()
+
+
 def mark_position(box: tuple[float, float, float, float], margin_left: float,
                   side: float) -> tuple[float, float]:
     """Lower-left corner (points) of a mark ``side`` points square on a page ``box``.
@@ -668,8 +742,12 @@ class BatchPdfWriter:
     KIDS = 128
 
     def __init__(self, out: BinaryIO, *, batch_id: int, margin_left: float,
-                 title: str = "", producer: str = "invoicer") -> None:
+                 title: str = "", producer: str = "invoicer",
+                 marks: Callable[[int, int, int], tuple[int, bytes]] | None = None) -> None:
         self._out = out
+        # marks(seq, sheet, sheets) -> mark_operators() of that sheet's payload.
+        self._marks = marks or (lambda seq, sheet, sheets: mark_operators(
+            mark_payload(batch_id, seq, sheet, sheets)))
         self._sha = hashlib.sha256()
         self._pos = 0
         self._offsets = array("Q", [0])  # by object number; 0 is the free-list head
@@ -801,7 +879,7 @@ class BatchPdfWriter:
             if own.startswith(b"["):
                 own = own[1:-1].strip()
             del page["/Contents"]
-        side, operators = mark_operators(mark_payload(self._batch_id, seq, sheet, sheets))
+        side, operators = self._marks(seq, sheet, sheets)
         x, y = mark_position((box[0], box[1], box[2], box[3]), self._margin_left,
                              side * MARK_MODULE)
         mark = self._reserve()

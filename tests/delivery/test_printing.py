@@ -607,6 +607,27 @@ def test_the_same_batch_gives_the_same_bytes(templates, tmp_path):
     assert make() == make()
 
 
+def test_marks_made_ahead_equal_marks_made_here_and_survive_surprises():
+    sheets = [(seq, 1 + seq % 3) for seq in range(1, 40)]
+    expected = {(seq, sheet, n): printing.mark_operators(printing.mark_payload(7, seq, sheet, n))
+                for seq, n in sheets for sheet in range(1, n + 1)}
+    order = list(expected)
+    # A real helper process, small chunks so that several are in flight.
+    with printing.MarksAhead(7, sheets, workers=1, chunk=5, window=2) as marks:
+        assert marks._pool is not None
+        assert [marks(*key) for key in order] == [expected[key] for key in order]
+    # A document whose PDF has more pages than the ledger said: asked out of order,
+    # answered correctly in-process from there on.
+    with printing.MarksAhead(7, sheets, workers=1, chunk=5) as marks:
+        assert marks(*order[0]) == expected[order[0]]
+        assert marks(1, 9, 9) == printing.mark_operators(printing.mark_payload(7, 1, 9, 9))
+        assert marks._pool is None
+        assert marks(*order[1]) == expected[order[1]]
+    # No helper at all (one core, or a daemon process that may not fork).
+    with printing.MarksAhead(7, sheets, workers=0) as marks:
+        assert [marks(*key) for key in order[:5]] == [expected[key] for key in order[:5]]
+
+
 def test_the_mark_fits_narrow_margins_and_refuses_too_narrow_ones():
     side = 33 * printing.MARK_MODULE
     a4 = (0, 0, 595.2756, 841.8898)
