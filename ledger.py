@@ -1815,21 +1815,24 @@ class AccessStore:
 
     # ---------------------------------------------------------------- rate limits
 
-    def hit(self, bucket: str, window: timedelta) -> int:
-        """Count one hit in ``bucket``'s current fixed window; returns the hits so far
-        in that window (this one included). One atomic upsert."""
+    def hit(self, buckets: Iterable[str], window: timedelta) -> list[int]:
+        """Count one hit in each bucket's current fixed window; returns the hits so far
+        in those windows (this one included). One transaction, one upsert a bucket."""
         now = self._ledger._clock()
         seconds = int(window.total_seconds())
         start = datetime.fromtimestamp(int(now.timestamp()) // seconds * seconds, UTC)
-        stmt = (
-            self._ledger._insert(rate_limits)
-            .values(bucket=bucket, window_start=start, hits=1)
-            .on_conflict_do_update(index_elements=["bucket", "window_start"],
-                                   set_={"hits": rate_limits.c.hits + 1})
-            .returning(rate_limits.c.hits)
-        )
+        counts = []
         with self._ledger._write() as conn:
-            return int(conn.execute(stmt).scalar_one())
+            for bucket in buckets:
+                stmt = (
+                    self._ledger._insert(rate_limits)
+                    .values(bucket=bucket, window_start=start, hits=1)
+                    .on_conflict_do_update(index_elements=["bucket", "window_start"],
+                                           set_={"hits": rate_limits.c.hits + 1})
+                    .returning(rate_limits.c.hits)
+                )
+                counts.append(int(conn.execute(stmt).scalar_one()))
+        return counts
 
     def forget(self, older_than: timedelta) -> int:
         """Drop counters whose window began before ``older_than`` ago, and codes that
