@@ -106,7 +106,8 @@ def _page(request: Request, template: str, lang: str, status: int = 200,
           **context: Any) -> HTMLResponse:
     html = _environment().get_template(template).render(
         t=_messages()[lang], lang=lang, lang_tag=lang.replace("_", "-"),
-        dir="rtl" if lang in RTL else "ltr", languages=_language_names(), **context)
+        dir="rtl" if lang in RTL else "ltr", languages=_language_names(),
+        **{"error": None, "phone": None, **context})
     return HTMLResponse(html, status_code=status, headers=_HEADERS)
 
 
