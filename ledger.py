@@ -1618,3 +1618,308 @@ def _api_key(row: Any) -> ApiKey:
 
 
 __all__ += ["API_KEY_ROLES", "ApiKey", "ApiKeyStore"]
+
+
+# ============================================================================ subscriber access
+#
+# Issue 8 (subscribers' history, second copies, SMS codes; the billing system's payment
+# updates). Everything about it in the ledger lives in this section: four tables
+# (migration 0005), their rows, and :class:`AccessStore` over the ledger's engine. The
+# codes' hashing and comparison are the API's (``api/access.py``): the ledger keeps a
+# salted HMAC of each code and never sees one; it owns the compare-and-set updates that
+# make a code single-use and its wrong tries bounded under any race.
+
+#: Wrong tries after which a code is dead, whatever is typed next.
+MAX_CODE_ATTEMPTS = 5
+
+sms_codes = sa.Table(
+    "sms_codes",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("phone", sa.String(16), nullable=False),
+    # The account the code opens: resolved when the code is made, from the phone's
+    # latest archived invoice.
+    sa.Column("operator_id", sa.String(64), nullable=False),
+    sa.Column("account", sa.String(64), nullable=False),
+    sa.Column("salt", sa.String(32), nullable=False),
+    sa.Column("code_hash", sa.String(64), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("used_at", UTCDateTime),
+    sa.Column("superseded_at", UTCDateTime),
+    sa.Index(None, "phone", "created_at"),
+)
+
+# Fixed-window counters: one row per (bucket, window); a hit is one atomic upsert.
+# ``bucket`` is a SHA-256 (it would otherwise hold phone numbers and client addresses).
+rate_limits = sa.Table(
+    "rate_limits",
+    metadata,
+    sa.Column("bucket", sa.String(64), primary_key=True),
+    sa.Column("window_start", UTCDateTime, primary_key=True),
+    sa.Column("hits", sa.Integer, nullable=False),
+    sa.Index(None, "window_start"),
+)
+
+# One second copy per invoice, whoever asks and however often.
+second_copies = sa.Table(
+    "second_copies",
+    metadata,
+    sa.Column("invoice_id", BigId, sa.ForeignKey("invoices.id"), primary_key=True),
+    sa.Column("archive_key", sa.String(512), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("pages", sa.Integer),
+    sa.Column("renderer_version", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+payment_events = sa.Table(
+    "payment_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("invoice_id", BigId, sa.ForeignKey("invoices.id"), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("amount", Money),
+    sa.Column("paid_on", sa.Date),
+    sa.Column("source", sa.String(128), nullable=False),
+    sa.Column("recorded_at", UTCDateTime, nullable=False),
+    sa.CheckConstraint(f"status IN ({_in(PAYMENT_STATUSES)})", name="status"),
+    sa.Index(None, "invoice_id", "id"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SmsCode:
+    """One ``sms_codes`` row (the code itself is not in it: only its salted HMAC)."""
+
+    id: int
+    phone: str
+    operator_id: str
+    account: str
+    salt: str
+    code_hash: str
+    attempts: int
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None
+    superseded_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SecondCopy:
+    """One ``second_copies`` row: the duplicate of an invoice, as archived."""
+
+    invoice_id: int
+    archive_key: str
+    sha256: str
+    size: int
+    pages: int | None
+    renderer_version: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentEvent:
+    """One change of an invoice's payment status, as the billing system reported it."""
+
+    id: int
+    invoice_id: int
+    status: str
+    amount: Decimal | None
+    paid_on: date | None
+    source: str
+    recorded_at: datetime
+
+
+class AccessStore:
+    """Subscriber access in the ledger's database (``AccessStore(ledger)``)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    # ---------------------------------------------------------------- lookups
+
+    def latest_for_phone(self, phone: str) -> Invoice | None:
+        """The newest archived invoice sent to ``phone`` (any operator), or ``None``."""
+        with self._ledger.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(invoices)
+                .where(invoices.c.phone == phone, invoices.c.status == "archived")
+                .order_by(invoices.c.issue_date.desc(), invoices.c.id.desc())
+                .limit(1)
+            ).one_or_none()
+        return Invoice(**row._mapping) if row else None
+
+    def account_invoice(self, operator_id: str, account: str, number: str) -> Invoice | None:
+        """The archived invoice ``number`` if it is this account's, else ``None``."""
+        with self._ledger.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(invoices).where(
+                    invoices.c.operator_id == operator_id, invoices.c.number == number,
+                    invoices.c.account == account, invoices.c.status == "archived")
+            ).one_or_none()
+        return Invoice(**row._mapping) if row else None
+
+    # ---------------------------------------------------------------- SMS codes
+
+    def add_code(self, *, phone: str, operator_id: str, account: str, salt: str,
+                 code_hash: str, ttl: timedelta) -> SmsCode:
+        """Record a new code for ``phone``; earlier live codes of the phone stop working
+        (only the latest SMS counts, so a flood of requests does not multiply the odds
+        of a guess)."""
+        now = self._ledger._clock()
+        with self._ledger._write() as conn:
+            conn.execute(
+                sms_codes.update()
+                .where(sms_codes.c.phone == phone, sms_codes.c.used_at.is_(None),
+                       sms_codes.c.superseded_at.is_(None))
+                .values(superseded_at=now))
+            row = conn.execute(
+                sms_codes.insert()
+                .values(phone=phone, operator_id=operator_id, account=account, salt=salt,
+                        code_hash=code_hash, attempts=0, created_at=now,
+                        expires_at=now + ttl)
+                .returning(*sms_codes.c)
+            ).one()
+        return SmsCode(**row._mapping)
+
+    def live_code(self, phone: str) -> SmsCode | None:
+        """The phone's code that may still be tried: latest, unexpired, unused, not
+        superseded, fewer than :data:`MAX_CODE_ATTEMPTS` wrong tries."""
+        now = self._ledger._clock()
+        with self._ledger.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(sms_codes)
+                .where(sms_codes.c.phone == phone, sms_codes.c.used_at.is_(None),
+                       sms_codes.c.superseded_at.is_(None), sms_codes.c.expires_at > now,
+                       sms_codes.c.attempts < MAX_CODE_ATTEMPTS)
+                .order_by(sms_codes.c.id.desc())
+                .limit(1)
+            ).one_or_none()
+        return SmsCode(**row._mapping) if row else None
+
+    def use_code(self, code_id: int) -> bool:
+        """Spend a code that matched: True for exactly one caller, and only while the
+        code is live (compare-and-set, so two racing right answers open one session)."""
+        now = self._ledger._clock()
+        with self._ledger._write() as conn:
+            return conn.execute(
+                sms_codes.update()
+                .where(sms_codes.c.id == code_id, sms_codes.c.used_at.is_(None),
+                       sms_codes.c.superseded_at.is_(None), sms_codes.c.expires_at > now,
+                       sms_codes.c.attempts < MAX_CODE_ATTEMPTS)
+                .values(used_at=now)
+            ).rowcount == 1
+
+    def wrong_try(self, code_id: int) -> None:
+        """Count a wrong try against a code (atomically; it dies at the limit)."""
+        with self._ledger._write() as conn:
+            conn.execute(
+                sms_codes.update()
+                .where(sms_codes.c.id == code_id, sms_codes.c.used_at.is_(None))
+                .values(attempts=sms_codes.c.attempts + 1))
+
+    # ---------------------------------------------------------------- rate limits
+
+    def hit(self, buckets: Iterable[str], window: timedelta) -> list[int]:
+        """Count one hit in each bucket's current fixed window; returns the hits so far
+        in those windows (this one included). One transaction, one upsert a bucket."""
+        now = self._ledger._clock()
+        seconds = int(window.total_seconds())
+        start = datetime.fromtimestamp(int(now.timestamp()) // seconds * seconds, UTC)
+        counts = []
+        with self._ledger._write() as conn:
+            for bucket in buckets:
+                stmt = (
+                    self._ledger._insert(rate_limits)
+                    .values(bucket=bucket, window_start=start, hits=1)
+                    .on_conflict_do_update(index_elements=["bucket", "window_start"],
+                                           set_={"hits": rate_limits.c.hits + 1})
+                    .returning(rate_limits.c.hits)
+                )
+                counts.append(int(conn.execute(stmt).scalar_one()))
+        return counts
+
+    def forget(self, older_than: timedelta) -> int:
+        """Drop counters whose window began before ``older_than`` ago, and codes that
+        expired as long ago; returns the rows removed."""
+        cutoff = self._ledger._clock() - older_than
+        with self._ledger._write() as conn:
+            n = conn.execute(
+                rate_limits.delete().where(rate_limits.c.window_start < cutoff)).rowcount
+            n += conn.execute(sms_codes.delete().where(sms_codes.c.expires_at < cutoff)).rowcount
+        return n
+
+    # ---------------------------------------------------------------- second copies
+
+    def second_copy(self, invoice_id: int) -> SecondCopy | None:
+        """The invoice's second copy, if one was made."""
+        with self._ledger.engine.connect() as conn:
+            row = conn.execute(sa.select(second_copies).where(
+                second_copies.c.invoice_id == invoice_id)).one_or_none()
+        return SecondCopy(**row._mapping) if row else None
+
+    def record_second_copy(self, invoice_id: int, *, archive_key: str, sha256: str,
+                           size: int, pages: int | None, renderer_version: str
+                           ) -> SecondCopy:
+        """Record the archived second copy; if one is recorded already (a racing
+        request), that one is returned and this call changes nothing."""
+        now = self._ledger._clock()
+        stmt = (
+            self._ledger._insert(second_copies)
+            .values(invoice_id=invoice_id, archive_key=archive_key, sha256=sha256,
+                    size=size, pages=pages, renderer_version=renderer_version,
+                    created_at=now)
+            .on_conflict_do_nothing(index_elements=["invoice_id"])
+            .returning(*second_copies.c)
+        )
+        with self._ledger._write() as conn:
+            row = conn.execute(stmt).one_or_none()
+            if row is None:
+                row = conn.execute(sa.select(second_copies).where(
+                    second_copies.c.invoice_id == invoice_id)).one()
+        return SecondCopy(**row._mapping)
+
+    # ---------------------------------------------------------------- payments
+
+    def set_payment_status(self, invoice_id: int, status: str, *,
+                           amount: Decimal | None = None, paid_on: date | None = None,
+                           source: str) -> tuple[Invoice, bool]:
+        """Set the invoice's payment status and keep the change in its history.
+
+        Returns the updated invoice and whether anything changed (the same status,
+        amount and date again is a no-op: a retried call adds no history row).
+        ``LookupError`` for an unknown invoice.
+        """
+        if status not in PAYMENT_STATUSES:
+            raise ValueError(f"unknown payment status {status!r}; known: {PAYMENT_STATUSES}")
+        now = self._ledger._clock()
+        with self._ledger._write() as conn:
+            query = sa.select(invoices).where(invoices.c.id == invoice_id)
+            if self._ledger.dialect == "postgresql":
+                query = query.with_for_update()
+            row = conn.execute(query).one_or_none()
+            if row is None:
+                raise LookupError(f"no invoice with id {invoice_id}")
+            if (row.payment_status, row.paid_amount, row.paid_on) == (status, amount, paid_on):
+                return Invoice(**row._mapping), False
+            conn.execute(invoices.update().where(invoices.c.id == invoice_id).values(
+                payment_status=status, paid_amount=amount, paid_on=paid_on, updated_at=now))
+            conn.execute(payment_events.insert().values(
+                invoice_id=invoice_id, status=status, amount=amount, paid_on=paid_on,
+                source=source, recorded_at=now))
+            row = conn.execute(sa.select(invoices).where(invoices.c.id == invoice_id)).one()
+        return Invoice(**row._mapping), True
+
+    def payment_history(self, invoice_id: int) -> list[PaymentEvent]:
+        """The invoice's payment status changes, oldest first."""
+        with self._ledger.engine.connect() as conn:
+            rows = conn.execute(sa.select(payment_events)
+                                .where(payment_events.c.invoice_id == invoice_id)
+                                .order_by(payment_events.c.id)).all()
+        return [PaymentEvent(**r._mapping) for r in rows]
+
+
+__all__ += ["MAX_CODE_ATTEMPTS", "AccessStore", "PaymentEvent", "SecondCopy", "SmsCode"]

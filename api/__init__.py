@@ -1,4 +1,4 @@
-"""The HTTP API (FastAPI): print shops now; subscribers and billing in later issues.
+"""The HTTP API (FastAPI): print shops, subscribers (and their page), the billing system.
 
 ``create_app(settings)`` builds the application over the ledger and the archive the
 settings name (or ready ones, for tests and embedding); ``invoicer serve`` runs it
@@ -12,12 +12,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 
-from api import print_shop, problems
+from api import billing, print_shop, problems, subscriber, web
+from api.access import AccessLimits, AccessService
+from api.billrun import BillRunQueue, ThreadBillRunQueue
 from delivery.archive import Archive, archive_from_url
+from delivery.links import local_secret
+from delivery.sms import SmsGateway, gateway_from_url
 from ledger import Ledger
 from settings import Settings, get_settings
 
@@ -29,8 +34,14 @@ API_VERSION = "1.0.0"
 DESCRIPTION = """\
 Telecom invoice service API.
 
-Authenticate with an API key: `Authorization: Bearer <token>` (or `X-API-Key: <token>`).
-Keys are made with `invoicer keys create` and belong to one role and a set of operators.
+Print shops and the billing system authenticate with an API key: `Authorization: Bearer
+<token>` (or `X-API-Key: <token>`). Keys are made with `invoicer keys create` and belong
+to one role and a set of operators.
+
+Subscribers send a session token (from an SMS code) or the token of an invoice link
+from an e-mail as `Authorization: Bearer <token>`; documents are fetched through
+signed links (`/invoices/<token>.pdf`).
+
 Errors are RFC 9457 problem details (`application/problem+json`).
 """
 
@@ -42,21 +53,34 @@ def build_app(lifespan: Any = None) -> FastAPI:
                   openapi_url="/openapi.json", lifespan=lifespan)
     problems.install(app)
     app.include_router(print_shop.router)
+    app.include_router(subscriber.router)
+    app.include_router(subscriber.document_router)
+    app.include_router(billing.router)
+    app.include_router(web.router)
     return app
 
 
 def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None,
-               archive: Archive | None = None) -> FastAPI:
+               archive: Archive | None = None, sms: SmsGateway | None = None,
+               link_secret: bytes | None = None, limits: AccessLimits | None = None,
+               bill_runs: BillRunQueue | None = None) -> FastAPI:
     """The API application.
 
-    ``ledger`` and ``archive`` default to the ones ``settings`` (default: the
-    environment's) names; a ledger made here is closed when the app shuts down. The
-    ledger's schema is not migrated here (``invoicer serve`` does it first).
+    ``ledger``, ``archive`` and ``sms`` default to the ones ``settings`` (default: the
+    environment's) names, ``link_secret`` to the one the bill run signs e-mail links
+    with; a ledger made here is closed when the app shuts down. ``bill_runs`` defaults
+    to a :class:`~api.billrun.ThreadBillRunQueue` in this process (a Celery queue
+    plugs in here). The ledger's schema is not migrated here (``invoicer serve`` does
+    it first).
     """
     settings = settings or get_settings()
     owned = ledger is None
     the_ledger = ledger or Ledger.from_url(settings.db_url)
     the_archive = archive or archive_from_url(settings.archive_url)
+    secret = link_secret or (settings.link_secret.encode() if settings.link_secret
+                             else local_secret(Path("var") / "link-secret"))
+    the_sms = sms or gateway_from_url(settings.sms_url)
+    queue = bill_runs or ThreadBillRunQueue(settings, Path("var") / "bill-runs")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -68,4 +92,6 @@ def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None
     app.state.ledger = the_ledger
     app.state.archive = the_archive
     app.state.settings = settings
+    app.state.access = AccessService(the_ledger, the_sms, secret, limits=limits)
+    app.state.bill_runs = queue
     return app

@@ -35,7 +35,9 @@ class LiveServer:
     """uvicorn serving ``app`` on a socket of our own (port chosen by the kernel)."""
 
     def __init__(self, app) -> None:
-        self._socket = socket.socket()
+        # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY only on sockets whose proto
+        # says TCP, and without it every response waits 40 ms for a delayed ACK.
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._socket.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
         config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
@@ -102,3 +104,86 @@ def shop(request: pytest.FixtureRequest, tmp_path: Path, templates  # noqa: F811
 def auth(token: str) -> dict[str, str]:
     """The Authorization header for ``token``."""
     return {"Authorization": f"Bearer {token}"}
+
+
+# ---------------------------------------------------------------------------- subscribers
+
+
+class Clock:
+    """A settable clock for the ledger and the access service (codes, tokens, windows)."""
+
+    def __init__(self) -> None:
+        from datetime import UTC, datetime
+
+        self.now = datetime.now(UTC)
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        from datetime import timedelta
+
+        self.now += timedelta(seconds=seconds)
+
+
+SECRET = b"subscriber-tests-link-secret-0123456789"
+
+
+@pytest.fixture
+def sub(tmp_path: Path) -> Iterator[SimpleNamespace]:
+    """The subscriber world (``tests/api/world.py``) behind a running API, on SQLite
+    and a file archive, with an SMS outbox file, a settable clock and billing keys."""
+    from api.access import AccessLimits
+    from api.billrun import ThreadBillRunQueue
+    from delivery.sms import FileSmsOutbox
+    from tests.api.world import populate
+
+    clock = Clock()
+    db = f"sqlite:///{tmp_path / 'ledger.db'}"
+    ledger = Ledger.from_url(db, clock=clock)
+    ledger.migrate()
+    archive = FileArchive(tmp_path / "archive")
+    issued = populate(ledger, archive)
+    outbox = FileSmsOutbox(tmp_path / "sms")
+    settings = Settings(db_url=db, archive_url=f"file://{tmp_path / 'archive'}",
+                        sms_url=f"file://{tmp_path / 'sms'}",
+                        mail_url=f"file://{tmp_path / 'outbox'}",
+                        link_secret=SECRET.decode())
+    runs = ThreadBillRunQueue(settings, tmp_path / "spool", workers=1)
+    # Generous per-client limits: every test calls from 127.0.0.1.
+    limits = AccessLimits(codes_per_client=10_000, tries_per_client=10_000)
+    keys = {
+        "billing": create_key(ledger, role="billing", operators=["oi"], name="Billing oi"),
+        "billing_vivo": create_key(ledger, role="billing", operators=[OTHER], name="B vivo"),
+        "shop": create_key(ledger, role="print_shop", operators=["oi"], name="Shop"),
+    }
+    app = create_app(settings, ledger=ledger, archive=archive, sms=outbox, link_secret=SECRET,
+                     limits=limits, bill_runs=runs)
+    with LiveServer(app) as server, client(server.url) as http:
+        yield SimpleNamespace(http=http, url=server.url, ledger=ledger, archive=archive,
+                              clock=clock, outbox=outbox, access=app.state.access,
+                              issued=issued, settings=settings, app=app, runs=runs,
+                              tokens={name: k.token for name, k in keys.items()},
+                              tmp=tmp_path)
+    ledger.close()
+
+
+def sms_code(outbox, phone: str, *, after: int = 0, timeout: float = 10.0) -> str:
+    """The code in the newest SMS to ``phone`` beyond the first ``after`` messages."""
+    import re
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        mine = [m for m in outbox.messages() if m.to == phone]
+        if len(mine) > after:
+            return re.search(r"\b([0-9]{6})\b", mine[-1].text).group(1)
+        time.sleep(0.02)
+    raise AssertionError(f"no SMS to {phone} within {timeout} s")
+
+
+def client(base_url: str) -> httpx.Client:
+    """An HTTP client with TCP_NODELAY: httpcore writes a POST's headers and body
+    separately, and Nagle plus the server's delayed ACK would add 40 ms to each."""
+    transport = httpx.HTTPTransport(
+        socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+    return httpx.Client(base_url=base_url, timeout=30, transport=transport)

@@ -1,0 +1,209 @@
+"""Subscriber access: who may see which account's invoices, and for how long.
+
+A subscriber never has a password. They hold a **grant** for one account of one
+operator, in one of two forms, both HMAC-signed by the service (``delivery.links``):
+
+- an **invoice link** (the token in ``/invoices/<token>.pdf`` of an invoice e-mail; 7
+  days): it opens that invoice, and the account's history;
+- a **session** (after the right SMS code; 15 minutes): it opens the account's history
+  and every invoice in it.
+
+The two are signed with different keys derived from the one link secret, so neither
+passes for the other. The links handed out in a history expire with the grant they
+were made under (an SMS session's links live 15 minutes, not 7 days).
+
+**SMS codes**: six random digits, valid 15 minutes, single use, stored only as a salted
+HMAC keyed with a secret the database does not hold, compared in constant time; a code
+dies after five wrong tries and a newer code replaces it. Asking for codes and trying
+them are rate-limited per phone number and per client address. Whether a number
+belongs to a subscriber never shows: the answer to "send me a code" is the same, and
+the lookup and sending happen after the answer has gone (see ``api/subscriber.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from delivery import links
+from delivery.errors import DeliveryError
+from delivery.links import InvalidLinkError, LinkClaims
+from delivery.sms import SmsGateway, render_access_code
+from ledger import AccessStore, Invoice, Ledger
+
+__all__ = ["AccessLimits", "AccessService", "Grant", "RateLimited"]
+
+log = logging.getLogger(__name__)
+
+PHONE_RE = re.compile(r"\+[1-9][0-9]{1,14}")
+CODE_RE = re.compile(r"[0-9]{6}")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessLimits:
+    """How long codes and sessions live, and how often one may ask and try."""
+
+    code_ttl: timedelta = timedelta(minutes=15)
+    session_ttl: timedelta = timedelta(minutes=15)
+    window: timedelta = timedelta(minutes=15)
+    codes_per_phone: int = 3
+    codes_per_client: int = 30
+    tries_per_phone: int = 10
+    tries_per_client: int = 60
+
+
+class RateLimited(Exception):
+    """Too many requests in the current window; ``retry_after`` in seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"rate limited; retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What a subscriber's token opens: one account (and, for a link, one invoice)."""
+
+    operator: str
+    account: str
+    expires: int
+    invoice: str | None = None  # set for an invoice link
+    kind: str = "session"  # or "link"
+
+
+def _derive(secret: bytes, purpose: bytes) -> bytes:
+    return hmac.new(secret, b"invoicer/" + purpose, hashlib.sha256).digest()
+
+
+class AccessService:
+    """Grants, links and SMS codes over the ledger, an SMS gateway and the link secret."""
+
+    def __init__(self, ledger: Ledger, sms: SmsGateway | None, secret: bytes, *,
+                 limits: AccessLimits | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self.ledger = ledger
+        self.store = AccessStore(ledger)
+        self.sms = sms
+        self.limits = limits or AccessLimits()
+        self.clock = clock or ledger._clock
+        self._link_key = secret  # the e-mails' links: delivery.links, unchanged
+        self._session_key = _derive(secret, b"subscriber-session")
+        self._code_key = _derive(secret, b"sms-code")
+        self._bucket_key = _derive(secret, b"rate-limit-bucket")
+
+    def now(self) -> float:
+        return self.clock().timestamp()
+
+    # ---------------------------------------------------------------- grants and links
+
+    def grant(self, token: str | None) -> Grant | None:
+        """The grant ``token`` carries (a session or an invoice link), or ``None`` for
+        anything else: malformed, altered, expired or signed with another key."""
+        if not token or len(token) > 1024:
+            return None
+        for key, kind in ((self._session_key, "session"), (self._link_key, "link")):
+            try:
+                claims = links.verify(token, key, now=self.now())
+            except InvalidLinkError:
+                continue
+            return Grant(claims.operator, claims.account, claims.expires,
+                         claims.invoice if kind == "link" else None, kind)
+        return None
+
+    def session_token(self, operator: str, account: str) -> tuple[str, int]:
+        """A session for the account, valid ``session_ttl`` from now: (token, expires)."""
+        expires = int(self.now() + self.limits.session_ttl.total_seconds())
+        return links.sign(LinkClaims(operator, account, "", expires), self._session_key), \
+            expires
+
+    def invoice_token(self, invoice: Invoice, expires: int) -> str:
+        """The token of ``/invoices/<token>.pdf`` for ``invoice``, until ``expires``."""
+        return links.sign(LinkClaims(invoice.operator_id, invoice.account, invoice.number,
+                                     expires), self._link_key)
+
+    def linked_invoice(self, token: str) -> Invoice | None:
+        """The archived invoice an invoice link names, if the link is valid and every
+        part of it (operator, account, number) matches the ledger; else ``None``."""
+        try:
+            claims = links.verify(token, self._link_key, now=self.now())
+        except InvalidLinkError:
+            return None
+        return self.store.account_invoice(claims.operator, claims.account, claims.invoice)
+
+    # ---------------------------------------------------------------- rate limits
+
+    def _check(self, *buckets: tuple[str, int]) -> None:
+        """Count a hit in every bucket; ``RateLimited`` if any is over its limit."""
+        digests = [hmac.new(self._bucket_key, name.encode(), hashlib.sha256).hexdigest()
+                   for name, _ in buckets]
+        counts = self.store.hit(digests, self.limits.window)
+        if any(n > limit for n, (_, limit) in zip(counts, buckets, strict=True)):
+            seconds = int(self.limits.window.total_seconds())
+            raise RateLimited(seconds - int(self.now()) % seconds)
+
+    # ---------------------------------------------------------------- SMS codes
+
+    def _hash(self, salt: str, phone: str, code: str) -> str:
+        return hmac.new(self._code_key, f"{salt}:{phone}:{code}".encode(),
+                        hashlib.sha256).hexdigest()
+
+    def admit_code_request(self, phone: str, client: str) -> None:
+        """Count a request for a code; ``RateLimited`` beyond the limits. The same for
+        every number, a subscriber's or not."""
+        self._check((f"code-phone:{phone}", self.limits.codes_per_phone),
+                    (f"code-client:{client}", self.limits.codes_per_client))
+
+    def send_code(self, phone: str) -> bool:
+        """Make a code for the phone's latest invoice's account and send it by SMS.
+
+        Runs after the answer has gone (a background task): ``False`` and nothing sent
+        when the number has no archived invoice. A failing gateway is logged; the
+        subscriber asks again.
+        """
+        invoice = self.store.latest_for_phone(phone)
+        if invoice is None or self.sms is None:
+            return False
+        code = f"{secrets.randbelow(10**6):06d}"
+        salt = secrets.token_hex(16)
+        row = self.store.add_code(phone=phone, operator_id=invoice.operator_id,
+                                  account=invoice.account, salt=salt,
+                                  code_hash=self._hash(salt, phone, code),
+                                  ttl=self.limits.code_ttl)
+        minutes = int(self.limits.code_ttl.total_seconds() // 60)
+        text = render_access_code(invoice.operator_id, invoice.locale, code, minutes)
+        try:
+            self.sms.send(phone, text.text, reference=f"access-code-{row.id}")
+        except DeliveryError as exc:
+            log.warning("access code %s for an invoice of %s not sent: %s", row.id,
+                        invoice.operator_id, exc)
+            return False
+        return True
+
+    def redeem(self, phone: str, code: str, client: str) -> tuple[str, int, Grant] | None:
+        """A session for the right, live code of ``phone``; ``None`` otherwise (no code,
+        wrong, expired, used, superseded, too many wrong tries, not a subscriber: one
+        answer). ``RateLimited`` beyond the limits, checked first."""
+        self._check((f"try-phone:{phone}", self.limits.tries_per_phone),
+                    (f"try-client:{client}", self.limits.tries_per_client))
+        live = self.store.live_code(phone)
+        salt = live.salt if live is not None else "0" * 32
+        expected = live.code_hash if live is not None else "0" * 64
+        # Always one HMAC and one constant-time comparison, live code or not.
+        matched = hmac.compare_digest(self._hash(salt, phone, code if CODE_RE.fullmatch(code)
+                                                 else "x"), expected)
+        if live is None:
+            return None
+        if not matched:
+            self.store.wrong_try(live.id)
+            return None
+        if not self.store.use_code(live.id):
+            return None  # a racing right answer, or the code died meanwhile
+        token, expires = self.session_token(live.operator_id, live.account)
+        return token, expires, Grant(live.operator_id, live.account, expires)
+

@@ -1,0 +1,356 @@
+"""The subscriber's endpoints: invoice history, documents, second copies, SMS codes.
+
+No API key here: a subscriber holds a grant (:mod:`api.access`), sent as
+``Authorization: Bearer <token>``: the session token from an SMS code, or the token of
+an invoice link from an e-mail. Documents are fetched through signed links only::
+
+    POST /v1/subscriber/sms-code             {"phone"}          a code by SMS (202, always)
+    POST /v1/subscriber/session              {"phone", "code"}  -> a session token (15 min)
+    GET  /v1/subscriber/invoices             the account's last 13 invoices, with links
+    POST /v1/subscriber/invoices/{n}/second-copy   the second copy of one of them
+    GET  /invoices/{token}.pdf               an invoice (the link in e-mails)
+    GET  /invoices/{token}/second-copy.pdf   its second copy, once issued
+
+Every refusal of a document (a link altered, expired, for another operator or
+account, a number that is not the account's, a path that is not a number) is the same
+404 problem, byte for byte; a token that grants nothing is the same 403 problem.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.access import AccessService, Grant, RateLimited
+from api.problems import Problem, problem_responses
+from api.ranges import Download, ranged_response
+from billing.fields import IDENTIFIER_PATTERN
+from delivery.archive import Archive
+from delivery.errors import ArchiveNotFoundError
+from delivery.second_copy import issue_second_copy
+from ledger import Invoice, Ledger
+
+__all__ = ["document_router", "history", "router", "second_copy"]
+
+PREFIX = "/v1/subscriber"
+HISTORY_LENGTH = 13
+
+router = APIRouter(prefix=PREFIX, tags=["subscriber"],
+                   generate_unique_id_function=lambda route: route.name)
+document_router = APIRouter(tags=["subscriber"],
+                            generate_unique_id_function=lambda route: route.name)
+
+_NUMBER_RE = re.compile(IDENTIFIER_PATTERN)
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,600}\.[A-Za-z0-9_-]{43}")
+
+
+# ---------------------------------------------------------------------------- models
+
+Phone = Annotated[str, Field(pattern=r"^\+[1-9][0-9]{1,14}$", examples=["+5521987654321"],
+                             description="E.164: `+`, country code and number.")]
+
+
+class CodeRequest(BaseModel):
+    """Send me a code."""
+
+    model_config = ConfigDict(extra="forbid")
+    phone: Phone
+
+
+class CodeRequested(BaseModel):
+    """The one answer to every code request that is not rate-limited."""
+
+    detail: str
+    expires_in: int = Field(description="Seconds a code is valid once it arrives.")
+
+
+class SessionRequest(BaseModel):
+    """The code received by SMS."""
+
+    model_config = ConfigDict(extra="forbid")
+    phone: Phone
+    code: str = Field(pattern=r"^[0-9]{6}$", examples=["042917"])
+
+
+class Session(BaseModel):
+    """A session for one account: send ``token`` as ``Authorization: Bearer``."""
+
+    token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_at: datetime
+    operator: str
+    account: str
+
+
+class Period(BaseModel):
+    start: date
+    end: date
+
+
+class InvoiceSummary(BaseModel):
+    """One invoice of the history."""
+
+    number: str
+    kind: str
+    period: Period
+    issue_date: date
+    due_date: date
+    amount: str = Field(description="Total due, a decimal string (`\"104.75\"`).")
+    currency: str
+    locale: str
+    payment_status: Literal["unpaid", "paid", "overdue", "partially_paid"]
+    paid_amount: str | None = None
+    paid_on: date | None = None
+    pages: int | None = None
+    document: str = Field(description="Signed link to the PDF, relative to the API's "
+                                      "address; it expires with the session or link.")
+    second_copy: str = Field(description="POST here for a second copy.")
+    links_expire_at: datetime
+
+
+class History(BaseModel):
+    """The account's last 13 invoices, newest first; ``latest`` is the first of them."""
+
+    operator: str
+    account: str
+    latest: InvoiceSummary | None
+    invoices: list[InvoiceSummary]
+
+
+class SecondCopyOut(BaseModel):
+    """A second copy (the same one however often it is asked for)."""
+
+    number: str
+    sha256: str
+    size: int
+    pages: int | None
+    created_at: datetime
+    document: str = Field(description="Signed link to the second copy's PDF.")
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _access(request: Request) -> AccessService:
+    return request.app.state.access
+
+
+def _ledger(request: Request) -> Ledger:
+    return request.app.state.ledger
+
+
+def _archive(request: Request) -> Archive:
+    return request.app.state.archive
+
+
+def client_address(request: Request) -> str:
+    """The caller's address (uvicorn puts a trusted proxy's X-Forwarded-For here)."""
+    return request.client.host if request.client else "unknown"
+
+
+_bearer = HTTPBearer(auto_error=False, scheme_name="SubscriberToken",
+                     description="A session token (SMS code) or an invoice link's token.")
+
+
+def _refused() -> Problem:
+    return Problem(403, "invalid-token", "The link or session is not valid",
+                   detail="It may have expired: open the link from your e-mail again, "
+                          "or ask for a new SMS code.")
+
+
+def current_grant(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Grant:
+    """The caller's grant (a dependency): 401 without a token, 403 for one that
+    grants nothing."""
+    if bearer is None:
+        raise Problem(401, "unauthenticated", "A session or link token is required",
+                      headers={"WWW-Authenticate": 'Bearer realm="subscriber"'})
+    grant = _access(request).grant(bearer.credentials)
+    if grant is None:
+        raise _refused()
+    return grant
+
+
+def _not_found() -> Problem:
+    return Problem(404, "document-not-found", "No such document",
+                   detail="The link is not valid, has expired, or names no document.")
+
+
+def _money(value) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+def summary(access: AccessService, invoice: Invoice, expires: int) -> InvoiceSummary:
+    """An invoice as the history shows it, with links valid until ``expires``."""
+    token = access.invoice_token(invoice, expires)
+    return InvoiceSummary(
+        number=invoice.number, kind=invoice.kind,
+        period=Period(start=invoice.period_start, end=invoice.period_end),
+        issue_date=invoice.issue_date, due_date=invoice.due_date,
+        amount=format(invoice.total, "f"), currency=invoice.currency, locale=invoice.locale,
+        payment_status=invoice.payment_status, paid_amount=_money(invoice.paid_amount),
+        paid_on=invoice.paid_on, pages=invoice.pages, document=f"/invoices/{token}.pdf",
+        second_copy=f"{PREFIX}/invoices/{invoice.number}/second-copy",
+        links_expire_at=datetime.fromtimestamp(expires, UTC))
+
+
+def history(access: AccessService, grant: Grant) -> History:
+    """The grant's account's last 13 archived invoices, newest first."""
+    rows = access.ledger.invoices_for_account(grant.operator, grant.account,
+                                              limit=HISTORY_LENGTH)
+    items = [summary(access, row, grant.expires) for row in rows]
+    return History(operator=grant.operator, account=grant.account,
+                   latest=items[0] if items else None, invoices=items)
+
+
+def account_invoice(access: AccessService, grant: Grant, number: str) -> Invoice:
+    """The grant's account's archived invoice ``number``; 404 for anything else."""
+    if not _NUMBER_RE.fullmatch(number) or ".." in number:
+        raise _not_found()
+    invoice = access.store.account_invoice(grant.operator, grant.account, number)
+    if invoice is None:
+        raise _not_found()
+    return invoice
+
+
+def second_copy(access: AccessService, archive: Archive, grant: Grant, number: str
+                ) -> SecondCopyOut:
+    """Issue (once) and describe the second copy of one of the grant's invoices."""
+    invoice = account_invoice(access, grant, number)
+    try:
+        copy = issue_second_copy(access.ledger, archive, invoice)
+    except ArchiveNotFoundError:
+        raise Problem(503, "original-missing", "The original is not available",
+                      detail="Try again later; operations have been told.") from None
+    token = access.invoice_token(invoice, grant.expires)
+    return SecondCopyOut(number=invoice.number, sha256=copy.sha256, size=copy.size,
+                         pages=copy.pages, created_at=copy.created_at,
+                         document=f"/invoices/{token}/second-copy.pdf")
+
+
+def _document(request: Request, token: str, which: str) -> Response:
+    if not _TOKEN_RE.fullmatch(token):
+        raise _not_found()
+    access = _access(request)
+    invoice = access.linked_invoice(token)
+    if invoice is None or not invoice.archive_key or not invoice.sha256:
+        raise _not_found()
+    if which == "original":
+        download = Download(invoice.archive_key, invoice.size or 0, invoice.sha256,
+                            "application/pdf", f"{invoice.number}.pdf")
+    else:
+        copy = access.store.second_copy(invoice.id)
+        if copy is None:
+            raise _not_found()
+        download = Download(copy.archive_key, copy.size, copy.sha256, "application/pdf",
+                            f"{invoice.number}-2.pdf")
+    try:
+        response = ranged_response(request, _archive(request), download)
+    except ArchiveNotFoundError:
+        raise Problem(503, "document-missing", "The document is not available",
+                      detail="Try again later; operations have been told.") from None
+    # The link is the credential: keep it out of other sites' logs.
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+# ---------------------------------------------------------------------------- routes
+
+
+@router.post("/sms-code", status_code=202, response_model=CodeRequested,
+             summary="Send an access code by SMS",
+             responses=problem_responses(422, 429))
+def request_code(request: Request, body: CodeRequest, tasks: BackgroundTasks
+                 ) -> CodeRequested:
+    """If the number received invoices, a 6-digit code goes to it by SMS, valid 15
+    minutes. The answer is the same whether or not it did: the lookup and the SMS
+    happen after the answer has gone. Rate-limited per number and per client (429)."""
+    access = _access(request)
+    try:
+        access.admit_code_request(body.phone, client_address(request))
+    except RateLimited as exc:
+        raise _too_many(exc) from None
+    tasks.add_task(access.send_code, body.phone)
+    return CodeRequested(
+        detail="If this number receives our invoices, a code is on its way by SMS.",
+        expires_in=int(access.limits.code_ttl.total_seconds()))
+
+
+def _too_many(exc: RateLimited) -> Problem:
+    return Problem(429, "rate-limited", "Too many requests",
+                   detail="Wait a little before trying again.",
+                   headers={"Retry-After": str(exc.retry_after)},
+                   retry_after=exc.retry_after)
+
+
+@router.post("/session", response_model=Session, summary="Exchange an SMS code for a session",
+             responses=problem_responses(403, 422, 429))
+def open_session(request: Request, body: SessionRequest) -> Session:
+    """The right code (once, within 15 minutes, before five wrong tries) opens a
+    15-minute session on the account the code was sent for. Every other case is the
+    same 403 ``code-refused``."""
+    try:
+        got = _access(request).redeem(body.phone, body.code, client_address(request))
+    except RateLimited as exc:
+        raise _too_many(exc) from None
+    if got is None:
+        raise Problem(403, "code-refused", "The code was not accepted",
+                      detail="It is wrong, expired or used. Ask for a new code.")
+    token, expires, grant = got
+    return Session(token=token, expires_at=datetime.fromtimestamp(expires, UTC),
+                   operator=grant.operator, account=grant.account)
+
+
+@router.get("/invoices", response_model=History, summary="The account's last 13 invoices",
+            responses=problem_responses(401, 403))
+def list_invoices(request: Request, grant: Annotated[Grant, Depends(current_grant)]
+                  ) -> History:
+    """Number, period, dates, amount, currency, payment status and a signed document
+    link of each of the account's last 13 invoices, newest first."""
+    return history(_access(request), grant)
+
+
+@router.post("/invoices/{number}/second-copy", response_model=SecondCopyOut,
+             summary="A second copy of an invoice",
+             responses=problem_responses(401, 403, 404, 503))
+def make_second_copy(request: Request, number: str,
+                     grant: Annotated[Grant, Depends(current_grant)]) -> SecondCopyOut:
+    """The archived original re-issued with the duplicate mark, archived and recorded
+    once: asking again gives the same copy (same SHA-256)."""
+    return second_copy(_access(request), _archive(request), grant, number)
+
+
+_PDF_RESPONSES = {
+    **problem_responses(404, 416, 503),
+    200: {"description": "The PDF.", "content": {"application/pdf": {}}},
+    206: {"description": "The requested byte range (`Content-Range`)."},
+    304: {"description": "Not modified (`If-None-Match` matched the ETag)."},
+}
+
+
+@document_router.get("/invoices/{token}/second-copy.pdf", response_class=Response,
+                     summary="Download a second copy", responses=_PDF_RESPONSES)
+def download_second_copy(request: Request, token: str) -> Response:
+    """The second copy of the linked invoice, once issued (else 404)."""
+    return _document(request, token, "second-copy")
+
+
+@document_router.get("/invoices/{token}.pdf", response_class=Response,
+                     summary="Download an invoice", responses=_PDF_RESPONSES)
+def download_invoice(request: Request, token: str) -> Response:
+    """The archived PDF of the invoice the signed link names, streamed (ranges work)."""
+    return _document(request, token, "original")
+
+
+for _route, _path in ((download_second_copy, "/invoices/{token}/second-copy.pdf"),
+                      (download_invoice, "/invoices/{token}.pdf")):
+    document_router.add_api_route(_path, _route, methods=["HEAD"], include_in_schema=False,
+                                  name=f"{_route.__name__}_head")
