@@ -1062,13 +1062,17 @@ class Ledger:
         return [Delivery(**r._mapping) for r in rows]
 
     def deliveries_in(self, states: Iterable[str], *, older_than: datetime | None = None,
-                      limit: int = 1000) -> list[tuple[Delivery, Invoice]]:
+                      limit: int = 1000, operators: Iterable[str] | None = None
+                      ) -> list[tuple[Delivery, Invoice]]:
         """Deliveries in ``states`` (oldest change first) with their invoices.
 
         ``older_than`` keeps those not touched since then: a ``sending`` row nobody has
-        touched for a while belongs to a process that died mid-send.
+        touched for a while belongs to a process that died mid-send. ``operators``
+        keeps those of these operators' invoices.
         """
         where = [deliveries.c.state.in_(sorted(states))]
+        if operators is not None:
+            where.append(invoices.c.operator_id.in_(sorted(operators)))
         if older_than is not None:
             where.append(deliveries.c.updated_at < older_than)
         stmt = (sa.select(deliveries, invoices)

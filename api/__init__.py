@@ -17,7 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from api import billing, print_shop, problems, subscriber, web
+from api import billing, operations, print_shop, problems, subscriber, web
 from api.access import AccessLimits, AccessService
 from api.billrun import BillRunQueue, ThreadBillRunQueue
 from delivery.archive import Archive, archive_from_url
@@ -34,7 +34,7 @@ API_VERSION = "1.0.0"
 DESCRIPTION = """\
 Telecom invoice service API.
 
-Print shops and the billing system authenticate with an API key: `Authorization: Bearer
+Print shops, the billing system and operations authenticate with an API key: `Authorization: Bearer
 <token>` (or `X-API-Key: <token>`). Keys are made with `invoicer keys create` and belong
 to one role and a set of operators.
 
@@ -56,6 +56,7 @@ def build_app(lifespan: Any = None) -> FastAPI:
     app.include_router(subscriber.router)
     app.include_router(subscriber.document_router)
     app.include_router(billing.router)
+    app.include_router(operations.router)
     app.include_router(web.router)
     return app
 

@@ -1,0 +1,183 @@
+"""The operations team's endpoints: deliveries that need a person, and print batches.
+
+Every route needs an ``operations`` key (:mod:`api.keys`) and sees only the key's
+operators. What the CLI does on the ledger machine (``invoicer deliveries``,
+``invoicer print close``), an operator's on-call can do from anywhere:
+
+    GET  /v1/operations/deliveries             failed, outcome unknown, stuck in sending
+    GET  /v1/operations/print-batches          batches and their states
+    POST /v1/operations/print-batches/close    seal and close the open batches (202)
+
+Resending an ``unknown`` e-mail stays a deliberate act on the CLI (``invoicer resend``):
+it needs the mail and SMS backends, which the API process does not hold.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
+from pydantic import BaseModel, Field
+
+from api.keys import require_role
+from api.problems import Problem, problem_responses
+from delivery import printing
+from ledger import ApiKey, Ledger
+
+__all__ = ["router"]
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/v1/operations"
+ATTENTION = ("failed_permanent", "unknown")
+
+router = APIRouter(prefix=PREFIX, tags=["operations"], responses=problem_responses(401, 403),
+                   generate_unique_id_function=lambda route: route.name)
+
+OpsKey = Annotated[ApiKey, Depends(require_role("operations"))]
+DeliveryState = Literal["pending", "sending", "sent", "failed_permanent", "unknown"]
+BatchState = Literal["open", "closing", "closed", "printed"]
+
+
+class DeliveryOut(BaseModel):
+    """One channel of one invoice, and where it stands."""
+
+    operator: str
+    invoice: str
+    account: str
+    channel: str = Field(description="`email`, `sms` or `print`.")
+    state: str
+    attempts: int
+    updated_at: datetime
+    last_error: str | None = Field(None, description="The last failure, as recorded.")
+
+
+class Deliveries(BaseModel):
+    """Deliveries matching the query, oldest change first."""
+
+    deliveries: list[DeliveryOut]
+
+
+class BatchOut(BaseModel):
+    """A print batch as operations see it (the print shop sees only closed ones)."""
+
+    batch: str = Field(examples=["B12"])
+    operator: str
+    state: str
+    documents: int
+    sheets: int
+    created_at: datetime
+    closed_at: datetime | None
+    printed_at: datetime | None
+    last_error: str | None = Field(None, description="Why the last close failed.")
+
+
+class Batches(BaseModel):
+    """Print batches, newest first."""
+
+    batches: list[BatchOut]
+
+
+class CloseAccepted(BaseModel):
+    """A close was started for these operators; follow it in the batch list."""
+
+    operators: list[str]
+
+
+def _ledger(request: Request) -> Ledger:
+    return request.app.state.ledger
+
+
+def _operators(key: ApiKey, operator: str | None) -> list[str]:
+    # An operator the key does not act for reads as one with nothing to show: the
+    # answer must not tell which operators exist (as for print shops).
+    if operator is None:
+        return list(key.operators)
+    return [operator] if operator in key.operators else []
+
+
+@router.get("/deliveries", response_model=Deliveries,
+            summary="Deliveries that need a person", responses=problem_responses(422))
+def needing_attention(
+    request: Request,
+    key: OpsKey,
+    state: Annotated[list[DeliveryState] | None, Query(
+        description="States to list [default: failed_permanent, unknown, and sending "
+                    "untouched for `stale_minutes`].")] = None,
+    stale_minutes: Annotated[int, Query(ge=1, le=10_080)] = 30,
+    operator: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> Deliveries:
+    """Failed, unknown and stuck deliveries of the key's operators."""
+    ledger, ops = _ledger(request), _operators(key, operator)
+    if not ops:
+        return Deliveries(deliveries=[])
+    if state:
+        rows = ledger.deliveries_in(state, limit=limit, operators=ops)
+    else:
+        rows = ledger.deliveries_in(ATTENTION, limit=limit, operators=ops)
+        cutoff = datetime.now(UTC) - timedelta(minutes=stale_minutes)
+        rows += ledger.deliveries_in(["sending"], older_than=cutoff, limit=limit,
+                                     operators=ops)
+    return Deliveries(deliveries=[
+        DeliveryOut(operator=inv.operator_id, invoice=inv.number, account=inv.account,
+                    channel=d.channel, state=d.state, attempts=d.attempts,
+                    updated_at=d.updated_at, last_error=d.last_error)
+        for d, inv in rows[:limit]])
+
+
+@router.get("/print-batches", response_model=Batches, summary="Print batches",
+            responses=problem_responses(422))
+def print_batches(
+    request: Request,
+    key: OpsKey,
+    state: Annotated[list[BatchState] | None, Query()] = None,
+    operator: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Batches:
+    """The key's operators' print batches, newest first."""
+    ledger = _ledger(request)
+    found = []
+    for op in _operators(key, operator):
+        found += ledger.print_batches(op, states=set(state) if state else None, limit=limit)
+    found.sort(key=lambda b: b.id, reverse=True)
+    return Batches(batches=[
+        BatchOut(batch=printing.batch_name(b.id), operator=b.operator_id, state=b.state,
+                 documents=b.documents, sheets=b.sheets, created_at=b.created_at,
+                 closed_at=b.closed_at, printed_at=b.printed_at, last_error=b.last_error)
+        for b in found[:limit]])
+
+
+def _close(ledger: Ledger, archive, operators: list[str]) -> None:
+    for op in operators:
+        try:
+            report = printing.close(ledger, archive, op)
+        except Exception:  # a background task has nobody to raise to: log it
+            log.exception("closing the print batches of %s", op)
+            continue
+        log.info("print batches of %s: %d closed, %d failed", op, len(report.closed),
+                 len(report.failed))
+
+
+@router.post("/print-batches/close", status_code=202, response_model=CloseAccepted,
+             summary="Seal and close the open print batches",
+             responses=problem_responses(404, 422))
+def close_print_batches(
+    request: Request,
+    key: OpsKey,
+    tasks: BackgroundTasks,
+    operator: Annotated[str | None, Query(max_length=64)] = None,
+) -> CloseAccepted:
+    """Join the print queue, seal the open batches and close them, after answering.
+
+    A close of 10,000 documents takes seconds: it runs after the 202 goes out, and the
+    batch list shows it done. Two closes at once are safe: each batch has one closer.
+    """
+    ops = _operators(key, operator)
+    if not ops:
+        raise Problem(404, "operator-not-found", "No such operator",
+                      detail="This key does not act for that operator.")
+    tasks.add_task(_close, _ledger(request), request.app.state.archive, ops)
+    return CloseAccepted(operators=ops)
