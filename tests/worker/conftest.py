@@ -193,9 +193,13 @@ class PrivateRabbit:
 
 
 @pytest.fixture
-def private_broker(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator:
+def private_broker(request: pytest.FixtureRequest) -> Iterator:
     """A broker this test may restart, of the kind ``request.param`` names."""
-    workdir = tmp_path_factory.mktemp("broker")
+    import tempfile
+
+    # Not under pytest's tmp folder: that is private to root (0700), and RabbitMQ's
+    # scripts run the node as the rabbitmq user.
+    workdir = Path(tempfile.mkdtemp(prefix="invoicer-broker-"))
     if not shutil.which("redis-server" if request.param == "redis" else "rabbitmq-server"):
         _missing(f"no {request.param} server installed")
     server = PrivateRedis(workdir) if request.param == "redis" else PrivateRabbit(workdir)
@@ -204,6 +208,7 @@ def private_broker(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator
         yield server
     finally:
         server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------- PostgreSQL
