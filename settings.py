@@ -64,7 +64,8 @@ class Settings(BaseSettings):
     30 minutes). It is the server's setting: keep this equal to ``rabbitmq.conf``."""
     stale_after: int = 0
     """Seconds after which the reconciler re-enqueues a chunk that is not finished (and
-    re-queues a delivery stuck in sending); 0 means the task time limit plus 60 s."""
+    re-queues a delivery stuck in sending); 0 means the task time limit plus the longest
+    retry wait plus 60 s."""
     reconcile_every: int = 60
     """Seconds between two runs of the reconciler under Celery beat."""
     chunk_lines: int = 16
@@ -73,7 +74,8 @@ class Settings(BaseSettings):
     def effective_stale_after(self) -> int:
         # Past the hard time limit the task that owned a chunk is certainly dead (the
         # worker killed it, or the worker itself died): re-running it cannot overlap.
-        return self.stale_after or self.task_time_limit + 60
+        # A chunk waiting for its retry's countdown is not stale either.
+        return self.stale_after or self.task_time_limit + self.retry_backoff_max + 60
 
     def effective_workers(self) -> int:
         # One more process than cores: each record ends with fsyncs (archive) and a

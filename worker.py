@@ -111,11 +111,11 @@ def redelivery_problems(settings: Settings) -> list[str]:
             f"still running. Raise the window to at least {hold + REDELIVERY_MARGIN} s "
             "or lower the time limit.")
     stale = settings.effective_stale_after()
-    if stale <= settings.task_time_limit:
+    if stale <= hold:
         problems.append(
-            f"INVOICER_STALE_AFTER is {stale} s, not more than INVOICER_TASK_TIME_LIMIT "
-            f"{settings.task_time_limit} s: the reconciler would re-enqueue chunks that "
-            "are still running.")
+            f"INVOICER_STALE_AFTER is {stale} s, not more than {hold} s "
+            f"(INVOICER_TASK_TIME_LIMIT + INVOICER_RETRY_BACKOFF_MAX): the reconciler "
+            "would re-enqueue chunks that are still running or about to retry.")
     return problems
 
 
@@ -494,8 +494,21 @@ def _maybe_finish(ledger: Any, run_id: int) -> None:
         ledger.finish_run(run_id)
 
 
+def queue_depth(queue: str = "invoicer") -> int:
+    """Messages waiting in the task queue (not those held by workers); 0 when the
+    queue does not exist (a Redis list vanishes when empty, and after a restart)."""
+    try:
+        with app.connection_for_write() as conn:
+            return int(conn.default_channel.queue_declare(queue=queue, passive=True)
+                       .message_count)
+    except Exception as exc:  # NOT_FOUND on both brokers: nothing is waiting
+        log.debug("queue %s: %s", queue, exc)
+        return 0
+
+
 def reconcile(ledger: Any, settings: Settings, send: Callable[..., None] = _send,
-              now: datetime | None = None) -> dict[str, int]:
+              now: datetime | None = None,
+              waiting: int | Callable[[], int] = queue_depth) -> dict[str, int]:
     """Re-enqueue what dead workers and lost messages left behind; safe to run anywhere,
     any number of times at once.
 
@@ -510,6 +523,12 @@ def reconcile(ledger: Any, settings: Settings, send: Callable[..., None] = _send
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(seconds=settings.effective_stale_after())
     stats = Counter[str]()
+    # A ``queued`` chunk may simply be waiting its turn behind a long run (a bill run of
+    # millions enqueues far more than workers take in an hour): while messages wait in
+    # the queue, only chunks whose task died (``running``) or was never sent
+    # (``planned``) are re-enqueued; a lost ``queued`` message is found once the queue
+    # has drained. Re-enqueueing everything stale would flood the queue with copies.
+    waiting = waiting() if callable(waiting) else waiting
     for d, inv in ledger.deliveries_in(["sending"], older_than=cutoff, limit=10_000):
         if d.channel in ("email", "sms") and ledger.transition(
                 d.id, "sending", "pending",
@@ -518,6 +537,9 @@ def reconcile(ledger: Any, settings: Settings, send: Callable[..., None] = _send
                         d.id, d.channel, inv.id)
             stats["deliveries_requeued"] += 1
     for chunk in ledger.stale_chunks(cutoff, limit=10_000):
+        if chunk.state == "queued" and waiting:
+            stats["queued_chunks_left_waiting"] += 1
+            continue
         if ledger.requeue_stale_chunk(chunk.run_id, chunk.seq, cutoff):
             send("invoicer.process_chunk", (chunk.run_id, chunk.seq))
             stats["chunks_requeued"] += 1
@@ -585,7 +607,10 @@ def process_record(source: str) -> dict[str, Any]:
     """One record: the whole file or S3 object is one JSON billing record."""
     svc = services()
     url = source_url(source)
-    data = read_range(url, 0, _size(url))
+    size = _size(url)
+    if size == 0:
+        raise PermanentDeliveryError(f"{url} is empty: no record to process")
+    data = read_range(url, 0, size)
     run_id = svc.ledger.run_for_source(url)
     svc.ledger.plan_run(run_id, source_sha256=hashlib.sha256(data).hexdigest())
     svc.ledger.add_chunks(run_id, [(0, 0, len(data), 1, 1)])

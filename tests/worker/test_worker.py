@@ -42,7 +42,7 @@ BAD_EVERY = 25
 # start-up check (time limit + backoff + 30 s margin < redelivery window).
 TIMEOUTS = {"INVOICER_TASK_TIME_LIMIT": "12", "INVOICER_RETRY_BACKOFF_MAX": "3",
             "INVOICER_MAX_RETRIES": "6", "INVOICER_BROKER_VISIBILITY_TIMEOUT": "60",
-            "INVOICER_BROKER_CONSUMER_TIMEOUT": "60", "INVOICER_STALE_AFTER": "15",
+            "INVOICER_BROKER_CONSUMER_TIMEOUT": "60", "INVOICER_STALE_AFTER": "18",
             "INVOICER_RECONCILE_EVERY": "2", "INVOICER_CHUNK_LINES": "8"}
 
 
@@ -151,9 +151,23 @@ class Harness:
         assert not any(k.endswith((":pending", ":sending", ":unknown")) for k in states
                        if not k.startswith("print:")), states
         ids = self.message_ids()
-        assert sum(ids.values()) == len(ids), \
-            f"duplicate e-mails: {[i for i, n in ids.items() if n > 1][:5]}"
+        # One e-mail, one Message-ID per invoice: no invoice was mailed twice.
         assert len(ids) == expected["emails"]
+        with self.ledger.engine.connect() as conn:
+            sent_ids = set(conn.execute(sa.text(
+                "select message_id from deliveries where channel = 'email' "
+                "and state = 'sent'")).scalars())
+            # Sends whose worker died mid-send, re-sent by the reconciler with the same
+            # Message-ID: the only way a second copy can reach the server (a SIGKILL
+            # between the server's 250 and the ledger's commit; see README).
+            resent = set(conn.execute(sa.text(
+                "select message_id from deliveries where channel = 'email' "
+                "and last_error like 'the worker sending it died%'")).scalars())
+        assert set(ids) == sent_ids
+        copies = {i: n for i, n in ids.items() if n > 1}
+        assert set(copies) <= resent and all(n == 2 for n in copies.values()), \
+            f"duplicate e-mails not explained by a sender killed mid-send: {copies}"
+        self.repeated_copies = len(copies)
         sms_file = self.tmp / "sms" / "outbox.jsonl"
         sms = sms_file.read_text(encoding="utf-8").splitlines() if expected["sms"] else []
         refs = collections.Counter(json.loads(s)["reference"] for s in sms)
@@ -356,3 +370,37 @@ def test_logs_mask_phone_numbers_and_email_addresses():
     assert "maria.souza" not in masked and "m***@example.com" in masked
     assert "987654" not in masked and "+55*********21" in masked
     assert "OI-2026-11-0000123" in masked and "1234567" in masked
+
+
+def test_reconciler_leaves_waiting_chunks_alone_while_the_queue_is_busy(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from worker import reconcile
+
+    clock = [datetime.now(UTC)]
+    ledger = Ledger.from_url(f"sqlite:///{tmp_path}/l.db", clock=lambda: clock[0])
+    ledger.migrate()
+    run = ledger.start_run("file:///x.jsonl")
+    ledger.add_chunks(run, [(0, 0, 10, 1, 1), (1, 10, 20, 2, 1), (2, 20, 30, 3, 1)])
+    ledger.mark_chunks_queued(run, [0, 1, 2])
+    ledger.start_chunk(run, 1)  # its worker died: running, never finished
+    ledger.start_chunk(run, 2)
+    ledger.end_chunk(run, 2, "done", outcomes={"archived": 1})
+    ledger.finish_planning(run, 3)
+    settings = Settings(task_time_limit=60, retry_backoff_max=10, stale_after=100)
+    sent: list[tuple] = []
+
+    def send(name, args=()):
+        sent.append((name, *args))
+
+    now = clock[0]
+    assert reconcile(ledger, settings, send, now=now, waiting=0) == {}  # nothing stale
+    later = clock[0] = now + timedelta(seconds=101)
+    stats = reconcile(ledger, settings, send, now=later, waiting=7)
+    assert sent == [("invoicer.process_chunk", run, 1)]  # the dead one only
+    assert stats["queued_chunks_left_waiting"] == 1
+    stats = reconcile(ledger, settings, send, now=later, waiting=0)  # queue drained
+    assert sent[-1] == ("invoicer.process_chunk", run, 0)
+    # Re-enqueued chunks were touched: the next pass leaves them alone.
+    assert reconcile(ledger, settings, send, now=later, waiting=0) == {}
+    ledger.close()
