@@ -250,6 +250,9 @@ def test_workers_killed_at_random_moments_lose_and_double_nothing(harness, s3_ad
     assert sum(c.lines for c in chunks) == FAULT_RECORDS
     # The kills landed: some chunk ran more than once, and yet nothing doubled.
     assert max(c.attempts for c in chunks) > 1
+    print(f"\n{FAULT_RECORDS} records: kills {kills}, chunk attempts "
+          f"{sum(c.attempts for c in chunks)} for {len(chunks)} chunks, "
+          f"e-mails received twice (sender killed mid-send): {harness.repeated_copies}")
 
 
 @pytest.mark.parametrize("private_broker", ["redis", "amqp"], indirect=True)
