@@ -203,8 +203,8 @@ def private_broker(request: pytest.FixtureRequest) -> Iterator:
     if not shutil.which("redis-server" if request.param == "redis" else "rabbitmq-server"):
         _missing(f"no {request.param} server installed")
     server = PrivateRedis(workdir) if request.param == "redis" else PrivateRabbit(workdir)
-    server.start()
     try:
+        server.start()  # inside: a node that starts too slowly is still stopped
         yield server
     finally:
         server.stop()
