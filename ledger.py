@@ -645,6 +645,7 @@ run_chunks = sa.Table(
     sa.Column("end_byte", sa.BigInteger, nullable=False),
     sa.Column("first_line", sa.Integer, nullable=False),
     sa.Column("lines", sa.Integer, nullable=False),
+    sa.Column("sha256", sa.String(64)),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("last_error", sa.Text),
@@ -663,7 +664,8 @@ run_chunks = sa.Table(
 @dataclass(frozen=True, slots=True)
 class RunChunk:
     """One ``run_chunks`` row: bytes ``[start_byte, end_byte)`` of the run's source,
-    ``lines`` non-blank lines from line ``first_line`` on."""
+    ``lines`` non-blank lines from line ``first_line`` on, whose SHA-256 is ``sha256``
+    (a worker checks it: a source rewritten since it was split is refused)."""
 
     id: int
     run_id: int
@@ -672,6 +674,7 @@ class RunChunk:
     end_byte: int
     first_line: int
     lines: int
+    sha256: str | None
     state: str
     attempts: int
     last_error: str | None
@@ -735,16 +738,15 @@ class _RunChunkQueries:
         with self._write() as conn:
             conn.execute(runs.update().where(runs.c.id == run_id).values(expected=expected))
 
-    def add_chunks(self, run_id: int, chunks: Iterable[tuple[int, int, int, int, int]]
-                   ) -> list[int]:
-        """Write chunk rows ``(seq, start_byte, end_byte, first_line, lines)`` as
-        ``planned`` (existing ones are left alone) and return the sequence numbers among
-        them still ``planned``: those whose task must be sent now."""
+    def add_chunks(self, run_id: int, chunks: Iterable[tuple]) -> list[int]:
+        """Write chunk rows ``(seq, start_byte, end_byte, first_line, lines[, sha256])``
+        as ``planned`` (existing ones are left alone) and return the sequence numbers
+        among them still ``planned``: those whose task must be sent now."""
         now = self._clock()
-        rows = [{"run_id": run_id, "seq": seq, "start_byte": a, "end_byte": b,
-                 "first_line": first, "lines": n, "state": "planned", "attempts": 0,
-                 "created_at": now, "updated_at": now}
-                for seq, a, b, first, n in chunks]
+        rows = [{"run_id": run_id, "seq": c[0], "start_byte": c[1], "end_byte": c[2],
+                 "first_line": c[3], "lines": c[4], "sha256": c[5] if len(c) > 5 else None,
+                 "state": "planned", "attempts": 0, "created_at": now, "updated_at": now}
+                for c in chunks]
         if not rows:
             return []
         with self._write() as conn:
@@ -871,15 +873,18 @@ class _RunChunkQueries:
                                .limit(limit)).scalars().all()
         return [p for p in (self.run_progress(i) for i in ids) if p is not None]
 
-    def run_for_source(self, source: str) -> int:
-        """The oldest run of ``source``, opened if there is none (single-record tasks:
-        a redelivered task finds the run its first attempt opened)."""
+    def run_for_source(self, source: str, source_sha256: str) -> int:
+        """The oldest run of ``source`` with this content, opened if there is none
+        (single-record tasks: a redelivered task finds the run its first attempt
+        opened; a key reused for new content gets a run of its own)."""
         with self.engine.connect() as conn:
             found = conn.execute(sa.select(sa.func.min(runs.c.id))
-                                 .where(runs.c.source == source)).scalar()
+                                 .where(runs.c.source == source,
+                                        runs.c.source_sha256 == source_sha256)).scalar()
         if found is not None:
             return int(found)
-        return self.start_run(source)  # type: ignore[attr-defined]
+        return self.start_run(source,  # type: ignore[attr-defined]
+                              source_sha256=source_sha256)
 
 
 # ============================================================================ end run chunks

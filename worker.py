@@ -333,16 +333,17 @@ def _blocks(url: str) -> Iterator[bytes]:
 
 
 def split_source(url: str, chunk_lines: int, chunk_bytes: int = CHUNK_BYTES
-                 ) -> tuple[list[tuple[int, int, int, int, int]], str, int]:
-    """Read a source once: its chunks ``(seq, start, end, first line, lines)`` of whole
-    non-blank lines (lines split on ``\\n`` only, as the in-process reader does), its
-    SHA-256 and its number of records."""
+                 ) -> tuple[list[tuple[int, int, int, int, int, str]], str, int]:
+    """Read a source once: its chunks ``(seq, start, end, first line, lines, sha256)``
+    of whole non-blank lines (lines split on ``\\n`` only, as the in-process reader
+    does), its SHA-256 and its number of records."""
     sha = hashlib.sha256()
-    chunks: list[tuple[int, int, int, int, int]] = []
+    part = hashlib.sha256()  # of the chunk being gathered, blank lines inside included
+    chunks: list[tuple[int, int, int, int, int, str]] = []
     pos = line_no = records = 0
     start = first = n = size = 0
     end = 0
-    tail = b""
+    tail = blanks = b""
 
     def lines() -> Iterator[bytes]:
         nonlocal tail
@@ -360,16 +361,21 @@ def split_source(url: str, chunk_lines: int, chunk_bytes: int = CHUNK_BYTES
         at, pos = pos, pos + len(raw)
         content = raw[3:] if line_no == 1 and raw.startswith(b"\xef\xbb\xbf") else raw
         if not content.strip():
+            blanks += raw  # inside the chunk only if another record follows
             continue
         records += 1
         if n == 0:
-            start, first, size = at, line_no, 0
+            start, first, size, part = at, line_no, 0, hashlib.sha256()
+        else:
+            part.update(blanks)
+        blanks = b""
+        part.update(raw)
         n, size, end = n + 1, size + len(raw), pos
         if n >= chunk_lines or size >= chunk_bytes:
-            chunks.append((len(chunks), start, end, first, n))
+            chunks.append((len(chunks), start, end, first, n, part.hexdigest()))
             n = 0
     if n:
-        chunks.append((len(chunks), start, end, first, n))
+        chunks.append((len(chunks), start, end, first, n, part.hexdigest()))
     return chunks, sha.hexdigest(), records
 
 
@@ -460,6 +466,10 @@ def run_chunk(run_id: int, seq: int, svc: Any) -> dict[str, Any]:
     run = ledger.get_run(run_id)
     try:
         data = read_range(run.source, chunk.start_byte, chunk.end_byte)
+        if chunk.sha256 and hashlib.sha256(data).hexdigest() != chunk.sha256:
+            raise PermanentDeliveryError(
+                f"{run.source} changed since run {run_id} was split (bytes "
+                f"{chunk.start_byte}-{chunk.end_byte} differ): enqueue it as a new run")
         outcomes = [process_record(raw, line=n, run_id=run_id, services=svc)
                     for n, raw in chunk_lines(data, chunk.first_line, chunk.start_byte == 0)]
     except (TransientDeliveryError, SoftTimeLimitExceeded) as exc:
@@ -611,9 +621,9 @@ def process_record(source: str) -> dict[str, Any]:
     if size == 0:
         raise PermanentDeliveryError(f"{url} is empty: no record to process")
     data = read_range(url, 0, size)
-    run_id = svc.ledger.run_for_source(url)
-    svc.ledger.plan_run(run_id, source_sha256=hashlib.sha256(data).hexdigest())
-    svc.ledger.add_chunks(run_id, [(0, 0, len(data), 1, 1)])
+    sha = hashlib.sha256(data).hexdigest()
+    run_id = svc.ledger.run_for_source(url, sha)
+    svc.ledger.add_chunks(run_id, [(0, 0, len(data), 1, 1, sha)])
     svc.ledger.mark_chunks_queued(run_id, [0])
     svc.ledger.finish_planning(run_id, 1)
     return run_chunk(run_id, 0, svc)

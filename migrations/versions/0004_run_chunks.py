@@ -8,7 +8,8 @@ One new table; nothing existing changes. (Written on the ``celery`` branch after
 re-chained after 0003 when the branches are merged: it touches no table 0003 does.)
 
 - ``run_chunks``: one row per chunk of a bill run (run, sequence, the source's byte
-  range and first line, number of lines), with its state ``planned`` -> ``queued`` ->
+  range, first line, number of lines and the range's SHA-256, which a worker checks so
+  that a source rewritten after the split is refused), with its state ``planned`` -> ``queued`` ->
   ``running`` -> ``done`` | ``failed``, attempts, last error, the outcome counts of a
   finished chunk (JSON) and when it last changed. Unique (run, sequence): a coordinator
   that runs twice writes each chunk once. Indexed by (state, updated_at) for the
@@ -43,6 +44,7 @@ def upgrade() -> None:
         sa.Column("end_byte", sa.BigInteger, nullable=False),
         sa.Column("first_line", sa.Integer, nullable=False),
         sa.Column("lines", sa.Integer, nullable=False),
+        sa.Column("sha256", sa.String(64)),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("attempts", sa.Integer, nullable=False),
         sa.Column("last_error", sa.Text),

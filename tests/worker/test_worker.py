@@ -350,7 +350,7 @@ def test_split_source_and_chunk_lines_agree_with_the_reader(tmp_path):
 
     src = tmp_path / "s.jsonl"
     src.write_bytes(b"\xef\xbb\xbf{\"a\":1}\r\n\n  \n" + b"".join(
-        b'{"n":%d}\n' % i for i in range(20)) + b'{"last":true}')
+        b'{"n":%d}\n\n' % i for i in range(20)) + b'{"last":true}\n\n\n')
     chunks, sha, records = split_source(src.as_uri(), chunk_lines=7)
     assert sha == hashlib.sha256(src.read_bytes()).hexdigest()
     with open(src, "rb") as f:
@@ -358,8 +358,9 @@ def test_split_source_and_chunk_lines_agree_with_the_reader(tmp_path):
     assert records == len(expected) == 22
     got = []
     data = src.read_bytes()
-    for seq, (n, start, end, first, lines) in enumerate(chunks):
+    for seq, (n, start, end, first, lines, sha) in enumerate(chunks):
         assert n == seq
+        assert hashlib.sha256(data[start:end]).hexdigest() == sha
         part = list(chunk_lines(data[start:end], first, start == 0))
         assert len(part) == lines
         got += part
@@ -407,3 +408,37 @@ def test_reconciler_leaves_waiting_chunks_alone_while_the_queue_is_busy(tmp_path
     # Re-enqueued chunks were touched: the next pass leaves them alone.
     assert reconcile(ledger, settings, send, now=later, waiting=0) == {}
     ledger.close()
+
+
+def test_send_task_as_a_billing_system_would(harness):
+    """The README's example: a plain Celery client sends the public task names."""
+    from celery import Celery as Client
+
+    src = harness.tmp / "run.jsonl"
+    expected = make_run(src, 16)
+    single = harness.tmp / "single.json"
+    single.write_text(src.read_text(encoding="utf-8").splitlines()[0] + "\n",
+                      encoding="utf-8")
+    harness.celery.worker("w1", concurrency=2)
+    client = Client(broker=harness.env["INVOICER_BROKER_URL"])
+    try:
+        for _ in range(2):  # the same record handed over twice: issued once
+            client.send_task("invoicer.process_record", args=[str(single)], queue="invoicer")
+        client.send_task("invoicer.bill_run", args=[src.as_uri()], queue="invoicer")
+    finally:
+        client.close()
+    deadline = time.monotonic() + 90
+    while True:
+        with harness.ledger.engine.connect() as conn:
+            run_ids = list(conn.execute(sa.text("select id from runs order by id")).scalars())
+        progress = [harness.ledger.run_progress(r) for r in run_ids]
+        # Two runs, or three when both copies of the single record raced to open one
+        # (harmless: the invoice is still claimed once).
+        sources = {p.run.source for p in progress}
+        if src.as_uri() in sources and len(sources) == 2 and all(p.finished
+                                                                  for p in progress):
+            break
+        assert time.monotonic() < deadline, [(p.run.source, p.chunks) for p in progress]
+        time.sleep(0.5)
+    harness.wait_finished(run_ids, timeout=30)
+    harness.check_exactly_once(expected, run_ids)
