@@ -73,7 +73,7 @@ def _ensure(port: int, start: list[str], name: str, wait: float) -> None:
 
 # ---------------------------------------------------------------------------- brokers
 
-_redis_dbs = iter(range(10, 16))
+_redis_dbs = iter(range(1_000_000))
 
 
 @pytest.fixture(params=["redis", "amqp"])
@@ -81,10 +81,7 @@ def broker(request: pytest.FixtureRequest) -> Iterator[str]:
     """A broker URL of this test's own: a flushed Redis database or a new vhost."""
     if request.param == "redis":
         _ensure(6379, ["redis-server", "--daemonize", "yes"], "Redis", 15)
-        db = next(_redis_dbs, None)
-        if db is None:  # more tests than spare databases: start over at 10
-            globals()["_redis_dbs"] = iter(range(11, 16))
-            db = 10
+        db = 10 + next(_redis_dbs) % 6  # databases 10-15, flushed before and after
         url = f"redis://127.0.0.1:6379/{db}"
         subprocess.run(["redis-cli", "-n", str(db), "flushdb"], check=True,
                        capture_output=True, timeout=30)

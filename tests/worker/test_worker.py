@@ -223,7 +223,7 @@ def test_workers_killed_at_random_moments_lose_and_double_nothing(harness, s3_ad
     deadline = time.monotonic() + 150
     main_killed = False
     while time.monotonic() < deadline and harness.archived() < expected["valid"] * 0.85:
-        time.sleep(rng.uniform(1.0, 3.0))
+        time.sleep(rng.uniform(0.5, 2.0))
         name = rng.choice(["w1", "w2"])
         if not main_killed and harness.archived() > expected["valid"] * 0.4:
             # The worker's main process, with no warning; its pool child is orphaned.
