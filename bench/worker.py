@@ -138,6 +138,7 @@ def through_celery(src: Path, tmp: Path, db_url: str, smtp: CountingSmtp,
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(60)
         log.close()
+        subprocess.run(["redis-cli", "-u", BROKER, "flushdb"], stdout=subprocess.DEVNULL)
 
 
 def main() -> None:
