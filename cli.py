@@ -661,6 +661,166 @@ def openapi(
         sys.stdout.write(text)
 
 
+# ---------------------------------------------------------------------------- Celery bill runs
+# `invoicer enqueue`, `invoicer runs`, `invoicer reconcile`: bill runs on Celery workers
+# (worker.py, README "Scaling out").
+
+runs_app = typer.Typer(help="Bill runs and their progress, from the ledger.",
+                       invoke_without_command=True)
+app.add_typer(runs_app, name="runs")
+
+
+@app.command()
+def enqueue(
+    source: Annotated[str, typer.Argument(
+        help="JSON Lines file: a path the workers can read, file:// or s3://bucket/key.")],
+) -> None:
+    """Hand a bill run to the Celery workers (INVOICER_BROKER_URL); prints the run id.
+
+    A coordinating task splits the file into chunks; follow it with `invoicer runs show
+    RUN`. Enqueueing the same file twice yields one set of invoices and notifications.
+    """
+    import worker
+
+    if "://" not in source and not Path(source).is_file():
+        console.print(Text(f"no such file: {source}", style="red"))
+        raise typer.Exit(2)
+    try:
+        url = worker.source_url(source)
+    except ValueError as exc:
+        console.print(Text(str(exc), style="red"))
+        raise typer.Exit(2) from None
+    ledger = _migrated_ledger()
+    try:
+        run_id = worker.enqueue(url, ledger)
+    except Exception as exc:  # the broker is down or unreachable: say so plainly
+        console.print(Text(f"cannot reach the broker: {type(exc).__name__}: {exc}",
+                           style="red"))
+        raise typer.Exit(1) from None
+    out.print(Text(f"run {run_id} enqueued: {url}"))
+
+
+def _progress_row(p) -> list:
+    done = p.records_done
+    expected = p.run.expected
+    state = ("finished" if p.run.finished_at else "running" if p.planned
+             else "splitting")
+    failed = p.chunks.get("failed", 0)
+    return [str(p.run.id), Text(p.run.source), state,
+            f"{done:,}/{expected:,}" if expected is not None else f"{done:,}/?",
+            f"{p.total_chunks:,}", str(failed) if failed else "",
+            _when(p.run.started_at)]
+
+
+@runs_app.callback()
+def runs_list(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(min=1, help="Newest runs shown.")] = 20,
+) -> None:
+    """List the newest bill runs with their progress."""
+    if ctx.invoked_subcommand is not None:
+        return
+    ledger = _migrated_ledger()
+    table = Table(title="Bill runs", title_justify="left")
+    for name in ("run", "source", "state", "records", "chunks", "failed", "started"):
+        table.add_column(name, overflow="fold",
+                         justify="right" if name in ("records", "chunks") else "left")
+    shown = ledger.recent_runs(limit)
+    for p in shown:
+        table.add_row(*_progress_row(p))
+    out.print(table if shown else Text("no runs"))
+
+
+@runs_app.command("show")
+def runs_show(
+    run: Annotated[int, typer.Argument(help="Run id.")],
+    watch: Annotated[bool, typer.Option(help="Refresh every second until the run "
+                                              "is finished.")] = False,
+) -> None:
+    """Live progress of one run: chunks and records by state, outcomes, deliveries."""
+    import time
+
+    ledger = _migrated_ledger()
+    started = time.monotonic()
+    first = ledger.run_progress(run)
+    if first is None:
+        console.print(Text(f"no run {run}", style="red"))
+        raise typer.Exit(2)
+    while True:
+        p = ledger.run_progress(run)
+        _show_progress(ledger, p, time.monotonic() - started, first)
+        if not watch or p.finished:
+            break
+        time.sleep(1)
+    if p.chunks.get("failed"):
+        raise typer.Exit(1)
+
+
+def _show_progress(ledger, p, elapsed: float, first) -> None:
+    import sqlalchemy as sa
+
+    from ledger import CHUNK_STATES, deliveries, invoices
+
+    expected = p.run.expected
+    head = (f"run {p.run.id}: {p.records_done:,} of "
+            f"{expected:,} records" if expected is not None
+            else f"run {p.run.id}: splitting the source, {p.records_done:,} records done")
+    if elapsed > 0 and p.records_done > first.records_done:
+        rate = (p.records_done - first.records_done) / elapsed
+        head += f" · {rate:,.1f} records/s"
+        if expected:
+            head += f" · ETA {max(0, expected - p.records_done) / rate:,.0f} s"
+    if p.run.finished_at:
+        head += f" · finished {_when(p.run.finished_at)}"
+    out.print(Text(head))
+    chunks = Table(title="Chunks", title_justify="left")
+    chunks.add_column("state")
+    chunks.add_column("chunks", justify="right")
+    chunks.add_column("records", justify="right")
+    for state in CHUNK_STATES:
+        if p.chunks.get(state):
+            chunks.add_row(state, f"{p.chunks[state]:,}", f"{p.lines[state]:,}",
+                           style="red" if state == "failed" else None)
+    out.print(chunks)
+    if p.outcomes:
+        outcomes = Table(title="Records (finished chunks)", title_justify="left")
+        outcomes.add_column("outcome")
+        outcomes.add_column("records", justify="right")
+        for name, n in sorted(p.outcomes.items()):
+            outcomes.add_row(name, f"{n:,}")
+        out.print(outcomes)
+    with ledger.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(deliveries.c.channel, deliveries.c.state, sa.func.count())
+            .join(invoices, invoices.c.id == deliveries.c.invoice_id)
+            .where(invoices.c.run_id == p.run.id)
+            .group_by(deliveries.c.channel, deliveries.c.state)
+            .order_by(deliveries.c.channel, deliveries.c.state)).all()
+    if rows:
+        table = Table(title="Deliveries (invoices first issued by this run)",
+                      title_justify="left")
+        for name in ("channel", "state", "invoices"):
+            table.add_column(name, justify="right" if name == "invoices" else "left")
+        for channel, state, n in rows:
+            table.add_row(channel, state, f"{n:,}")
+        out.print(table)
+    for chunk in ledger.chunks_for_run(p.run.id, ["failed"])[:10]:
+        out.print(Text(f"chunk {chunk.seq} (lines {chunk.first_line}-): "
+                       f"{chunk.last_error}", style="red"))
+
+
+@app.command()
+def reconcile() -> None:
+    """Re-enqueue chunks a dead worker or a lost message left unfinished (what the
+    Celery beat schedule runs every INVOICER_RECONCILE_EVERY seconds)."""
+    import worker
+    from settings import get_settings
+
+    stats = worker.reconcile(_migrated_ledger(), get_settings())
+    out.print(Text(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in stats.items())
+                   or "nothing to reconcile"))
+
+
 def main() -> None:
     """Console-script entry point."""
     # Warnings (e.g. a locale without labels) go to stderr, named by their module.

@@ -614,10 +614,286 @@ def alembic_config(url: str | URL | None = None, connection: Connection | None =
     return cfg
 
 
+# ============================================================================ run chunks
+# Bill runs on Celery workers (worker.py). Everything of that feature in this module is
+# inside this section, plus the one base class of ``Ledger`` below.
+#
+# A coordinating task splits a run's source (a JSON Lines file on a path or in S3) into
+# chunks of whole lines by byte offsets; one row per chunk says where it stands:
+#
+#   planned -> queued -> running -> done | failed
+#                ^___________|   (retry after a transient error; the reconciler)
+#
+# ``planned``: the row is written, its task not yet sent (the coordinator sends in
+# batches); ``queued``: a task is on the broker (or should be); ``running``: a worker
+# took it (``attempts`` counts how often); ``done``: every record reached an end state
+# (``outcomes`` holds its counts, written in the same statement, so progress is exact
+# however often a chunk ran); ``failed``: a permanent problem a person must look at.
+# Chunks not terminal and untouched for a while belong to a dead worker or a lost
+# message: the reconciler re-enqueues them (compare-and-set, so two reconcilers agree).
+
+CHUNK_STATES = ("planned", "queued", "running", "done", "failed")
+TERMINAL_CHUNK_STATES = ("done", "failed")
+
+run_chunks = sa.Table(
+    "run_chunks",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("run_id", BigId, sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("start_byte", sa.BigInteger, nullable=False),
+    sa.Column("end_byte", sa.BigInteger, nullable=False),
+    sa.Column("first_line", sa.Integer, nullable=False),
+    sa.Column("lines", sa.Integer, nullable=False),
+    sa.Column("sha256", sa.String(64)),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("outcomes", sa.JSON),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("run_id", "seq"),
+    sa.CheckConstraint(f"state IN ({_in(CHUNK_STATES)})", name="state"),
+    sa.CheckConstraint("start_byte >= 0 AND end_byte > start_byte AND lines > 0",
+                       name="range"),
+    sa.Index(None, "state", "updated_at"),
+    sa.Index(None, "run_id", "state"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RunChunk:
+    """One ``run_chunks`` row: bytes ``[start_byte, end_byte)`` of the run's source,
+    ``lines`` non-blank lines from line ``first_line`` on, whose SHA-256 is ``sha256``
+    (a worker checks it: a source rewritten since it was split is refused)."""
+
+    id: int
+    run_id: int
+    seq: int
+    start_byte: int
+    end_byte: int
+    first_line: int
+    lines: int
+    sha256: str | None
+    state: str
+    attempts: int
+    last_error: str | None
+    outcomes: dict[str, int] | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RunProgress:
+    """Where a bill run stands, from its chunk rows: chunks and lines by state, and
+    record outcomes summed over finished chunks."""
+
+    run: Run
+    chunks: Mapping[str, int]
+    lines: Mapping[str, int]
+    outcomes: Mapping[str, int]
+    last_change: datetime | None
+
+    @property
+    def planned(self) -> bool:
+        """The coordinator has split the whole source (``expected`` is set)."""
+        return self.run.expected is not None
+
+    @property
+    def total_chunks(self) -> int:
+        return sum(self.chunks.values())
+
+    @property
+    def records_done(self) -> int:
+        return sum(n for s, n in self.lines.items() if s in TERMINAL_CHUNK_STATES)
+
+    @property
+    def finished(self) -> bool:
+        """Planned and every chunk terminal."""
+        return self.planned and self.total_chunks > 0 and all(
+            s in TERMINAL_CHUNK_STATES for s, n in self.chunks.items() if n)
+
+
+class _RunChunkQueries:
+    """The ``run_chunks`` statements; mixed into :class:`Ledger`."""
+
+    engine: Engine
+    _clock: Callable[[], datetime]
+    _insert: Any
+    _source_keys: dict[int, str]
+    _write: Callable[[], Any]
+
+    def plan_run(self, run_id: int, *, source_sha256: str | None) -> None:
+        """Record what the coordinator found in the source: its SHA-256 (so that dead
+        letters are kept once per line of the same file, whichever run sees them).
+        Call before the first chunk task is sent."""
+        with self._write() as conn:
+            conn.execute(runs.update().where(runs.c.id == run_id)
+                         .values(source_sha256=sa.func.coalesce(runs.c.source_sha256,
+                                                                source_sha256)))
+            self._source_keys.pop(run_id, None)
+
+    def finish_planning(self, run_id: int, expected: int) -> None:
+        """The whole source is split: ``expected`` records in all."""
+        with self._write() as conn:
+            conn.execute(runs.update().where(runs.c.id == run_id).values(expected=expected))
+
+    def add_chunks(self, run_id: int, chunks: Iterable[tuple]) -> list[int]:
+        """Write chunk rows ``(seq, start_byte, end_byte, first_line, lines[, sha256])``
+        as ``planned`` (existing ones are left alone) and return the sequence numbers
+        among them still ``planned``: those whose task must be sent now."""
+        now = self._clock()
+        rows = [{"run_id": run_id, "seq": c[0], "start_byte": c[1], "end_byte": c[2],
+                 "first_line": c[3], "lines": c[4], "sha256": c[5] if len(c) > 5 else None,
+                 "state": "planned", "attempts": 0, "created_at": now, "updated_at": now}
+                for c in chunks]
+        if not rows:
+            return []
+        with self._write() as conn:
+            conn.execute(self._insert(run_chunks).on_conflict_do_nothing(
+                index_elements=[run_chunks.c.run_id, run_chunks.c.seq]), rows)
+            return list(conn.execute(
+                sa.select(run_chunks.c.seq)
+                .where(run_chunks.c.run_id == run_id, run_chunks.c.state == "planned",
+                       run_chunks.c.seq.in_([r["seq"] for r in rows]))
+                .order_by(run_chunks.c.seq)).scalars())
+
+    def mark_chunks_queued(self, run_id: int, seqs: Iterable[int]) -> None:
+        """Their tasks are on the broker (only ``planned`` rows move)."""
+        seqs = list(seqs)
+        with self._write() as conn:
+            for i in range(0, len(seqs), _IN_CHUNK):
+                conn.execute(run_chunks.update()
+                             .where(run_chunks.c.run_id == run_id,
+                                    run_chunks.c.seq.in_(seqs[i:i + _IN_CHUNK]),
+                                    run_chunks.c.state == "planned")
+                             .values(state="queued", updated_at=self._clock()))
+
+    def start_chunk(self, run_id: int, seq: int) -> RunChunk | None:
+        """A worker takes the chunk: ``running``, one more attempt. ``None`` when it is
+        already terminal (a redelivered or re-enqueued task: nothing to do) or unknown."""
+        with self._write() as conn:
+            row = conn.execute(
+                run_chunks.update()
+                .where(run_chunks.c.run_id == run_id, run_chunks.c.seq == seq,
+                       run_chunks.c.state.not_in(TERMINAL_CHUNK_STATES))
+                .values(state="running", attempts=run_chunks.c.attempts + 1,
+                        updated_at=self._clock())
+                .returning(*run_chunks.c)
+            ).one_or_none()
+        return RunChunk(**row._mapping) if row else None
+
+    def end_chunk(self, run_id: int, seq: int, state: str, *,
+                  outcomes: Mapping[str, int] | None = None, error: str | None = None
+                  ) -> bool:
+        """Leave ``running``: ``done`` / ``failed`` (terminal) or back to ``queued`` (a
+        retry is scheduled, or the reconciler will re-enqueue it). A terminal chunk
+        never changes again; True if this call changed the row."""
+        if state not in ("done", "failed", "queued"):
+            raise ValueError(f"a chunk cannot end in {state!r}")
+        values: dict[str, Any] = {"state": state, "updated_at": self._clock(),
+                                  "last_error": error}
+        if outcomes is not None:
+            values["outcomes"] = dict(outcomes)
+        with self._write() as conn:
+            return conn.execute(
+                run_chunks.update()
+                .where(run_chunks.c.run_id == run_id, run_chunks.c.seq == seq,
+                       run_chunks.c.state.not_in(TERMINAL_CHUNK_STATES))
+                .values(values)).rowcount == 1
+
+    def get_chunk(self, run_id: int, seq: int) -> RunChunk | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(run_chunks).where(
+                run_chunks.c.run_id == run_id, run_chunks.c.seq == seq)).one_or_none()
+        return RunChunk(**row._mapping) if row else None
+
+    def chunks_for_run(self, run_id: int, states: Iterable[str] | None = None
+                       ) -> list[RunChunk]:
+        query = sa.select(run_chunks).where(run_chunks.c.run_id == run_id)
+        if states is not None:
+            query = query.where(run_chunks.c.state.in_(sorted(states)))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(run_chunks.c.seq)).all()
+        return [RunChunk(**r._mapping) for r in rows]
+
+    def stale_chunks(self, older_than: datetime, *, limit: int = 1000) -> list[RunChunk]:
+        """Chunks not terminal and untouched since ``older_than``, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(run_chunks)
+                .where(run_chunks.c.state.not_in(TERMINAL_CHUNK_STATES),
+                       run_chunks.c.updated_at < older_than)
+                .order_by(run_chunks.c.updated_at).limit(limit)).all()
+        return [RunChunk(**r._mapping) for r in rows]
+
+    def requeue_stale_chunk(self, run_id: int, seq: int, older_than: datetime) -> bool:
+        """Take a stale chunk for re-enqueueing: ``queued``, touched now. True for one
+        caller only (compare-and-set on the state and the time)."""
+        with self._write() as conn:
+            return conn.execute(
+                run_chunks.update()
+                .where(run_chunks.c.run_id == run_id, run_chunks.c.seq == seq,
+                       run_chunks.c.state.not_in(TERMINAL_CHUNK_STATES),
+                       run_chunks.c.updated_at < older_than)
+                .values(state="queued", updated_at=self._clock())).rowcount == 1
+
+    def run_progress(self, run_id: int) -> RunProgress | None:
+        """Chunks and lines by state, and the outcomes of finished chunks."""
+        with self.engine.connect() as conn:
+            run = conn.execute(sa.select(runs).where(runs.c.id == run_id)).one_or_none()
+            if run is None:
+                return None
+            by_state = conn.execute(
+                sa.select(run_chunks.c.state, sa.func.count(),
+                          sa.func.coalesce(sa.func.sum(run_chunks.c.lines), 0),
+                          sa.func.max(run_chunks.c.updated_at))
+                .where(run_chunks.c.run_id == run_id).group_by(run_chunks.c.state)).all()
+            done = conn.execute(
+                sa.select(run_chunks.c.outcomes)
+                .where(run_chunks.c.run_id == run_id, run_chunks.c.state == "done")
+            ).scalars().all()
+        outcomes: dict[str, int] = {}
+        for counts in done:
+            for k, n in (counts or {}).items():
+                outcomes[k] = outcomes.get(k, 0) + int(n)
+        changes = [r[3] for r in by_state if r[3] is not None]
+        return RunProgress(
+            run=Run(**run._mapping),
+            chunks={r[0]: int(r[1]) for r in by_state},
+            lines={r[0]: int(r[2]) for r in by_state},
+            outcomes=outcomes,
+            last_change=max(changes) if changes else None,
+        )
+
+    def recent_runs(self, limit: int = 20) -> list[RunProgress]:
+        """The newest runs with their progress."""
+        with self.engine.connect() as conn:
+            ids = conn.execute(sa.select(runs.c.id).order_by(runs.c.id.desc())
+                               .limit(limit)).scalars().all()
+        return [p for p in (self.run_progress(i) for i in ids) if p is not None]
+
+    def run_for_source(self, source: str, source_sha256: str) -> int:
+        """The oldest run of ``source`` with this content, opened if there is none
+        (single-record tasks: a redelivered task finds the run its first attempt
+        opened; a key reused for new content gets a run of its own)."""
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(sa.func.min(runs.c.id))
+                                 .where(runs.c.source == source,
+                                        runs.c.source_sha256 == source_sha256)).scalar()
+        if found is not None:
+            return int(found)
+        return self.start_run(source,  # type: ignore[attr-defined]
+                              source_sha256=source_sha256)
+
+
+# ============================================================================ end run chunks
+
+
 # ---------------------------------------------------------------------------- ledger
 
 
-class Ledger:
+class Ledger(_RunChunkQueries):
     """The service's SQL ledger, over one SQLAlchemy engine.
 
     ``Ledger(engine)`` takes a ready engine (tests, or an app that owns its pool);

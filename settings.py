@@ -45,6 +45,38 @@ class Settings(BaseSettings):
     workers: int = 0
     """Processes for ``invoicer run``; 0 means one per core plus one."""
 
+    # --- Celery workers (worker.py); see README "Scaling out" -------------------------
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    """The task queue's broker: ``redis://host:6379/0`` or ``amqp://user:pass@host/vhost``."""
+    task_time_limit: int = 600
+    """Hard limit, in seconds, on one task (a chunk of a bill run): the worker kills the
+    process running it past this. Every other timeout is derived from it or checked
+    against it."""
+    retry_backoff_max: int = 120
+    """Longest wait, in seconds, before a task retries after a transient error."""
+    max_retries: int = 8
+    """Retries of a task after transient errors; past them the reconciler takes over."""
+    broker_visibility_timeout: int = 3600
+    """Redis only: seconds after which an unacknowledged message is handed to another
+    worker (Celery's ``visibility_timeout``)."""
+    broker_consumer_timeout: int = 1800
+    """RabbitMQ only: the server's ``consumer_timeout`` in seconds (RabbitMQ's default is
+    30 minutes). It is the server's setting: keep this equal to ``rabbitmq.conf``."""
+    stale_after: int = 0
+    """Seconds after which the reconciler re-enqueues a chunk that is not finished (and
+    re-queues a delivery stuck in sending); 0 means the task time limit plus the longest
+    retry wait plus 60 s."""
+    reconcile_every: int = 60
+    """Seconds between two runs of the reconciler under Celery beat."""
+    chunk_lines: int = 16
+    """Records per chunk task of a bill run (chunks are also cut at 4 MiB)."""
+
+    def effective_stale_after(self) -> int:
+        # Past the hard time limit the task that owned a chunk is certainly dead (the
+        # worker killed it, or the worker itself died): re-running it cannot overlap.
+        # A chunk waiting for its retry's countdown is not stale either.
+        return self.stale_after or self.task_time_limit + self.retry_backoff_max + 60
+
     def effective_workers(self) -> int:
         # One more process than cores: each record ends with fsyncs (archive) and a
         # commit (ledger) during which its process waits on the disk; the extra

@@ -1,7 +1,7 @@
 """Subscriber access: SMS codes, rate-limit counters, second copies, payment history.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-24
 
 Four new tables; nothing existing changes. (0005 follows 0003 on the branch that made
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005"
-down_revision: str | None = "0003"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
