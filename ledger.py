@@ -282,6 +282,7 @@ deliveries = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("sent_at", UTCDateTime),
+    sa.Column("handed_off_at", UTCDateTime),
     sa.UniqueConstraint("invoice_id", "channel"),
     sa.CheckConstraint(f"channel IN ({_in(CHANNELS)})", name="channel"),
     sa.CheckConstraint(f"state IN ({_in(DELIVERY_STATES)})", name="state"),
@@ -465,6 +466,8 @@ class Delivery:
     created_at: datetime
     updated_at: datetime
     sent_at: datetime | None
+    handed_off_at: datetime | None = None
+    """When this attempt's message data went to the server (see :meth:`Ledger.hand_off`)."""
 
 
 class LedgerConflict(Exception):
@@ -1383,6 +1386,7 @@ class Ledger(_RunChunkQueries):
         values: dict[str, Any] = {"state": to_state, "updated_at": now}
         if to_state == "sending":
             values["attempts"] = deliveries.c.attempts + 1
+            values["handed_off_at"] = None  # a new attempt: nothing handed over yet
         if to_state == "sent":
             values["sent_at"] = now
         if error is not None:
@@ -1394,6 +1398,22 @@ class Ledger(_RunChunkQueries):
                 deliveries.update()
                 .where(deliveries.c.id == delivery_id, deliveries.c.state.in_(sorted(sources)))
                 .values(values)
+            ).rowcount
+        return moved == 1
+
+    def hand_off(self, delivery_id: int) -> bool:
+        """Record that a ``sending`` delivery's message is going to the server now.
+
+        From here a crash may leave it delivered or not: the reconciler turns a stale
+        ``sending`` row with this mark into ``unknown`` instead of sending it again.
+        False if the row is not ``sending`` (it is not this caller's to send).
+        """
+        now = self._clock()
+        with self._write() as conn:
+            moved = conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id == delivery_id, deliveries.c.state == "sending")
+                .values(handed_off_at=now, updated_at=now)
             ).rowcount
         return moved == 1
 

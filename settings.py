@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     """Seconds between two runs of the reconciler under Celery beat."""
     chunk_lines: int = 16
     """Records per chunk task of a bill run (chunks are also cut at 4 MiB)."""
+    print_close_every: int = 300
+    """Seconds between two Celery beat closes of the print batches that sealed
+    themselves by size (0: never)."""
+    print_seal_every: int = 86_400
+    """Seconds between two Celery beat closes of every open print batch, full or not:
+    the schedule on which paper invoices go to the print shop at the latest (0: never)."""
 
     def effective_stale_after(self) -> int:
         # Past the hard time limit the task that owned a chunk is certainly dead (the

@@ -167,8 +167,24 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "beat_schedule": {
             "invoicer-reconcile": {"task": "invoicer.reconcile",
                                    "schedule": float(settings.reconcile_every)},
+            **_print_schedule(settings),
         },
     }
+
+
+def _print_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Beat entries that close print batches: those full by size often, every open one
+    on the slower schedule (what ``invoicer print close`` does by hand)."""
+    entries = {}
+    if settings.print_close_every:
+        entries["invoicer-print-close-full"] = {
+            "task": "invoicer.close_print_batches", "kwargs": {"seal_open": False},
+            "schedule": float(settings.print_close_every)}
+    if settings.print_seal_every:
+        entries["invoicer-print-close-all"] = {
+            "task": "invoicer.close_print_batches", "kwargs": {"seal_open": True},
+            "schedule": float(settings.print_seal_every)}
+    return entries
 
 
 app = Celery("invoicer")
@@ -526,9 +542,11 @@ def reconcile(ledger: Any, settings: Settings, send: Callable[..., None] = _send
       worker, its message was lost in a broker restart, or its retries ran out);
     - runs whose coordinator never finished splitting the source;
     - e-mails and SMS stuck in ``sending`` for ``stale_after``: their sender is dead
-      (every sender runs inside a task with a hard time limit). They go back to
-      ``pending`` and the chunk's next attempt sends them with the same Message-ID /
-      reference, so the receiving side can recognise a repeat.
+      (every sender runs inside a task with a hard time limit). Those it had not handed
+      to the server yet go back to ``pending`` and the chunk's next attempt sends them
+      with the same Message-ID / reference; an e-mail whose data had gone out
+      (``handed_off_at``) may have been delivered: it becomes ``unknown`` for a person
+      (``invoicer deliveries``, ``invoicer resend``), never sent twice blindly.
     """
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(seconds=settings.effective_stale_after())
@@ -540,7 +558,18 @@ def reconcile(ledger: Any, settings: Settings, send: Callable[..., None] = _send
     # has drained. Re-enqueueing everything stale would flood the queue with copies.
     waiting = waiting() if callable(waiting) else waiting
     for d, inv in ledger.deliveries_in(["sending"], older_than=cutoff, limit=10_000):
-        if d.channel in ("email", "sms") and ledger.transition(
+        if d.channel not in ("email", "sms"):
+            continue
+        if d.handed_off_at is not None:
+            if ledger.transition(
+                    d.id, "sending", "unknown",
+                    error="the worker died after handing the message to the server: it "
+                          "may have been delivered, so it is not sent again automatically"):
+                log.warning("delivery %s (%s of invoice id %s): sender died after the "
+                            "hand-off: outcome unknown", d.id, d.channel, inv.id)
+                stats["deliveries_unknown"] += 1
+            continue
+        if ledger.transition(
                 d.id, "sending", "pending",
                 error="the worker sending it died; sent again with the same identifier"):
             log.warning("delivery %s (%s of invoice id %s) was stuck in sending: re-queued",
@@ -635,6 +664,21 @@ def _size(url: str) -> int:
         return int(_s3_call(f"stat {key}", lambda: client.head_object(
             Bucket=bucket, Key=key))["ContentLength"])
     return _file_path(url).stat().st_size
+
+
+@app.task(name="invoicer.close_print_batches", **_RETRY)
+def close_print_batches(seal_open: bool = False) -> dict[str, int]:
+    """Join the print queue into batches and close the sealed ones (``seal_open``: seal
+    every open batch first). Safe anywhere, any number of times: a batch has one closer."""
+    from delivery import printing
+
+    svc = services()
+    report = printing.close(svc.ledger, svc.archive, seal_open=seal_open)
+    for batch_id, error in report.failed:
+        log.error("print batch %s not closed: %s", printing.batch_name(batch_id), error)
+    return {"joined": report.joined, "sealed": len(report.sealed),
+            "closed": len(report.closed), "busy": len(report.busy),
+            "failed": len(report.failed)}
 
 
 @app.task(name="invoicer.reconcile")

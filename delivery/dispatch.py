@@ -10,7 +10,9 @@ pending -> sending -> sent | failed_permanent | unknown. Only the caller whose
 compare-and-set moves the row from ``pending`` to ``sending`` sends, so a second
 dispatch (a retry, a redelivered task, fifty racing processes) is a no-op. A send
 whose outcome is unknown (connection lost after the message was handed over) is
-never repeated automatically: ``invoicer resend`` does that, deliberately.
+never repeated automatically: ``invoicer resend`` does that, deliberately. The ledger
+marks the hand-over itself (``hand_off``) right before an e-mail's data goes out, so a
+sender killed after it is ``unknown`` too, not sent twice by the reconciler.
 """
 
 from __future__ import annotations
@@ -127,9 +129,17 @@ def _send(channel: str, delivery: Delivery, invoice: Invoice, record: BillingRec
 def _attempt(channel: str, delivery: Delivery, invoice: Invoice, record: BillingRecord,
              ident: str, pdf: Callable[[], bytes], ledger: Ledger, channels: Channels) -> str:
     """Send a delivery this caller has moved to ``sending``; record how it ended."""
+    def hand_off() -> None:
+        # Right before the message data goes out: from here a crash leaves the outcome
+        # unknown, and the reconciler must not send it again blindly.
+        if not ledger.hand_off(delivery.id):
+            raise RuntimeError(f"delivery {delivery.id} is no longer this sender's")
+
     try:
-        send = (_email if channel == EMAIL else _sms)
-        call = lambda: send(record, ident, pdf, channels)  # noqa: E731
+        if channel == EMAIL:
+            call = lambda: _email(record, ident, pdf, channels, hand_off)  # noqa: E731
+        else:
+            call = lambda: _sms(record, ident, pdf, channels)  # noqa: E731
         result_id = channels.retry(call) if channels.retry else call()
     except UnknownDeliveryError as exc:
         log.error("%s of invoice %s: outcome unknown, not resent: %s", channel,
@@ -184,7 +194,7 @@ def _link(record: BillingRecord, channels: Channels) -> str:
 
 
 def _email(record: BillingRecord, ident: str, pdf: Callable[[], bytes],
-           channels: Channels) -> str:
+           channels: Channels, before_data: Callable[[], None] | None = None) -> str:
     from delivery.email import build_invoice_message
 
     data = pdf() if record.delivery.attach_pdf else None
@@ -194,7 +204,7 @@ def _email(record: BillingRecord, ident: str, pdf: Callable[[], bytes],
     message = build_invoice_message(record, pdf=data, link=link, sender=channels.sender,
                                     reply_to=None, message_id=ident,
                                     max_attachment=channels.max_attachment)
-    channels.mailer.send(message)
+    channels.mailer.send(message, before_data=before_data)
     return ident
 
 

@@ -36,6 +36,7 @@ import base64
 import binascii
 import concurrent.futures
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import logging
@@ -818,8 +819,17 @@ class Mailer(Protocol):
     values. Implementations are safe to share between threads.
     """
 
-    def send(self, message: EmailMessage) -> SendResult:
-        """Deliver one message or raise a ``DeliveryError``."""
+    def send(self, message: EmailMessage, *,
+             before_data: Callable[[], None] | None = None) -> SendResult:
+        """Deliver one message or raise a ``DeliveryError``.
+
+        ``before_data`` is called once the server has taken the envelope, right before
+        the message data goes out: the point after which a crash or a lost connection
+        leaves the outcome unknown. The caller records that there (the ledger's
+        ``unknown``), so that a process killed mid-send is never sent again blindly.
+        If it raises, nothing is sent. A backend without such a point (the file
+        outbox, idempotent by Message-ID) does not call it.
+        """
         ...
 
     def send_many(self, messages: Iterable[EmailMessage]) -> list[Outcome]:
@@ -1012,8 +1022,12 @@ class FileMailer(_Batch):
         """Where the message with this Message-ID is (or would be) in the outbox."""
         return self.root / outbox_name(message_id)
 
-    def send(self, message: EmailMessage) -> SendResult:
-        """Write the message unless its Message-ID is already in the outbox."""
+    def send(self, message: EmailMessage, *,
+             before_data: Callable[[], None] | None = None) -> SendResult:
+        """Write the message unless its Message-ID is already in the outbox.
+
+        ``before_data`` is not called: writing the same Message-ID again is a no-op,
+        so a crash mid-write is safely repeated."""
         mid = _message_id_of(message)
         _, recipients = envelope(message)
         path = self.path_for(mid)
@@ -1070,6 +1084,7 @@ class _Outgoing:
     recipients: tuple[str, ...]
     payload: bytes
     utf8: bool
+    before_data: Callable[[], None] | None = None
 
 
 def _prepare(message: EmailMessage, envelope_from: str | None) -> _Outgoing:
@@ -1233,16 +1248,21 @@ class SmtpMailer(_Batch):
 
     # -- synchronous face --
 
-    def send(self, message: EmailMessage) -> SendResult:
-        """Send one message and wait for the server's verdict (see the class)."""
-        return self._submit(message).result()
+    def send(self, message: EmailMessage, *,
+             before_data: Callable[[], None] | None = None) -> SendResult:
+        """Send one message and wait for the server's verdict (see the class and
+        :meth:`Mailer.send` for ``before_data``)."""
+        return self._submit(message, before_data).result()
 
     async def asend(self, message: EmailMessage) -> SendResult:
         """``send`` for callers that run their own event loop."""
         return await asyncio.wrap_future(self._submit(message))
 
-    def _submit(self, message: EmailMessage) -> concurrent.futures.Future[SendResult]:
+    def _submit(self, message: EmailMessage, before_data: Callable[[], None] | None = None
+                ) -> concurrent.futures.Future[SendResult]:
         out = _prepare(message, self.envelope_from)  # CPU work stays in the caller's thread
+        if before_data is not None:
+            out = dataclasses.replace(out, before_data=before_data)
         loop = self._ensure_loop()
         return asyncio.run_coroutine_threadsafe(self._deliver(out), loop)
 
@@ -1395,6 +1415,16 @@ class SmtpMailer(_Batch):
             start = await smtp.execute_command(b"DATA", timeout=self.timeout)
             if start.code != 354:
                 raise aiosmtplib.SMTPDataError(start.code, start.message)
+            if out.before_data is not None:
+                # The caller records "outcome unknown from here" (a ledger write: in a
+                # thread, not on the loop). If that fails, the data is not sent.
+                try:
+                    await asyncio.get_running_loop().run_in_executor(None, out.before_data)
+                except Exception as exc:
+                    smtp.close()  # mid-DATA: the only clean way out is to hang up
+                    raise TransientDeliveryError(
+                        f"{out.message_id}: not sent, recording the hand-off failed: "
+                        f"{type(exc).__name__}: {exc}") from exc
             # aiosmtplib's data() sends DATA and the payload in one call, so a lost
             # connection there could be before the 354 (nothing sent: retry) or after
             # the payload (maybe delivered: unknown). Doing the two halves here keeps

@@ -580,6 +580,26 @@ def test_connection_lost_before_the_payload_is_transient(smtp_server):
     assert len(smtp_server.handler.received) == 1
 
 
+def test_hand_off_is_called_once_right_before_the_data(smtp_server):
+    seen: list[int] = []
+    with SmtpMailer.from_url(smtp_server.url) as mailer:
+        # Called after the server's 354 (DATA accepted), before any byte of the message.
+        mailer.send(build(), before_data=lambda: seen.append(
+            len(smtp_server.handler.received)))
+        assert seen == [0] and len(smtp_server.handler.received) == 1
+
+        # A hand-off that cannot be recorded stops the message: nothing delivered.
+        def broken() -> None:
+            raise OSError("ledger unreachable")
+
+        with pytest.raises(TransientDeliveryError, match="recording the hand-off failed"):
+            mailer.send(build(message_id="<second@mail.oi.example>"), before_data=broken)
+        assert len(smtp_server.handler.received) == 1
+        # The mailer recovers: the next message goes on a fresh connection.
+        mailer.send(build(message_id="<third@mail.oi.example>"))
+    assert len(smtp_server.handler.received) == 2
+
+
 def test_received_message_is_intact_over_smtp(smtp_server):
     record = with_names(BR, customer=HOSTILE)
     with SmtpMailer.from_url(smtp_server.url) as mailer:
