@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from functools import cache
+from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -70,6 +71,10 @@ class Settings(BaseSettings):
     """Seconds between two runs of the reconciler under Celery beat."""
     chunk_lines: int = 16
     """Records per chunk task of a bill run (chunks are also cut at 4 MiB)."""
+    api_bill_runs: Literal["thread", "celery"] = "thread"
+    """Where ``POST /v1/billing/runs`` sends a bill run: ``thread`` runs it in the API
+    process, ``celery`` enqueues it for the workers (an upload is spooled to
+    ``var/bill-runs``, which the workers must then see)."""
     print_close_every: int = 300
     """Seconds between two Celery beat closes of the print batches that sealed
     themselves by size (0: never)."""

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 
 from api import billing, operations, print_shop, problems, subscriber, web
 from api.access import AccessLimits, AccessService
-from api.billrun import BillRunQueue, ThreadBillRunQueue
+from api.billrun import BillRunQueue, queue_from_settings
 from delivery.archive import Archive, archive_from_url
 from delivery.links import local_secret
 from delivery.sms import SmsGateway, gateway_from_url
@@ -70,9 +70,10 @@ def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None
     ``ledger``, ``archive`` and ``sms`` default to the ones ``settings`` (default: the
     environment's) names, ``link_secret`` to the one the bill run signs e-mail links
     with; a ledger made here is closed when the app shuts down. ``bill_runs`` defaults
-    to a :class:`~api.billrun.ThreadBillRunQueue` in this process (a Celery queue
-    plugs in here). The ledger's schema is not migrated here (``invoicer serve`` does
-    it first).
+    to the queue ``INVOICER_API_BILL_RUNS`` names
+    (:func:`~api.billrun.queue_from_settings`: a thread in this process, or the Celery
+    workers). The ledger's schema is not migrated here (``invoicer serve`` does it
+    first).
     """
     settings = settings or get_settings()
     owned = ledger is None
@@ -81,7 +82,7 @@ def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None
     secret = link_secret or (settings.link_secret.encode() if settings.link_secret
                              else local_secret(Path("var") / "link-secret"))
     the_sms = sms or gateway_from_url(settings.sms_url)
-    queue = bill_runs or ThreadBillRunQueue(settings, Path("var") / "bill-runs")
+    queue = bill_runs or queue_from_settings(settings, the_ledger, Path("var") / "bill-runs")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

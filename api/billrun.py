@@ -24,8 +24,8 @@ from urllib.parse import urlsplit
 
 from settings import Settings
 
-__all__ = ["BillRunJob", "BillRunQueue", "BillRunSource", "ThreadBillRunQueue",
-           "foreign_operators"]
+__all__ = ["BillRunJob", "BillRunQueue", "BillRunSource", "CeleryBillRunQueue",
+           "ThreadBillRunQueue", "foreign_operators", "queue_from_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,24 @@ def _s3_download(url: str, dest: Path, endpoint: str | None) -> None:
     client.download_file(parts.netloc, parts.path.lstrip("/"), str(dest))
 
 
-class ThreadBillRunQueue:
+class _Jobs:
+    """What both queues keep: the spool folder for uploads and the jobs by id."""
+
+    spool: Path
+    _jobs: dict[str, BillRunJob]
+    _lock: threading.Lock
+
+    def spool_path(self) -> Path:
+        """A fresh file to spool an upload into."""
+        self.spool.mkdir(parents=True, exist_ok=True)
+        return self.spool / f"upload-{uuid.uuid4().hex}.jsonl"
+
+    def _set(self, job_id: str, **changes: Any) -> None:
+        with self._lock:
+            self._jobs[job_id] = replace(self._jobs[job_id], **changes)
+
+
+class ThreadBillRunQueue(_Jobs):
     """One background thread running ``runner.run_file``, one run at a time.
 
     Jobs live in this process's memory (a restart forgets their states, not their
@@ -118,11 +135,6 @@ class ThreadBillRunQueue:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def spool_path(self) -> Path:
-        """A fresh file to spool an upload into."""
-        self.spool.mkdir(parents=True, exist_ok=True)
-        return self.spool / f"upload-{uuid.uuid4().hex}.jsonl"
-
     def enqueue(self, source: BillRunSource) -> BillRunJob:
         job = BillRunJob(uuid.uuid4().hex, "queued", datetime.now(UTC),
                          source.url or (source.path.name if source.path else ""),
@@ -139,10 +151,6 @@ class ThreadBillRunQueue:
     def status(self, job_id: str) -> BillRunJob | None:
         with self._lock:
             return self._jobs.get(job_id)
-
-    def _set(self, job_id: str, **changes: Any) -> None:
-        with self._lock:
-            self._jobs[job_id] = replace(self._jobs[job_id], **changes)
 
     def _work(self) -> None:
         while True:
@@ -176,3 +184,92 @@ class ThreadBillRunQueue:
         summary = run_file(path, self.settings, workers=self.workers, deliver=self.deliver)
         self._set(job_id, state="done", run_id=summary.run_id,
                   outcomes=dict(summary.outcomes), finished_at=datetime.now(UTC))
+
+
+class CeleryBillRunQueue(_Jobs):
+    """Bill runs handed to the Celery workers (``worker.py``): the job is a ledger run.
+
+    An upload is spooled to ``spool`` and enqueued as its ``file://`` URL, so the workers
+    must see that folder (the same machine, or a mount they share); an ``s3://`` source
+    is read by the workers themselves, after this queue has read it once (in a
+    background thread) to refuse records of operators the key does not act for. The
+    job's state and outcome counts come from the run's chunks in the ledger, so any
+    API process answers for a run while it is in memory here; ``invoicer runs show``
+    answers for it always.
+    """
+
+    def __init__(self, ledger: Any, spool: Path, *, send: Callable[..., None] | None = None,
+                 s3_endpoint: str | None = None) -> None:
+        self.ledger = ledger
+        self.spool = spool
+        self.s3_endpoint = s3_endpoint
+        self._send = send
+        self._jobs: dict[str, BillRunJob] = {}
+        self._lock = threading.Lock()
+
+    def _enqueue_url(self, job_id: str, url: str) -> None:
+        import worker
+
+        send = self._send or worker._send
+        run_id = worker.enqueue(url, self.ledger, send)
+        with self._lock:
+            self._jobs[job_id] = replace(self._jobs[job_id], run_id=run_id)
+
+    def enqueue(self, source: BillRunSource) -> BillRunJob:
+        job = BillRunJob(uuid.uuid4().hex, "queued", datetime.now(UTC),
+                         source.url or (source.path.name if source.path else ""),
+                         operators=source.operators)
+        with self._lock:
+            self._jobs[job.id] = job
+        if source.path is not None:  # checked by the endpoint as it was uploaded
+            self._enqueue_url(job.id, source.path.resolve().as_uri())
+        else:
+            threading.Thread(target=self._check_then_enqueue, args=(job.id, source),
+                             daemon=True, name=f"bill-run-{job.id[:8]}").start()
+        return self.status(job.id) or job
+
+    def _check_then_enqueue(self, job_id: str, source: BillRunSource) -> None:
+        assert source.url is not None
+        copy = self.spool_path()
+        try:
+            _s3_download(source.url, copy, self.s3_endpoint)
+            with open(copy, "rb") as f:
+                foreign = foreign_operators(f, source.operators)
+            if foreign:
+                self._set(job_id, state="refused", finished_at=datetime.now(UTC),
+                          error="records of operators this key does not act for: "
+                                + ", ".join(sorted(foreign)))
+                return
+            self._enqueue_url(job_id, source.url)
+        except Exception as exc:  # nobody to raise to: the job says it
+            log.exception("bill run %s could not be enqueued", job_id)
+            self._set(job_id, state="failed", error=f"{type(exc).__name__}: {exc}",
+                      finished_at=datetime.now(UTC))
+        finally:
+            copy.unlink(missing_ok=True)
+
+    def status(self, job_id: str) -> BillRunJob | None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None or job.run_id is None:
+            return job
+        progress = self.ledger.run_progress(job.run_id)
+        if progress is None:
+            return job
+        chunks = {state: n for state, n in progress.chunks.items() if n}
+        if progress.finished:
+            state = "failed" if chunks.get("failed") else "done"
+        elif set(chunks) - {"planned", "queued"}:
+            state = "running"
+        else:
+            state = "queued"
+        return replace(job, state=state, outcomes=dict(progress.outcomes),
+                       finished_at=progress.last_change if progress.finished else None)
+
+
+def queue_from_settings(settings: Settings, ledger: Any, spool: Path) -> BillRunQueue:
+    """The queue ``INVOICER_API_BILL_RUNS`` names: ``thread`` (in the API process) or
+    ``celery`` (the workers on ``INVOICER_BROKER_URL``)."""
+    if settings.api_bill_runs == "celery":
+        return CeleryBillRunQueue(ledger, spool)
+    return ThreadBillRunQueue(settings, spool)

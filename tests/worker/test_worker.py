@@ -532,3 +532,58 @@ def test_beat_closes_print_batches_on_schedule(tmp_path, monkeypatch, templates)
     assert batch.state == "closed" and batch.documents == 3
     assert archive.exists(printing.batch_keys("oi", batch.id).pdf)
     ledger.close()
+
+
+def test_the_api_hands_bill_runs_to_the_workers(harness):
+    """POST /v1/billing/runs with INVOICER_API_BILL_RUNS=celery: the upload is spooled,
+    enqueued for a real worker, and the job's state comes from the run's chunks."""
+    import httpx
+    from celery import Celery as CeleryClient
+
+    import worker
+    from api import create_app
+    from api.billrun import CeleryBillRunQueue
+    from api.keys import create_key
+    from delivery.archive import archive_from_url
+    from tests.api.conftest import LiveServer, auth
+
+    src = harness.tmp / "run.jsonl"
+    expected = make_run(src, 24, 12)
+    settings = Settings(broker_url=harness.env["INVOICER_BROKER_URL"],
+                        api_bill_runs="celery")
+    client = CeleryClient("api-test")
+    client.conf.update(worker.celery_config(settings))
+
+    def send(name, args=(), **options):
+        client.send_task(name, args=args, **options)
+
+    queue = CeleryBillRunQueue(harness.ledger, harness.tmp / "spool", send=send)
+    # Records of one operator; a key for it (the run has one operator: "oi" or as made).
+    operators = sorted({json.loads(line)["operator"]["id"]
+                        for line in src.read_text(encoding="utf-8").splitlines()})
+    token = create_key(harness.ledger, role="billing", operators=operators,
+                       name="Billing").token
+    app = create_app(settings, ledger=harness.ledger,
+                     archive=archive_from_url(harness.env["INVOICER_ARCHIVE_URL"]),
+                     bill_runs=queue)
+    harness.celery.worker("w1", concurrency=2)
+    try:
+        with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+            posted = http.post("/v1/billing/runs", content=src.read_bytes(),
+                               headers={**auth(token),
+                                        "Content-Type": "application/x-ndjson"})
+            assert posted.status_code == 202, posted.text
+            job = posted.json()
+            assert job["run_id"] is not None
+            deadline = time.monotonic() + 90
+            while (state := http.get(f"/v1/billing/runs/{job['job']}",
+                                     headers=auth(token)).json())["state"] != "done":
+                assert state["state"] in ("queued", "running"), state
+                assert time.monotonic() < deadline, harness.celery.log("w1")[-3000:]
+                time.sleep(0.5)
+        harness.wait_finished([job["run_id"]], timeout=60)
+        harness.check_exactly_once(expected, [job["run_id"]])
+        assert state["outcomes"]["archived"] == expected["valid"]
+        assert state["outcomes"]["rejected"] == len(expected["bad_lines"])
+    finally:
+        harness.celery.close()
