@@ -655,7 +655,14 @@ def process_record(source: str) -> dict[str, Any]:
     svc.ledger.add_chunks(run_id, [(0, 0, len(data), 1, 1, sha)])
     svc.ledger.mark_chunks_queued(run_id, [0])
     svc.ledger.finish_planning(run_id, 1)
-    return run_chunk(run_id, 0, svc)
+    try:
+        return run_chunk(run_id, 0, svc)
+    except ChunkNotFinished:
+        # Retrying this task would look the run up again, and two copies of one record
+        # that raced may each have opened a run: the retry could land on the other,
+        # finished one and leave this chunk queued. The chunk's own task retries it.
+        _send("invoicer.process_chunk", (run_id, 0), countdown=2)
+        return {"run_id": run_id, "seq": 0, "state": "queued"}
 
 
 def _size(url: str) -> int:

@@ -490,7 +490,8 @@ def test_send_task_as_a_billing_system_would(harness):
         if src.as_uri() in sources and len(sources) == 2 and all(p.finished
                                                                   for p in progress):
             break
-        assert time.monotonic() < deadline, [(p.run.source, p.chunks) for p in progress]
+        assert time.monotonic() < deadline, (
+            [(p.run.source, p.chunks) for p in progress], harness.celery.log("w1")[-6000:])
         time.sleep(0.5)
     harness.wait_finished(run_ids, timeout=30)
     harness.check_exactly_once(expected, run_ids)
