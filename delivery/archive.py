@@ -61,6 +61,7 @@ from delivery.errors import (
     TransientDeliveryError,
     is_transient_status,
 )
+from delivery.fileurl import local_path
 
 __all__ = [
     "CHUNK_SIZE",
@@ -485,15 +486,7 @@ class FileArchive:
     @classmethod
     def from_url(cls, url: str) -> FileArchive:
         """``file:///abs/path``, ``file://relative/path`` or ``file:relative`` (to cwd)."""
-        parts = urlsplit(url)
-        if parts.scheme != "file" or parts.query or parts.fragment:
-            raise ValueError(f"not a file archive URL: {url!r}")
-        # file://var/archive: the "host" is the first folder of a relative path.
-        local = parts.netloc in ("", "localhost")
-        path = parts.path if local else parts.netloc + parts.path
-        if not path:
-            raise ValueError(f"file archive URL without a path: {url!r}")
-        return cls(unquote(path))
+        return cls(local_path(url, "file archive"))
 
     def __repr__(self) -> str:
         return f"FileArchive({str(self.root)!r})"

@@ -74,6 +74,7 @@ from delivery.errors import (
     UnknownDeliveryError,
     error_for_smtp_reply,
 )
+from delivery.fileurl import local_path
 from renderer.brand import brand_for
 from renderer.i18n import for_locale
 
@@ -1005,15 +1006,7 @@ class FileMailer(_Batch):
     @classmethod
     def from_url(cls, url: str) -> FileMailer:
         """``file:///abs/path``, ``file://relative/path`` (to the working directory)."""
-        parts = urlsplit(url)
-        if parts.scheme != "file" or parts.query or parts.fragment:
-            raise ValueError(f"not a file outbox URL: {url!r}")
-        # file://var/outbox: the "host" is the first folder of a relative path.
-        local = parts.netloc in ("", "localhost")
-        path = parts.path if local else parts.netloc + parts.path
-        if not path:
-            raise ValueError(f"file outbox URL without a path: {url!r}")
-        return cls(unquote(path))
+        return cls(local_path(url, "file outbox"))
 
     def __repr__(self) -> str:
         return f"FileMailer({str(self.root)!r})"

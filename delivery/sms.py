@@ -65,6 +65,7 @@ from delivery.errors import (
     TransientDeliveryError,
     error_for_status,
 )
+from delivery.fileurl import local_path
 from renderer.i18n import for_locale
 
 __all__ = [
@@ -474,15 +475,7 @@ class FileSmsOutbox:
     @classmethod
     def from_url(cls, url: str) -> FileSmsOutbox:
         """``file:///abs/path``, ``file://relative/path`` or ``file:relative`` (to cwd)."""
-        parts = urlsplit(url)
-        if parts.scheme != "file" or parts.query or parts.fragment:
-            raise ValueError(f"not a file SMS outbox URL: {url!r}")
-        # file://var/sms: the "host" is the first folder of a relative path.
-        local = parts.netloc in ("", "localhost")
-        path = parts.path if local else parts.netloc + parts.path
-        if not path:
-            raise ValueError(f"file SMS outbox URL without a path: {url!r}")
-        return cls(unquote(path))
+        return cls(local_path(url, "file SMS outbox"))
 
     def __repr__(self) -> str:
         return f"FileSmsOutbox({str(self.root)!r})"
