@@ -131,7 +131,7 @@ class ShapingFont(TTFont):
     def __init__(self, name: str, filename: str) -> None:
         super().__init__(name, filename)
         self.path = filename
-        self._codes: dict[tuple[int, str], int] = {}
+        self._codes: dict[tuple[int, str, float], int] = {}
         self._texts: dict[int, str] = {}
         self._lock = threading.Lock()
         self.units_per_em: int = self.face.unitsPerEm
@@ -148,7 +148,10 @@ class ShapingFont(TTFont):
         if (len(text) == 1 and self.cmap.get(ord(text)) == gid
                 and abs(self.face.charWidths.get(ord(text), -1) - advance) < 0.5):
             return ord(text)  # the nominal glyph: the ordinary mapping is already right
-        key = (gid, text)
+        # The advance belongs to the key: the same glyph standing for the same text can
+        # be shaped to another width elsewhere (kerning, a joining neighbour), and the
+        # first width seen in this process must not leak into a later document.
+        key = (gid, text, round(advance, 3))
         code = self._codes.get(key)
         if code is None:
             with self._lock:

@@ -108,6 +108,37 @@ def test_renders_are_byte_identical():
     assert render(record) == render(record)
 
 
+_HASH_SAMPLES = """
+import hashlib, json, sys
+from billing import parse_record
+from renderer import render
+lines = open("samples/invoices.jsonl", "rb").read().splitlines()
+print(json.dumps({i: hashlib.sha256(render(parse_record(lines[i]))).hexdigest()
+                  for i in map(int, sys.argv[1:])}))
+"""
+
+
+def test_bytes_do_not_depend_on_what_the_process_rendered_before():
+    """A worker that re-renders an invoice after a crash must get the archived bytes,
+    whatever it rendered before: every sample in two orders, each in a fresh process.
+    (Shaped Persian once kept the first advance seen per glyph for the process.)"""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    count = len((root / "samples/invoices.jsonl").read_bytes().splitlines())
+    order = [str(i) for i in range(count)]
+
+    def hashes(args: list[str]) -> dict[str, str]:
+        out = subprocess.run([sys.executable, "-c", _HASH_SAMPLES, *args], cwd=root,
+                             check=True, capture_output=True, text=True).stdout
+        return json.loads(out)
+
+    assert hashes(order) == hashes(order[::-1])
+
+
 def test_duplicate_is_marked_and_otherwise_the_same():
     dup = next(r for r in sample_records().values() if r.invoice.kind.value == "duplicate")
     text = pdftotext(rendered(dup.invoice.number))
