@@ -27,8 +27,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from billing.errors import RecordError
-from billing.reader import open_input, read_records
+from invoicer.billing.errors import RecordError
+from invoicer.billing.reader import open_input, read_records
 
 app = typer.Typer(
     name="invoicer",
@@ -178,8 +178,8 @@ def run(
     """
     import time
 
-    from runner import run_file
-    from settings import get_settings
+    from invoicer.runner import run_file
+    from invoicer.settings import get_settings
 
     settings = get_settings()
     size = file.stat().st_size
@@ -271,8 +271,8 @@ def deliveries(
     """List deliveries that need a person: failed, outcome unknown, stuck in sending."""
     from datetime import UTC, datetime, timedelta
 
-    from ledger import Ledger
-    from settings import get_settings
+    from invoicer.ledger import Ledger
+    from invoicer.settings import get_settings
 
     ledger = Ledger.from_url(get_settings().db_url)
     ledger.migrate()
@@ -303,10 +303,10 @@ def resend(
 ) -> None:
     """Send an invoice again on one channel, deliberately: a new attempt with its own
     Message-ID, recorded in the ledger."""
-    from billing import parse_record
-    from delivery.dispatch import resend as resend_delivery
-    from pipeline import Services
-    from settings import get_settings
+    from invoicer.billing import parse_record
+    from invoicer.delivery.dispatch import resend as resend_delivery
+    from invoicer.pipeline import Services
+    from invoicer.settings import get_settings
 
     services = Services.from_settings(get_settings())
     ledger = services.ledger
@@ -337,7 +337,7 @@ def resend(
 @app.command()
 def config() -> None:
     """Print the effective settings (from INVOICER_* variables), secrets masked."""
-    from settings import get_settings, masked
+    from invoicer.settings import get_settings, masked
 
     table = Table(title="Settings", title_justify="left")
     table.add_column("setting")
@@ -353,7 +353,7 @@ def schema(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")] = None,
 ) -> None:
     """Print the JSON Schema of billing-record/1 (generated from the models)."""
-    from billing.schema import json_schema_text
+    from invoicer.billing.schema import json_schema_text
 
     text = json_schema_text()
     if output:
@@ -371,7 +371,7 @@ def samples_generate(
                                                 help="File to write [default: stdout].")] = None,
 ) -> None:
     """Write realistic, reconciling synthetic billing records as JSON Lines."""
-    from billing.synthetic import write_jsonl
+    from invoicer.billing.synthetic import write_jsonl
 
     if output is None:
         write_jsonl(sys.stdout, count, cdrs, seed)
@@ -392,9 +392,9 @@ app.add_typer(print_app, name="print")
 
 def _print_backends():
     """The migrated ledger and the archive that the settings name."""
-    from delivery.archive import archive_from_url
-    from ledger import Ledger
-    from settings import get_settings
+    from invoicer.delivery.archive import archive_from_url
+    from invoicer.ledger import Ledger
+    from invoicer.settings import get_settings
 
     settings = get_settings()
     ledger = Ledger.from_url(settings.db_url)
@@ -403,7 +403,7 @@ def _print_backends():
 
 
 def _batch_id(text: str) -> int:
-    from delivery.printing import parse_batch_id
+    from invoicer.delivery.printing import parse_batch_id
 
     try:
         return parse_batch_id(text)
@@ -423,7 +423,7 @@ def print_list(
     limit: Annotated[int, typer.Option(min=1, help="Newest batches shown.")] = 50,
 ) -> None:
     """List print batches, newest first: state, documents, sheets, when."""
-    from ledger import PRINT_BATCH_STATES
+    from invoicer.ledger import PRINT_BATCH_STATES
 
     unknown = sorted(set(state or ()) - set(PRINT_BATCH_STATES))
     if unknown:
@@ -466,7 +466,7 @@ def print_close(
     Exit status 1 when a batch could not be closed (it stays sealed, with its error,
     for `invoicer print list`).
     """
-    from delivery.printing import BatchLimits, close
+    from invoicer.delivery.printing import BatchLimits, close
 
     ledger, archive = _print_backends()
     report = close(ledger, archive, operator, seal_open=not only_full,
@@ -502,8 +502,8 @@ def print_pull(
                                               file_okay=False)],
 ) -> None:
     """Write a closed batch's PDF and manifests (CSV, JSON) into DIR, checking SHA-256."""
-    from delivery.errors import DeliveryError
-    from delivery.printing import PrintBatchError, pull
+    from invoicer.delivery.errors import DeliveryError
+    from invoicer.delivery.printing import PrintBatchError, pull
 
     batch_id = _batch_id(batch)
     ledger, archive = _print_backends()
@@ -530,8 +530,8 @@ def print_ack(
 
     The counts must match the manifest. Acknowledging twice changes nothing.
     """
-    from delivery.printing import acknowledge
-    from ledger import LedgerConflict, PrintCountMismatch
+    from invoicer.delivery.printing import acknowledge
+    from invoicer.ledger import LedgerConflict, PrintCountMismatch
 
     batch_id = _batch_id(batch)
     ledger, _ = _print_backends()
@@ -560,8 +560,8 @@ app.add_typer(keys_app, name="keys")
 
 
 def _migrated_ledger():
-    from ledger import Ledger
-    from settings import get_settings
+    from invoicer.ledger import Ledger
+    from invoicer.settings import get_settings
 
     ledger = Ledger.from_url(get_settings().db_url)
     ledger.migrate()
@@ -576,7 +576,7 @@ def keys_create(
     name: Annotated[str, typer.Option(help="Who holds the key, e.g. the print shop.")],
 ) -> None:
     """Make an API key and print its token: shown this once, stored only hashed."""
-    from api.keys import create_key
+    from invoicer.api.keys import create_key
 
     ledger = _migrated_ledger()
     try:
@@ -595,7 +595,7 @@ def keys_create(
 @keys_app.command("list")
 def keys_list() -> None:
     """List API keys (never their tokens): id, prefix, role, operators, state."""
-    from ledger import ApiKeyStore
+    from invoicer.ledger import ApiKeyStore
 
     ledger = _migrated_ledger()
     keys = ApiKeyStore(ledger).all()
@@ -617,7 +617,7 @@ def keys_list() -> None:
 def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id (keys list).")]
                 ) -> None:
     """Revoke an API key: from now on its token is refused (401)."""
-    from ledger import ApiKeyStore
+    from invoicer.ledger import ApiKeyStore
 
     ledger = _migrated_ledger()
     try:
@@ -652,7 +652,7 @@ def openapi(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")] = None,
 ) -> None:
     """Print the HTTP API's OpenAPI document (as served at /openapi.json)."""
-    from api.openapi import openapi_text
+    from invoicer.api.openapi import openapi_text
 
     text = openapi_text()
     if output:
@@ -680,7 +680,7 @@ def enqueue(
     A coordinating task splits the file into chunks; follow it with `invoicer runs show
     RUN`. Enqueueing the same file twice yields one set of invoices and notifications.
     """
-    import worker
+    from invoicer import worker
 
     if "://" not in source and not Path(source).is_file():
         console.print(Text(f"no such file: {source}", style="red"))
@@ -759,7 +759,7 @@ def runs_show(
 def _show_progress(ledger, p, elapsed: float, first) -> None:
     import sqlalchemy as sa
 
-    from ledger import CHUNK_STATES, deliveries, invoices
+    from invoicer.ledger import CHUNK_STATES, deliveries, invoices
 
     expected = p.run.expected
     head = (f"run {p.run.id}: {p.records_done:,} of "
@@ -813,8 +813,8 @@ def _show_progress(ledger, p, elapsed: float, first) -> None:
 def reconcile() -> None:
     """Re-enqueue chunks a dead worker or a lost message left unfinished (what the
     Celery beat schedule runs every INVOICER_RECONCILE_EVERY seconds)."""
-    import worker
-    from settings import get_settings
+    from invoicer import worker
+    from invoicer.settings import get_settings
 
     stats = worker.reconcile(_migrated_ledger(), get_settings())
     out.print(Text(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in stats.items())

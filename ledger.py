@@ -50,6 +50,8 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
+from invoicer.resources import package_path
+
 __all__ = [
     "CHANNELS",
     "DEFAULT_URL",
@@ -77,7 +79,7 @@ __all__ = [
 ]
 
 DEFAULT_URL = "sqlite:///var/ledger.db"
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATIONS = package_path("migrations")
 
 #: ``claimed``: the number is taken and someone is (or was) rendering it;
 #: ``archived``: the PDF is in the archive and its checksum is recorded: done.

@@ -17,15 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from billing import BillingRecord, RecordError, parse_record
-from delivery.archive import Archive, archive_from_url, invoice_key
-from delivery.dispatch import Channels, dispatch
-from delivery.email import Backoff
-from delivery.errors import DeliveryError, TransientDeliveryError
-from delivery.links import local_secret
-from ledger import Ledger, LedgerConflict
-from renderer import RENDERER_VERSION, RenderOptions, render
-from settings import Settings
+from invoicer.billing import BillingRecord, RecordError, parse_record
+from invoicer.delivery.archive import Archive, archive_from_url, invoice_key
+from invoicer.delivery.dispatch import Channels, dispatch
+from invoicer.delivery.email import Backoff
+from invoicer.delivery.errors import DeliveryError, TransientDeliveryError
+from invoicer.delivery.links import local_secret
+from invoicer.ledger import Ledger, LedgerConflict
+from invoicer.renderer import RENDERER_VERSION, RenderOptions, render
+from invoicer.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,8 @@ class Services:
     def from_settings(cls, settings: Settings, *, deliver: bool = True) -> Services:
         """Backends from the settings; ``deliver=False`` archives and records only
         (a later run of the same file delivers what is still pending)."""
-        from delivery.email import mailer_from_url, retry
-        from delivery.sms import gateway_from_url
+        from invoicer.delivery.email import mailer_from_url, retry
+        from invoicer.delivery.sms import gateway_from_url
 
         _make_local_dirs(settings)
         if not deliver:

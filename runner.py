@@ -18,9 +18,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from billing.reader import iter_lines
-from pipeline import Outcome, Services, process_record
-from settings import Settings
+from invoicer.billing.reader import iter_lines
+from invoicer.pipeline import Outcome, Services, process_record
+from invoicer.settings import Settings
 
 #: Lines per task: large enough to amortise inter-process traffic, small enough to
 #: keep both cores busy to the end. Chunks are also cut at CHUNK_BYTES so one task

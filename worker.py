@@ -1,7 +1,7 @@
 """Celery workers: the bill run on as many machines as needed.
 
-    celery -A worker worker            # a worker: one process per core
-    celery -A worker beat              # the reconciler's clock (one per deployment)
+    celery -A invoicer.worker worker            # a worker: one process per core
+    celery -A invoicer.worker beat              # the reconciler's clock (one per deployment)
 
 The Celery app is configured from the service's settings (``INVOICER_BROKER_URL``:
 ``redis://…`` or ``amqp://…``). Tasks are thin adapters over plain functions of this
@@ -42,8 +42,8 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 from celery import Celery, signals
 from celery.exceptions import SoftTimeLimitExceeded
 
-from delivery.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
-from settings import Settings, get_settings
+from invoicer.delivery.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from invoicer.settings import Settings, get_settings
 
 log = logging.getLogger("invoicer.worker")
 
@@ -266,7 +266,7 @@ def check_startup(settings: Settings) -> None:
 def _on_worker_init(**_: Any) -> None:
     settings = get_settings()
     check_startup(settings)
-    from ledger import Ledger
+    from invoicer.ledger import Ledger
 
     with Ledger.from_url(settings.db_url) as ledger:
         ledger.migrate()
@@ -294,7 +294,7 @@ def source_url(path_or_url: str) -> str:
 
 def _s3_target(url: str) -> tuple[Any, str, str]:
     """(client, bucket, key) of ``s3://bucket/key?endpoint=…&region=…``."""
-    from delivery.archive import S3Archive
+    from invoicer.delivery.archive import S3Archive
 
     parts = urlsplit(url)
     options = urlencode(parse_qsl(parts.query))
@@ -303,7 +303,7 @@ def _s3_target(url: str) -> tuple[Any, str, str]:
 
 
 def _s3_call(what: str, call: Callable[[], Any]) -> Any:
-    from delivery.archive import _s3_errors
+    from invoicer.delivery.archive import _s3_errors
 
     with _s3_errors(what):
         return call()
@@ -419,7 +419,7 @@ def services() -> Any:
     """
     global _services, _services_pid
     if _services is None or _services_pid != os.getpid():
-        from pipeline import Services
+        from invoicer.pipeline import Services
 
         settings = get_settings()
         built = Services.from_settings(settings)
@@ -473,7 +473,7 @@ def run_chunk(run_id: int, seq: int, svc: Any) -> dict[str, Any]:
     (or failed for good); ``failed`` on a permanent error a person must see; otherwise
     back to ``queued`` and :class:`ChunkNotFinished` for a retry.
     """
-    from pipeline import process_record
+    from invoicer.pipeline import process_record
 
     ledger = svc.ledger
     chunk = ledger.start_chunk(run_id, seq)
@@ -594,7 +594,7 @@ def _unplanned_runs(ledger: Any, cutoff: datetime) -> list[Any]:
     """Runs enqueued for workers (their source is a URL) whose split never finished."""
     import sqlalchemy as sa
 
-    from ledger import Run, runs
+    from invoicer.ledger import Run, runs
 
     with ledger.engine.connect() as conn:
         rows = conn.execute(
@@ -677,7 +677,7 @@ def _size(url: str) -> int:
 def close_print_batches(seal_open: bool = False) -> dict[str, int]:
     """Join the print queue into batches and close the sealed ones (``seal_open``: seal
     every open batch first). Safe anywhere, any number of times: a batch has one closer."""
-    from delivery import printing
+    from invoicer.delivery import printing
 
     svc = services()
     report = printing.close(svc.ledger, svc.archive, seal_open=seal_open)

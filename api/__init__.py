@@ -17,14 +17,14 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from api import billing, operations, print_shop, problems, subscriber, web
-from api.access import AccessLimits, AccessService
-from api.billrun import BillRunQueue, queue_from_settings
-from delivery.archive import Archive, archive_from_url
-from delivery.links import local_secret
-from delivery.sms import SmsGateway, gateway_from_url
-from ledger import Ledger
-from settings import Settings, get_settings
+from invoicer.api import billing, operations, print_shop, problems, subscriber, web
+from invoicer.api.access import AccessLimits, AccessService
+from invoicer.api.billrun import BillRunQueue, queue_from_settings
+from invoicer.delivery.archive import Archive, archive_from_url
+from invoicer.delivery.links import local_secret
+from invoicer.delivery.sms import SmsGateway, gateway_from_url
+from invoicer.ledger import Ledger
+from invoicer.settings import Settings, get_settings
 
 __all__ = ["API_VERSION", "build_app", "create_app"]
 

@@ -31,11 +31,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from delivery import links
-from delivery.errors import DeliveryError
-from delivery.links import InvalidLinkError, LinkClaims
-from delivery.sms import SmsGateway, render_access_code
-from ledger import AccessStore, Invoice, Ledger
+from invoicer.delivery import links
+from invoicer.delivery.errors import DeliveryError
+from invoicer.delivery.links import InvalidLinkError, LinkClaims
+from invoicer.delivery.sms import SmsGateway, render_access_code
+from invoicer.ledger import AccessStore, Invoice, Ledger
 
 __all__ = ["AccessLimits", "AccessService", "Grant", "RateLimited"]
 

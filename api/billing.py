@@ -20,11 +20,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api.billrun import BillRunJob, BillRunSource, foreign_operators
-from api.keys import require_role
-from api.problems import Problem, problem_responses
-from billing.fields import IDENTIFIER_PATTERN, currency_minor_units, precision_error
-from ledger import AccessStore, ApiKey, Invoice, Ledger
+from invoicer.api.billrun import BillRunJob, BillRunSource, foreign_operators
+from invoicer.api.keys import require_role
+from invoicer.api.problems import Problem, problem_responses
+from invoicer.billing.fields import IDENTIFIER_PATTERN, currency_minor_units, precision_error
+from invoicer.ledger import AccessStore, ApiKey, Invoice, Ledger
 
 __all__ = ["router"]
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from settings import Settings
+from invoicer.settings import Settings
 
 __all__ = ["BillRunJob", "BillRunQueue", "BillRunSource", "CeleryBillRunQueue",
            "ThreadBillRunQueue", "foreign_operators", "queue_from_settings"]
@@ -180,7 +180,7 @@ class ThreadBillRunQueue(_Jobs):
                 return
         run_file = self._run_file
         if run_file is None:
-            from runner import run_file
+            from invoicer.runner import run_file
         summary = run_file(path, self.settings, workers=self.workers, deliver=self.deliver)
         self._set(job_id, state="done", run_id=summary.run_id,
                   outcomes=dict(summary.outcomes), finished_at=datetime.now(UTC))
@@ -208,7 +208,7 @@ class CeleryBillRunQueue(_Jobs):
         self._lock = threading.Lock()
 
     def _enqueue_url(self, job_id: str, url: str) -> None:
-        import worker
+        from invoicer import worker
 
         send = self._send or worker._send
         run_id = worker.enqueue(url, self.ledger, send)

@@ -24,9 +24,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from api.problems import Problem
-from billing.fields import IDENTIFIER_PATTERN
-from ledger import API_KEY_ROLES, ApiKey, ApiKeyStore, Ledger
+from invoicer.api.problems import Problem
+from invoicer.billing.fields import IDENTIFIER_PATTERN
+from invoicer.ledger import API_KEY_ROLES, ApiKey, ApiKeyStore, Ledger
 
 __all__ = ["ROLES", "IssuedKey", "authenticate", "create_key", "hash_token", "require_role"]
 

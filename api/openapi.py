@@ -7,16 +7,17 @@ Client generators and the print shops' developers read the file in the repositor
 from __future__ import annotations
 
 import json
-from pathlib import Path
+
+from invoicer.resources import package_path
 
 __all__ = ["OPENAPI_PATH", "openapi_document", "openapi_text"]
 
-OPENAPI_PATH = Path(__file__).resolve().parent.parent / "schema" / "openapi.json"
+OPENAPI_PATH = package_path("schema", "openapi.json")
 
 
 def openapi_document() -> dict:
     """The document ``/openapi.json`` serves (built without touching any backend)."""
-    from api import build_app
+    from invoicer.api import build_app
 
     # Without a ledger or an archive: the document must not depend on the machine.
     return build_app().openapi()

@@ -21,10 +21,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from api.keys import require_role
-from api.problems import Problem, problem_responses
-from delivery import printing
-from ledger import ApiKey, Ledger
+from invoicer.api.keys import require_role
+from invoicer.api.problems import Problem, problem_responses
+from invoicer.delivery import printing
+from invoicer.ledger import ApiKey, Ledger
 
 __all__ = ["router"]
 

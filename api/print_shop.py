@@ -25,13 +25,13 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.keys import require_role
-from api.problems import Problem, problem_responses
-from api.ranges import Download, ranged_response
-from delivery.archive import Archive
-from delivery.errors import ArchiveNotFoundError
-from delivery.printing import acknowledge, batch_name
-from ledger import ApiKey, Ledger, LedgerConflict, PrintBatch, PrintCountMismatch
+from invoicer.api.keys import require_role
+from invoicer.api.problems import Problem, problem_responses
+from invoicer.api.ranges import Download, ranged_response
+from invoicer.delivery.archive import Archive
+from invoicer.delivery.errors import ArchiveNotFoundError
+from invoicer.delivery.printing import acknowledge, batch_name
+from invoicer.ledger import ApiKey, Ledger, LedgerConflict, PrintBatch, PrintCountMismatch
 
 __all__ = ["router"]
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
-from api.problems import Problem
-from delivery.archive import Archive
+from invoicer.api.problems import Problem
+from invoicer.delivery.archive import Archive
 
 __all__ = ["Download", "parse_range", "ranged_response"]
 

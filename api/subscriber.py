@@ -27,14 +27,14 @@ from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.access import AccessService, Grant, RateLimited
-from api.problems import Problem, problem_responses
-from api.ranges import Download, ranged_response
-from billing.fields import IDENTIFIER_PATTERN
-from delivery.archive import Archive
-from delivery.errors import ArchiveNotFoundError
-from delivery.second_copy import issue_second_copy
-from ledger import Invoice, Ledger
+from invoicer.api.access import AccessService, Grant, RateLimited
+from invoicer.api.problems import Problem, problem_responses
+from invoicer.api.ranges import Download, ranged_response
+from invoicer.billing.fields import IDENTIFIER_PATTERN
+from invoicer.delivery.archive import Archive
+from invoicer.delivery.errors import ArchiveNotFoundError
+from invoicer.delivery.second_copy import issue_second_copy
+from invoicer.ledger import Invoice, Ledger
 
 __all__ = ["document_router", "history", "router", "second_copy"]
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import re
 import tomllib
 from functools import cache
-from pathlib import Path
 from typing import Annotated, Any
 
 import jinja2
@@ -29,13 +28,14 @@ from babel.numbers import format_currency
 from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from api.access import AccessService, Grant, RateLimited
-from api.problems import Problem
-from api.subscriber import client_address, history, second_copy
+from invoicer.api.access import AccessService, Grant, RateLimited
+from invoicer.api.problems import Problem
+from invoicer.api.subscriber import client_address, history, second_copy
+from invoicer.resources import package_path
 
 __all__ = ["LOCALES", "router"]
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "web"
+TEMPLATES = package_path("templates", "web")
 LOCALES = ("en", "pt_BR", "ro_RO", "ru_RU", "nl_NL", "fa_IR")
 RTL = frozenset({"fa_IR"})
 COOKIE = "invoicer_session"

@@ -30,10 +30,10 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
-from delivery import links  # noqa: E402
-from delivery.archive import FileArchive  # noqa: E402
-from delivery.links import LinkClaims  # noqa: E402
-from ledger import Ledger  # noqa: E402
+from invoicer.delivery import links  # noqa: E402
+from invoicer.delivery.archive import FileArchive  # noqa: E402
+from invoicer.delivery.links import LinkClaims  # noqa: E402
+from invoicer.ledger import Ledger  # noqa: E402
 from tests.api.world import MAIN, populate  # noqa: E402
 
 PG = ("postgresql+psycopg://postgres@127.0.0.1:5432/test",

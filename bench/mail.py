@@ -109,8 +109,8 @@ class ServerProcess:
 def records(count: int) -> list:
     """``count`` distinct synthetic records (six locales), all electronic with a PDF
     attached, parsed before any clock starts."""
-    from billing import parse_record
-    from billing.synthetic import generate
+    from invoicer.billing import parse_record
+    from invoicer.billing.synthetic import generate
 
     out = []
     for i, data in enumerate(generate(count, cdrs=3, seed=7)):
@@ -122,7 +122,7 @@ def records(count: int) -> list:
 
 def build(record, pdf: bytes):
     """The service's per-message work before sending: templates + MIME + headers."""
-    from delivery.email import build_invoice_message, message_id
+    from invoicer.delivery.email import build_invoice_message, message_id
 
     return build_invoice_message(
         record, pdf=pdf, link=None, sender=SENDER, reply_to=None,
@@ -185,7 +185,7 @@ def raw_send(port: int, jobs: list[tuple[bytes, bytes]], total: int, connections
 
 
 def raw_jobs(recs: list, pdf: bytes) -> list[tuple[bytes, bytes]]:
-    from delivery.email import _prepare
+    from invoicer.delivery.email import _prepare
 
     jobs = []
     for record in recs[:RAW_DISTINCT]:
@@ -201,8 +201,8 @@ def raw_jobs(recs: list, pdf: bytes) -> list[tuple[bytes, bytes]]:
 
 
 def service_send(port: int, recs: list, pdf: bytes, concurrency: int) -> tuple[float, int, int]:
-    from delivery.email import SmtpMailer
-    from delivery.errors import DeliveryError
+    from invoicer.delivery.email import SmtpMailer
+    from invoicer.delivery.errors import DeliveryError
 
     mailer = SmtpMailer.from_url(f"smtp://127.0.0.1:{port}?concurrency={concurrency}"
                                  "&local_hostname=service.bench")

@@ -41,9 +41,9 @@ TARGET_RSS_MB = 300
 
 def templates(count: int = 8) -> list[tuple[bytes, int]]:
     """Real invoices of one and two pages: (PDF bytes, pages), half of each."""
-    from billing import parse_record
-    from billing.synthetic import generate
-    from renderer import render
+    from invoicer.billing import parse_record
+    from invoicer.billing.synthetic import generate
+    from invoicer.renderer import render
 
     found: dict[int, list[tuple[bytes, int]]] = {1: [], 2: []}
     for rec in generate(2000, 3, 17):
@@ -60,8 +60,8 @@ def templates(count: int = 8) -> list[tuple[bytes, int]]:
 
 def setup(folder: Path, documents: int) -> dict:
     """Ledger, archive and print queue for ``documents`` paper invoices."""
-    from delivery.archive import FileArchive, invoice_key
-    from ledger import Ledger
+    from invoicer.delivery.archive import FileArchive, invoice_key
+    from invoicer.ledger import Ledger
 
     made = templates()
     ledger = Ledger.from_url(f"sqlite:///{folder / 'ledger.db'}")
@@ -93,9 +93,9 @@ def setup(folder: Path, documents: int) -> dict:
 
 def measure(folder: Path, variant: str) -> dict:
     """In a child process: close everything queued; time and peak RSS."""
-    from delivery import printing
-    from delivery.archive import FileArchive
-    from ledger import Ledger
+    from invoicer.delivery import printing
+    from invoicer.delivery.archive import FileArchive
+    from invoicer.ledger import Ledger
 
     archive = FileArchive(folder / "archive")
     ledger = Ledger.from_url(f"sqlite:///{folder / 'ledger.db'}")

@@ -56,8 +56,8 @@ def record_json(cdrs: int) -> str:
 def measure(path: str, repeat: int) -> dict:
     """Runs in a child process: read the line and parse it as a bill run would, then
     render ``repeat`` times. Peak RSS covers all of it."""
-    from billing import parse_record
-    from renderer import render
+    from invoicer.billing import parse_record
+    from invoicer.renderer import render
 
     with open(path, "rb") as f:
         record = parse_record(f.readline())
@@ -90,8 +90,8 @@ def main() -> None:
     if args.profile:
         from pyinstrument import Profiler
 
-        from billing import parse_record
-        from renderer import render
+        from invoicer.billing import parse_record
+        from invoicer.renderer import render
 
         record = parse_record(record_json(args.profile))
         render(record)

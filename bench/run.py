@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 def make_records(path: Path, count: int) -> None:
     """~94 % with ~20 CDRs, ~5 % with ~800 (10-20 pages), ~1 % with ~3,500 (50+)."""
-    from billing.synthetic import generate
+    from invoicer.billing.synthetic import generate
 
     mix = [(int(count * 0.94), 20, 11), (int(count * 0.05), 800, 12)]
     mix.append((count - sum(n for n, _, _ in mix), 3500, 13))
@@ -41,8 +41,8 @@ def make_records(path: Path, count: int) -> None:
 
 
 def _render_chunk(chunk: list[bytes]) -> int:
-    from billing import parse_record
-    from renderer import render
+    from invoicer.billing import parse_record
+    from invoicer.renderer import render
 
     pages = 0
     for raw in chunk:
@@ -59,7 +59,7 @@ def _cpu() -> float:
 
 
 def render_only(path: Path, workers: int) -> tuple[float, float, int, int]:
-    from runner import CHUNK_LINES
+    from invoicer.runner import CHUNK_LINES
 
     lines = path.read_bytes().splitlines()
     chunks = [lines[i:i + CHUNK_LINES] for i in range(0, len(lines), CHUNK_LINES)]
@@ -77,7 +77,7 @@ def end_to_end(path: Path, workers: int, tmp: Path, *deliver: str
            "INVOICER_LINK_SECRET": "bench"}
     t0, c0 = time.perf_counter(), _cpu()
     extra = [*deliver, *(["--workers", str(workers)] if workers else [])]
-    out = subprocess.run([sys.executable, "-m", "cli", "run", str(path), *extra],
+    out = subprocess.run([sys.executable, "-m", "invoicer", "run", str(path), *extra],
                          env=env, cwd=ROOT, capture_output=True, text=True, check=True)
     return time.perf_counter() - t0, _cpu() - c0, out.stdout
 

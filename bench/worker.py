@@ -4,7 +4,7 @@
 
 The same generated records (bench/run.py's mix: most 1-2 pages, some 10-20, a few
 50+) go once through `invoicer run` (a process pool in one process tree) and once
-through `invoicer enqueue` to `celery -A worker worker -c N` on Redis (127.0.0.1:6379,
+through `invoicer enqueue` to `celery -A invoicer.worker worker -c N` on Redis (127.0.0.1:6379,
 database 8, flushed). Both use a PostgreSQL ledger (a fresh schema each, database
 `test` on 127.0.0.1), a file archive, e-mail to an aiosmtpd on loopback (run in this
 process) and SMS to a file outbox.
@@ -96,7 +96,7 @@ def in_process(src: Path, tmp: Path, db_url: str, smtp: CountingSmtp, workers: i
                ) -> float:
     extra = ["--workers", str(workers)] if workers else []
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "cli", "run", str(src), *extra],
+    subprocess.run([sys.executable, "-m", "invoicer", "run", str(src), *extra],
                    env=_env(tmp, db_url, smtp), cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)
     return time.perf_counter() - t0
@@ -104,13 +104,13 @@ def in_process(src: Path, tmp: Path, db_url: str, smtp: CountingSmtp, workers: i
 
 def through_celery(src: Path, tmp: Path, db_url: str, smtp: CountingSmtp,
                    concurrency: int) -> float:
-    from ledger import Ledger
+    from invoicer.ledger import Ledger
 
     env = _env(tmp, db_url, smtp)
     subprocess.run(["redis-cli", "-u", BROKER, "flushdb"], check=True,
                    stdout=subprocess.DEVNULL)
     log = open(tmp / "worker.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "worker", "worker",
+    proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "invoicer.worker", "worker",
                              "-c", str(concurrency), "--without-gossip",
                              "--without-mingle", "--loglevel=INFO"],
                             env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
@@ -123,7 +123,7 @@ def through_celery(src: Path, tmp: Path, db_url: str, smtp: CountingSmtp,
             time.sleep(0.2)
         ledger = Ledger.from_url(db_url)
         t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, "-m", "cli", "enqueue", str(src)], env=env,
+        out = subprocess.run([sys.executable, "-m", "invoicer", "enqueue", str(src)], env=env,
                              cwd=ROOT, check=True, capture_output=True, text=True).stdout
         run_id = int(out.split()[1])
         while True:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from decimal import Decimal
 
-from billing.errors import Issue
-from billing.models import BillingRecord, PaymentMethod
-from billing.paycodes import PaymentCodeError, validate_payment
+from invoicer.billing.errors import Issue
+from invoicer.billing.models import BillingRecord, PaymentMethod
+from invoicer.billing.paycodes import PaymentCodeError, validate_payment
 
 
 def check_record(record: BillingRecord) -> list[Issue]:

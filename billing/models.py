@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from billing.fields import (
+from invoicer.billing.fields import (
     Count,
     Country,
     Currency,

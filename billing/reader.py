@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from billing.errors import RecordError
-from billing.models import BillingRecord
-from billing.record import parse_record
+from invoicer.billing.errors import RecordError
+from invoicer.billing.models import BillingRecord
+from invoicer.billing.record import parse_record
 
 
 @dataclass(frozen=True, slots=True)

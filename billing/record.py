@@ -13,10 +13,10 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from billing.checks import check_record
-from billing.errors import Issue, RecordError, format_path
-from billing.fields import currency_minor_units, precision_error
-from billing.models import SCHEMA_VERSION, BillingRecord, Usage
+from invoicer.billing.checks import check_record
+from invoicer.billing.errors import Issue, RecordError, format_path
+from invoicer.billing.fields import currency_minor_units, precision_error
+from invoicer.billing.models import SCHEMA_VERSION, BillingRecord, Usage
 
 #: A record with a broken CDR table could report 100,000 errors; the first few are
 #: enough to fix the producer.

@@ -7,11 +7,11 @@ for billing systems that validate before sending, kept current by a test.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from billing.models import SCHEMA_VERSION, BillingRecord
+from invoicer.billing.models import SCHEMA_VERSION, BillingRecord
+from invoicer.resources import package_path
 
-SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema" / "billing-record-1.schema.json"
+SCHEMA_FILE = package_path("schema", "billing-record-1.schema.json")
 
 
 def json_schema() -> dict:

@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 from babel import Locale
 from babel.numbers import get_currency_precision
 
-from billing.paycodes import epc, febraban, gost
+from invoicer.billing.paycodes import epc, febraban, gost
 
 __all__ = ["LOCALES", "generate", "write_jsonl"]
 

@@ -52,8 +52,8 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from billing.fields import IDENTIFIER_PATTERN
-from delivery.errors import (
+from invoicer.billing.fields import IDENTIFIER_PATTERN
+from invoicer.delivery.errors import (
     ArchiveConflictError,
     ArchiveNotFoundError,
     DeliveryError,
@@ -61,7 +61,7 @@ from delivery.errors import (
     TransientDeliveryError,
     is_transient_status,
 )
-from delivery.fileurl import local_path
+from invoicer.delivery.fileurl import local_path
 
 __all__ = [
     "CHUNK_SIZE",

@@ -22,14 +22,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from billing.models import BillingRecord, DeliveryMode
-from delivery.errors import (
+from invoicer.billing.models import BillingRecord, DeliveryMode
+from invoicer.delivery.errors import (
     PermanentDeliveryError,
     TransientDeliveryError,
     UnknownDeliveryError,
 )
-from delivery.links import invoice_link
-from ledger import Delivery, Invoice, Ledger
+from invoicer.delivery.links import invoice_link
+from invoicer.ledger import Delivery, Invoice, Ledger
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ def resend(invoice: Invoice, record: BillingRecord, channel: str, pdf: Callable[
 def identifier(channel: str, record: BillingRecord, series: int, channels: Channels) -> str:
     """Message-ID (e-mail) or gateway reference (SMS) of one attempt series."""
     if channel == EMAIL:
-        from delivery.email import message_id
+        from invoicer.delivery.email import message_id
 
         domain = channels.sender.rsplit("@", 1)[-1].strip("> ")
         return message_id(record.operator.id, record.invoice.number, series, domain)
@@ -195,7 +195,7 @@ def _link(record: BillingRecord, channels: Channels) -> str:
 
 def _email(record: BillingRecord, ident: str, pdf: Callable[[], bytes],
            channels: Channels, before_data: Callable[[], None] | None = None) -> str:
-    from delivery.email import build_invoice_message
+    from invoicer.delivery.email import build_invoice_message
 
     data = pdf() if record.delivery.attach_pdf else None
     link = None
@@ -210,7 +210,7 @@ def _email(record: BillingRecord, ident: str, pdf: Callable[[], bytes],
 
 def _sms(record: BillingRecord, ident: str, pdf: Callable[[], bytes],
          channels: Channels) -> str:
-    from delivery.sms import render_sms
+    from invoicer.delivery.sms import render_sms
 
     # No link in the SMS: a signed link is ~160 characters and would double or
     # quadruple the parts; the notice says amount, due date and how to pay, and the

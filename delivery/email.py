@@ -66,17 +66,18 @@ import aiosmtplib
 from babel.core import Locale, UnknownLocaleError
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from billing.models import BillingRecord, PaymentMethod, PaymentScheme
-from delivery.errors import (
+from invoicer.billing.models import BillingRecord, PaymentMethod, PaymentScheme
+from invoicer.delivery.errors import (
     DeliveryError,
     PermanentDeliveryError,
     TransientDeliveryError,
     UnknownDeliveryError,
     error_for_smtp_reply,
 )
-from delivery.fileurl import local_path
-from renderer.brand import brand_for
-from renderer.i18n import for_locale
+from invoicer.delivery.fileurl import local_path
+from invoicer.renderer.brand import brand_for
+from invoicer.renderer.i18n import for_locale
+from invoicer.resources import package_path
 
 __all__ = [
     "DEFAULT_MAIL_URL",
@@ -111,7 +112,7 @@ DEFAULT_MAX_ATTACHMENT = 10 * 1024 * 1024
 """PDFs above this many bytes go as a link: base64 makes them a third larger, and many
 providers refuse messages over 20-25 MB."""
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates" / "email"
+TEMPLATES_DIR = package_path("templates", "email")
 FALLBACK_LOCALE = "en"
 INVOICE_ISSUED = "invoice_issued"
 
@@ -283,7 +284,7 @@ def _payment(record: BillingRecord, label: Callable[..., str], money: Callable[[
             return {"kind": "credit", "code": None, "note": label("credit", amount=money(-due))}
         return {"kind": "nothing_due", "code": None, "note": label("nothing_due")}
     if p.scheme is PaymentScheme.febraban:
-        from billing.paycodes import PaymentCodeError, febraban
+        from invoicer.billing.paycodes import PaymentCodeError, febraban
 
         try:
             line = febraban.parse(p.code).formatted

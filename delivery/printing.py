@@ -67,11 +67,11 @@ from typing import Any, BinaryIO
 import pikepdf
 import segno
 
-from delivery.archive import Archive, check_key
-from ledger import Invoice, Ledger, PrintBatch, PrintBatchItem
-from renderer.brand import brand_for
-from renderer.codes import QR_QUIET_MODULES
-from renderer.layout import WINDOW_LEFT
+from invoicer.delivery.archive import Archive, check_key
+from invoicer.ledger import Invoice, Ledger, PrintBatch, PrintBatchItem
+from invoicer.renderer.brand import brand_for
+from invoicer.renderer.codes import QR_QUIET_MODULES
+from invoicer.renderer.layout import WINDOW_LEFT
 
 __all__ = [
     "DEFAULT_LEASE",

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import hashlib
 
-from billing import parse_record
-from billing.models import InvoiceKind
-from delivery.archive import Archive, check_key
-from ledger import AccessStore, Invoice, Ledger, SecondCopy
-from renderer import RENDERER_VERSION, RenderOptions, render
+from invoicer.billing import parse_record
+from invoicer.billing.models import InvoiceKind
+from invoicer.delivery.archive import Archive, check_key
+from invoicer.ledger import AccessStore, Invoice, Ledger, SecondCopy
+from invoicer.renderer import RENDERER_VERSION, RenderOptions, render
 
 __all__ = ["canonical_key", "issue_second_copy", "second_copy_key"]
 

@@ -56,17 +56,18 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import jinja2
 
-from billing.models import BillingRecord, PaymentMethod, PaymentScheme
-from billing.paycodes import febraban
-from delivery import gsm
-from delivery.errors import (
+from invoicer.billing.models import BillingRecord, PaymentMethod, PaymentScheme
+from invoicer.billing.paycodes import febraban
+from invoicer.delivery import gsm
+from invoicer.delivery.errors import (
     DeliveryError,
     PermanentDeliveryError,
     TransientDeliveryError,
     error_for_status,
 )
-from delivery.fileurl import local_path
-from renderer.i18n import for_locale
+from invoicer.delivery.fileurl import local_path
+from invoicer.renderer.i18n import for_locale
+from invoicer.resources import package_path
 
 __all__ = [
     "DEFAULT_SMS_URL",
@@ -95,7 +96,7 @@ MAX_SEGMENTS = 10
 """The longest SMS any backend sends. Our notices take 1 to 3 parts; a text beyond 10
 is a template or data bug, and most gateways refuse it anyway."""
 
-SMS_TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates" / "sms"
+SMS_TEMPLATES_DIR = package_path("templates", "sms")
 FALLBACK_LOCALE = "en"
 
 
@@ -836,7 +837,7 @@ def retry_transient(call: Callable[[], T], *, attempts: int = 4, base_delay: flo
     backend because every backend is idempotent per reference.
     """
     # Imported here: the SMS path should not load the SMTP client until it retries.
-    from delivery.email import Backoff, retry
+    from invoicer.delivery.email import Backoff, retry
 
     if attempts < 1:
         raise ValueError("attempts must be at least 1")

@@ -13,7 +13,7 @@ import os
 import sqlalchemy as sa
 from alembic import context
 
-import ledger
+from invoicer import ledger
 
 config = context.config
 # The head schema as ledger.py declares it: for autogenerate and the drift test only;

@@ -17,13 +17,13 @@ from reportlab.lib.units import mm
 from reportlab.pdfbase.pdfdoc import PDFDictionary, PDFName, PDFStream
 from reportlab.pdfgen.canvas import Canvas
 
-from billing.models import BillingRecord
-from renderer import fonts
-from renderer.annex import Annex, RowWriter
-from renderer.brand import brand_for
-from renderer.i18n import for_locale
-from renderer.layout import FOOTER_HEIGHT, HEADER_HEIGHT, Frame, PagePlan, flow
-from renderer.sections import PAYMENT_SLIP, Sections
+from invoicer.billing.models import BillingRecord
+from invoicer.renderer import fonts
+from invoicer.renderer.annex import Annex, RowWriter
+from invoicer.renderer.brand import brand_for
+from invoicer.renderer.i18n import for_locale
+from invoicer.renderer.layout import FOOTER_HEIGHT, HEADER_HEIGHT, Frame, PagePlan, flow
+from invoicer.renderer.sections import PAYMENT_SLIP, Sections
 
 #: Recorded with every archived PDF: a change that alters output bumps it.
 RENDERER_VERSION = "1.0.0"

@@ -19,10 +19,10 @@ from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfgen.canvas import Canvas
 
-from billing.models import BillingRecord, Service, Usage, UsageType
-from renderer import text
-from renderer.i18n import InvoiceLocale, duration
-from renderer.layout import Frame
+from invoicer.billing.models import BillingRecord, Service, Usage, UsageType
+from invoicer.renderer import text
+from invoicer.renderer.i18n import InvoiceLocale, duration
+from invoicer.renderer.layout import Frame
 
 SIZE = 7.0
 PITCH = 3.55 * mm

@@ -17,7 +17,9 @@ from reportlab.lib import pagesizes
 from reportlab.lib.colors import Color, HexColor
 from reportlab.lib.units import mm
 
-BRANDS_DIR = Path(__file__).resolve().parent.parent / "templates" / "brands"
+from invoicer.resources import package_path
+
+BRANDS_DIR = package_path("templates", "brands")
 NEUTRAL = "_neutral"
 
 

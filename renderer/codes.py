@@ -53,8 +53,8 @@ from barcode.codex import Code128 as _Code128
 from barcode.itf import ITF as _ITF
 from reportlab.lib.units import inch, mm
 
-from billing.paycodes import PaymentCodeError, epc, febraban, gost
-from billing.paycodes import code128 as code128_check
+from invoicer.billing.paycodes import PaymentCodeError, epc, febraban, gost
+from invoicer.billing.paycodes import code128 as code128_check
 
 if TYPE_CHECKING:
     from reportlab.pdfgen.canvas import Canvas

@@ -14,16 +14,17 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from functools import cache, lru_cache
-from pathlib import Path
 from typing import Any
 
 from babel.core import Locale, UnknownLocaleError
 from babel.dates import format_date
 from babel.numbers import format_currency, format_decimal
 
+from invoicer.resources import package_path
+
 log = logging.getLogger(__name__)
 
-LABELS_DIR = Path(__file__).resolve().parent.parent / "templates" / "labels"
+LABELS_DIR = package_path("templates", "labels")
 FALLBACK = "en"
 
 # Invisible direction marks that CLDR puts into some formats: the renderer orders

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import Canvas
 
-from renderer import text
-from renderer.brand import Brand
+from invoicer.renderer import text
+from invoicer.renderer.brand import Brand
 
 # DIN 5008 form B window envelope (C5/6, DL): 20 mm from the left, 45 mm from the top,
 # 85 x 45 mm. The address sits inside with a few millimetres of play on every side.

@@ -15,12 +15,12 @@ from reportlab.graphics.charts.barcharts import VerticalBarChart
 from reportlab.graphics.shapes import Drawing
 from reportlab.lib.units import mm
 
-from billing.fields import currency_minor_units
-from billing.models import BillingRecord, PaymentMethod, Service
-from renderer import codes, text
-from renderer.brand import Brand
-from renderer.i18n import InvoiceLocale
-from renderer.layout import (
+from invoicer.billing.fields import currency_minor_units
+from invoicer.billing.models import BillingRecord, PaymentMethod, Service
+from invoicer.renderer import codes, text
+from invoicer.renderer.brand import Brand
+from invoicer.renderer.i18n import InvoiceLocale
+from invoicer.renderer.layout import (
     WINDOW_HEIGHT,
     WINDOW_LEFT,
     WINDOW_PADDING,
@@ -419,7 +419,7 @@ class Sections:
             return
         scheme = p.scheme.value
         if scheme == "febraban":
-            from billing.paycodes import febraban
+            from invoicer.billing.paycodes import febraban
 
             parsed = febraban.parse(p.code)
             self._paragraph(f, self.label("pay_barcode"), y, BODY)

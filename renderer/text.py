@@ -84,8 +84,8 @@ from reportlab.lib.rl_accel import escapePDF
 from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfbase.ttfonts import ShapeData, ShapedStr
 
-from renderer import fonts
-from renderer.fonts import missing_glyphs
+from invoicer.renderer import fonts
+from invoicer.renderer.fonts import missing_glyphs
 
 __all__ = [
     "ELLIPSIS",

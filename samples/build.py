@@ -33,7 +33,7 @@ sys.path.insert(0, str(HERE.parent))  # runnable from a checkout without install
 
 from babel.numbers import get_currency_precision  # noqa: E402
 
-from billing.paycodes import epc, febraban, gost  # noqa: E402
+from invoicer.billing.paycodes import epc, febraban, gost  # noqa: E402
 
 Record = dict[str, Any]
 Payment = dict[str, Any] | Callable[[Decimal, Record], dict[str, Any]]

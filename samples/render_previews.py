@@ -15,8 +15,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from billing import parse_record  # noqa: E402
-from renderer import render  # noqa: E402
+from invoicer.billing import parse_record  # noqa: E402
+from invoicer.renderer import render  # noqa: E402
 
 PREVIEWS = {
     "pt_BR": "OI-2026-11-0000123",

@@ -8,8 +8,8 @@ import sys
 
 from typer.testing import CliRunner
 
-from billing.schema import json_schema_text
-from cli import app
+from invoicer.billing.schema import json_schema_text
+from invoicer.cli import app
 from tests.conftest import SPEC_EXAMPLE
 
 runner = CliRunner()
@@ -60,7 +60,7 @@ def test_schema_command_prints_the_published_schema():
 
 def test_installed_console_script_runs():
     # The README's commands use the console script, so check it is installed and wired.
-    proc = subprocess.run([sys.executable, "-m", "cli", "--help"], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "invoicer", "--help"], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0 and "validate" in proc.stdout
     proc = subprocess.run(["invoicer", "schema"], capture_output=True, text=True, timeout=60)

@@ -28,8 +28,8 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-import ledger
-from ledger import Ledger, LedgerConflict
+from invoicer import ledger
+from invoicer.ledger import Ledger, LedgerConflict
 
 #: The newest migration: a database migrated "from scratch" must end at it.
 HEAD = max(p.name.split("_")[0] for p in
@@ -489,7 +489,7 @@ def test_row_dataclasses_follow_their_tables_column_order():
     # deliveries_in() builds rows positionally from a join; that relies on this order.
     import dataclasses
 
-    import ledger as ledger_module
+    from invoicer import ledger as ledger_module
 
     for cls, table in ((ledger_module.Invoice, ledger_module.invoices),
                        (ledger_module.Delivery, ledger_module.deliveries)):

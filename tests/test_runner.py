@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from billing.synthetic import write_jsonl
+from invoicer.billing.synthetic import write_jsonl
 from tests.conftest import SAMPLES
 
 
@@ -29,7 +29,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 def _run(tmp_path: Path, src: Path, *args: str, timeout: int = 300):
-    return subprocess.run([sys.executable, "-m", "cli", "run", str(src), *args],
+    return subprocess.run([sys.executable, "-m", "invoicer", "run", str(src), *args],
                           env=_env(tmp_path), capture_output=True, text=True,
                           timeout=timeout, cwd=tmp_path)
 
@@ -107,7 +107,7 @@ def test_repeats_and_rejects_in_one_file(tmp_path):
 def test_sigkill_mid_run_then_resume_archives_everything_once(tmp_path):
     count, bad_every = 240, 12
     src = _bill_run_file(tmp_path, count, bad_every)
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "run", str(src), "--workers", "2"],
+    proc = subprocess.Popen([sys.executable, "-m", "invoicer", "run", str(src), "--workers", "2"],
                             env=_env(tmp_path), cwd=tmp_path, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # Kill at a random point once some invoices have landed (bounded wait).
@@ -141,7 +141,7 @@ def test_sigkill_mid_run_then_resume_archives_everything_once(tmp_path):
 def test_config_masks_secrets(tmp_path):
     env = {**_env(tmp_path), "INVOICER_DB_URL": "postgresql://billing:s3cret@db:5432/ledger",
            "INVOICER_LINK_SECRET": "hush-hush", "COLUMNS": "200"}
-    out = subprocess.run([sys.executable, "-m", "cli", "config"], env=env, capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "invoicer", "config"], env=env, capture_output=True,
                          text=True, timeout=60).stdout
     assert "s3cret" not in out and "billing:***@db" in out and "hush-hush" not in out
     assert "INVOICER_ARCHIVE_URL" in out
@@ -160,7 +160,7 @@ def test_no_deliver_then_a_rerun_delivers_once(tmp_path):
                 "INVOICER_SMS_URL": f"file://{tmp_path}/sms"}
     env = {**_env(tmp_path), **env_mail}
     src = SAMPLES / "invoices.jsonl"
-    cmd = [sys.executable, "-m", "cli", "run", str(src), "--workers", "2"]
+    cmd = [sys.executable, "-m", "invoicer", "run", str(src), "--workers", "2"]
     first = subprocess.run([*cmd, "--no-deliver"], env=env, cwd=tmp_path,
                            capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr

@@ -52,7 +52,7 @@ def validate_payment(
     ``invoice.currency``; each scheme checks that its code pays exactly that.
     """
     # Imported here because the scheme modules import PaymentCodeError from this module.
-    from billing.paycodes import code128, epc, febraban, gost
+    from invoicer.billing.paycodes import code128, epc, febraban, gost
 
     if scheme in ("febraban", "code128"):
         if fields:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from billing.paycodes import PaymentCodeError
+from invoicer.billing.paycodes import PaymentCodeError
 
 # Why 48: in code set B every character is one 11-module symbol, and a symbol of N
 # characters is 11 * N + 35 modules (start, check and stop included) plus two 10-module

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from billing.paycodes import PaymentCodeError, _minor_units, _unsafe_char
+from invoicer.billing.paycodes import PaymentCodeError, _minor_units, _unsafe_char
 
 SERVICE_TAG = "BCD"
 IDENTIFICATION = "SCT"

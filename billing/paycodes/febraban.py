@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 
-from billing.paycodes import PaymentCodeError, _minor_units
+from invoicer.billing.paycodes import PaymentCodeError, _minor_units
 
 PRODUCT_ARRECADACAO = 8
 SEGMENTS = {

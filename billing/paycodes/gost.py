@@ -25,7 +25,7 @@ import re
 from collections.abc import Mapping
 from decimal import Decimal
 
-from billing.paycodes import PaymentCodeError, _minor_units, _unsafe_char
+from invoicer.billing.paycodes import PaymentCodeError, _minor_units, _unsafe_char
 
 FORMAT = "ST"
 VERSION = "0001"

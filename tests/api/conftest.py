@@ -19,12 +19,12 @@ import httpx
 import pytest
 import uvicorn
 
-from api import create_app
-from api.keys import create_key
-from delivery import printing
-from delivery.archive import FileArchive, S3Archive
-from ledger import ApiKeyStore, Ledger
-from settings import Settings
+from invoicer.api import create_app
+from invoicer.api.keys import create_key
+from invoicer.delivery import printing
+from invoicer.delivery.archive import FileArchive, S3Archive
+from invoicer.ledger import ApiKeyStore, Ledger
+from invoicer.settings import Settings
 from tests.delivery.conftest import aws_env, bucket, moto_endpoint, s3_admin, s3_url  # noqa: F401
 from tests.delivery.test_printing import queue, templates  # noqa: F401 - shared fixture
 
@@ -133,9 +133,9 @@ SECRET = b"subscriber-tests-link-secret-0123456789"
 def sub(tmp_path: Path) -> Iterator[SimpleNamespace]:
     """The subscriber world (``tests/api/world.py``) behind a running API, on SQLite
     and a file archive, with an SMS outbox file, a settable clock and billing keys."""
-    from api.access import AccessLimits
-    from api.billrun import ThreadBillRunQueue
-    from delivery.sms import FileSmsOutbox
+    from invoicer.api.access import AccessLimits
+    from invoicer.api.billrun import ThreadBillRunQueue
+    from invoicer.delivery.sms import FileSmsOutbox
     from tests.api.world import populate
 
     clock = Clock()

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 
-from ledger import AccessStore, Ledger
+from invoicer.ledger import AccessStore, Ledger
 from tests.test_ledger import db_url, facts, fresh, led, pg_admin  # noqa: F401
 
 

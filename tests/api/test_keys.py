@@ -12,11 +12,11 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from api import create_app
-from api.keys import TOKEN_RE, authenticate, create_key, hash_token
-from api.openapi import OPENAPI_PATH, openapi_text
-from ledger import ApiKeyStore, Ledger, api_keys
-from settings import Settings
+from invoicer.api import create_app
+from invoicer.api.keys import TOKEN_RE, authenticate, create_key, hash_token
+from invoicer.api.openapi import OPENAPI_PATH, openapi_text
+from invoicer.ledger import ApiKeyStore, Ledger, api_keys
+from invoicer.settings import Settings
 from tests.api.conftest import LiveServer
 from tests.test_ledger import db_url, fresh, led, pg_admin  # noqa: F401 - shared fixtures
 
@@ -77,8 +77,8 @@ def test_a_taken_prefix_is_not_overwritten(led):  # noqa: F811
 
 
 def test_cli_keys_create_list_revoke(tmp_path, monkeypatch):
-    from cli import app
-    from settings import get_settings
+    from invoicer.cli import app
+    from invoicer.settings import get_settings
 
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     monkeypatch.setenv("INVOICER_DB_URL", url)

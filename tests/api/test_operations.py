@@ -8,11 +8,11 @@ import time
 import httpx
 import pytest
 
-from api import create_app
-from api.keys import create_key
-from delivery.archive import FileArchive
-from ledger import Ledger
-from settings import Settings
+from invoicer.api import create_app
+from invoicer.api.keys import create_key
+from invoicer.delivery.archive import FileArchive
+from invoicer.ledger import Ledger
+from invoicer.settings import Settings
 from tests.api.conftest import OTHER, LiveServer, auth
 from tests.delivery.test_printing import queue, templates  # noqa: F401 - shared fixture
 

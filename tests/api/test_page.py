@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from api.web import LOCALES, choose_locale, normalize_phone
+from invoicer.api.web import LOCALES, choose_locale, normalize_phone
 from tests.api.conftest import sms_code
 from tests.api.world import MAIN
 

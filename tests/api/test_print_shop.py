@@ -15,7 +15,7 @@ import json
 import pikepdf
 import pytest
 
-from delivery.printing import batch_name
+from invoicer.delivery.printing import batch_name
 from tests.api.conftest import OTHER, auth
 
 BASE = "/v1/print-shop"

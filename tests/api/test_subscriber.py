@@ -18,9 +18,9 @@ import pikepdf
 import pytest
 import sqlalchemy as sa
 
-from delivery import links
-from delivery.links import LinkClaims
-from ledger import AccessStore, sms_codes
+from invoicer.delivery import links
+from invoicer.delivery.links import LinkClaims
+from invoicer.ledger import AccessStore, sms_codes
 from tests.api.conftest import SECRET, sms_code
 from tests.api.world import MAIN, NEIGHBOUR, OTHER_OPERATOR, STRANGER
 

@@ -14,9 +14,9 @@ import json
 from dataclasses import dataclass
 from datetime import date
 
-from delivery.archive import Archive
-from ledger import Ledger
-from pipeline import Services, process_record
+from invoicer.delivery.archive import Archive
+from invoicer.ledger import Ledger
+from invoicer.pipeline import Services, process_record
 from tests.conftest import SPEC_EXAMPLE
 
 MAIN = ("oi", "1234567890", "+5521987654321")

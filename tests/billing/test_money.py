@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing import RecordError, parse_record
+from invoicer.billing import RecordError, parse_record
 from tests.conftest import SPEC_EXAMPLE
 
 

@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing.paycodes import PaymentCodeError, code128, epc, febraban, gost, validate_payment
+from invoicer.billing.paycodes import (
+    PaymentCodeError,
+    code128,
+    epc,
+    febraban,
+    gost,
+    validate_payment,
+)
 
 SPEC_CODE = "84680000001047501080000001234567890202611200"
 

@@ -10,8 +10,8 @@ import tracemalloc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from billing import RecordError
-from billing.reader import iter_lines, read_records
+from invoicer.billing import RecordError
+from invoicer.billing.reader import iter_lines, read_records
 from tests.conftest import SPEC_EXAMPLE
 
 
@@ -142,8 +142,8 @@ def test_fuzz_mutated_valid_records_never_crash(rng):
 
 def test_large_lines_take_the_streaming_path_with_the_same_results(monkeypatch):
     """Above LARGE_LINE, CDRs are validated while decoded; outcomes must not change."""
-    import billing.record as record_module
-    from billing import parse_record
+    import invoicer.billing.record as record_module
+    from invoicer.billing import parse_record
 
     big = json.loads(GOOD)
     big["services"][0]["usage"] = big["services"][0]["usage"] * 50

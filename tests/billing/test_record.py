@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from billing import RecordError, parse_record
-from billing.fields import clean_text
+from invoicer.billing import RecordError, parse_record
+from invoicer.billing.fields import clean_text
 
 
 def parse(rec: dict):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from billing.schema import SCHEMA_FILE, json_schema, json_schema_text
+from invoicer.billing.schema import SCHEMA_FILE, json_schema, json_schema_text
 
 
 def test_repository_copy_is_current():

@@ -27,8 +27,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from babel.numbers import get_currency_precision
 
-from billing import RecordError, parse_record
-from billing.synthetic import LOCALES, PROFILES, generate, main, write_jsonl
+from invoicer.billing import RecordError, parse_record
+from invoicer.billing.synthetic import LOCALES, PROFILES, generate, main, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples"

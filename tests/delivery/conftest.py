@@ -25,7 +25,7 @@ import pytest
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from delivery.archive import FileArchive, S3Archive
+from invoicer.delivery.archive import FileArchive, S3Archive
 
 REGION = "eu-west-1"
 

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from botocore.exceptions import ClientError
 
-from delivery.archive import (
+from invoicer.delivery.archive import (
     CHUNK_SIZE,
     DEFAULT_ARCHIVE_URL,
     MAX_URL_EXPIRES,
@@ -33,7 +33,7 @@ from delivery.archive import (
     archive_from_url,
     invoice_key,
 )
-from delivery.errors import (
+from invoicer.delivery.errors import (
     ArchiveConflictError,
     ArchiveNotFoundError,
     DeliveryError,
@@ -588,7 +588,7 @@ def test_s3_store_rejecting_if_none_match_falls_back_to_head_then_put(
     fault_proxy.inject(method="PUT", status=501, code="NotImplemented",
                        only_with_header="If-None-Match", times=None)
     archive = proxied(fault_proxy, bucket)
-    with caplog.at_level(logging.WARNING, logger="delivery.archive"):
+    with caplog.at_level(logging.WARNING, logger="invoicer.delivery.archive"):
         assert archive.put(KEY, PDF).created
     assert archive.create_only == "head-then-put"
     assert "If-None-Match" in caplog.text
@@ -660,7 +660,7 @@ def test_delivery_errors_survive_pickling():
     (400, False), (403, False), (404, False), (412, False), (501, False), (505, False),
 ])
 def test_http_status_classification(status, transient):
-    from delivery.errors import error_for_status, is_transient_status
+    from invoicer.delivery.errors import error_for_status, is_transient_status
 
     assert is_transient_status(status) is transient
     err = error_for_status(status, "boom")

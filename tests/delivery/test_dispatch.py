@@ -11,11 +11,11 @@ from email import policy
 
 import pytest
 
-from billing import parse_record
-from delivery.dispatch import EMAIL, PRINT, SMS, Channels, dispatch, resend, route
-from delivery.email import Backoff, mailer_from_url, retry
-from delivery.sms import FileSmsOutbox
-from ledger import Ledger
+from invoicer.billing import parse_record
+from invoicer.delivery.dispatch import EMAIL, PRINT, SMS, Channels, dispatch, resend, route
+from invoicer.delivery.email import Backoff, mailer_from_url, retry
+from invoicer.delivery.sms import FileSmsOutbox
+from invoicer.ledger import Ledger
 from tests.conftest import SPEC_EXAMPLE
 
 PDF = b"%PDF-1.4 test invoice\n%%EOF\n"

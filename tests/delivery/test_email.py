@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from billing import parse_record
-from billing.models import BillingRecord
-from delivery.email import (
+from invoicer.billing import parse_record
+from invoicer.billing.models import BillingRecord
+from invoicer.delivery.email import (
     DEFAULT_MAIL_URL,
     Backoff,
     DkimSigner,
@@ -43,7 +43,7 @@ from delivery.email import (
     serialize,
     should_attach,
 )
-from delivery.errors import (
+from invoicer.delivery.errors import (
     DeliveryError,
     PermanentDeliveryError,
     SmtpPermanentError,

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from delivery import gsm
-from delivery.gsm import describe, encoding, segment_count, segments
+from invoicer.delivery import gsm
+from invoicer.delivery.gsm import describe, encoding, segment_count, segments
 
 # --- the alphabet ----------------------------------------------------------------------
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from delivery.links import InvalidLinkError, LinkClaims, invoice_link, local_secret, sign, verify
+from invoicer.delivery.links import (
+    InvalidLinkError,
+    LinkClaims,
+    invoice_link,
+    local_secret,
+    sign,
+    verify,
+)
 
 SECRET = b"k" * 32
 

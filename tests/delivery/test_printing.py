@@ -36,14 +36,14 @@ import pytest
 from PIL import Image, ImageChops
 from typer.testing import CliRunner
 
-from billing import BillingRecord, parse_record
-from billing.synthetic import generate
-from delivery import printing
-from delivery.archive import FileArchive, S3Archive, invoice_key
-from ledger import Ledger, LedgerConflict, PrintCountMismatch, print_sort_key
-from renderer import render
-from renderer.brand import brand_for
-from renderer.layout import WINDOW_HEIGHT, WINDOW_LEFT, WINDOW_TOP, WINDOW_WIDTH
+from invoicer.billing import BillingRecord, parse_record
+from invoicer.billing.synthetic import generate
+from invoicer.delivery import printing
+from invoicer.delivery.archive import FileArchive, S3Archive, invoice_key
+from invoicer.ledger import Ledger, LedgerConflict, PrintCountMismatch, print_sort_key
+from invoicer.renderer import render
+from invoicer.renderer.brand import brand_for
+from invoicer.renderer.layout import WINDOW_HEIGHT, WINDOW_LEFT, WINDOW_TOP, WINDOW_WIDTH
 from tests.delivery.conftest import s3_url
 from tests.test_ledger import db_url, pg_admin, race  # noqa: F401 - shared fixtures
 
@@ -650,8 +650,8 @@ def test_the_mark_fits_narrow_margins_and_refuses_too_narrow_ones():
 
 
 def test_cli_list_close_pull_ack(tmp_path, templates, monkeypatch):
-    from cli import app
-    from settings import get_settings
+    from invoicer.cli import app
+    from invoicer.settings import get_settings
 
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     monkeypatch.setenv("INVOICER_DB_URL", url)
@@ -765,7 +765,7 @@ def test_row_dataclasses_follow_their_tables_column_order():
     # print_batch_documents() builds rows positionally from a join; that relies on this.
     import dataclasses
 
-    import ledger as ledger_module
+    from invoicer import ledger as ledger_module
 
     for cls, table in ((ledger_module.PrintBatch, ledger_module.print_batches),
                        (ledger_module.PrintBatchItem, ledger_module.print_batch_items)):

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from billing import parse_record
-from billing.models import BillingRecord, Payment
-from delivery import gsm
-from delivery.errors import PermanentDeliveryError, TransientDeliveryError
-from delivery.sms import (
+from invoicer.billing import parse_record
+from invoicer.billing.models import BillingRecord, Payment
+from invoicer.delivery import gsm
+from invoicer.delivery.errors import PermanentDeliveryError, TransientDeliveryError
+from invoicer.delivery.sms import (
     FileSmsOutbox,
     HttpSmsGateway,
     MemorySmsGateway,
@@ -28,7 +28,7 @@ from delivery.sms import (
     render_sms,
     retry_transient,
 )
-from renderer.i18n import for_locale
+from invoicer.renderer.i18n import for_locale
 from tests.delivery.conftest import SmsGatewayServer, SmsReply, closed_port
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "invoices.jsonl"
@@ -426,7 +426,7 @@ def test_http_answer_without_an_id_and_the_gateways_own_count(sms_gateway_server
 
 
 def test_retry_after_as_an_http_date():
-    from delivery.sms import _retry_after
+    from invoicer.delivery.sms import _retry_after
 
     now = datetime(2026, 11, 5, 10, 0, 0, tzinfo=UTC)
     assert _retry_after("Thu, 05 Nov 2026 10:00:10 GMT", lambda: now) == 10.0

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from billing import BillingRecord, parse_record
-from renderer import render
+from invoicer.billing import BillingRecord, parse_record
+from invoicer.renderer import render
 from tests.conftest import SAMPLES
 
 TOOLS = ("pdftotext", "pdffonts", "pdftoppm", "zbarimg")
@@ -37,7 +37,7 @@ def first_of_locale(locale: str) -> BillingRecord:
 
 @cache
 def rendered(number: str, detail: str = "full") -> bytes:
-    from renderer import RenderOptions
+    from invoicer.renderer import RenderOptions
 
     return render(sample(number), RenderOptions(detail=detail))
 

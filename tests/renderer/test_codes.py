@@ -25,8 +25,8 @@ from PIL import Image
 from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import Canvas
 
-from billing.paycodes import PaymentCodeError, epc, febraban, gost
-from renderer import codes
+from invoicer.billing.paycodes import PaymentCodeError, epc, febraban, gost
+from invoicer.renderer import codes
 
 GREY = 0.8  # the panel behind the symbol: 204 in the raster, neither white nor dark
 GREY_PX = round(GREY * 255)

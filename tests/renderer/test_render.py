@@ -12,9 +12,9 @@ import pytest
 from babel.dates import format_date
 from babel.numbers import format_currency
 
-from billing.models import PaymentMethod
-from renderer import render
-from renderer.i18n import for_locale
+from invoicer.billing.models import PaymentMethod
+from invoicer.renderer import render
+from invoicer.renderer.i18n import for_locale
 from tests.renderer.conftest import (
     decode_codes,
     first_of_locale,
@@ -110,8 +110,8 @@ def test_renders_are_byte_identical():
 
 _HASH_SAMPLES = """
 import hashlib, json, sys
-from billing import parse_record
-from renderer import render
+from invoicer.billing import parse_record
+from invoicer.renderer import render
 lines = open("samples/invoices.jsonl", "rb").read().splitlines()
 print(json.dumps({i: hashlib.sha256(render(parse_record(lines[i]))).hexdigest()
                   for i in map(int, sys.argv[1:])}))
@@ -206,7 +206,7 @@ def test_persian_extracts_in_logical_order():
 def test_unknown_locale_falls_back_to_english_with_a_warning(caplog):
     record = next(r for r in sample_records().values() if r.invoice.locale == "de_CH")
     with caplog.at_level(logging.WARNING):
-        from renderer import i18n
+        from invoicer.renderer import i18n
 
         i18n._for_locale.cache_clear()
         text = pdftotext(render(record))
@@ -215,7 +215,7 @@ def test_unknown_locale_falls_back_to_english_with_a_warning(caplog):
 
 
 def test_every_sample_character_is_covered_by_the_fonts():
-    from renderer import fonts
+    from invoicer.renderer import fonts
 
     fonts.register()
     missing = {}
@@ -287,7 +287,7 @@ def test_amounts_on_page_one_add_up():
 def test_nothing_is_drawn_outside_the_margins(number, tmp_path):
     """Hostile 5,000-character strings, 52 business lines, RTL: every word box of
     every page stays inside the page's margins (left/right), so nothing overflows."""
-    from renderer.brand import brand_for
+    from invoicer.renderer.brand import brand_for
 
     record = sample(number)
     brand = brand_for(record.operator.id)

@@ -26,7 +26,7 @@ from reportlab.lib.pagesizes import A4
 from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
 
-from renderer import fonts, text
+from invoicer.renderer import fonts, text
 
 INVOICE_FA = "صورتحساب تلفن همراه"
 MIXED_FA = "شماره ۱۲۳ تماس +989121234567"

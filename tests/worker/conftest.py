@@ -252,7 +252,7 @@ def pg_url(pg_admin) -> Iterator[str]:
 
 
 class Celery:
-    """``celery -A worker worker`` (and ``beat``) subprocesses with one environment.
+    """``celery -A invoicer.worker worker`` (and ``beat``) subprocesses with one environment.
 
     Every process gets a session of its own; :meth:`close` SIGKILLs each group, so a
     pool child orphaned by a killed main process goes too.
@@ -267,7 +267,7 @@ class Celery:
 
     def _spawn(self, args: list[str], log: str) -> subprocess.Popen:
         out = open(self.workdir / log, "ab")  # noqa: SIM115 - the child owns it
-        proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "worker", *args],
+        proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "invoicer.worker", *args],
                                 env=self.env, cwd=self.workdir, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         out.close()

@@ -1,6 +1,6 @@
 """Bill runs on real Celery workers, on Redis and on RabbitMQ, surviving faults.
 
-Every test here runs ``celery -A worker worker`` subprocesses against a real broker
+Every test here runs ``celery -A invoicer.worker worker`` subprocesses against a real broker
 (each test has a Redis database or a RabbitMQ vhost of its own), with the ledger on
 PostgreSQL (a schema per test), the archive on moto's S3 server, e-mail to a real
 aiosmtpd and SMS to a file outbox. The runs are bounded in time.
@@ -27,14 +27,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from billing import parse_record
-from billing.synthetic import write_jsonl
-from delivery.dispatch import route
-from ledger import Ledger
-from settings import Settings
+from invoicer.billing import parse_record
+from invoicer.billing.synthetic import write_jsonl
+from invoicer.delivery.dispatch import route
+from invoicer.ledger import Ledger
+from invoicer.settings import Settings
+from invoicer.worker import chunk_lines, mask, redelivery_problems, split_source
 from tests.delivery.test_printing import templates  # noqa: F401 - shared fixture
 from tests.worker.conftest import REGION, ROOT, Celery, SmtpServer
-from worker import chunk_lines, mask, redelivery_problems, split_source
 
 FAULT_RECORDS = int(os.environ.get("INVOICER_TEST_RECORDS", "240"))
 BAD_EVERY = 25
@@ -93,7 +93,7 @@ class Harness:
         self.ledger.migrate()
 
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "cli", *args], env=self.env,
+        return subprocess.run([sys.executable, "-m", "invoicer", *args], env=self.env,
                               cwd=self.tmp, capture_output=True, text=True, timeout=timeout)
 
     def enqueue(self, source: str) -> int:
@@ -344,7 +344,7 @@ def test_startup_check_refuses_a_window_shorter_than_a_task(broker, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "INVOICER_BROKER_URL": broker,
            "INVOICER_DB_URL": f"sqlite:///{tmp_path}/l.db", **bad}
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "celery", "-A", "worker", "worker"],
+    result = subprocess.run([sys.executable, "-m", "celery", "-A", "invoicer.worker", "worker"],
                             env=env, cwd=tmp_path, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 78
@@ -363,7 +363,7 @@ def test_startup_check_refuses_a_window_shorter_than_a_task(broker, tmp_path):
 
 
 def test_split_source_and_chunk_lines_agree_with_the_reader(tmp_path):
-    from billing.reader import iter_lines
+    from invoicer.billing.reader import iter_lines
 
     src = tmp_path / "s.jsonl"
     src.write_bytes(b"\xef\xbb\xbf{\"a\":1}\r\n\n  \n" + b"".join(
@@ -396,7 +396,7 @@ def test_logs_mask_phone_numbers_and_email_addresses():
 def test_reconciler_leaves_waiting_chunks_alone_while_the_queue_is_busy(tmp_path):
     from datetime import UTC, datetime, timedelta
 
-    from worker import reconcile
+    from invoicer.worker import reconcile
 
     clock = [datetime.now(UTC)]
     ledger = Ledger.from_url(f"sqlite:///{tmp_path}/l.db", clock=lambda: clock[0])
@@ -431,7 +431,7 @@ def test_reconciler_never_resends_an_email_whose_data_went_out(tmp_path):
     from datetime import UTC, date, datetime, timedelta
     from decimal import Decimal
 
-    from worker import reconcile
+    from invoicer.worker import reconcile
 
     clock = [datetime.now(UTC)]
     ledger = Ledger.from_url(f"sqlite:///{tmp_path}/l.db", clock=lambda: clock[0])
@@ -500,10 +500,10 @@ def test_send_task_as_a_billing_system_would(harness):
 def test_beat_closes_print_batches_on_schedule(tmp_path, monkeypatch, templates):  # noqa: F811
     """The beat entries and the task they run: batches full by size often, every open
     one on the slower schedule (run here in-process: the task body, no broker)."""
-    import worker
-    from delivery import printing
-    from delivery.archive import FileArchive
-    from settings import get_settings
+    from invoicer import worker
+    from invoicer.delivery import printing
+    from invoicer.delivery.archive import FileArchive
+    from invoicer.settings import get_settings
     from tests.delivery.test_printing import queue
 
     schedule = worker.celery_config(Settings(print_close_every=300,
@@ -541,11 +541,11 @@ def test_the_api_hands_bill_runs_to_the_workers(harness):
     import httpx
     from celery import Celery as CeleryClient
 
-    import worker
-    from api import create_app
-    from api.billrun import CeleryBillRunQueue
-    from api.keys import create_key
-    from delivery.archive import archive_from_url
+    from invoicer import worker
+    from invoicer.api import create_app
+    from invoicer.api.billrun import CeleryBillRunQueue
+    from invoicer.api.keys import create_key
+    from invoicer.delivery.archive import archive_from_url
     from tests.api.conftest import LiveServer, auth
 
     src = harness.tmp / "run.jsonl"
