@@ -73,7 +73,29 @@ def _ensure(port: int, start: list[str], name: str, wait: float) -> None:
 
 # ---------------------------------------------------------------------------- brokers
 
-_redis_dbs = iter(range(1_000_000))
+@contextlib.contextmanager
+def _leased_redis_db() -> Iterator[int]:
+    """A Redis database (10-15) no other test session is using: several pytest runs may
+    share the machine's Redis, and a flush of a database in use would lose their queues.
+    The lease is a key in database 0, taken with SET NX and given back afterwards (it
+    expires by itself if this session dies)."""
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=6379, db=0)
+    owner = f"{os.getpid()}-{secrets.token_hex(4)}"
+    deadline = time.monotonic() + 600
+    while True:
+        for db in range(10, 16):
+            if client.set(f"invoicer-test:db-lease:{db}", owner, nx=True, ex=3600):
+                try:
+                    yield db
+                finally:
+                    if client.get(f"invoicer-test:db-lease:{db}") == owner.encode():
+                        client.delete(f"invoicer-test:db-lease:{db}")
+                    client.close()
+                return
+        assert time.monotonic() < deadline, "no free Redis test database for 10 minutes"
+        time.sleep(1)
 
 
 @pytest.fixture(params=["redis", "amqp"])
@@ -81,13 +103,13 @@ def broker(request: pytest.FixtureRequest) -> Iterator[str]:
     """A broker URL of this test's own: a flushed Redis database or a new vhost."""
     if request.param == "redis":
         _ensure(6379, ["redis-server", "--daemonize", "yes"], "Redis", 15)
-        db = 10 + next(_redis_dbs) % 6  # databases 10-15, flushed before and after
-        url = f"redis://127.0.0.1:6379/{db}"
-        subprocess.run(["redis-cli", "-n", str(db), "flushdb"], check=True,
-                       capture_output=True, timeout=30)
-        yield url
-        subprocess.run(["redis-cli", "-n", str(db), "flushdb"], capture_output=True,
-                       timeout=30)
+        with _leased_redis_db() as db:
+            url = f"redis://127.0.0.1:6379/{db}"
+            subprocess.run(["redis-cli", "-n", str(db), "flushdb"], check=True,
+                           capture_output=True, timeout=30)
+            yield url
+            subprocess.run(["redis-cli", "-n", str(db), "flushdb"], capture_output=True,
+                           timeout=30)
         return
     _ensure(5672, ["rabbitmq-server", "-detached"], "RabbitMQ", 90)
     vhost = f"invoicer-test-{secrets.token_hex(4)}"
