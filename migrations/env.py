@@ -1,9 +1,10 @@
 """Alembic environment for the ledger.
 
-Normally driven by ``ledger.Ledger.migrate()``, which hands over an open connection
-(already inside a transaction and holding the migration lock) through
-``config.attributes["connection"]``. Run by hand, it connects to ``sqlalchemy.url`` from
-``ledger.alembic_config(url)`` or, failing that, ``INVOICER_DB_URL``.
+Normally driven by ``Ledger.migrate()`` (``ledger.db.Database.migrate``), which hands
+over an open connection (already inside a transaction and holding the migration lock)
+through ``config.attributes["connection"]``. Run by hand, it connects to
+``sqlalchemy.url`` from ``ledger.db.alembic_config(url)`` or, failing that,
+``INVOICER_DB_URL``.
 """
 
 from __future__ import annotations
@@ -13,18 +14,20 @@ import os
 import sqlalchemy as sa
 from alembic import context
 
-from invoicer import ledger
+from invoicer.ledger import Ledger
+from invoicer.ledger.db import DEFAULT_URL
+from invoicer.ledger.schema import metadata
 
 config = context.config
-# The head schema as ledger.py declares it: for autogenerate and the drift test only;
-# revision files never import application code, so they stay true to their date.
-target_metadata = ledger.metadata
+# The head schema as ledger/schema.py declares it: for autogenerate and the drift test
+# only; revision files never import application code, so they stay true to their date.
+target_metadata = metadata
 
 
 def _url() -> str:
     return (config.get_main_option("sqlalchemy.url")
             or os.environ.get("INVOICER_DB_URL")
-            or ledger.DEFAULT_URL)
+            or DEFAULT_URL)
 
 
 def _configure(connection: sa.Connection) -> None:
@@ -54,7 +57,7 @@ def run_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    with ledger.Ledger.from_url(_url()) as led, led.engine.connect() as conn:
+    with Ledger.from_url(_url()) as led, led.engine.connect() as conn:
         _configure(conn)
         with context.begin_transaction():
             context.run_migrations()

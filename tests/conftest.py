@@ -1,12 +1,24 @@
-"""Shared fixtures: the spec's example record and a helper to break it one field at a time."""
+"""Shared fixtures: the spec's example record, the ledger's databases (SQLite and
+PostgreSQL), and helpers for races."""
 
 from __future__ import annotations
 
 import copy
 import json
+import os
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
+
+from invoicer.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -91,3 +103,152 @@ SPEC_EXAMPLE = json.loads(r"""
 def record() -> dict:
     """A fresh, mutable copy of the spec's example record."""
     return copy.deepcopy(SPEC_EXAMPLE)
+
+
+# ---------------------------------------------------------------------------- databases
+#
+# Ledger tests run on SQLite (a temporary file) and on the machine's PostgreSQL, reached
+# at 127.0.0.1:5432 as ``postgres`` or ``root`` (trust auth), database ``test``, or at
+# ``INVOICER_TEST_PG_URL``; each test gets a fresh schema (named after this session)
+# that is dropped afterwards. Without PostgreSQL the PostgreSQL half is skipped, except
+# under ``CI``, where it fails.
+
+PG_CANDIDATES = (
+    "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+    "postgresql+psycopg://root@127.0.0.1:5432/test",
+)
+
+_schemas = iter(range(1_000_000))
+_session_tag = f"ledger_{os.getpid()}_{secrets.token_hex(3)}_"
+
+
+@pytest.fixture(scope="session")
+def pg_admin() -> Iterator[tuple[sa.Engine, str]]:
+    """An autocommit engine on the test database and its URL."""
+    candidates = [os.environ["INVOICER_TEST_PG_URL"]] if os.environ.get(
+        "INVOICER_TEST_PG_URL") else list(PG_CANDIDATES)
+    problems = []
+    for url in candidates:
+        engine = sa.create_engine(url, isolation_level="AUTOCOMMIT",
+                                  connect_args={"connect_timeout": 3})
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.OperationalError as e:
+            problems.append(f"{sa.make_url(url).render_as_string()}: {e.orig}")
+            engine.dispose()
+            continue
+        yield engine, url
+        # Sweep whatever a failed test left behind.
+        with engine.connect() as conn:
+            left = conn.execute(
+                sa.text("SELECT nspname FROM pg_namespace WHERE nspname LIKE :p"),
+                {"p": _session_tag.replace("_", r"\_") + "%"},
+            ).scalars().all()
+            for name in left:
+                conn.execute(sa.text(f'DROP SCHEMA "{name}" CASCADE'))
+        engine.dispose()
+        return
+    reason = "PostgreSQL not reachable: " + "; ".join(problems)
+    if os.environ.get("CI"):
+        pytest.fail(reason + " (CI is set: PostgreSQL is required)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def pg_url(pg_admin: tuple[sa.Engine, str]) -> Iterator[str]:
+    """A URL to a fresh, empty PostgreSQL schema of this test's own."""
+    admin, url = pg_admin
+    schema = f"{_session_tag}{next(_schemas)}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        # libpq's options put every connection of the ledger in the schema.
+        yield f"{url}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL to an empty database: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def fresh(db_url: str) -> Iterator[Ledger]:
+    """A ledger on an empty database (not migrated)."""
+    led = Ledger.from_url(db_url)
+    try:
+        yield led
+    finally:
+        led.close()
+
+
+@pytest.fixture
+def led(fresh: Ledger) -> Ledger:
+    """A ledger on a freshly migrated database."""
+    fresh.migrate()
+    return fresh
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A SQLite file, for what only SQLite has (pragmas, several processes on one file)."""
+    return f"sqlite:///{tmp_path / 'only.db'}"
+
+
+@pytest.fixture
+def sqlite_led(sqlite_url: str) -> Iterator[Ledger]:
+    """A migrated ledger on a SQLite file."""
+    with Ledger.from_url(sqlite_url) as one:
+        one.migrate()
+        yield one
+
+
+def _race(n: int, fn: Callable[[int], Any]) -> list[Any]:
+    """Run ``fn(i)`` in ``n`` threads released together, so they really collide."""
+    gate = threading.Barrier(n)
+
+    def go(i: int) -> Any:
+        gate.wait()
+        return fn(i)
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(go, range(n)))
+
+
+@pytest.fixture
+def race() -> Callable[[int, Callable[[int], Any]], list[Any]]:
+    """``race(n, fn)``: ``fn(0..n-1)`` in ``n`` threads released at once; the results."""
+    return _race
+
+
+def _facts(**over: Any) -> dict[str, Any]:
+    base: dict[str, Any] = dict(
+        account="1234567890", period_start=date(2026, 10, 1), period_end=date(2026, 10, 31),
+        issue_date=date(2026, 11, 5), due_date=date(2026, 11, 20), total=Decimal("104.75"),
+        currency="BRL", locale="pt_BR", delivery_mode="electronic", postal_code="22021-001",
+        country="BR", phone="+5521987654321",
+    )
+    base.update(over)
+    return base
+
+
+@pytest.fixture
+def facts() -> Callable[..., dict[str, Any]]:
+    """``facts(**over)``: the keyword arguments of ``ledger.invoices.claim`` for a
+    plausible invoice, with ``over`` changed."""
+    return _facts
+
+
+@pytest.fixture(scope="session")
+def templates() -> list:
+    """Real rendered paper invoices of 1 to 5+ pages (``tests.workflows.print_world``),
+    rendered once per session."""
+    from tests.workflows.print_world import make_templates
+
+    return make_templates()

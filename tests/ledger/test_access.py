@@ -1,4 +1,4 @@
-"""The ledger's subscriber-access section under races, on SQLite and PostgreSQL."""
+"""The subscriber-access store (and payment status) under races, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -6,52 +6,51 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 
-from invoicer.ledger import AccessStore, Ledger
-from tests.test_ledger import db_url, facts, fresh, led, pg_admin  # noqa: F401
+from invoicer.ledger import Ledger
 
 
-def _racers(db_url: str, n: int) -> list[Ledger]:  # noqa: F811
+def _racers(db_url: str, n: int) -> list[Ledger]:
     return [Ledger.from_url(db_url) for _ in range(n)]
 
 
-def test_one_right_answer_wins_and_wrong_tries_stop_at_five(led, db_url):  # noqa: F811
-    store = AccessStore(led)
+def test_one_right_answer_wins_and_wrong_tries_stop_at_five(led, db_url):
+    store = led.access
     code = store.add_code(phone="+5521987654321", operator_id="oi", account="1",
                           salt="s", code_hash="h", ttl=timedelta(minutes=15))
     ledgers = _racers(db_url, 8)
     try:
         with ThreadPoolExecutor(8) as pool:
-            wins = list(pool.map(lambda one: AccessStore(one).use_code(code.id), ledgers))
+            wins = list(pool.map(lambda one: one.access.use_code(code.id), ledgers))
         assert wins.count(True) == 1
         other = store.add_code(phone="+5521911112222", operator_id="oi", account="2",
                                salt="s", code_hash="h", ttl=timedelta(minutes=15))
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda one: AccessStore(one).wrong_try(other.id), ledgers))
+            list(pool.map(lambda one: one.access.wrong_try(other.id), ledgers))
         assert store.live_code("+5521911112222") is None  # 8 wrong tries: dead
-        assert AccessStore(led).use_code(other.id) is False
+        assert led.access.use_code(other.id) is False
     finally:
         for one in ledgers:
             one.close()
 
 
-def test_rate_counters_and_second_copies_hold_under_races(led, db_url):  # noqa: F811
-    invoice = led.claim_invoice("oi", "A-1", **facts()).invoice
+def test_rate_counters_and_second_copies_hold_under_races(led, db_url, facts):
+    invoice = led.invoices.claim("oi", "A-1", **facts()).invoice
     ledgers = _racers(db_url, 8)
     try:
         with ThreadPoolExecutor(8) as pool:
             counts = list(pool.map(
-                lambda one: AccessStore(one).hit(["b1", "b2"], timedelta(minutes=15)),
+                lambda one: one.access.hit(["b1", "b2"], timedelta(minutes=15)),
                 ledgers * 5))
         assert sorted(c[0] for c in counts) == list(range(1, 41))
         with ThreadPoolExecutor(8) as pool:
-            copies = list(pool.map(lambda one: AccessStore(one).record_second_copy(
+            copies = list(pool.map(lambda one: one.access.record_second_copy(
                 invoice.id, archive_key=f"k{id(one)}", sha256="0" * 64, size=1, pages=1,
                 renderer_version="1"), ledgers))
         assert len({c.archive_key for c in copies}) == 1
     finally:
         for one in ledgers:
             one.close()
-    store = AccessStore(led)
+    store = led.invoices
     changed = store.set_payment_status(invoice.id, "partially_paid", amount=Decimal("1.50"),
                                        paid_on=facts()["issue_date"], source="t")
     again = store.set_payment_status(invoice.id, "partially_paid", amount=Decimal("1.50"),

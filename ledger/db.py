@@ -1,0 +1,339 @@
+"""The ledger's database: one engine, its transactions, its clock, its column types.
+
+One database, chosen by URL (``sqlite:///var/ledger.db`` on one machine,
+``postgresql://...`` at scale, meaning psycopg 3). Every store of the ledger
+(:mod:`ledger.invoices`, :mod:`ledger.runs`, ...) works through one :class:`Database`
+and nothing else: it reads with :meth:`Database.read`, writes in
+:meth:`Database.write` transactions, takes "now" from :meth:`Database.now` and builds
+upserts with :meth:`Database.insert`.
+
+Idempotency lives in the database, never in memory: every "do this once" is a unique
+constraint plus ``INSERT ... ON CONFLICT DO NOTHING``, and every state change is a
+compare-and-set ``UPDATE ... WHERE state IN (...)``, so two processes (or two machines)
+racing on the same record agree on one winner, on SQLite and on PostgreSQL alike. What
+makes that hold on SQLite is set up here: WAL (readers never block the writer), a busy
+timeout (a process pool's writers queue instead of failing), and writers that take the
+write lock up front (``BEGIN IMMEDIATE``).
+
+SQLAlchemy Core, not the ORM: the ledger is a handful of exact statements (upserts,
+compare-and-set updates, batch lookups) whose atomicity is the whole point; Core states
+them literally, with no session or identity map to reason about across a process pool,
+and the stores hand back frozen dataclasses like the rest of the pipeline.
+
+The schema is created and upgraded only by the Alembic migrations in ``migrations/``
+(:meth:`Database.migrate`); :mod:`ledger.schema` describes it at head for the queries
+and is checked against the migrations by the tests.
+
+Each process must use its own connections: a :class:`Database` made before a ``fork``
+drops its inherited pool in the child by itself (the parent's connections stay the
+parent's), but the simplest pattern for a pool is ``Ledger.from_url(url)`` in each
+worker's initializer.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+from invoicer.resources import package_path
+
+__all__ = ["DEFAULT_URL", "BigId", "Database", "LedgerConflict", "Money", "UTCDateTime",
+           "alembic_config", "in_list", "make_engine", "normalize_url", "utcnow"]
+
+DEFAULT_URL = "sqlite:///var/ledger.db"
+MIGRATIONS = package_path("migrations")
+
+#: SQLite's default limit on bound parameters was 999 until 3.32: ``IN (...)`` lists
+#: are sent in slices of this many.
+IN_CHUNK = 500
+
+
+class LedgerConflict(Exception):
+    """The ledger already holds something else under the same key (never overwritten),
+    or a thing is not in the state an operation needs."""
+
+
+def utcnow() -> datetime:
+    """The default clock: now, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+# ---------------------------------------------------------------------------- types
+
+
+class Money(sa.TypeDecorator):
+    """Exact money: ``NUMERIC`` on PostgreSQL, decimal text on SQLite.
+
+    SQLite has no decimal type: a ``NUMERIC`` column there keeps only 15 significant
+    digits (12345678901234.56 comes back as ...234.6), so SQLite stores the canonical
+    decimal string instead. Floats are refused at the door: money is ``Decimal`` in and
+    ``Decimal`` out, with the scale it was given (``Decimal("104.75")`` stays two places).
+    """
+
+    impl = sa.Numeric
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(sa.String(40))
+        return dialect.type_descriptor(sa.Numeric(asdecimal=True))
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, Decimal | int):
+            raise TypeError(f"money must be Decimal, not {type(value).__name__}: {value!r}")
+        value = Decimal(value)
+        if not value.is_finite():
+            raise ValueError(f"money must be finite: {value!r}")
+        return format(value, "f") if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+class UTCDateTime(sa.TypeDecorator):
+    """An instant, always timezone-aware UTC in Python.
+
+    PostgreSQL keeps ``timestamptz``; SQLite keeps naive ISO text, so values are stored
+    in UTC there and tagged UTC when read back. Naive datetimes are refused: a local
+    time without an offset is a bug waiting for the next DST change.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime: {value!r}")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# Integer on SQLite so that the id is the rowid (autoincrementing); 64-bit on PostgreSQL,
+# because ten million invoices a month outgrow 32 bits within a working life.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def in_list(values: tuple[str, ...]) -> str:
+    """``'a', 'b'``: constants for a CHECK constraint's ``IN (...)``."""
+    return ", ".join(f"'{v}'" for v in values)
+
+
+# ---------------------------------------------------------------------------- engine
+
+
+def normalize_url(url: str | URL) -> URL:
+    """The URL SQLAlchemy should get: ``postgresql://`` means psycopg 3."""
+    u = make_url(url)
+    # DESIGN.md spells it postgresql://; psycopg 3 is the driver we ship, not psycopg2.
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
+    return u
+
+
+def _set_wal(cursor: Any, timeout_s: float) -> None:
+    """Switch the file to WAL: readers never block the writer, nor the writer readers.
+
+    The switch is persistent and happens once per file, but it needs an exclusive lock
+    and SQLite answers "database is locked" at once, without the busy handler, when
+    another connection is opening the new file at that moment (several workers starting
+    on a fresh database), so it is retried here.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transactions out of the driver's hands: pysqlite's implicit BEGIN comes
+        # too late (after a read) for writers to queue on the busy timeout, so BEGIN is
+        # emitted below instead.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            # A process pool writes concurrently: wait for the lock, don't fail.
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            _set_wal(cursor, busy_timeout_ms / 1000)
+            # NORMAL is durable across process crashes in WAL mode; a power cut may lose
+            # the last commits, which a resumed run simply redoes (all steps idempotent).
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # Writers take the write lock up front (BEGIN IMMEDIATE) so they wait on the busy
+        # timeout; a deferred transaction that reads and then writes would instead fail
+        # with SQLITE_BUSY when another writer committed in between.
+        mode = conn.get_execution_options().get("invoicer_sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def make_engine(url: str | URL | None = None, *, busy_timeout_ms: int = 30_000,
+                **engine_kwargs: Any) -> Engine:
+    """An engine on ``url`` (default ``sqlite:///var/ledger.db``) set up for the ledger.
+
+    SQLite: the file's folder is created; WAL, foreign keys and a busy timeout are set
+    on every connection. PostgreSQL: connections are checked before use.
+    """
+    u = normalize_url(url or DEFAULT_URL)
+    if u.get_backend_name() == "sqlite":
+        if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
+            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(u, **engine_kwargs)
+        _configure_sqlite(engine, busy_timeout_ms)
+        return engine
+    # Workers live for days between bill runs; a server restart must not cost a failed
+    # record.
+    engine_kwargs.setdefault("pool_pre_ping", True)
+    return sa.create_engine(u, **engine_kwargs)
+
+
+def _dispose_after_fork(ref: weakref.ReferenceType[Database]) -> None:
+    db = ref()
+    if db is not None:
+        # close=False: the parent still owns those sockets/file handles; the child only
+        # forgets them and opens its own.
+        db.engine.dispose(close=False)
+
+
+def alembic_config(url: str | URL | None = None, connection: Connection | None = None) -> Config:
+    """An Alembic ``Config`` for ``migrations/``, built in code (no ``alembic.ini``).
+
+    For writing the next migration::
+
+        python -c "from alembic import command; from invoicer.ledger import db; \\
+            command.revision(db.alembic_config('sqlite:///var/dev.db'), \\
+            'add print batches', autogenerate=True, rev_id='0002')"
+    """
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("file_template", "%%(rev)s_%%(slug)s")
+    if url is not None:
+        rendered = normalize_url(url).render_as_string(hide_password=False)
+        cfg.set_main_option("sqlalchemy.url", rendered.replace("%", "%%"))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+# ---------------------------------------------------------------------------- database
+
+
+class Database:
+    """One engine and what every store needs from it.
+
+    ``Database(engine)`` takes a ready engine (tests, or an app that owns its pool);
+    :func:`make_engine` builds one with the settings the ledger relies on. ``clock``
+    gives every timestamp the stores write (tests move it).
+    """
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported database: {self.dialect}")
+        self.clock = clock
+        self._insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
+        ref = weakref.ref(self)  # a fork hook must not keep a closed database alive
+        os.register_at_fork(after_in_child=lambda: _dispose_after_fork(ref))
+
+    def now(self) -> datetime:
+        """The clock's now (UTC-aware)."""
+        return self.clock()
+
+    def insert(self, table: sa.Table) -> Any:
+        """The dialect's ``INSERT`` (it has ``on_conflict_do_nothing/_update``)."""
+        return self._insert(table)
+
+    def read(self) -> Any:
+        """A connection for reading (``with db.read() as conn``); no write lock taken."""
+        return self.engine.connect()
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction: BEGIN IMMEDIATE on SQLite, plain BEGIN on PostgreSQL."""
+        with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                conn.execution_options(invoicer_sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                yield conn
+
+    def close(self) -> None:
+        """Close the pool's connections."""
+        self.engine.dispose()
+
+    # ---------------------------------------------------------------- schema
+
+    def migrate(self, revision: str = "head") -> None:
+        """Create the schema from scratch or upgrade it to ``revision``; idempotent.
+
+        Safe to call from several processes at once: PostgreSQL serializes them on an
+        advisory lock, SQLite on its write lock, and the later ones find nothing to do.
+        """
+        if not ScriptDirectory.from_config(alembic_config()).get_heads():
+            # An install that left migrations/versions behind would otherwise "succeed"
+            # with no tables, and fail later in a far less obvious place.
+            raise RuntimeError(f"no ledger migrations found in {MIGRATIONS / 'versions'}")
+        with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                # Batch migrations rebuild tables; with foreign keys enforced, dropping a
+                # referenced table would fail or cascade. The pragma is a no-op inside a
+                # transaction, so it is switched before BEGIN and checked after.
+                # On the driver itself: SQLAlchemy would wrap it in a transaction.
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+                conn.execution_options(invoicer_sqlite_begin="IMMEDIATE")
+            try:
+                with conn.begin():
+                    if self.dialect == "postgresql":
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"),
+                                     {"k": 0x1A7C_E12D})
+                    command.upgrade(alembic_config(connection=conn), revision)
+                    if self.dialect == "sqlite":
+                        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                        if broken:
+                            raise RuntimeError(f"migration broke foreign keys: {broken[:5]}")
+            finally:
+                if self.dialect == "sqlite":
+                    conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
+
+    def schema_revision(self) -> str | None:
+        """The migration the database is at (``None`` before the first migrate)."""
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()

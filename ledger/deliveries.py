@@ -1,0 +1,176 @@
+"""Deliveries in the ledger: one row per (invoice, channel), a small state machine.
+
+    pending -> sending -> sent | failed_permanent | unknown
+                  '-> pending   (a transient failure, put back for a retry)
+
+Only the caller whose compare-and-set moves a row from ``pending`` to ``sending`` sends,
+so a second dispatch (a retry, a redelivered task, fifty racing processes) is a no-op.
+Leaving ``sent``, ``failed_permanent`` or ``unknown`` is a deliberate re-send by an
+operator (a new attempt), never an automatic one. A ``print`` delivery in ``pending``
+is the print queue (:mod:`ledger.print_batches` moves those of a batch as a whole,
+with :func:`entering`'s rules).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from invoicer.ledger.db import Database
+from invoicer.ledger.schema import CHANNELS, deliveries
+
+__all__ = ["TRANSITIONS", "Delivery", "DeliveryStore", "entering"]
+
+#: The delivery state machine. ``sending -> pending`` is a transient failure put back for
+#: a retry; leaving ``sent``, ``failed_permanent`` or ``unknown`` is a deliberate re-send
+#: by an operator (a new attempt), never an automatic one.
+TRANSITIONS: Mapping[str, frozenset[str]] = {
+    "pending": frozenset({"sending"}),
+    "sending": frozenset({"sent", "failed_permanent", "unknown", "pending"}),
+    "sent": frozenset({"sending"}),
+    "failed_permanent": frozenset({"sending"}),
+    "unknown": frozenset({"sending"}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One ``deliveries`` row: an (invoice, channel) and where it stands."""
+
+    id: int
+    invoice_id: int
+    channel: str
+    state: str
+    attempts: int
+    last_error: str | None
+    message_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+    handed_off_at: datetime | None = None
+    """When this attempt's message data went to the server (see
+    :meth:`DeliveryStore.hand_off`)."""
+
+
+def entering(state: str, now: datetime) -> dict[str, Any]:
+    """The column values a delivery takes when it enters ``state`` at ``now``: entering
+    ``sending`` counts an attempt (and nothing is handed over yet), entering ``sent``
+    stamps ``sent_at``. For statements that move one row or a whole print batch."""
+    values: dict[str, Any] = {"state": state, "updated_at": now}
+    if state == "sending":
+        values["attempts"] = deliveries.c.attempts + 1
+        values["handed_off_at"] = None
+    if state == "sent":
+        values["sent_at"] = now
+    return values
+
+
+class DeliveryStore:
+    """The ``deliveries`` table."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def ensure(self, invoice_id: int, channel: str) -> Delivery:
+        """The (invoice, channel) delivery row, created ``pending`` if missing."""
+        if channel not in CHANNELS:
+            raise ValueError(f"unknown channel {channel!r}")
+        now = self._db.now()
+        stmt = (
+            self._db.insert(deliveries)
+            .values(invoice_id=invoice_id, channel=channel, state="pending", attempts=0,
+                    created_at=now, updated_at=now)
+            .on_conflict_do_nothing(index_elements=[deliveries.c.invoice_id, deliveries.c.channel])
+            .returning(*deliveries.c)
+        )
+        with self._db.write() as conn:
+            row = conn.execute(stmt).one_or_none()
+            if row is None:
+                row = conn.execute(
+                    sa.select(deliveries).where(deliveries.c.invoice_id == invoice_id,
+                                                deliveries.c.channel == channel)
+                ).one()
+        return Delivery(**row._mapping)
+
+    def get(self, delivery_id: int) -> Delivery | None:
+        """The delivery, or ``None``."""
+        with self._db.read() as conn:
+            row = conn.execute(
+                sa.select(deliveries).where(deliveries.c.id == delivery_id)
+            ).one_or_none()
+        return Delivery(**row._mapping) if row else None
+
+    def for_invoice(self, invoice_id: int) -> list[Delivery]:
+        """Every channel's delivery of one invoice."""
+        with self._db.read() as conn:
+            rows = conn.execute(
+                sa.select(deliveries).where(deliveries.c.invoice_id == invoice_id)
+                .order_by(deliveries.c.channel)
+            ).all()
+        return [Delivery(**r._mapping) for r in rows]
+
+    def stuck(self, state: str, older_than: datetime, *, channels: Iterable[str] = CHANNELS,
+              limit: int = 1000) -> list[Delivery]:
+        """Deliveries in ``state`` on ``channels`` untouched since ``older_than``, oldest
+        first: a ``sending`` row nobody has touched for a while belongs to a process
+        that died mid-send."""
+        with self._db.read() as conn:
+            rows = conn.execute(
+                sa.select(deliveries)
+                .where(deliveries.c.state == state, deliveries.c.updated_at < older_than,
+                       deliveries.c.channel.in_(sorted(channels)))
+                .order_by(deliveries.c.updated_at).limit(limit)).all()
+        return [Delivery(**r._mapping) for r in rows]
+
+    def transition(
+        self,
+        delivery_id: int,
+        from_states: str | Iterable[str],
+        to_state: str,
+        *,
+        error: str | None = None,
+        message_id: str | None = None,
+    ) -> bool:
+        """Move a delivery from one of ``from_states`` to ``to_state``; compare-and-set.
+
+        One ``UPDATE ... WHERE id = ? AND state IN (...)``: True if this caller moved it,
+        False if it was in another state (another process won, or it is done). Entering
+        ``sending`` counts an attempt; ``error`` and ``message_id`` are stored when given.
+        Transitions outside :data:`TRANSITIONS` are a programming error (``ValueError``).
+        """
+        sources = {from_states} if isinstance(from_states, str) else set(from_states)
+        bad = sorted(s for s in sources if to_state not in TRANSITIONS.get(s, ()))
+        if not sources or bad:
+            raise ValueError(f"no transition {bad or sources} -> {to_state!r}")
+        values = entering(to_state, self._db.now())
+        if error is not None:
+            values["last_error"] = error
+        if message_id is not None:
+            values["message_id"] = message_id
+        with self._db.write() as conn:
+            moved = conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id == delivery_id, deliveries.c.state.in_(sorted(sources)))
+                .values(values)
+            ).rowcount
+        return moved == 1
+
+    def hand_off(self, delivery_id: int) -> bool:
+        """Record that a ``sending`` delivery's message is going to the server now.
+
+        From here a crash may leave it delivered or not: the reconciler turns a stale
+        ``sending`` row with this mark into ``unknown`` instead of sending it again.
+        False if the row is not ``sending`` (it is not this caller's to send).
+        """
+        now = self._db.now()
+        with self._db.write() as conn:
+            moved = conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id == delivery_id, deliveries.c.state == "sending")
+                .values(handed_off_at=now, updated_at=now)
+            ).rowcount
+        return moved == 1

@@ -1,0 +1,333 @@
+"""Invoices in the ledger: claimed once, archived once, and their payment status.
+
+One row per (operator, invoice number) holds the facts the API, the print batches and
+the subscriber pages need without opening the archive. A number is *claimed* by exactly
+one caller however many race (the unique key decides), and *archived* once: the first
+archived bytes are the invoice, for good. The billing system's payment updates change
+the row's payment status and leave one history row per change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from invoicer.ledger.db import IN_CHUNK, Database, LedgerConflict
+from invoicer.ledger.schema import PAYMENT_STATUSES, invoices, payment_events
+
+__all__ = ["Claim", "Invoice", "InvoiceStore", "PaymentEvent"]
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice:
+    """One ``invoices`` row. Money is ``Decimal``; instants are UTC-aware."""
+
+    id: int
+    operator_id: str
+    number: str
+    kind: str
+    account: str
+    period_start: date
+    period_end: date
+    issue_date: date
+    due_date: date
+    total: Decimal
+    currency: str
+    locale: str
+    delivery_mode: str
+    postal_code: str | None
+    country: str | None
+    phone: str | None
+    record_sha256: str | None
+    status: str
+    sha256: str | None
+    archive_key: str | None
+    renderer_version: str | None
+    pages: int | None
+    size: int | None
+    payment_status: str
+    paid_amount: Decimal | None
+    paid_on: date | None
+    run_id: int | None
+    source_line: int | None
+    created_at: datetime
+    updated_at: datetime
+    archived_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The answer to :meth:`InvoiceStore.claim`.
+
+    ``created`` is true for exactly one caller per (operator, number), however many race.
+    When it is false, ``invoice`` is the row that was already there: ``status`` says
+    whether it is done (``archived``) or still ``claimed`` (in progress, or abandoned by
+    a crashed worker: rendering is deterministic and archiving create-only, so redoing
+    it is safe), and ``run_id``/``source_line`` tell a repeat within the same file
+    (same run, other line) from a redelivery (same run, same line).
+    """
+
+    created: bool
+    invoice: Invoice
+
+    @property
+    def status(self) -> str:
+        return self.invoice.status
+
+    @property
+    def done(self) -> bool:
+        return self.invoice.status == "archived"
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentEvent:
+    """One change of an invoice's payment status, as the billing system reported it."""
+
+    id: int
+    invoice_id: int
+    status: str
+    amount: Decimal | None
+    paid_on: date | None
+    source: str
+    recorded_at: datetime
+
+
+class InvoiceStore:
+    """The ``invoices`` and ``payment_events`` tables."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        # The two statements every invoice of a bill run executes, built once: building
+        # and coercing a statement per call cost as much as running it on SQLite.
+        self._claim_stmt = (
+            db.insert(invoices)
+            .on_conflict_do_nothing(index_elements=[invoices.c.operator_id, invoices.c.number])
+            .returning(*invoices.c)
+        )
+        self._mark_archived_stmt = (
+            invoices.update()
+            .where(invoices.c.id == sa.bindparam("invoice_id"),
+                   invoices.c.status == "claimed")
+            .values(status="archived", sha256=sa.bindparam("sha256"),
+                    archive_key=sa.bindparam("archive_key"),
+                    renderer_version=sa.bindparam("renderer_version"),
+                    pages=sa.bindparam("pages"), size=sa.bindparam("size"),
+                    run_id=sa.func.coalesce(sa.bindparam("run_id", type_=sa.BigInteger),
+                                            invoices.c.run_id),
+                    source_line=sa.func.coalesce(
+                        sa.bindparam("source_line", type_=sa.Integer),
+                        invoices.c.source_line),
+                    archived_at=sa.bindparam("now"), updated_at=sa.bindparam("now"))
+        )
+
+    # ---------------------------------------------------------------- claim, archive
+
+    def claim(
+        self,
+        operator_id: str,
+        number: str,
+        *,
+        account: str,
+        period_start: date,
+        period_end: date,
+        issue_date: date,
+        due_date: date,
+        total: Decimal,
+        currency: str,
+        locale: str,
+        delivery_mode: str,
+        kind: str = "original",
+        postal_code: str | None = None,
+        country: str | None = None,
+        phone: str | None = None,
+        record_sha256: str | None = None,
+        run_id: int | None = None,
+        source_line: int | None = None,
+    ) -> Claim:
+        """Take an invoice number, or find who already has it; atomic under any race.
+
+        ``INSERT ... ON CONFLICT (operator_id, number) DO NOTHING RETURNING``: the one
+        caller whose insert lands gets ``created=True``; every other gets the existing
+        row. On PostgreSQL a racing insert waits for the winner's commit, so the row is
+        always there to read; on SQLite the write lock serializes the two statements.
+        """
+        now = self._db.now()
+        values = {
+            "operator_id": operator_id, "number": number, "kind": kind, "account": account,
+            "period_start": period_start, "period_end": period_end,
+            "issue_date": issue_date, "due_date": due_date, "total": total,
+            "currency": currency, "locale": locale, "delivery_mode": delivery_mode,
+            "postal_code": postal_code, "country": country, "phone": phone,
+            "record_sha256": record_sha256, "status": "claimed",
+            "payment_status": "unpaid", "run_id": run_id, "source_line": source_line,
+            "created_at": now, "updated_at": now,
+        }
+        with self._db.write() as conn:
+            row = conn.execute(self._claim_stmt, values).one_or_none()
+            if row is not None:
+                return Claim(True, Invoice(**row._mapping))
+            row = conn.execute(
+                sa.select(invoices).where(
+                    invoices.c.operator_id == operator_id, invoices.c.number == number
+                )
+            ).one()
+        return Claim(False, Invoice(**row._mapping))
+
+    def mark_archived(
+        self,
+        invoice_id: int,
+        *,
+        sha256: str,
+        archive_key: str,
+        renderer_version: str,
+        pages: int | None = None,
+        size: int | None = None,
+        run_id: int | None = None,
+        source_line: int | None = None,
+    ) -> bool:
+        """Record that the invoice's PDF is in the archive: the invoice is done.
+
+        Returns True if this call did it, False if it was already archived with the same
+        checksum (a retry or a racing worker: fine). A different checksum raises
+        :class:`LedgerConflict`; the first archived bytes are the invoice, for good.
+        ``run_id`` and ``source_line`` (when given) name the line that archived it: the
+        invoice is counted there, whichever run claimed it first.
+        """
+        now = self._db.now()
+        with self._db.write() as conn:
+            done = conn.execute(self._mark_archived_stmt, {
+                "invoice_id": invoice_id, "sha256": sha256, "archive_key": archive_key,
+                "renderer_version": renderer_version, "pages": pages, "size": size,
+                "run_id": run_id, "source_line": source_line, "now": now}).rowcount
+            if done:
+                return True
+            row = conn.execute(
+                sa.select(invoices.c.status, invoices.c.sha256).where(invoices.c.id == invoice_id)
+            ).one_or_none()
+        if row is None:
+            raise LookupError(f"no invoice with id {invoice_id}")
+        if row.sha256 != sha256:
+            raise LedgerConflict(
+                f"invoice {invoice_id} is archived with sha256 {row.sha256}, not {sha256}"
+            )
+        return False
+
+    # ---------------------------------------------------------------- lookups
+
+    def get(self, operator_id: str, number: str) -> Invoice | None:
+        """The invoice with that number at that operator, or ``None``."""
+        return self._one((invoices.c.operator_id == operator_id) & (invoices.c.number == number))
+
+    def get_by_id(self, invoice_id: int) -> Invoice | None:
+        """The invoice with that id, or ``None`` (tasks carry ids, not data)."""
+        return self._one(invoices.c.id == invoice_id)
+
+    def find(self, number: str, operator_id: str | None = None) -> list[Invoice]:
+        """Invoices with this number (at one operator if given; numbers are unique only
+        per operator)."""
+        where = invoices.c.number == number
+        if operator_id is not None:
+            where &= invoices.c.operator_id == operator_id
+        with self._db.read() as conn:
+            rows = conn.execute(sa.select(invoices).where(where)).all()
+        return [Invoice(**r._mapping) for r in rows]
+
+    def _one(self, where: sa.ColumnElement[bool]) -> Invoice | None:
+        with self._db.read() as conn:
+            row = conn.execute(sa.select(invoices).where(where)).one_or_none()
+        return Invoice(**row._mapping) if row else None
+
+    def for_account(self, operator_id: str, account: str, limit: int = 13) -> list[Invoice]:
+        """The account's latest archived invoices, newest issue date first."""
+        with self._db.read() as conn:
+            rows = conn.execute(
+                sa.select(invoices)
+                .where(invoices.c.operator_id == operator_id, invoices.c.account == account,
+                       invoices.c.status == "archived")
+                .order_by(invoices.c.issue_date.desc(), invoices.c.number.desc())
+                .limit(limit)
+            ).all()
+        return [Invoice(**r._mapping) for r in rows]
+
+    def account_invoice(self, operator_id: str, account: str, number: str) -> Invoice | None:
+        """The archived invoice ``number`` if it is this account's, else ``None``."""
+        with self._db.read() as conn:
+            row = conn.execute(
+                sa.select(invoices).where(
+                    invoices.c.operator_id == operator_id, invoices.c.number == number,
+                    invoices.c.account == account, invoices.c.status == "archived")
+            ).one_or_none()
+        return Invoice(**row._mapping) if row else None
+
+    def latest_for_phone(self, phone: str) -> Invoice | None:
+        """The newest archived invoice sent to ``phone`` (any operator), or ``None``."""
+        with self._db.read() as conn:
+            row = conn.execute(
+                sa.select(invoices)
+                .where(invoices.c.phone == phone, invoices.c.status == "archived")
+                .order_by(invoices.c.issue_date.desc(), invoices.c.id.desc())
+                .limit(1)
+            ).one_or_none()
+        return Invoice(**row._mapping) if row else None
+
+    def already_done(self, operator_id: str, numbers: Iterable[str]) -> set[str]:
+        """Which of these numbers are archived already (one query per 500 numbers).
+
+        A resumed run asks this per chunk of records to skip finished work without
+        rendering or claiming; ``claimed`` numbers are not done and get redone.
+        """
+        wanted = list(dict.fromkeys(numbers))
+        found: set[str] = set()
+        with self._db.read() as conn:
+            for i in range(0, len(wanted), IN_CHUNK):
+                found.update(conn.execute(
+                    sa.select(invoices.c.number).where(
+                        invoices.c.operator_id == operator_id,
+                        invoices.c.number.in_(wanted[i : i + IN_CHUNK]),
+                        invoices.c.status == "archived",
+                    )
+                ).scalars())
+        return found
+
+    # ---------------------------------------------------------------- payments
+
+    def set_payment_status(self, invoice_id: int, status: str, *,
+                           amount: Decimal | None = None, paid_on: date | None = None,
+                           source: str) -> tuple[Invoice, bool]:
+        """Set the invoice's payment status and keep the change in its history.
+
+        Returns the updated invoice and whether anything changed (the same status,
+        amount and date again is a no-op: a retried call adds no history row).
+        ``LookupError`` for an unknown invoice.
+        """
+        if status not in PAYMENT_STATUSES:
+            raise ValueError(f"unknown payment status {status!r}; known: {PAYMENT_STATUSES}")
+        now = self._db.now()
+        with self._db.write() as conn:
+            query = sa.select(invoices).where(invoices.c.id == invoice_id)
+            if self._db.dialect == "postgresql":
+                query = query.with_for_update()
+            row = conn.execute(query).one_or_none()
+            if row is None:
+                raise LookupError(f"no invoice with id {invoice_id}")
+            if (row.payment_status, row.paid_amount, row.paid_on) == (status, amount, paid_on):
+                return Invoice(**row._mapping), False
+            conn.execute(invoices.update().where(invoices.c.id == invoice_id).values(
+                payment_status=status, paid_amount=amount, paid_on=paid_on, updated_at=now))
+            conn.execute(payment_events.insert().values(
+                invoice_id=invoice_id, status=status, amount=amount, paid_on=paid_on,
+                source=source, recorded_at=now))
+            row = conn.execute(sa.select(invoices).where(invoices.c.id == invoice_id)).one()
+        return Invoice(**row._mapping), True
+
+    def payment_history(self, invoice_id: int) -> list[PaymentEvent]:
+        """The invoice's payment status changes, oldest first."""
+        with self._db.read() as conn:
+            rows = conn.execute(sa.select(payment_events)
+                                .where(payment_events.c.invoice_id == invoice_id)
+                                .order_by(payment_events.c.id)).all()
+        return [PaymentEvent(**r._mapping) for r in rows]

@@ -1,0 +1,173 @@
+"""What the ledger shows people: read-only queries for the CLI and the operations API.
+
+``invoicer runs`` and ``invoicer runs show`` (a run's progress, from its chunks, and its
+invoices' deliveries), ``invoicer deliveries`` and ``GET /v1/operations/deliveries``
+(deliveries that need a person), ``invoicer print list`` and the print-batch listings
+of the API. Nothing here writes; the stores (``ledger.runs``, ...) own every change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from invoicer.ledger.db import Database
+from invoicer.ledger.deliveries import Delivery
+from invoicer.ledger.invoices import Invoice
+from invoicer.ledger.print_batches import PrintBatch
+from invoicer.ledger.runs import Run
+from invoicer.ledger.schema import (
+    TERMINAL_CHUNK_STATES,
+    deliveries,
+    invoices,
+    print_batches,
+    run_chunks,
+    runs,
+)
+
+__all__ = ["ATTENTION", "Reports", "RunProgress"]
+
+#: Delivery states that need a person whatever their age.
+ATTENTION = ("failed_permanent", "unknown")
+
+
+@dataclass(frozen=True, slots=True)
+class RunProgress:
+    """Where a bill run stands, from its chunk rows: chunks and lines by state, and
+    record outcomes summed over finished chunks."""
+
+    run: Run
+    chunks: Mapping[str, int]
+    lines: Mapping[str, int]
+    outcomes: Mapping[str, int]
+    last_change: datetime | None
+
+    @property
+    def planned(self) -> bool:
+        """The whole source is split into chunks (``expected`` is set)."""
+        return self.run.expected is not None
+
+    @property
+    def total_chunks(self) -> int:
+        return sum(self.chunks.values())
+
+    @property
+    def records_done(self) -> int:
+        """Records of finished chunks (``done`` or ``failed``)."""
+        return sum(n for s, n in self.lines.items() if s in TERMINAL_CHUNK_STATES)
+
+    @property
+    def finished(self) -> bool:
+        """Planned and every chunk terminal."""
+        return self.planned and all(
+            s in TERMINAL_CHUNK_STATES for s, n in self.chunks.items() if n)
+
+
+class Reports:
+    """Read-only views over the whole ledger."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # ---------------------------------------------------------------- runs
+
+    def run_progress(self, run_id: int) -> RunProgress | None:
+        """Chunks and lines by state, and the outcomes of finished chunks."""
+        with self._db.read() as conn:
+            run = conn.execute(sa.select(runs).where(runs.c.id == run_id)).one_or_none()
+            if run is None:
+                return None
+            by_state = conn.execute(
+                sa.select(run_chunks.c.state, sa.func.count(),
+                          sa.func.coalesce(sa.func.sum(run_chunks.c.lines), 0),
+                          sa.func.max(run_chunks.c.updated_at))
+                .where(run_chunks.c.run_id == run_id).group_by(run_chunks.c.state)).all()
+            finished = conn.execute(
+                sa.select(run_chunks.c.outcomes)
+                .where(run_chunks.c.run_id == run_id,
+                       run_chunks.c.state.in_(TERMINAL_CHUNK_STATES))
+            ).scalars().all()
+        outcomes: dict[str, int] = {}
+        for counts in finished:
+            for k, n in (counts or {}).items():
+                outcomes[k] = outcomes.get(k, 0) + int(n)
+        changes = [r[3] for r in by_state if r[3] is not None]
+        return RunProgress(
+            run=Run(**run._mapping),
+            chunks={r[0]: int(r[1]) for r in by_state},
+            lines={r[0]: int(r[2]) for r in by_state},
+            outcomes=outcomes,
+            last_change=max(changes) if changes else None,
+        )
+
+    def recent_runs(self, limit: int = 20) -> list[RunProgress]:
+        """The newest runs with their progress."""
+        with self._db.read() as conn:
+            ids = conn.execute(sa.select(runs.c.id).order_by(runs.c.id.desc())
+                               .limit(limit)).scalars().all()
+        return [p for p in (self.run_progress(i) for i in ids) if p is not None]
+
+    def run_deliveries(self, run_id: int) -> list[tuple[str, str, int]]:
+        """``(channel, state, invoices)`` of the invoices this run issued."""
+        with self._db.read() as conn:
+            rows = conn.execute(
+                sa.select(deliveries.c.channel, deliveries.c.state, sa.func.count())
+                .join(invoices, invoices.c.id == deliveries.c.invoice_id)
+                .where(invoices.c.run_id == run_id)
+                .group_by(deliveries.c.channel, deliveries.c.state)
+                .order_by(deliveries.c.channel, deliveries.c.state)).all()
+        return [(channel, state, int(n)) for channel, state, n in rows]
+
+    # ---------------------------------------------------------------- deliveries
+
+    def deliveries(self, states: Iterable[str], *, older_than: datetime | None = None,
+                   limit: int = 1000, operators: Iterable[str] | None = None
+                   ) -> list[tuple[Delivery, Invoice]]:
+        """Deliveries in ``states`` (oldest change first) with their invoices.
+
+        ``older_than`` keeps those not touched since then; ``operators`` keeps those of
+        these operators' invoices.
+        """
+        where = [deliveries.c.state.in_(sorted(states))]
+        if operators is not None:
+            where.append(invoices.c.operator_id.in_(sorted(operators)))
+        if older_than is not None:
+            where.append(deliveries.c.updated_at < older_than)
+        stmt = (sa.select(deliveries, invoices)
+                .join(invoices, invoices.c.id == deliveries.c.invoice_id)
+                .where(*where).order_by(deliveries.c.updated_at).limit(limit))
+        with self._db.read() as conn:
+            rows = conn.execute(stmt).all()
+        n = len(deliveries.c)
+        return [(Delivery(*row[:n]), Invoice(*row[n:])) for row in rows]
+
+    def needing_attention(self, stale: timedelta, *, limit: int = 200,
+                          operators: Iterable[str] | None = None
+                          ) -> list[tuple[Delivery, Invoice]]:
+        """Deliveries that need a person: failed for good, outcome unknown (up to
+        ``limit``), then those stuck in ``sending`` for ``stale`` (up to ``limit``)."""
+        ops = None if operators is None else list(operators)
+        rows = self.deliveries(ATTENTION, limit=limit, operators=ops)
+        rows += self.deliveries(["sending"], older_than=self._db.now() - stale, limit=limit,
+                                operators=ops)
+        return rows
+
+    # ---------------------------------------------------------------- print batches
+
+    def print_batches(self, operators: Iterable[str] | None = None, *,
+                      states: Iterable[str] | None = None,
+                      limit: int | None = None) -> list[PrintBatch]:
+        """Batches, newest first, optionally of some operators and in some states."""
+        query = sa.select(print_batches).order_by(print_batches.c.id.desc())
+        if operators is not None:
+            query = query.where(print_batches.c.operator_id.in_(sorted(operators)))
+        if states is not None:
+            query = query.where(print_batches.c.state.in_(sorted(states)))
+        if limit is not None:
+            query = query.limit(limit)
+        with self._db.read() as conn:
+            rows = conn.execute(query).all()
+        return [PrintBatch(**r._mapping) for r in rows]
