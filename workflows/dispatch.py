@@ -13,6 +13,9 @@ whose outcome is unknown (connection lost after the message was handed over) is
 never repeated automatically: ``invoicer resend`` does that, deliberately. The ledger
 marks the hand-over itself (``hand_off``) right before an e-mail's data goes out, so a
 sender killed after it is ``unknown`` too, not sent twice by the reconciler.
+
+A workflow over the ledger's delivery store and the e-mail and SMS transports; a paper
+invoice's ``pending`` print delivery is the print queue (``workflows.printing``).
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from invoicer.billing.models import BillingRecord, DeliveryMode
+from invoicer.delivery.email import build_invoice_message, message_id
 from invoicer.delivery.errors import (
     PermanentDeliveryError,
     TransientDeliveryError,
     UnknownDeliveryError,
 )
 from invoicer.delivery.links import invoice_link
+from invoicer.delivery.sms import render_sms
 from invoicer.ledger import Delivery, Invoice, Ledger
 
 log = logging.getLogger(__name__)
@@ -99,13 +104,13 @@ def dispatch(invoice: Invoice, record: BillingRecord, pdf: Callable[[], bytes], 
     if plan.fallback:
         # Recorded where ops look: an e-mail delivery that could not be, with the reason;
         # the print row beside it is the paper copy that replaces it.
-        delivery = ledger.ensure_delivery(invoice.id, EMAIL)
-        if ledger.transition(delivery.id, "pending", "sending"):
-            ledger.transition(delivery.id, "sending", "failed_permanent",
-                              error=plan.fallback)
+        delivery = ledger.deliveries.ensure(invoice.id, EMAIL)
+        if ledger.deliveries.transition(delivery.id, "pending", "sending"):
+            ledger.deliveries.transition(delivery.id, "sending", "failed_permanent",
+                                         error=plan.fallback)
         states[EMAIL] = "failed_permanent"
     for channel in plan.channels:
-        delivery = ledger.ensure_delivery(invoice.id, channel)
+        delivery = ledger.deliveries.ensure(invoice.id, channel)
         if channel == PRINT:
             # ``pending`` is the print queue: print batches take paper invoices from it.
             states[channel] = delivery.state
@@ -121,8 +126,8 @@ def _send(channel: str, delivery: Delivery, invoice: Invoice, record: BillingRec
     if delivery.state == "pending" and channels.paused(channel):
         return "pending"  # the backend is down: left queued, nothing attempted
     ident = delivery.message_id or identifier(channel, record, 0, channels)
-    if not ledger.transition(delivery.id, "pending", "sending", message_id=ident):
-        return ledger.get_delivery(delivery.id).state  # another caller has it, or done
+    if not ledger.deliveries.transition(delivery.id, "pending", "sending", message_id=ident):
+        return ledger.deliveries.get(delivery.id).state  # another caller has it, or done
     return _attempt(channel, delivery, invoice, record, ident, pdf, ledger, channels)
 
 
@@ -132,7 +137,7 @@ def _attempt(channel: str, delivery: Delivery, invoice: Invoice, record: Billing
     def hand_off() -> None:
         # Right before the message data goes out: from here a crash leaves the outcome
         # unknown, and the reconciler must not send it again blindly.
-        if not ledger.hand_off(delivery.id):
+        if not ledger.deliveries.hand_off(delivery.id):
             raise RuntimeError(f"delivery {delivery.id} is no longer this sender's")
 
     try:
@@ -144,20 +149,21 @@ def _attempt(channel: str, delivery: Delivery, invoice: Invoice, record: Billing
     except UnknownDeliveryError as exc:
         log.error("%s of invoice %s: outcome unknown, not resent: %s", channel,
                   invoice.number, exc)
-        ledger.transition(delivery.id, "sending", "unknown", error=str(exc))
+        ledger.deliveries.transition(delivery.id, "sending", "unknown", error=str(exc))
         return "unknown"
     except TransientDeliveryError as exc:
         # Back to the queue: the next run (or the reconciler) tries again, same ident.
         channels.trip(channel)
-        ledger.transition(delivery.id, "sending", "pending", error=str(exc))
+        ledger.deliveries.transition(delivery.id, "sending", "pending", error=str(exc))
         return "pending"
     except (PermanentDeliveryError, ValueError) as exc:
         # ValueError: arguments no backend could take (e.g. an unusable address); never
         # leave the row in ``sending``, where it would look like a send in flight.
-        ledger.transition(delivery.id, "sending", "failed_permanent", error=str(exc))
+        ledger.deliveries.transition(delivery.id, "sending", "failed_permanent",
+                                     error=str(exc))
         return "failed_permanent"
     channels.reset(channel)
-    ledger.transition(delivery.id, "sending", "sent", message_id=result_id or ident)
+    ledger.deliveries.transition(delivery.id, "sending", "sent", message_id=result_id or ident)
     return "sent"
 
 
@@ -170,10 +176,11 @@ def resend(invoice: Invoice, record: BillingRecord, channel: str, pdf: Callable[
     """
     if channel not in (EMAIL, SMS):
         raise ValueError(f"cannot resend on channel {channel!r}")
-    delivery = ledger.ensure_delivery(invoice.id, channel)
+    delivery = ledger.deliveries.ensure(invoice.id, channel)
     ident = identifier(channel, record, delivery.attempts, channels)
-    if not ledger.transition(delivery.id, ("sent", "failed_permanent", "unknown", "pending"),
-                             "sending", message_id=ident):
+    if not ledger.deliveries.transition(
+            delivery.id, ("sent", "failed_permanent", "unknown", "pending"), "sending",
+            message_id=ident):
         raise ValueError(f"{channel} delivery of {invoice.number} is being sent right now")
     return _attempt(channel, delivery, invoice, record, ident, pdf, ledger, channels)
 
@@ -181,8 +188,6 @@ def resend(invoice: Invoice, record: BillingRecord, channel: str, pdf: Callable[
 def identifier(channel: str, record: BillingRecord, series: int, channels: Channels) -> str:
     """Message-ID (e-mail) or gateway reference (SMS) of one attempt series."""
     if channel == EMAIL:
-        from invoicer.delivery.email import message_id
-
         domain = channels.sender.rsplit("@", 1)[-1].strip("> ")
         return message_id(record.operator.id, record.invoice.number, series, domain)
     return f"{record.operator.id}:{record.invoice.number}:sms:{series}"
@@ -195,8 +200,6 @@ def _link(record: BillingRecord, channels: Channels) -> str:
 
 def _email(record: BillingRecord, ident: str, pdf: Callable[[], bytes],
            channels: Channels, before_data: Callable[[], None] | None = None) -> str:
-    from invoicer.delivery.email import build_invoice_message
-
     data = pdf() if record.delivery.attach_pdf else None
     link = None
     if data is None or len(data) > channels.max_attachment:
@@ -210,8 +213,6 @@ def _email(record: BillingRecord, ident: str, pdf: Callable[[], bytes],
 
 def _sms(record: BillingRecord, ident: str, pdf: Callable[[], bytes],
          channels: Channels) -> str:
-    from invoicer.delivery.sms import render_sms
-
     # No link in the SMS: a signed link is ~160 characters and would double or
     # quadruple the parts; the notice says amount, due date and how to pay, and the
     # e-mail or the paper invoice carries the document.

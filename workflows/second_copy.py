@@ -15,7 +15,7 @@ import hashlib
 from invoicer.billing import parse_record
 from invoicer.billing.models import InvoiceKind
 from invoicer.delivery.archive import Archive, check_key
-from invoicer.ledger import AccessStore, Invoice, Ledger, SecondCopy
+from invoicer.ledger import Invoice, Ledger, SecondCopy
 from invoicer.renderer import RENDERER_VERSION, RenderOptions, render
 
 __all__ = ["canonical_key", "issue_second_copy", "second_copy_key"]
@@ -40,8 +40,7 @@ def issue_second_copy(ledger: Ledger, archive: Archive, invoice: Invoice, *,
     """The invoice's second copy: made, archived and recorded the first time, the
     recorded one after that. Raises ``ArchiveNotFoundError`` when the canonical record
     is missing, ``billing.RecordError`` if it no longer validates."""
-    store = AccessStore(ledger)
-    existing = store.second_copy(invoice.id)
+    existing = ledger.access.second_copy(invoice.id)
     if existing is not None:
         return existing
     record = parse_record(archive.get(canonical_key(invoice)))
@@ -53,6 +52,6 @@ def issue_second_copy(ledger: Ledger, archive: Archive, invoice: Invoice, *,
     archive.put(key, pdf, sha256=digest,
                 metadata={"renderer-version": RENDERER_VERSION, "invoice": invoice.number,
                           "kind": "duplicate"})
-    return store.record_second_copy(invoice.id, archive_key=key, sha256=digest,
-                                    size=len(pdf), pages=pdf.count(b"/Type /Page\n"),
-                                    renderer_version=RENDERER_VERSION)
+    return ledger.access.record_second_copy(invoice.id, archive_key=key, sha256=digest,
+                                            size=len(pdf), pages=pdf.count(b"/Type /Page\n"),
+                                            renderer_version=RENDERER_VERSION)

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import http.client
 import logging
+import re
 import socket
+import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from html import unescape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -535,3 +538,35 @@ def smtp_server(_smtp_server_module: SmtpServer) -> SmtpServer:
     """A running aiosmtpd on loopback, shared by a module, reset for every test."""
     _smtp_server_module.handler.reset()
     return _smtp_server_module
+
+
+# ---------------------------------------------------------------------------- reading PDFs back
+# With the tools a print shop would trust (poppler, zbar), for print files and batches.
+
+
+def run(*args: str) -> str:
+    """Run a command; its stdout (it must succeed)."""
+    return subprocess.run(args, check=True, capture_output=True, text=True).stdout
+
+
+MARK = re.compile(r"B\d+\|D\d+\|S\d+/\d+")
+
+
+def marks_on(pdf: Path, page: int, tmp: Path) -> list[str]:
+    """The sheet marks zbar reads on one page rasterised at 150 dpi (other QR codes,
+    such as EPC and GOST payment codes, left out)."""
+    png = tmp / f"p{page}"
+    run("pdftoppm", "-r", "150", "-f", str(page), "-l", str(page), "-singlefile", "-png",
+        str(pdf), str(png))
+    result = subprocess.run(["zbarimg", "-q", "--raw", "-Sdisable", "-Sqrcode.enable",
+                             f"{png}.png"], capture_output=True, text=True)
+    return [code for code in result.stdout.split() if MARK.fullmatch(code)]
+
+
+def words_on(pdf: Path, page: int) -> list[tuple[float, float, float, float, str]]:
+    """``pdftotext -bbox`` words of one page, in points from the top-left corner."""
+    html = run("pdftotext", "-bbox", "-f", str(page), "-l", str(page), str(pdf), "-")
+    return [(float(a), float(b), float(c), float(d), unescape(w)) for a, b, c, d, w in
+            re.findall(r'xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">'
+                       r"([^<]*)</word>", html)]
+

@@ -12,10 +12,10 @@ from email import policy
 import pytest
 
 from invoicer.billing import parse_record
-from invoicer.delivery.dispatch import EMAIL, PRINT, SMS, Channels, dispatch, resend, route
 from invoicer.delivery.email import Backoff, mailer_from_url, retry
 from invoicer.delivery.sms import FileSmsOutbox
 from invoicer.ledger import Ledger
+from invoicer.workflows.dispatch import EMAIL, PRINT, SMS, Channels, dispatch, resend, route
 from tests.conftest import SPEC_EXAMPLE
 
 PDF = b"%PDF-1.4 test invoice\n%%EOF\n"
@@ -38,7 +38,7 @@ def ledger(tmp_path):
 
 def _invoice(ledger, record):
     inv = record.invoice
-    claim = ledger.claim_invoice(
+    claim = ledger.invoices.claim(
         record.operator.id, inv.number, account=record.account.number,
         period_start=inv.period.start, period_end=inv.period.end,
         issue_date=inv.issue_date, due_date=inv.due_date, total=record.totals.total_due,
@@ -84,7 +84,7 @@ def test_dispatch_twice_sends_once(tmp_path, ledger, smtp_server):
     attachment = next(msg.iter_attachments())
     assert attachment.get_content() == PDF
     assert len(FileSmsOutbox(tmp_path / "sms").messages()) == 1
-    rows = {d.channel: d for d in ledger.deliveries_for(invoice.id)}
+    rows = {d.channel: d for d in ledger.deliveries.for_invoice(invoice.id)}
     assert rows[EMAIL].message_id == msg["Message-ID"]
 
 
@@ -109,7 +109,7 @@ def test_fifty_concurrent_dispatches_make_one_smtp_data(tmp_path, ledger, smtp_s
     assert smtp_server.handler.data_attempts == 1
     assert len(smtp_server.handler.received) == 1
     assert len(FileSmsOutbox(tmp_path / "sms").messages()) == 1
-    assert {d.state for d in ledger.deliveries_for(invoice.id)} == {"sent"}
+    assert {d.state for d in ledger.deliveries.for_invoice(invoice.id)} == {"sent"}
 
 
 def test_451_three_times_then_accepted_is_one_delivery(tmp_path, ledger, smtp_server):
@@ -134,7 +134,7 @@ def test_550_is_permanent_and_not_retried(tmp_path, ledger, smtp_server):
     assert dispatch(invoice, record, lambda: PDF, ledger=ledger,
                     channels=channels) == {EMAIL: "failed_permanent"}
     assert smtp_server.handler.data_attempts == 1
-    (row,) = ledger.deliveries_for(invoice.id)
+    (row,) = ledger.deliveries.for_invoice(invoice.id)
     assert "550" in row.last_error
 
 
@@ -169,11 +169,11 @@ def test_connection_lost_after_data_is_unknown_and_only_resent_deliberately(
     assert dispatch(invoice, record, lambda: PDF, ledger=ledger,
                     channels=channels) == {EMAIL: "unknown"}
     assert smtp_server.handler.data_attempts == 1  # never resent on its own
-    first_id = ledger.deliveries_for(invoice.id)[0].message_id
+    first_id = ledger.deliveries.for_invoice(invoice.id)[0].message_id
 
     assert resend(invoice, record, EMAIL, lambda: PDF, ledger=ledger,
                   channels=channels) == "sent"
-    (row,) = ledger.deliveries_for(invoice.id)
+    (row,) = ledger.deliveries.for_invoice(invoice.id)
     assert row.attempts == 2 and row.message_id != first_id
     (_, _, raw), = smtp_server.handler.received
     assert email.message_from_bytes(raw, policy=policy.default)["Message-ID"] == row.message_id
@@ -186,7 +186,7 @@ def test_electronic_without_address_falls_back_to_paper_on_record(tmp_path, ledg
     states = dispatch(invoice, record, lambda: PDF, ledger=ledger,
                       channels=_channels(tmp_path, smtp_server.url))
     assert states == {EMAIL: "failed_permanent", PRINT: "pending"}
-    rows = {d.channel: d for d in ledger.deliveries_for(invoice.id)}
+    rows = {d.channel: d for d in ledger.deliveries.for_invoice(invoice.id)}
     assert "paper" in rows[EMAIL].last_error
     assert smtp_server.handler.data_attempts == 0
 

@@ -1,16 +1,12 @@
-"""Print batches: joining, sealing, the batch PDF and its manifest, pulling, acknowledging.
+"""Print batching: joining, sealing, closing into a PDF and manifest, pulling, acknowledging.
 
 The batch PDF is read back with the tools a print shop would trust: ``pdfinfo`` for the
 page count, ``pdftoppm`` + ``zbarimg`` for the sheet marks, ``pdftotext -bbox`` for the
 text in the envelope window, and pikepdf for the structure.
 
-The 1,001-invoice batch is built quickly: a handful of real invoices of 1 to 5+ pages
-are rendered once, and archived under 1,001 invoice numbers (with their ledger rows and
-print deliveries) without rendering each. The ledger's postal codes are random, so the
-batch order exercises the sort; the printed address is the template's.
-
-Ledger-level tests (joining, sealing, acknowledging, races) run on SQLite and on
-PostgreSQL, like ``tests/test_ledger.py``, whose database fixtures they share.
+The 1,001-invoice batch is built quickly from a handful of real invoices archived under
+1,001 numbers (``tests.workflows.print_world``). Ledger-level tests (joining, sealing,
+acknowledging, races) run on SQLite and on PostgreSQL (the ``db_url`` fixture).
 """
 
 from __future__ import annotations
@@ -22,12 +18,9 @@ import json
 import multiprocessing
 import random
 import re
-import subprocess
 import threading
-from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import Decimal
-from html import unescape
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -36,110 +29,17 @@ import pytest
 from PIL import Image, ImageChops
 from typer.testing import CliRunner
 
-from invoicer.billing import BillingRecord, parse_record
-from invoicer.billing.synthetic import generate
-from invoicer.delivery import printing
-from invoicer.delivery.archive import FileArchive, S3Archive, invoice_key
+from invoicer.delivery import printfile
+from invoicer.delivery.archive import FileArchive, S3Archive
 from invoicer.ledger import Ledger, LedgerConflict, PrintCountMismatch, print_sort_key
-from invoicer.renderer import render
 from invoicer.renderer.brand import brand_for
 from invoicer.renderer.layout import WINDOW_HEIGHT, WINDOW_LEFT, WINDOW_TOP, WINDOW_WIDTH
-from tests.delivery.conftest import s3_url
-from tests.test_ledger import db_url, pg_admin, race  # noqa: F401 - shared fixtures
+from invoicer.workflows import printing
+from tests.delivery.conftest import marks_on, run, s3_url, words_on
+from tests.workflows.print_world import OPERATOR, PERIOD, queue
 
-OPERATOR = "oi"
-PERIOD = date(2026, 10, 1)
 MM = 72 / 25.4
 BIG = 1001
-
-
-# ---------------------------------------------------------------------------- set-up
-
-
-@dataclass(frozen=True)
-class Template:
-    """A real rendered invoice, archived under many numbers."""
-
-    record: BillingRecord
-    pdf: bytes
-    pages: int
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.pdf).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def templates() -> list[Template]:
-    """Invoices of one operator: two of 1 page, two of 2, one of 3, one of 5 or more."""
-    want = {1: 2, 2: 2, 3: 1, 5: 1}
-    found: dict[int, list[Template]] = {k: [] for k in want}
-    for cdrs in (1, 40, 150):  # (1 CDR: the seed gives 1-page invoices early on)
-        for raw in generate(120, cdrs, 23):
-            if raw["operator"]["id"] != OPERATOR:
-                continue
-            record = parse_record(json.dumps(raw).encode(), line=1)
-            pdf = render(record)
-            pages = pdf.count(b"/Type /Page\n")
-            kind = min(pages, 5) if pages != 4 else 0
-            if kind in found and len(found[kind]) < want[kind]:
-                found[kind].append(Template(record, pdf, pages))
-            if all(len(found[k]) == n for k, n in want.items()):
-                return [t for k in sorted(found) for t in found[k]]
-    raise AssertionError(f"templates not found: { {k: len(v) for k, v in found.items()} }")
-
-
-def queue(ledger: Ledger, archive, templates: list[Template], count: int, *,
-          seed: int = 1, prefix: str = "OI-T", operator: str = OPERATOR,
-          ) -> dict[int, Template]:
-    """Archive ``count`` paper invoices (templates in turn) and put them in the print
-    queue; return invoice id -> template."""
-    rnd = random.Random(seed)
-    made = {}
-    for i in range(count):
-        template = templates[i % len(templates)]
-        number = f"{prefix}-{seed}-{i:06d}"
-        account = f"A{rnd.randrange(10**9):09d}"
-        postal = f"{rnd.randrange(100000):05d}-{rnd.randrange(1000):03d}"
-        claim = ledger.claim_invoice(
-            operator, number, account=account, period_start=PERIOD,
-            period_end=date(2026, 10, 31), issue_date=date(2026, 11, 5),
-            due_date=date(2026, 11, 20), total=Decimal("10.00"), currency="BRL",
-            locale="pt_BR", delivery_mode="paper", postal_code=postal, country="BR")
-        key = invoice_key(operator, account, PERIOD, number, "pdf")
-        archive.put(key, template.pdf, sha256=template.sha256)
-        ledger.mark_archived(claim.invoice.id, sha256=template.sha256, archive_key=key,
-                             renderer_version="1.0.0", pages=template.pages,
-                             size=len(template.pdf))
-        ledger.ensure_delivery(claim.invoice.id, "print")
-        made[claim.invoice.id] = template
-    return made
-
-
-def run(*args: str) -> str:
-    return subprocess.run(args, check=True, capture_output=True, text=True).stdout
-
-
-MARK = re.compile(r"B\d+\|D\d+\|S\d+/\d+")
-
-
-def marks_on(pdf: Path, page: int, tmp: Path) -> list[str]:
-    """The sheet marks zbar reads on one page rasterised at 150 dpi (other QR codes,
-    such as EPC and GOST payment codes, left out)."""
-    png = tmp / f"p{page}"
-    run("pdftoppm", "-r", "150", "-f", str(page), "-l", str(page), "-singlefile", "-png",
-        str(pdf), str(png))
-    result = subprocess.run(["zbarimg", "-q", "--raw", "-Sdisable", "-Sqrcode.enable",
-                             f"{png}.png"], capture_output=True, text=True)
-    return [code for code in result.stdout.split() if MARK.fullmatch(code)]
-
-
-def words_on(pdf: Path, page: int) -> list[tuple[float, float, float, float, str]]:
-    """``pdftotext -bbox`` words of one page, in points from the top-left corner."""
-    html = run("pdftotext", "-bbox", "-f", str(page), "-l", str(page), str(pdf), "-")
-    return [(float(a), float(b), float(c), float(d), unescape(w)) for a, b, c, d, w in
-            re.findall(r'xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">'
-                       r"([^<]*)</word>", html)]
 
 
 @pytest.fixture(scope="module")
@@ -153,9 +53,9 @@ def big(templates, tmp_path_factory):
     report = printing.close(ledger, archive)
     assert (report.joined, len(report.closed), report.failed) == (BIG, 1, [])
     closed = report.closed[0]
-    batch = ledger.get_print_batch(closed.batch_id)
+    batch = ledger.print_batches.get(closed.batch_id)
     manifest = json.loads(archive.get(closed.keys.json))
-    numbers = {ledger.get_invoice_by_id(i).number: t for i, t in made.items()}
+    numbers = {ledger.invoices.get_by_id(i).number: t for i, t in made.items()}
     yield SimpleNamespace(ledger=ledger, archive=archive, closed=closed, batch=batch,
                           manifest=manifest, made=made, by_number=numbers,
                           pdf=archive.root / closed.keys.pdf, folder=folder)
@@ -214,7 +114,7 @@ def test_postal_codes_are_in_order_then_accounts(big):
 def test_hashes_match_the_archive_and_the_ledger(big):
     docs = big.manifest["documents"]
     for d in docs:
-        inv = big.ledger.get_invoice(OPERATOR, d["invoice"])
+        inv = big.ledger.invoices.get(OPERATOR, d["invoice"])
         assert d["sha256"] == inv.sha256 == big.archive.stat(d["archive_key"]).sha256
         assert (d["account"], d["postal_code"], d["country"]) == (
             inv.account, inv.postal_code, inv.country)
@@ -302,8 +202,8 @@ def test_the_mark_is_drawn_on_blank_margin_and_changes_nothing_else(big, tmp_pat
     src = Image.open(tmp_path / "src.png").convert("L")
     bat = Image.open(tmp_path / "bat.png").convert("L")
     brand = brand_for(OPERATOR)
-    side = 33 * printing.MARK_MODULE
-    x, y = printing.mark_position((0, 0, brand.page_width, brand.page_height),
+    side = 33 * printfile.MARK_MODULE
+    x, y = printfile.mark_position((0, 0, brand.page_width, brand.page_height),
                                   brand.margin_left, side)
     scale = dpi / 72
     box = (int(x * scale), int((brand.page_height - y - side) * scale),
@@ -321,22 +221,14 @@ def test_the_mark_is_drawn_on_blank_margin_and_changes_nothing_else(big, tmp_pat
 def test_the_batch_is_closed_and_its_deliveries_are_being_sent(big):
     assert big.batch.state == "closed" and big.batch.closed_at is not None
     for invoice_id in random.Random(9).sample(sorted(big.made), 20):
-        (delivery,) = big.ledger.deliveries_for(invoice_id)
+        (delivery,) = big.ledger.deliveries.for_invoice(invoice_id)
         assert (delivery.channel, delivery.state, delivery.attempts) == ("print", "sending", 1)
         assert delivery.message_id == f"B{big.batch.id}"
-        item = big.ledger.print_item(invoice_id)
+        item = big.ledger.print_batches.item(invoice_id)
         assert item.batch_id == big.batch.id and item.first_page % 2 == 1
 
 
 # ---------------------------------------------------------------------------- small batches
-
-
-@pytest.fixture
-def led(db_url):  # noqa: F811 - the shared fixture, by name
-    ledger = Ledger.from_url(db_url)
-    ledger.migrate()
-    yield ledger
-    ledger.close()
 
 
 @pytest.fixture
@@ -350,38 +242,38 @@ def test_closed_batch_never_changes_and_latecomers_go_to_a_new_batch(led, files,
     before = files.get(first.keys.pdf)
     late = queue(led, files, templates, 3, seed=3)
     assert printing.join_queue(led) == 3
-    assert {led.print_item(i).batch_id for i in late} == {first.batch_id + 1}
-    assert led.get_print_batch(first.batch_id).documents == 7
+    assert {led.print_batches.item(i).batch_id for i in late} == {first.batch_id + 1}
+    assert led.print_batches.get(first.batch_id).documents == 7
     (second,) = printing.close(led, files).closed
     assert second.batch_id == first.batch_id + 1 and second.documents == 3
     assert files.get(first.keys.pdf) == before
-    assert [d.seq for d, _ in led.print_batch_documents(first.batch_id)] == list(range(1, 8))
+    assert [d.seq for d, _ in led.print_batches.documents(first.batch_id)] == list(range(1, 8))
     assert printing.close(led, files).closed == []  # nothing left
 
 
-def test_joining_is_idempotent_and_one_batch_per_invoice(led, files, templates):
+def test_joining_is_idempotent_and_one_batch_per_invoice(led, files, templates, race):
     (invoice_id,) = queue(led, files, templates[:1], 1, seed=4)
     items = race(8, lambda i: printing.enqueue(led, invoice_id))
     assert len({(i.invoice_id, i.batch_id) for i in items}) == 1
-    assert led.get_print_batch(items[0].batch_id).documents == 1
+    assert led.print_batches.get(items[0].batch_id).documents == 1
     assert printing.enqueue(led, invoice_id) == items[0]
-    other = led.claim_invoice(OPERATOR, "NOT-ARCHIVED", account="1", period_start=PERIOD,
+    other = led.invoices.claim(OPERATOR, "NOT-ARCHIVED", account="1", period_start=PERIOD,
                               period_end=PERIOD, issue_date=PERIOD, due_date=PERIOD,
                               total=Decimal(1), currency="BRL", locale="pt_BR",
                               delivery_mode="paper").invoice
-    led.ensure_delivery(other.id, "print")
+    led.deliveries.ensure(other.id, "print")
     assert printing.enqueue(led, other.id) is None  # not archived: not printable yet
 
 
-def test_concurrent_sweeps_put_every_invoice_in_exactly_one_batch(led, files, templates):
+def test_concurrent_sweeps_put_every_invoice_in_exactly_one_batch(led, files, templates, race):
     made = queue(led, files, templates, 120, seed=5)
     limits = printing.BatchLimits(max_documents=25, max_sheets=10_000)
     joined = race(4, lambda i: printing.join_queue(led, limits=limits))
     assert sum(joined) == 120
-    batches = led.print_batches(OPERATOR)
+    batches = led.reports.print_batches([OPERATOR])
     members = {}
     for b in batches:
-        docs = led.print_batch_documents(b.id)
+        docs = led.print_batches.documents(b.id)
         assert b.documents == len(docs) <= 25
         assert b.sheets == sum(item.sheets for item, _ in docs)
         for item, _ in docs:
@@ -397,7 +289,7 @@ def test_concurrent_sweeps_put_every_invoice_in_exactly_one_batch(led, files, te
 def test_a_batch_seals_itself_at_its_size_in_sheets(led, files, templates):
     queue(led, files, templates, 12, seed=6)
     printing.join_queue(led, limits=printing.BatchLimits(max_documents=1000, max_sheets=5))
-    batches = sorted(led.print_batches(OPERATOR), key=lambda b: b.id)
+    batches = sorted(led.reports.print_batches([OPERATOR]), key=lambda b: b.id)
     assert sum(b.documents for b in batches) == 12
     assert len(batches) >= 3 and sum(b.state == "open" for b in batches) <= 1
     for b in batches:
@@ -405,17 +297,17 @@ def test_a_batch_seals_itself_at_its_size_in_sheets(led, files, templates):
             assert b.sheets <= 5 or b.documents == 1
     report = printing.close(led, files, seal_open=False)
     assert {c.batch_id for c in report.closed} == {b.id for b in batches if b.state == "closing"}
-    assert all(led.get_print_batch(b.id).state == "open"
+    assert all(led.print_batches.get(b.id).state == "open"
                for b in batches if b.state == "open")
 
 
-def test_concurrent_close_has_one_winner(led, files, templates):
+def test_concurrent_close_has_one_winner(led, files, templates, race):
     queue(led, files, templates, 9, seed=7)
     printing.join_queue(led)
     (batch_id,) = printing.seal(led)
     results = race(4, lambda i: printing.close_batch(led, files, batch_id))
     winners = [r for r in results if r is not None]
-    assert len(winners) == 1 and led.get_print_batch(batch_id).state == "closed"
+    assert len(winners) == 1 and led.print_batches.get(batch_id).state == "closed"
     assert printing.close_batch(led, files, batch_id) is None  # closed: nothing to do
 
 
@@ -442,7 +334,7 @@ def test_concurrent_close_in_two_processes_has_one_winner(tmp_path, templates):
         proc.join(10)
     assert sorted(results) == [False, True]
     with Ledger.from_url(url) as ledger:
-        assert ledger.get_print_batch(batch_id).state == "closed"
+        assert ledger.print_batches.get(batch_id).state == "closed"
 
 
 def _close_in_child(url, folder, batch_id, gate, pipe):
@@ -452,29 +344,29 @@ def _close_in_child(url, folder, batch_id, gate, pipe):
     pipe.send(done is not None)
 
 
-def test_acknowledge_marks_printed_once_and_refuses_wrong_counts(led, files, templates):
+def test_acknowledge_marks_printed_once_and_refuses_wrong_counts(led, files, templates, race):
     made = queue(led, files, templates, 5, seed=9)
     (closed,) = printing.close(led, files).closed
     with pytest.raises(PrintCountMismatch):
         printing.acknowledge(led, closed.batch_id, closed.documents, closed.sheets + 1)
     with pytest.raises(PrintCountMismatch):
         printing.acknowledge(led, closed.batch_id, closed.documents - 1, closed.sheets)
-    assert led.get_print_batch(closed.batch_id).state == "closed"
-    assert {led.deliveries_for(i)[0].state for i in made} == {"sending"}
+    assert led.print_batches.get(closed.batch_id).state == "closed"
+    assert {led.deliveries.for_invoice(i)[0].state for i in made} == {"sending"}
 
     assert printing.acknowledge(led, closed.batch_id, closed.documents, closed.sheets)
-    batch = led.get_print_batch(closed.batch_id)
+    batch = led.print_batches.get(closed.batch_id)
     assert (batch.state, batch.printed_documents, batch.printed_sheets) == (
         "printed", closed.documents, closed.sheets)
-    sent = {i: led.deliveries_for(i)[0] for i in made}
+    sent = {i: led.deliveries.for_invoice(i)[0] for i in made}
     assert {d.state for d in sent.values()} == {"sent"}
     assert all(d.sent_at is not None for d in sent.values())
 
     results = race(4, lambda i: printing.acknowledge(led, closed.batch_id, closed.documents,
                                                      closed.sheets))
     assert results == [False] * 4  # a second acknowledgement changes nothing
-    assert {i: led.deliveries_for(i)[0] for i in made} == sent
-    assert led.get_print_batch(closed.batch_id) == batch
+    assert {i: led.deliveries.for_invoice(i)[0] for i in made} == sent
+    assert led.print_batches.get(closed.batch_id) == batch
     with pytest.raises(LookupError):
         printing.acknowledge(led, 10**9, 1, 1)
 
@@ -482,7 +374,7 @@ def test_acknowledge_marks_printed_once_and_refuses_wrong_counts(led, files, tem
 def test_an_unclosed_batch_cannot_be_acknowledged(led, files, templates):
     queue(led, files, templates, 2, seed=10)
     printing.join_queue(led)
-    (batch,) = led.print_batches(OPERATOR)
+    (batch,) = led.reports.print_batches([OPERATOR])
     with pytest.raises(LedgerConflict):
         printing.acknowledge(led, batch.id, batch.documents, batch.sheets)
 
@@ -492,17 +384,17 @@ def test_an_altered_archived_pdf_stops_the_batch_and_is_reported(tmp_path, templ
     ledger.migrate()
     files = FileArchive(tmp_path / "archive")
     made = queue(ledger, files, templates, 4, seed=11)
-    victim = ledger.get_invoice_by_id(next(iter(made)))
+    victim = ledger.invoices.get_by_id(next(iter(made)))
     path = files.root / victim.archive_key
     path.chmod(0o644)
     path.write_bytes(path.read_bytes().replace(b"Fatura", b"Fatur4", 1))
     report = printing.close(ledger, files)
     assert report.closed == [] and len(report.failed) == 1
-    batch = ledger.get_print_batch(report.failed[0][0])
+    batch = ledger.print_batches.get(report.failed[0][0])
     assert batch.state == "closing" and batch.closer is None  # the claim was released
     assert victim.number in batch.last_error and "SHA-256" in batch.last_error
     assert not files.exists(printing.batch_keys(OPERATOR, batch.id).json)
-    assert {ledger.deliveries_for(i)[0].state for i in made} == {"pending"}
+    assert {ledger.deliveries.for_invoice(i)[0].state for i in made} == {"pending"}
     ledger.close()
 
 
@@ -510,11 +402,11 @@ def test_a_stale_claim_is_taken_over(led, files, templates):
     queue(led, files, templates, 3, seed=12)
     printing.join_queue(led)
     (batch_id,) = printing.seal(led)
-    assert led.claim_print_batch(batch_id, "crashed-closer")
+    assert led.print_batches.claim(batch_id, "crashed-closer")
     assert printing.close_batch(led, files, batch_id) is None  # still held
     closed = printing.close_batch(led, files, batch_id, lease=timedelta(0))
     assert closed is not None
-    assert not led.mark_print_batch_closed(batch_id, "crashed-closer", pdf_key="x",
+    assert not led.print_batches.mark_closed(batch_id, "crashed-closer", pdf_key="x",
                                            pdf_sha256="x", pdf_size=1, csv_key="x",
                                            json_key="x")
 
@@ -547,103 +439,6 @@ def test_close_and_pull_on_s3(tmp_path, templates, bucket, moto_endpoint):
     assert hashlib.sha256(pulled.pdf.read_bytes()).hexdigest() == closed.pdf_sha256
     assert len(pikepdf.open(pulled.pdf).pages) == closed.pages
     ledger.close()
-
-
-# ---------------------------------------------------------------------------- the writer
-
-
-def test_writer_copies_what_documents_share_or_inherit(tmp_path):
-    """A PDF unlike ReportLab's: inherited MediaBox and Resources, a contents array, a
-    shared font, a string that looks like a reference, an annotation pointing back."""
-    src = pikepdf.new()
-    font = src.make_indirect(pikepdf.Dictionary(Type=pikepdf.Name.Font,
-                                                Subtype=pikepdf.Name.Type1,
-                                                BaseFont=pikepdf.Name.Helvetica))
-    for text in ("first", "second", "third"):
-        src.add_blank_page(page_size=(500, 700))
-        page = src.pages[-1]
-        page.obj.Contents = pikepdf.Array([
-            src.make_stream(b"BT /F1 12 Tf 72 600 Td (" + text.encode() + b") Tj ET"),
-            src.make_stream(b"BT /F1 8 Tf 72 580 Td (1 0 R \\(x\\)) Tj ET"),
-        ])
-        page.obj.Resources = pikepdf.Dictionary(Font=pikepdf.Dictionary(F1=font))
-        page.obj.Annots = src.make_indirect(pikepdf.Array([src.make_indirect(
-            pikepdf.Dictionary(Type=pikepdf.Name.Annot, Subtype=pikepdf.Name.Text,
-                               Rect=[0, 0, 10, 10], P=page.obj,
-                               Contents=pikepdf.String("see 3 0 R")))]))
-    # Move MediaBox and Resources of the first page up to the page tree.
-    src.Root.Pages.MediaBox = src.pages[0].obj.MediaBox
-    del src.pages[0].obj["/MediaBox"]
-    buffer = io.BytesIO()
-    src.save(buffer)
-    out = tmp_path / "out.pdf"
-    with open(out, "wb") as f:
-        writer = printing.BatchPdfWriter(f, batch_id=7, margin_left=18 * MM)
-        assert writer.add(buffer.getvalue(), seq=1) == 3
-        assert writer.add(buffer.getvalue(), seq=2) == 3
-        pages, sha, size = writer.close()
-    assert pages == 8 and size == out.stat().st_size
-    assert sha == hashlib.sha256(out.read_bytes()).hexdigest()
-    text = run("pdftotext", str(out), "-")
-    assert text.count("first") == 2 and text.count("1 0 R (x)") == 6
-    with pikepdf.open(out) as merged:
-        assert [float(p.mediabox[3]) for p in merged.pages] == [700.0] * 8
-        annot = merged.pages[0].Annots[0]
-        assert annot.P.objgen == merged.pages[0].objgen
-        assert str(annot.Contents) == "see 3 0 R"
-    assert marks_on(out, 3, tmp_path) == ["B7|D1|S2/2"]
-    assert marks_on(out, 5, tmp_path) == ["B7|D2|S1/2"]
-
-
-def test_the_same_batch_gives_the_same_bytes(templates, tmp_path):
-    def make() -> bytes:
-        buffer = io.BytesIO()
-        writer = printing.BatchPdfWriter(buffer, batch_id=3, margin_left=18 * MM)
-        for seq, t in enumerate(templates, start=1):
-            writer.add(t.pdf, seq=seq)
-        writer.close()
-        return buffer.getvalue()
-
-    assert make() == make()
-
-
-def test_marks_made_ahead_equal_marks_made_here_and_survive_surprises():
-    sheets = [(seq, 1 + seq % 3) for seq in range(1, 40)]
-    expected = {(seq, sheet, n): printing.mark_operators(printing.mark_payload(7, seq, sheet, n))
-                for seq, n in sheets for sheet in range(1, n + 1)}
-    order = list(expected)
-    # A real helper process, small chunks so that several are in flight.
-    with printing.MarksAhead(7, sheets, workers=1, chunk=5, window=2) as marks:
-        assert marks._pool is not None
-        assert [marks(*key) for key in order] == [expected[key] for key in order]
-    # A document whose PDF has more pages than the ledger said: asked out of order,
-    # answered correctly in-process from there on.
-    with printing.MarksAhead(7, sheets, workers=1, chunk=5) as marks:
-        assert marks(*order[0]) == expected[order[0]]
-        assert marks(1, 9, 9) == printing.mark_operators(printing.mark_payload(7, 1, 9, 9))
-        assert marks._pool is None
-        assert marks(*order[1]) == expected[order[1]]
-    # No helper at all (one core, or a daemon process that may not fork).
-    with printing.MarksAhead(7, sheets, workers=0) as marks:
-        assert [marks(*key) for key in order[:5]] == [expected[key] for key in order[:5]]
-
-
-def test_the_mark_fits_narrow_margins_and_refuses_too_narrow_ones():
-    side = 33 * printing.MARK_MODULE
-    a4 = (0, 0, 595.2756, 841.8898)
-    x, _ = printing.mark_position(a4, 15 * MM, side)  # the narrowest brand margin
-    assert x >= 0 and x + side <= 15 * MM
-    x, _ = printing.mark_position(a4, 18 * MM, side)
-    assert x == pytest.approx(printing.MARK_LEFT, abs=printing.MARK_GRID)
-    assert (x * 300 / 72) == pytest.approx(round(x * 300 / 72), abs=1e-6)  # on the grid
-    with pytest.raises(printing.PrintBatchError):
-        printing.mark_position(a4, 10 * MM, side)
-    side_modules, ops = printing.mark_operators(printing.mark_payload(1234567, 123456,
-                                                                      123, 456))
-    assert side_modules == 33 and ops.startswith(b"1 g\n0 0 33 33 re\nf\n0 g\n")
-    assert printing.parse_batch_id("B12") == printing.parse_batch_id("12") == 12
-    with pytest.raises(ValueError):
-        printing.parse_batch_id("B-1")
 
 
 # ---------------------------------------------------------------------------- the CLI
@@ -691,7 +486,7 @@ def test_cli_list_close_pull_ack(tmp_path, templates, monkeypatch):
         get_settings.cache_clear()
 
 
-def test_join_while_closing_waits_or_goes_to_the_next_batch(led, files, templates):
+def test_join_while_closing_waits_or_goes_to_the_next_batch(led, files, templates, race):
     """A joiner and a sealer never interleave: each invoice is either in the sealed
     batch (numbered) or in the next one."""
     made = queue(led, files, templates, 60, seed=16)
@@ -710,63 +505,9 @@ def test_join_while_closing_waits_or_goes_to_the_next_batch(led, files, template
     race(4, lambda i: sealer(i) if i == 3 else joiner(i))
     printing.seal(led)
     seen = set()
-    for b in led.print_batches(OPERATOR):
-        docs = led.print_batch_documents(b.id)
+    for b in led.reports.print_batches([OPERATOR]):
+        docs = led.print_batches.documents(b.id)
         assert b.state == "closing" and b.documents == len(docs) > 0
         assert [item.seq for item, _ in docs] == list(range(1, len(docs) + 1))
         seen |= {item.invoice_id for item, _ in docs}
     assert seen == set(ids)
-
-
-@pytest.fixture(scope="module")
-def one_per_operator() -> dict[str, bytes]:
-    """A rendered invoice of every operator brand (margins differ: alborz is RTL)."""
-    found: dict[str, bytes] = {}
-    for raw in generate(60, 5, 29):
-        operator = raw["operator"]["id"]
-        if operator not in found:
-            found[operator] = render(parse_record(json.dumps(raw).encode(), line=1))
-    return found
-
-
-@pytest.mark.parametrize("operator", ["albion", "alborz", "carpati", "oi", "polder", "volga"])
-def test_the_mark_reads_on_every_brand_and_lands_on_blank_margin(operator, one_per_operator,
-                                                                 tmp_path):
-    pdf = one_per_operator[operator]
-    brand = brand_for(operator)
-    out = tmp_path / "batch.pdf"
-    with open(out, "wb") as f:
-        writer = printing.BatchPdfWriter(f, batch_id=4321, margin_left=brand.margin_left)
-        pages = writer.add(pdf, seq=17)
-        writer.close()
-    sheets = (pages + 1) // 2
-    assert marks_on(out, 1, tmp_path) == [f"B4321|D17|S1/{sheets}"]
-    source = tmp_path / "source.pdf"
-    source.write_bytes(pdf)
-    run("pdftoppm", "-r", "100", "-f", "1", "-l", "1", "-singlefile", "-png", str(source),
-        str(tmp_path / "src"))
-    run("pdftoppm", "-r", "100", "-f", "1", "-l", "1", "-singlefile", "-png", str(out),
-        str(tmp_path / "bat"))
-    src = Image.open(tmp_path / "src.png").convert("L")
-    bat = Image.open(tmp_path / "bat.png").convert("L")
-    side = 33 * printing.MARK_MODULE
-    x, y = printing.mark_position((0, 0, brand.page_width, brand.page_height),
-                                  brand.margin_left, side)
-    scale = 100 / 72
-    box = (int(x * scale), int((brand.page_height - y - side) * scale),
-           int((x + side) * scale) + 1, int((brand.page_height - y) * scale) + 1)
-    changed = ImageChops.difference(src, bat).getbbox()
-    assert changed and box[0] <= changed[0] and box[1] <= changed[1]
-    assert changed[2] <= box[2] and changed[3] <= box[3]
-    assert src.crop(box).getextrema() == (255, 255)
-
-
-def test_row_dataclasses_follow_their_tables_column_order():
-    # print_batch_documents() builds rows positionally from a join; that relies on this.
-    import dataclasses
-
-    from invoicer import ledger as ledger_module
-
-    for cls, table in ((ledger_module.PrintBatch, ledger_module.print_batches),
-                       (ledger_module.PrintBatchItem, ledger_module.print_batch_items)):
-        assert [f.name for f in dataclasses.fields(cls)] == list(table.c.keys())
