@@ -19,13 +19,13 @@ from typing import Literal
 
 from invoicer.billing import BillingRecord, RecordError, parse_record
 from invoicer.delivery.archive import Archive, archive_from_url, invoice_key
-from invoicer.delivery.dispatch import Channels, dispatch
 from invoicer.delivery.email import Backoff
 from invoicer.delivery.errors import DeliveryError, TransientDeliveryError
 from invoicer.delivery.links import local_secret
 from invoicer.ledger import Ledger, LedgerConflict
 from invoicer.renderer import RENDERER_VERSION, RenderOptions, render
 from invoicer.settings import Settings
+from invoicer.workflows.dispatch import Channels, dispatch
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def process_record(raw: bytes, *, line: int, run_id: int, services: Services) ->
     try:
         record = parse_record(raw, line=line)
     except RecordError as err:
-        services.ledger.record_reject(run_id, line, err.to_dict(), raw)
+        services.ledger.runs.record_reject(run_id, line, err.to_dict(), raw)
         return Outcome("rejected", line, err.invoice_number, err.reason, str(err))
     number = record.invoice.number
     try:
@@ -127,7 +127,7 @@ def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id:
                         services: Services) -> Outcome:
     inv, ledger = record.invoice, services.ledger
     operator, number = record.operator.id, inv.number
-    claim = ledger.claim_invoice(
+    claim = ledger.invoices.claim(
         operator, number,
         account=record.account.number, period_start=inv.period.start,
         period_end=inv.period.end, issue_date=inv.issue_date, due_date=inv.due_date,
@@ -139,19 +139,25 @@ def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id:
     )
     if not claim.created:
         first = claim.invoice
-        if first.run_id == run_id and first.source_line not in (None, line):
-            # The number appeared earlier in this same run: processed once, there.
+        ours = (first.run_id, first.source_line) == (run_id, line)
+        if first.run_id == run_id and first.source_line is not None and not ours:
+            # The number appeared on another line of this same run: processed once, there.
             return Outcome("repeated", line, number,
                            message=f"invoice {number} is already on line "
                                    f"{first.source_line} of this run")
         if claim.done:
             # Archived earlier; a channel left pending (e.g. SMTP was down) goes now.
-            key = claim.invoice.archive_key
-            states = _deliver(claim.invoice, record, lambda: services.archive.get(key),
-                              services)
+            # Archived by this very line (an earlier attempt of its chunk): still this
+            # line's invoice, counted as archived here and nowhere else.
+            key = first.archive_key
+            states = _deliver(first, record, lambda: services.archive.get(key), services)
+            if ours:
+                return Outcome("archived", line, number, pages=first.pages or 0,
+                               deliveries=states)
             return Outcome("already_done", line, number, deliveries=states)
-        # A claim left by a crashed or failed attempt: finish it. Rendering gives the
-        # same bytes and archiving is create-only, so this is safe to redo.
+        # A claim left by a crashed or failed attempt, or one still in progress
+        # elsewhere: finish it. Rendering gives the same bytes and archiving is
+        # create-only, so this is safe to redo; the ledger lets one of us mark it.
 
     pdf = render(record, services.options)
     digest = hashlib.sha256(pdf).hexdigest()
@@ -164,11 +170,18 @@ def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id:
                                      number, "json"), canonical, metadata=meta)
     services.archive.put(key, pdf, sha256=digest, metadata=meta)
     pages = pdf.count(b"/Type /Page\n")
-    ledger.mark_archived(claim.invoice.id, sha256=digest, archive_key=key,
-                         renderer_version=RENDERER_VERSION, pages=pages, size=len(pdf))
+    won = ledger.invoices.mark_archived(
+        claim.invoice.id, sha256=digest, archive_key=key, renderer_version=RENDERER_VERSION,
+        pages=pages, size=len(pdf), run_id=run_id, source_line=line)
     # Delivery starts only once the invoice is archived and recorded: what a
     # subscriber receives is always what the archive holds.
     states = _deliver(claim.invoice, record, lambda: pdf, services)
+    if not won:
+        # Another process archived the same bytes first: the invoice counts on the line
+        # that did (this one, if it was a second attempt of the same chunk), not twice.
+        now = ledger.invoices.get_by_id(claim.invoice.id)
+        if now is None or (now.run_id, now.source_line) != (run_id, line):
+            return Outcome("already_done", line, number, deliveries=states)
     return Outcome("archived", line, number, pages=pages, deliveries=states)
 
 

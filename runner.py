@@ -1,16 +1,17 @@
-"""The one-machine bill run: a JSON Lines file through ``pipeline.process_record``
-across all cores.
+"""The one-machine bill run: a JSON Lines file's chunks across all cores.
 
-Rendering is CPU-bound, so records go to a pool of processes; each process opens its
-own ledger connection and archive once. The parent reads the file lazily and keeps a
-bounded number of chunks in flight, so a file of millions of records never sits in
-memory. Outcomes come back per chunk and are counted in the ledger as they arrive.
+The run is planned like any other (``invoicer.runs``: the file cut into chunks, one
+ledger row each), then its chunks go to a pool of processes: rendering is CPU-bound,
+and each process opens its own ledger connection and archive once. The parent feeds
+chunk numbers (never records) and keeps a bounded number in flight; each process reads
+its chunk's bytes itself and ends it in the ledger with its counts, so ``invoicer runs``
+shows this run exactly as it shows one executed by Celery workers. The records'
+outcomes also come back to the parent for the closing table.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import signal
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -18,19 +19,14 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from invoicer.billing.reader import iter_lines
-from invoicer.pipeline import Outcome, Services, process_record
+from invoicer.pipeline import Outcome, Services
+from invoicer.runs import ChunkResult, plan, planned_chunks, run_chunk
 from invoicer.settings import Settings
 
-#: Lines per task: large enough to amortise inter-process traffic, small enough to
-#: keep both cores busy to the end. Chunks are also cut at CHUNK_BYTES so one task
-#: never carries several 100,000-CDR records.
-CHUNK_LINES = 16
-CHUNK_BYTES = 4 << 20
 IN_FLIGHT_PER_WORKER = 3
 
-# Counted in the ledger's run counters: these leave no invoice or reject row.
-_COUNTED = ("already_done", "repeated", "failed")
+#: Why a chunk of an interrupted run was not done (``invoicer runs show`` says it).
+INTERRUPTED = "interrupted before this chunk was done: run the same file again to finish"
 
 
 @dataclass
@@ -41,9 +37,12 @@ class RunSummary:
     outcomes: Counter[str] = field(default_factory=Counter)
     reasons: Counter[tuple[str, str]] = field(default_factory=Counter)
     pages: int = 0
+    bytes_done: int = 0
     interrupted: bool = False
     failures: list[Outcome] = field(default_factory=list)
     repeats: list[Outcome] = field(default_factory=list)
+    unread: list[tuple[int, str]] = field(default_factory=list)
+    """Chunks that could not be read at all: ``(seq, why)``."""
     deliveries: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def add(self, outcome: Outcome) -> None:
@@ -56,6 +55,13 @@ class RunSummary:
             self.failures.append(outcome)
         if outcome.status == "repeated" and len(self.repeats) < 100:
             self.repeats.append(outcome)
+
+    def add_chunk(self, result: ChunkResult) -> None:
+        for outcome in result.outcomes:
+            self.add(outcome)
+        self.bytes_done += result.size
+        if result.state == "failed" and not result.outcomes:
+            self.unread.append((result.seq, result.error or "unknown"))
 
     @property
     def records(self) -> int:
@@ -74,36 +80,12 @@ def _init_worker(settings: Settings, deliver: bool) -> None:
     _services = Services.from_settings(settings, deliver=deliver)
 
 
-def _run_chunk(run_id: int, chunk: list[tuple[int, bytes]]) -> list[Outcome]:
+def _run_chunk(run_id: int, seq: int) -> ChunkResult:
     assert _services is not None
-    return [process_record(raw, line=n, run_id=run_id, services=_services)
-            for n, raw in chunk]
+    return run_chunk(run_id, seq, _services, retry=False)
 
 
 # --- parent side ---------------------------------------------------------------------
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of the input file: a re-run of the same file is recognised by it."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
-def chunks(stream) -> Iterator[list[tuple[int, bytes]]]:
-    """Group non-blank lines into tasks of at most CHUNK_LINES lines / CHUNK_BYTES."""
-    chunk: list[tuple[int, bytes]] = []
-    size = 0
-    for number, raw in iter_lines(stream):
-        chunk.append((number, raw))
-        size += len(raw)
-        if len(chunk) >= CHUNK_LINES or size >= CHUNK_BYTES:
-            yield chunk
-            chunk, size = [], 0
-    if chunk:
-        yield chunk
 
 
 def run_file(path: Path, settings: Settings, *, workers: int | None = None,
@@ -111,63 +93,67 @@ def run_file(path: Path, settings: Settings, *, workers: int | None = None,
              progress: Callable[[RunSummary, int], None] | None = None) -> RunSummary:
     """Process every record of ``path``; resumable: re-running finishes what is missing.
 
-    ``progress(summary, bytes_read)`` is called as chunks complete. Ctrl-C stops
+    ``progress(summary, bytes_done)`` is called as chunks complete. Ctrl-C stops
     feeding new chunks, lets the ones in flight finish and returns with
-    ``interrupted`` set; a later run of the same file redoes nothing that was done.
+    ``interrupted`` set (the chunks not done are ended ``failed``, saying so); a later
+    run of the same file redoes nothing that was done.
     """
+    global _services
     workers = workers or settings.effective_workers()
     services = Services.from_settings(settings, deliver=deliver)
     ledger = services.ledger
     ledger.migrate()
-    run_id = ledger.start_run(str(path), source_sha256=file_sha256(path))
+    source = str(path)
+    run_id = ledger.runs.start(source)
     summary = RunSummary(run_id)
+    try:
+        plan(ledger, run_id, source, chunk_lines=settings.chunk_lines)
+        seqs = (seq for page in planned_chunks(ledger, run_id) for seq in page)
 
-    def collect(outcomes: list[Outcome]) -> None:
-        for outcome in outcomes:
-            summary.add(outcome)
-        counts = Counter(o.status for o in outcomes if o.status in _COUNTED)
-        ledger.add_counts(run_id, counts)
+        def collect(result: ChunkResult) -> None:
+            summary.add_chunk(result)
+            if progress:
+                progress(summary, summary.bytes_done)
 
-    with open(path, "rb") as stream:
         if workers <= 1:
             # In-process: the same code path, without a pool (debugging, tiny files).
-            global _services
             _services = services
             try:
-                for chunk in chunks(stream):
-                    collect(_run_chunk(run_id, chunk))
-                    if progress:
-                        progress(summary, stream.tell())
+                for seq in seqs:
+                    collect(_run_chunk(run_id, seq))
             except KeyboardInterrupt:
                 summary.interrupted = True
         else:
-            _pool_run(stream, run_id, settings, deliver, workers, collect, summary,
-                      progress)
-    ledger.finish_run(run_id)
-    services.close()
+            _pool_run(seqs, run_id, settings, deliver, workers, collect, summary)
+    except KeyboardInterrupt:  # while planning
+        summary.interrupted = True
+    finally:
+        if summary.interrupted:
+            # Nothing of this run is running any more: what is left is not done.
+            ledger.runs.abandon_chunks(run_id, INTERRUPTED)
+            ledger.runs.finish_if_complete(run_id)
+        services.close()
     return summary
 
 
-def _pool_run(stream, run_id: int, settings: Settings, deliver: bool, workers: int,
-              collect, summary: RunSummary, progress) -> None:
+def _pool_run(seqs: Iterator[int], run_id: int, settings: Settings, deliver: bool,
+              workers: int, collect: Callable[[ChunkResult], None],
+              summary: RunSummary) -> None:
     limit = workers * IN_FLIGHT_PER_WORKER
-    pending: set[Future] = set()
-    feed = chunks(stream)
+    pending: set[Future[ChunkResult]] = set()
 
     def settle_one() -> None:
         nonlocal pending
         done, pending = wait(pending, return_when=FIRST_COMPLETED)
         for f in done:
             collect(f.result())
-        if progress:
-            progress(summary, stream.tell())
 
     with ProcessPoolExecutor(workers, initializer=_init_worker,
                              initargs=(settings, deliver)) as pool:
         try:
-            for chunk in feed:
-                pending.add(pool.submit(_run_chunk, run_id, chunk))
-                if len(pending) >= limit:  # backpressure: never read far ahead
+            for seq in seqs:
+                pending.add(pool.submit(_run_chunk, run_id, seq))
+                if len(pending) >= limit:  # backpressure: never hand out far ahead
                     settle_one()
             while pending:
                 settle_one()

@@ -4,9 +4,10 @@
     celery -A invoicer.worker beat              # the reconciler's clock (one per deployment)
 
 The Celery app is configured from the service's settings (``INVOICER_BROKER_URL``:
-``redis://…`` or ``amqp://…``). Tasks are thin adapters over plain functions of this
-module and of ``pipeline.py``; their public names are what a billing system in any
-language sends (see README "Scaling out"):
+``redis://…`` or ``amqp://…``). Tasks are thin adapters over the bill-run model
+(``invoicer.runs``: the same planning, chunks and counts as the CLI's runs) and the
+workflows; their public names are what a billing system in any language sends
+(``runs.broker``, docs/scaling-out.md):
 
     invoicer.bill_run(source, run_id=None)   split a JSON Lines file (path, file:// or
                                              s3:// URL) into chunks and enqueue them
@@ -32,45 +33,37 @@ import logging
 import os
 import re
 import sys
-from collections import Counter
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from celery import Celery, signals
 from celery.exceptions import SoftTimeLimitExceeded
 
-from invoicer.delivery.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from invoicer.delivery.errors import PermanentDeliveryError, TransientDeliveryError
+from invoicer.ledger import Ledger
+from invoicer.pipeline import Services
+from invoicer.runs import ChunkNotFinished, plan, reconcile, run_chunk, source_url
+from invoicer.runs.broker import (
+    TASK_BILL_RUN,
+    TASK_CHUNK,
+    TASK_CLOSE_PRINT,
+    TASK_RECONCILE,
+    TASK_RECORD,
+    Broker,
+    broker_kind,
+    client_config,
+)
+from invoicer.runs.sources import read_range, size
 from invoicer.settings import Settings, get_settings
+from invoicer.workflows import printing
 
 log = logging.getLogger("invoicer.worker")
 
-#: A chunk is also cut at this size, so that one task never carries several
-#: 100,000-CDR records (the same bound as the in-process run).
-CHUNK_BYTES = 4 << 20
-#: Chunk rows written (and tasks sent) per transaction by the coordinator.
-PLAN_BATCH = 200
 #: Slack between the longest a worker may hold a message unacknowledged and the
 #: broker's redelivery window: clocks, a slow ack, a busy event loop.
 REDELIVERY_MARGIN = 30
 
-TASK_NAMES = ("invoicer.bill_run", "invoicer.process_chunk", "invoicer.process_record",
-              "invoicer.reconcile")
-
 
 # ---------------------------------------------------------------------------- config
-
-
-def broker_kind(url: str) -> str:
-    """``redis`` or ``amqp`` (``rediss``/``amqps``/``pyamqp`` included)."""
-    scheme = urlsplit(url).scheme
-    if scheme in ("redis", "rediss"):
-        return "redis"
-    if scheme in ("amqp", "amqps", "pyamqp"):
-        return "amqp"
-    raise ValueError(f"INVOICER_BROKER_URL must be redis://… or amqp://…, not {scheme}://")
 
 
 def redelivery_window(settings: Settings) -> int:
@@ -120,23 +113,10 @@ def redelivery_problems(settings: Settings) -> list[str]:
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    """The Celery settings, each chosen on purpose (README "Scaling out")."""
-    kind = broker_kind(settings.broker_url)
-    transport: dict[str, Any] = {}
-    if kind == "redis":
-        # How long Redis keeps a delivered, unacknowledged message before handing it to
-        # another worker: checked at start-up to exceed the longest a task may hold it.
-        transport["visibility_timeout"] = settings.broker_visibility_timeout
+    """The worker's Celery settings, each chosen on purpose (docs/scaling-out.md): the
+    ones every sender shares (:func:`~runs.broker.client_config`) and the worker's."""
     return {
-        "broker_url": settings.broker_url,
-        "broker_transport_options": transport,
-        "broker_connection_retry_on_startup": True,
-        # JSON only: task arguments are identifiers, and no pickle from the wire.
-        "task_serializer": "json",
-        "accept_content": ["json"],
-        # Outcomes live in the ledger; a result backend would be a second truth.
-        "task_ignore_result": True,
-        "result_backend": None,
+        **client_config(settings),
         # Acknowledge after the task ran, not when it arrived: a worker that dies
         # mid-chunk leaves the message to be delivered again, and the ledger makes the
         # second run finish the first one's work without doubling any of it.
@@ -161,11 +141,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         # Memory: a 100,000-CDR record can grow a process; recycle now and then.
         "worker_max_tasks_per_child": 1000,
-        "task_default_queue": "invoicer",
-        "task_create_missing_queues": True,
         "worker_hijack_root_logger": True,
         "beat_schedule": {
-            "invoicer-reconcile": {"task": "invoicer.reconcile",
+            "invoicer-reconcile": {"task": TASK_RECONCILE,
                                    "schedule": float(settings.reconcile_every)},
             **_print_schedule(settings),
         },
@@ -178,17 +156,18 @@ def _print_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     entries = {}
     if settings.print_close_every:
         entries["invoicer-print-close-full"] = {
-            "task": "invoicer.close_print_batches", "kwargs": {"seal_open": False},
+            "task": TASK_CLOSE_PRINT, "kwargs": {"seal_open": False},
             "schedule": float(settings.print_close_every)}
     if settings.print_seal_every:
         entries["invoicer-print-close-all"] = {
-            "task": "invoicer.close_print_batches", "kwargs": {"seal_open": True},
+            "task": TASK_CLOSE_PRINT, "kwargs": {"seal_open": True},
             "schedule": float(settings.print_seal_every)}
     return entries
 
 
 app = Celery("invoicer")
 app.conf.update(celery_config(get_settings()))
+broker = Broker(app)
 
 
 # ---------------------------------------------------------------------------- logging
@@ -266,8 +245,6 @@ def check_startup(settings: Settings) -> None:
 def _on_worker_init(**_: Any) -> None:
     settings = get_settings()
     check_startup(settings)
-    from invoicer.ledger import Ledger
-
     with Ledger.from_url(settings.db_url) as ledger:
         ledger.migrate()
 
@@ -277,150 +254,19 @@ def _on_beat_init(**_: Any) -> None:
     check_startup(get_settings())
 
 
-# ---------------------------------------------------------------------------- sources
-
-
-def source_url(path_or_url: str) -> str:
-    """A run's source as a URL: ``s3://…`` and ``file://…`` as given, a path made
-    absolute (``file:///abs/run.jsonl``). Runs enqueued for workers keep the URL."""
-    if "://" in path_or_url:
-        scheme = urlsplit(path_or_url).scheme
-        if scheme not in ("file", "s3"):
-            raise ValueError(f"a bill run's source is a path, file:// or s3:// URL, "
-                             f"not {scheme}://")
-        return path_or_url
-    return Path(path_or_url).resolve().as_uri()
-
-
-def _s3_target(url: str) -> tuple[Any, str, str]:
-    """(client, bucket, key) of ``s3://bucket/key?endpoint=…&region=…``."""
-    from invoicer.delivery.archive import S3Archive
-
-    parts = urlsplit(url)
-    options = urlencode(parse_qsl(parts.query))
-    store = S3Archive.from_url(f"s3://{parts.netloc}" + (f"?{options}" if options else ""))
-    return store.client, parts.netloc, unquote(parts.path).lstrip("/")
-
-
-def _s3_call(what: str, call: Callable[[], Any]) -> Any:
-    from invoicer.delivery.archive import _s3_errors
-
-    with _s3_errors(what):
-        return call()
-
-
-def _file_path(url: str) -> Path:
-    return Path(unquote(urlsplit(url).path))
-
-
-def read_range(url: str, start: int, end: int) -> bytes:
-    """Bytes ``[start, end)`` of a source."""
-    if url.startswith("s3://"):
-        client, bucket, key = _s3_target(url)
-        return _s3_call(f"read {key}", lambda: client.get_object(
-            Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}")["Body"].read())
-    try:
-        with open(_file_path(url), "rb") as f:
-            f.seek(start)
-            data = f.read(end - start)
-    except FileNotFoundError as exc:
-        raise PermanentDeliveryError(f"source {url} is gone: {exc}") from exc
-    except OSError as exc:
-        raise TransientDeliveryError(f"cannot read {url}: {exc}") from exc
-    if len(data) != end - start:
-        raise PermanentDeliveryError(f"source {url} is shorter than when it was split")
-    return data
-
-
-def _blocks(url: str) -> Iterator[bytes]:
-    if url.startswith("s3://"):
-        client, bucket, key = _s3_target(url)
-        body = _s3_call(f"read {key}",
-                        lambda: client.get_object(Bucket=bucket, Key=key)["Body"])
-        while block := _s3_call(f"read {key}", lambda: body.read(1 << 20)):
-            yield block
-        return
-    try:
-        with open(_file_path(url), "rb") as f:
-            while block := f.read(1 << 20):
-                yield block
-    except FileNotFoundError as exc:
-        raise PermanentDeliveryError(f"source {url} not found") from exc
-
-
-def split_source(url: str, chunk_lines: int, chunk_bytes: int = CHUNK_BYTES
-                 ) -> tuple[list[tuple[int, int, int, int, int, str]], str, int]:
-    """Read a source once: its chunks ``(seq, start, end, first line, lines, sha256)``
-    of whole non-blank lines (lines split on ``\\n`` only, as the in-process reader
-    does), its SHA-256 and its number of records."""
-    sha = hashlib.sha256()
-    part = hashlib.sha256()  # of the chunk being gathered, blank lines inside included
-    chunks: list[tuple[int, int, int, int, int, str]] = []
-    pos = line_no = records = 0
-    start = first = n = size = 0
-    end = 0
-    tail = blanks = b""
-
-    def lines() -> Iterator[bytes]:
-        nonlocal tail
-        for block in _blocks(url):
-            sha.update(block)
-            parts = (tail + block).split(b"\n")
-            tail = parts.pop()
-            for part in parts:
-                yield part + b"\n"
-        if tail:
-            yield tail
-
-    for raw in lines():
-        line_no += 1
-        at, pos = pos, pos + len(raw)
-        content = raw[3:] if line_no == 1 and raw.startswith(b"\xef\xbb\xbf") else raw
-        if not content.strip():
-            blanks += raw  # inside the chunk only if another record follows
-            continue
-        records += 1
-        if n == 0:
-            start, first, size, part = at, line_no, 0, hashlib.sha256()
-        else:
-            part.update(blanks)
-        blanks = b""
-        part.update(raw)
-        n, size, end = n + 1, size + len(raw), pos
-        if n >= chunk_lines or size >= chunk_bytes:
-            chunks.append((len(chunks), start, end, first, n, part.hexdigest()))
-            n = 0
-    if n:
-        chunks.append((len(chunks), start, end, first, n, part.hexdigest()))
-    return chunks, sha.hexdigest(), records
-
-
-def chunk_lines(data: bytes, first_line: int, at_start: bool) -> Iterator[tuple[int, bytes]]:
-    """``(line number, bytes)`` of a chunk's non-blank lines, EOL (and a file's BOM)
-    removed, numbered as in the whole source."""
-    for offset, raw in enumerate(data.split(b"\n")):
-        if offset == 0 and at_start and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
-        raw = raw.rstrip(b"\r")
-        if raw.strip():
-            yield first_line + offset, raw
-
-
 # ---------------------------------------------------------------------------- per process
 
-_services: Any = None
+_services: Services | None = None
 _services_pid = 0
 
 
-def services() -> Any:
+def services() -> Services:
     """This process's pipeline services (ledger, archive, channels), built once.
 
     Built lazily in each pool process, after the fork: connections are never shared.
     """
     global _services, _services_pid
     if _services is None or _services_pid != os.getpid():
-        from invoicer.pipeline import Services
-
         settings = get_settings()
         built = Services.from_settings(settings)
         if built.channels is not None:
@@ -430,188 +276,6 @@ def services() -> Any:
                                           max(1.0, settings.retry_backoff_max / 2))
         _services, _services_pid = built, os.getpid()
     return _services
-
-
-def _send(name: str, args: tuple = (), **options: Any) -> None:
-    app.send_task(name, args=args, **options)
-
-
-# ---------------------------------------------------------------------------- plain functions
-
-
-def plan_run(ledger: Any, source: str, run_id: int, settings: Settings,
-             send: Callable[..., None] = _send) -> dict[str, int]:
-    """The coordinator: split the source into chunks, record them, enqueue their tasks.
-
-    Idempotent: running it again (a redelivered message) writes no chunk twice and
-    sends only the tasks of chunks still ``planned``.
-    """
-    chunks, sha, records = split_source(source, settings.chunk_lines)
-    ledger.plan_run(run_id, source_sha256=sha)
-    sent = 0
-    for i in range(0, len(chunks), PLAN_BATCH):
-        todo = ledger.add_chunks(run_id, chunks[i:i + PLAN_BATCH])
-        for seq in todo:
-            send("invoicer.process_chunk", (run_id, seq))
-        ledger.mark_chunks_queued(run_id, todo)
-        sent += len(todo)
-    ledger.finish_planning(run_id, records)
-    log.info("run %s: %d records in %d chunks, %d tasks sent", run_id, records,
-             len(chunks), sent)
-    return {"run_id": run_id, "records": records, "chunks": len(chunks), "sent": sent}
-
-
-class ChunkNotFinished(TransientDeliveryError):
-    """Some records of the chunk wait on a backend (storage down, SMTP down, a delivery
-    in flight elsewhere): the task retries later; the reconciler if retries run out."""
-
-
-def run_chunk(run_id: int, seq: int, svc: Any) -> dict[str, Any]:
-    """Process one chunk: every record through ``pipeline.process_record``.
-
-    ``done`` when every record reached an end state and every e-mail and SMS went out
-    (or failed for good); ``failed`` on a permanent error a person must see; otherwise
-    back to ``queued`` and :class:`ChunkNotFinished` for a retry.
-    """
-    from invoicer.pipeline import process_record
-
-    ledger = svc.ledger
-    chunk = ledger.start_chunk(run_id, seq)
-    if chunk is None:
-        return {"run_id": run_id, "seq": seq, "skipped": True}
-    run = ledger.get_run(run_id)
-    try:
-        data = read_range(run.source, chunk.start_byte, chunk.end_byte)
-        if chunk.sha256 and hashlib.sha256(data).hexdigest() != chunk.sha256:
-            raise PermanentDeliveryError(
-                f"{run.source} changed since run {run_id} was split (bytes "
-                f"{chunk.start_byte}-{chunk.end_byte} differ): enqueue it as a new run")
-        outcomes = [process_record(raw, line=n, run_id=run_id, services=svc)
-                    for n, raw in chunk_lines(data, chunk.first_line, chunk.start_byte == 0)]
-    except (TransientDeliveryError, SoftTimeLimitExceeded) as exc:
-        ledger.end_chunk(run_id, seq, "queued", error=f"{type(exc).__name__}: {exc}")
-        raise
-    except DeliveryError as exc:
-        ledger.end_chunk(run_id, seq, "failed", error=str(exc))
-        _maybe_finish(ledger, run_id)
-        return {"run_id": run_id, "seq": seq, "state": "failed"}
-    counts = Counter(o.status for o in outcomes)
-    waiting = [f"line {o.line}: {o.message}" for o in outcomes
-               if o.status == "failed" and o.reason == "transient"]
-    waiting += [f"line {o.line}: {channel} {state}" for o in outcomes
-                for channel, state in o.deliveries
-                if channel in ("email", "sms") and state in ("pending", "sending")]
-    broken = [f"line {o.line}: {o.reason}: {o.message}" for o in outcomes
-              if o.status == "failed" and o.reason != "transient"]
-    if waiting:
-        ledger.end_chunk(run_id, seq, "queued", error="; ".join(waiting[:5]))
-        raise ChunkNotFinished(f"run {run_id} chunk {seq}: {len(waiting)} record(s) "
-                               f"waiting: {waiting[0]}")
-    state = "failed" if broken else "done"
-    ledger.end_chunk(run_id, seq, state, outcomes=dict(counts),
-                     error="; ".join(broken[:5]) or None)
-    _maybe_finish(ledger, run_id)
-    return {"run_id": run_id, "seq": seq, "state": state, **counts}
-
-
-def _maybe_finish(ledger: Any, run_id: int) -> None:
-    progress = ledger.run_progress(run_id)
-    if progress is not None and progress.finished:
-        ledger.finish_run(run_id)
-
-
-def queue_depth(queue: str = "invoicer") -> int:
-    """Messages waiting in the task queue (not those held by workers); 0 when the
-    queue does not exist (a Redis list vanishes when empty, and after a restart)."""
-    try:
-        with app.connection_for_write() as conn:
-            return int(conn.default_channel.queue_declare(queue=queue, passive=True)
-                       .message_count)
-    except Exception as exc:  # NOT_FOUND on both brokers: nothing is waiting
-        log.debug("queue %s: %s", queue, exc)
-        return 0
-
-
-def reconcile(ledger: Any, settings: Settings, send: Callable[..., None] = _send,
-              now: datetime | None = None,
-              waiting: int | Callable[[], int] = queue_depth) -> dict[str, int]:
-    """Re-enqueue what dead workers and lost messages left behind; safe to run anywhere,
-    any number of times at once.
-
-    - chunks not terminal and untouched for ``stale_after`` (their task died with its
-      worker, its message was lost in a broker restart, or its retries ran out);
-    - runs whose coordinator never finished splitting the source;
-    - e-mails and SMS stuck in ``sending`` for ``stale_after``: their sender is dead
-      (every sender runs inside a task with a hard time limit). Those it had not handed
-      to the server yet go back to ``pending`` and the chunk's next attempt sends them
-      with the same Message-ID / reference; an e-mail whose data had gone out
-      (``handed_off_at``) may have been delivered: it becomes ``unknown`` for a person
-      (``invoicer deliveries``, ``invoicer resend``), never sent twice blindly.
-    """
-    now = now or datetime.now(UTC)
-    cutoff = now - timedelta(seconds=settings.effective_stale_after())
-    stats = Counter[str]()
-    # A ``queued`` chunk may simply be waiting its turn behind a long run (a bill run of
-    # millions enqueues far more than workers take in an hour): while messages wait in
-    # the queue, only chunks whose task died (``running``) or was never sent
-    # (``planned``) are re-enqueued; a lost ``queued`` message is found once the queue
-    # has drained. Re-enqueueing everything stale would flood the queue with copies.
-    waiting = waiting() if callable(waiting) else waiting
-    for d, inv in ledger.deliveries_in(["sending"], older_than=cutoff, limit=10_000):
-        if d.channel not in ("email", "sms"):
-            continue
-        if d.handed_off_at is not None:
-            if ledger.transition(
-                    d.id, "sending", "unknown",
-                    error="the worker died after handing the message to the server: it "
-                          "may have been delivered, so it is not sent again automatically"):
-                log.warning("delivery %s (%s of invoice id %s): sender died after the "
-                            "hand-off: outcome unknown", d.id, d.channel, inv.id)
-                stats["deliveries_unknown"] += 1
-            continue
-        if ledger.transition(
-                d.id, "sending", "pending",
-                error="the worker sending it died; sent again with the same identifier"):
-            log.warning("delivery %s (%s of invoice id %s) was stuck in sending: re-queued",
-                        d.id, d.channel, inv.id)
-            stats["deliveries_requeued"] += 1
-    for chunk in ledger.stale_chunks(cutoff, limit=10_000):
-        if chunk.state == "queued" and waiting:
-            stats["queued_chunks_left_waiting"] += 1
-            continue
-        if ledger.requeue_stale_chunk(chunk.run_id, chunk.seq, cutoff):
-            send("invoicer.process_chunk", (chunk.run_id, chunk.seq))
-            stats["chunks_requeued"] += 1
-    for run in _unplanned_runs(ledger, cutoff):
-        send("invoicer.bill_run", (run.source, run.id))
-        stats["runs_replanned"] += 1
-    if stats:
-        log.warning("reconciler: %s", dict(stats))
-    return dict(stats)
-
-
-def _unplanned_runs(ledger: Any, cutoff: datetime) -> list[Any]:
-    """Runs enqueued for workers (their source is a URL) whose split never finished."""
-    import sqlalchemy as sa
-
-    from invoicer.ledger import Run, runs
-
-    with ledger.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(runs).where(runs.c.expected.is_(None), runs.c.finished_at.is_(None),
-                                  runs.c.started_at < cutoff,
-                                  sa.or_(runs.c.source.like("file://%"),
-                                         runs.c.source.like("s3://%")))
-            .limit(100)).all()
-    return [Run(**r._mapping) for r in rows]
-
-
-def enqueue(source: str, ledger: Any, send: Callable[..., None] = _send) -> int:
-    """Open a run for ``source`` (path or URL) and send its coordinating task."""
-    url = source_url(source)
-    run_id = ledger.start_run(url)
-    send("invoicer.bill_run", (url, run_id))
-    return run_id
 
 
 # ---------------------------------------------------------------------------- tasks
@@ -625,60 +289,71 @@ _RETRY = {
 }
 
 
-@app.task(name="invoicer.bill_run", **_RETRY)
+@app.task(name=TASK_BILL_RUN, **_RETRY)
 def bill_run(source: str, run_id: int | None = None) -> dict[str, int]:
-    """Split a bill run's JSON Lines source into chunks and enqueue them."""
+    """Plan a bill run of a JSON Lines source and send a task per chunk."""
     ledger = services().ledger
     url = source_url(source)
     if run_id is None:
-        run_id = ledger.start_run(url)
-    return plan_run(ledger, url, run_id, get_settings())
+        run_id = ledger.runs.start(url)
+
+    def send_chunks(seqs: list[int]) -> None:
+        for seq in seqs:
+            broker.send(TASK_CHUNK, (run_id, seq))
+        ledger.runs.mark_chunks_queued(run_id, seqs)
+
+    done = plan(ledger, run_id, url, chunk_lines=get_settings().chunk_lines,
+                hand_out=send_chunks)
+    return {"run_id": run_id, "records": done.records, "chunks": done.chunks,
+            "sent": done.handed_out}
 
 
-@app.task(name="invoicer.process_chunk", **_RETRY)
+@app.task(name=TASK_CHUNK, **_RETRY)
 def process_chunk(run_id: int, seq: int) -> dict[str, Any]:
     """Render, archive, record and deliver the records of one chunk."""
-    return run_chunk(run_id, seq, services())
+    return _run_chunk(run_id, seq)
 
 
-@app.task(name="invoicer.process_record", **_RETRY)
+def _run_chunk(run_id: int, seq: int) -> dict[str, Any]:
+    try:
+        return run_chunk(run_id, seq, services(), retry=True).as_dict()
+    except SoftTimeLimitExceeded as exc:
+        # Hand the chunk back before the hard limit kills the process; the retry (or
+        # the reconciler) finishes it.
+        services().ledger.runs.end_chunk(run_id, seq, "queued",
+                                         error=f"{type(exc).__name__}: {exc}")
+        raise
+
+
+@app.task(name=TASK_RECORD, **_RETRY)
 def process_record(source: str) -> dict[str, Any]:
     """One record: the whole file or S3 object is one JSON billing record."""
-    svc = services()
+    ledger = services().ledger
     url = source_url(source)
-    size = _size(url)
-    if size == 0:
+    length = size(url)
+    if length == 0:
         raise PermanentDeliveryError(f"{url} is empty: no record to process")
-    data = read_range(url, 0, size)
+    data = read_range(url, 0, length)
     sha = hashlib.sha256(data).hexdigest()
-    run_id = svc.ledger.run_for_source(url, sha)
-    svc.ledger.add_chunks(run_id, [(0, 0, len(data), 1, 1, sha)])
-    svc.ledger.mark_chunks_queued(run_id, [0])
-    svc.ledger.finish_planning(run_id, 1)
+    run_id = ledger.runs.for_source(url, sha)
+    # A run of one chunk of one record, planned like any other.
+    ledger.runs.add_chunks(run_id, [(0, 0, len(data), 1, 1, sha)])
+    ledger.runs.mark_chunks_queued(run_id, [0])
+    ledger.runs.finish_planning(run_id, 1)
     try:
-        return run_chunk(run_id, 0, svc)
+        return _run_chunk(run_id, 0)
     except ChunkNotFinished:
         # Retrying this task would look the run up again, and two copies of one record
         # that raced may each have opened a run: the retry could land on the other,
         # finished one and leave this chunk queued. The chunk's own task retries it.
-        _send("invoicer.process_chunk", (run_id, 0), countdown=2)
+        broker.send(TASK_CHUNK, (run_id, 0), countdown=2)
         return {"run_id": run_id, "seq": 0, "state": "queued"}
 
 
-def _size(url: str) -> int:
-    if url.startswith("s3://"):
-        client, bucket, key = _s3_target(url)
-        return int(_s3_call(f"stat {key}", lambda: client.head_object(
-            Bucket=bucket, Key=key))["ContentLength"])
-    return _file_path(url).stat().st_size
-
-
-@app.task(name="invoicer.close_print_batches", **_RETRY)
+@app.task(name=TASK_CLOSE_PRINT, **_RETRY)
 def close_print_batches(seal_open: bool = False) -> dict[str, int]:
     """Join the print queue into batches and close the sealed ones (``seal_open``: seal
     every open batch first). Safe anywhere, any number of times: a batch has one closer."""
-    from invoicer.delivery import printing
-
     svc = services()
     report = printing.close(svc.ledger, svc.archive, seal_open=seal_open)
     for batch_id, error in report.failed:
@@ -688,7 +363,8 @@ def close_print_batches(seal_open: bool = False) -> dict[str, int]:
             "failed": len(report.failed)}
 
 
-@app.task(name="invoicer.reconcile")
+@app.task(name=TASK_RECONCILE)
 def reconcile_task() -> dict[str, int]:
     """The periodic reconciler (Celery beat)."""
-    return reconcile(services().ledger, get_settings())
+    return reconcile(services().ledger, get_settings(), broker.send,
+                     waiting=broker.queue_depth)

@@ -10,11 +10,13 @@ import hashlib
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -36,6 +38,14 @@ def _run(tmp_path: Path, src: Path, *args: str, timeout: int = 300):
 
 def _db(tmp_path: Path) -> sqlite3.Connection:
     return sqlite3.connect(tmp_path / "ledger.db")
+
+
+def _run_counts(tmp_path: Path, run_id: int) -> Counter[str]:
+    """A run's outcomes as the ledger counted them, chunk by chunk."""
+    with _db(tmp_path) as db:
+        rows = db.execute("select outcomes from run_chunks where run_id = ? and state in "
+                          "('done', 'failed')", (run_id,)).fetchall()
+    return sum((Counter(json.loads(r[0] or "{}")) for r in rows), Counter())
 
 
 def _archived(tmp_path: Path) -> dict[str, bytes]:
@@ -94,9 +104,9 @@ def test_repeats_and_rejects_in_one_file(tmp_path):
     assert len(_archived(tmp_path)) == 2
     with _db(tmp_path) as db:
         rejects = db.execute("select line, reason, path from rejects order by line").fetchall()
-        counters = dict(db.execute("select outcome, n from run_counters").fetchall())
     assert rejects == [(4, "not_json", ""), (5, "reconciliation", "totals.charges")]
-    assert counters.get("repeated") == 2
+    counts = _run_counts(tmp_path, 1)
+    assert counts == {"archived": 2, "repeated": 2, "rejected": 2}
 
     # Running the same file again dead-letters nothing twice.
     _run(tmp_path, src, "--workers", "1")
@@ -175,3 +185,62 @@ def test_no_deliver_then_a_rerun_delivers_once(tmp_path):
         sent = dict(db.execute("select channel, count(*) from deliveries "
                                "where state = 'sent' group by channel").fetchall())
     assert len(emails) == sent["email"] == 13 and len(sms) == sent["sms"] == 9
+
+
+def test_runs_shows_a_cli_run_as_it_shows_a_workers_run(tmp_path):
+    """Three records, three archived: the run's progress comes from the same chunks
+    and counts as a Celery run's (the Celery half: tests/worker/test_worker.py)."""
+    src = tmp_path / "three.jsonl"
+    src.write_bytes(b"".join((SAMPLES / "invoices.jsonl").read_bytes().splitlines(
+        keepends=True)[:3]))
+    env = {**_env(tmp_path), "COLUMNS": "200", "INVOICER_CHUNK_LINES": "2"}
+    result = subprocess.run([sys.executable, "-m", "invoicer", "run", str(src), "--workers",
+                             "2"], env=env, capture_output=True, text=True, timeout=300,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    listed = subprocess.run([sys.executable, "-m", "invoicer", "runs"], env=env,
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    (row,) = [line for line in listed.stdout.splitlines() if "three.jsonl" in line]
+    assert "3/3" in row and "finished" in row and "0/?" not in row
+    shown = subprocess.run([sys.executable, "-m", "invoicer", "runs", "show", "1"], env=env,
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "run 1: 3 of 3 records" in shown.stdout and "finished" in shown.stdout
+    assert "splitting" not in shown.stdout
+    assert re.search(r"done\s+│\s+2\s+│\s+3", shown.stdout), shown.stdout  # 2 chunks
+    assert re.search(r"archived\s+│\s+3", shown.stdout), shown.stdout
+    assert _run_counts(tmp_path, 1) == {"archived": 3}
+
+
+def test_an_interrupted_run_says_what_it_left(tmp_path):
+    """Ctrl-C: chunks in flight finish, the rest are ended failed, saying why; the run
+    is finished, and the same file run again completes the work."""
+    count = 60
+    src = _bill_run_file(tmp_path, count)
+    env = {**_env(tmp_path), "INVOICER_CHUNK_LINES": "4"}
+    proc = subprocess.Popen([sys.executable, "-m", "invoicer", "run", str(src),
+                             "--workers", "2"], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(list((tmp_path / "archive").rglob("*.pdf"))) >= 8:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the CLI and its pool
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    with _db(tmp_path) as db:
+        finished = db.execute("select finished_at from runs where id = 1").fetchone()[0]
+        states = dict(db.execute("select state, count(*) from run_chunks where run_id = 1 "
+                                 "group by state").fetchall())
+        errors = {r[0] for r in db.execute("select last_error from run_chunks where "
+                                           "run_id = 1 and state = 'failed'")}
+    assert finished is not None and states.get("done", 0) >= 2, states
+    assert set(states) <= {"done", "failed"} and states.get("failed"), states
+    assert all("interrupted" in e for e in errors)
+    again = _run(tmp_path, src, "--workers", "2")
+    assert again.returncode == 0, again.stderr
+    assert len(_archived(tmp_path)) == count
+    assert sum(_run_counts(tmp_path, 2).values()) == count

@@ -1,5 +1,5 @@
-"""Real peers for the Celery worker tests: brokers, PostgreSQL, moto's S3, aiosmtpd,
-and ``celery worker`` / ``celery beat`` subprocesses.
+"""Real peers for the Celery worker tests: brokers, moto's S3, aiosmtpd, and ``celery
+worker`` / ``celery beat`` subprocesses (PostgreSQL: ``pg_url`` of ``tests/conftest.py``).
 
 Redis (127.0.0.1:6379) and RabbitMQ (127.0.0.1:5672, guest/guest) are the machine's own;
 each test gets a Redis database of its own (flushed) or a RabbitMQ vhost of its own
@@ -28,7 +28,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from tests.delivery.conftest import (  # noqa: F401  (fixtures, re-exported here)
     REGION,
@@ -41,8 +40,6 @@ from tests.delivery.conftest import (  # noqa: F401  (fixtures, re-exported here
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-PG_CANDIDATES = ("postgresql://postgres@127.0.0.1:5432/test",
-                 "postgresql://root@127.0.0.1:5432/test")
 
 
 def _missing(what: str) -> None:
@@ -228,46 +225,6 @@ def private_broker(request: pytest.FixtureRequest) -> Iterator:
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-# ---------------------------------------------------------------------------- PostgreSQL
-
-_schemas = iter(range(1_000_000))
-_tag = f"worker_{os.getpid()}_{secrets.token_hex(3)}_"
-
-
-@pytest.fixture(scope="session")
-def pg_admin() -> Iterator[tuple[sa.Engine, str]]:
-    candidates = ([os.environ["INVOICER_TEST_PG_URL"]]
-                  if os.environ.get("INVOICER_TEST_PG_URL") else list(PG_CANDIDATES))
-    for url in candidates:
-        engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1),
-                                  isolation_level="AUTOCOMMIT",
-                                  connect_args={"connect_timeout": 3})
-        try:
-            with engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-        except sa.exc.OperationalError:
-            engine.dispose()
-            continue
-        yield engine, url
-        engine.dispose()
-        return
-    _missing("PostgreSQL is not reachable on 127.0.0.1:5432")
-
-
-@pytest.fixture
-def pg_url(pg_admin) -> Iterator[str]:
-    """A fresh PostgreSQL schema for one test (dropped afterwards)."""
-    admin, url = pg_admin
-    schema = f"{_tag}{next(_schemas)}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{url}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
 # ---------------------------------------------------------------------------- processes

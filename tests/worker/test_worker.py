@@ -29,11 +29,10 @@ import sqlalchemy as sa
 
 from invoicer.billing import parse_record
 from invoicer.billing.synthetic import write_jsonl
-from invoicer.delivery.dispatch import route
 from invoicer.ledger import Ledger
 from invoicer.settings import Settings
-from invoicer.worker import chunk_lines, mask, redelivery_problems, split_source
-from tests.delivery.test_printing import templates  # noqa: F401 - shared fixture
+from invoicer.worker import mask, redelivery_problems
+from invoicer.workflows.dispatch import route
 from tests.worker.conftest import REGION, ROOT, Celery, SmtpServer
 
 FAULT_RECORDS = int(os.environ.get("INVOICER_TEST_RECORDS", "240"))
@@ -92,9 +91,11 @@ class Harness:
         self.ledger = Ledger.from_url(pg_url)
         self.ledger.migrate()
 
-    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "invoicer", *args], env=self.env,
-                              cwd=self.tmp, capture_output=True, text=True, timeout=timeout)
+    def cli(self, *args: str, timeout: float = 60,
+            env_update: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "invoicer", *args],
+                              env={**self.env, **(env_update or {})}, cwd=self.tmp,
+                              capture_output=True, text=True, timeout=timeout)
 
     def enqueue(self, source: str) -> int:
         result = self.cli("enqueue", source)
@@ -110,7 +111,7 @@ class Harness:
         """Until every run is finished and no e-mail or SMS is left to send."""
         deadline = time.monotonic() + timeout
         while True:
-            progress = [self.ledger.run_progress(r) for r in run_ids]
+            progress = [self.ledger.reports.run_progress(r) for r in run_ids]
             with self.ledger.engine.connect() as conn:
                 open_deliveries = conn.execute(sa.text(
                     "select count(*) from deliveries where channel in ('email', 'sms') "
@@ -262,7 +263,7 @@ def test_workers_killed_at_random_moments_lose_and_double_nothing(harness, s3_ad
     assert len(pdfs) == expected["valid"]
     for _, sha, key in invoices:
         assert hashlib.sha256(pdfs[key]).hexdigest() == sha
-    chunks = harness.ledger.chunks_for_run(run_id)
+    chunks = harness.ledger.runs.chunks(run_id)
     assert sum(c.lines for c in chunks) == FAULT_RECORDS
     # The kills landed: some chunk ran more than once, and yet nothing doubled.
     assert max(c.attempts for c in chunks) > 1
@@ -307,11 +308,18 @@ def test_same_run_enqueued_twice_issues_once(harness):
     assert first != second
     harness.wait_finished([first, second], timeout=120)
     harness.check_exactly_once(expected, [first, second])
-    outcomes = [harness.ledger.run_progress(r).outcomes for r in (first, second)]
+    outcomes = [harness.ledger.reports.run_progress(r).outcomes for r in (first, second)]
     # Between them every valid record was issued exactly once.
     assert sum(o.get("archived", 0) for o in outcomes) == expected["valid"]
     shown = harness.cli("runs", "show", str(second))
     assert shown.returncode == 0 and f"run {second}: 48 of 48 records" in shown.stdout
+    assert "finished" in shown.stdout
+    # The list shows both runs done, as for a run of the CLI (tests/test_runner.py).
+    listed = harness.cli("runs", env_update={"COLUMNS": "200"})
+    assert listed.returncode == 0
+    rows = [line.split() for line in listed.stdout.splitlines() if "48/48" in line]
+    assert sorted(int(r[1]) for r in rows) == [first, second]
+    assert all("finished" in r for r in rows)
 
 
 def test_smtp_down_for_part_of_the_run(harness):
@@ -362,28 +370,6 @@ def test_startup_check_refuses_a_window_shorter_than_a_task(broker, tmp_path):
 # ---------------------------------------------------------------------------- units
 
 
-def test_split_source_and_chunk_lines_agree_with_the_reader(tmp_path):
-    from invoicer.billing.reader import iter_lines
-
-    src = tmp_path / "s.jsonl"
-    src.write_bytes(b"\xef\xbb\xbf{\"a\":1}\r\n\n  \n" + b"".join(
-        b'{"n":%d}\n\n' % i for i in range(20)) + b'{"last":true}\n\n\n')
-    chunks, sha, records = split_source(src.as_uri(), chunk_lines=7)
-    assert sha == hashlib.sha256(src.read_bytes()).hexdigest()
-    with open(src, "rb") as f:
-        expected = list(iter_lines(f))
-    assert records == len(expected) == 22
-    got = []
-    data = src.read_bytes()
-    for seq, (n, start, end, first, lines, sha) in enumerate(chunks):
-        assert n == seq
-        assert hashlib.sha256(data[start:end]).hexdigest() == sha
-        part = list(chunk_lines(data[start:end], first, start == 0))
-        assert len(part) == lines
-        got += part
-    assert got == expected
-
-
 def test_logs_mask_phone_numbers_and_email_addresses():
     line = ("sent to maria.souza@example.com and +5521987654321 (5521987654321) "
             "for OI-2026-11-0000123, account 1234567")
@@ -391,75 +377,6 @@ def test_logs_mask_phone_numbers_and_email_addresses():
     assert "maria.souza" not in masked and "m***@example.com" in masked
     assert "987654" not in masked and "+55*********21" in masked
     assert "OI-2026-11-0000123" in masked and "1234567" in masked
-
-
-def test_reconciler_leaves_waiting_chunks_alone_while_the_queue_is_busy(tmp_path):
-    from datetime import UTC, datetime, timedelta
-
-    from invoicer.worker import reconcile
-
-    clock = [datetime.now(UTC)]
-    ledger = Ledger.from_url(f"sqlite:///{tmp_path}/l.db", clock=lambda: clock[0])
-    ledger.migrate()
-    run = ledger.start_run("file:///x.jsonl")
-    ledger.add_chunks(run, [(0, 0, 10, 1, 1), (1, 10, 20, 2, 1), (2, 20, 30, 3, 1)])
-    ledger.mark_chunks_queued(run, [0, 1, 2])
-    ledger.start_chunk(run, 1)  # its worker died: running, never finished
-    ledger.start_chunk(run, 2)
-    ledger.end_chunk(run, 2, "done", outcomes={"archived": 1})
-    ledger.finish_planning(run, 3)
-    settings = Settings(task_time_limit=60, retry_backoff_max=10, stale_after=100)
-    sent: list[tuple] = []
-
-    def send(name, args=()):
-        sent.append((name, *args))
-
-    now = clock[0]
-    assert reconcile(ledger, settings, send, now=now, waiting=0) == {}  # nothing stale
-    later = clock[0] = now + timedelta(seconds=101)
-    stats = reconcile(ledger, settings, send, now=later, waiting=7)
-    assert sent == [("invoicer.process_chunk", run, 1)]  # the dead one only
-    assert stats["queued_chunks_left_waiting"] == 1
-    stats = reconcile(ledger, settings, send, now=later, waiting=0)  # queue drained
-    assert sent[-1] == ("invoicer.process_chunk", run, 0)
-    # Re-enqueued chunks were touched: the next pass leaves them alone.
-    assert reconcile(ledger, settings, send, now=later, waiting=0) == {}
-    ledger.close()
-
-
-def test_reconciler_never_resends_an_email_whose_data_went_out(tmp_path):
-    from datetime import UTC, date, datetime, timedelta
-    from decimal import Decimal
-
-    from invoicer.worker import reconcile
-
-    clock = [datetime.now(UTC)]
-    ledger = Ledger.from_url(f"sqlite:///{tmp_path}/l.db", clock=lambda: clock[0])
-    ledger.migrate()
-    ids = []
-    for number in ("OI-1", "OI-2"):
-        claim = ledger.claim_invoice(
-            "oi", number, account="A1", period_start=date(2026, 10, 1),
-            period_end=date(2026, 10, 31), issue_date=date(2026, 11, 5),
-            due_date=date(2026, 11, 20), total=Decimal("1.00"), currency="BRL",
-            locale="pt_BR", delivery_mode="electronic")
-        d = ledger.ensure_delivery(claim.invoice.id, "email")
-        assert ledger.transition(d.id, "pending", "sending", message_id=f"<{number}@x>")
-        ids.append(d.id)
-    # Both senders die: the first after its message data went out, the second before.
-    assert ledger.hand_off(ids[0])
-    clock[0] += timedelta(seconds=101)
-    settings = Settings(task_time_limit=60, retry_backoff_max=10, stale_after=100)
-    stats = reconcile(ledger, settings, lambda *a, **k: None, now=clock[0], waiting=0)
-    assert stats == {"deliveries_unknown": 1, "deliveries_requeued": 1}
-    handed, not_yet = (ledger.get_delivery(i) for i in ids)
-    assert handed.state == "unknown" and "not sent again" in handed.last_error
-    assert not_yet.state == "pending" and not_yet.handed_off_at is None
-    # A new attempt starts without the mark; hand_off only takes a row in sending.
-    assert ledger.transition(not_yet.id, "pending", "sending")
-    assert ledger.get_delivery(not_yet.id).handed_off_at is None
-    assert not ledger.hand_off(handed.id)
-    ledger.close()
 
 
 def test_send_task_as_a_billing_system_would(harness):
@@ -483,7 +400,7 @@ def test_send_task_as_a_billing_system_would(harness):
     while True:
         with harness.ledger.engine.connect() as conn:
             run_ids = list(conn.execute(sa.text("select id from runs order by id")).scalars())
-        progress = [harness.ledger.run_progress(r) for r in run_ids]
+        progress = [harness.ledger.reports.run_progress(r) for r in run_ids]
         # Two runs, or three when both copies of the single record raced to open one
         # (harmless: the invoice is still claimed once).
         sources = {p.run.source for p in progress}
@@ -497,14 +414,14 @@ def test_send_task_as_a_billing_system_would(harness):
     harness.check_exactly_once(expected, run_ids)
 
 
-def test_beat_closes_print_batches_on_schedule(tmp_path, monkeypatch, templates):  # noqa: F811
+def test_beat_closes_print_batches_on_schedule(tmp_path, monkeypatch, templates):
     """The beat entries and the task they run: batches full by size often, every open
     one on the slower schedule (run here in-process: the task body, no broker)."""
     from invoicer import worker
-    from invoicer.delivery import printing
     from invoicer.delivery.archive import FileArchive
     from invoicer.settings import get_settings
-    from tests.delivery.test_printing import queue
+    from invoicer.workflows import printing
+    from tests.workflows.print_world import queue
 
     schedule = worker.celery_config(Settings(print_close_every=300,
                                              print_seal_every=86_400))["beat_schedule"]
@@ -529,7 +446,7 @@ def test_beat_closes_print_batches_on_schedule(tmp_path, monkeypatch, templates)
         assert (done["sealed"], done["closed"], done["failed"]) == (1, 1, 0)
     finally:
         get_settings.cache_clear()
-    (batch,) = ledger.print_batches("oi")
+    (batch,) = ledger.reports.print_batches(["oi"])
     assert batch.state == "closed" and batch.documents == 3
     assert archive.exists(printing.batch_keys("oi", batch.id).pdf)
     ledger.close()
