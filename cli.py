@@ -209,7 +209,7 @@ def run(
     if summary.interrupted:
         console.print(Text("interrupted: run the same command again to finish", style="yellow"))
         raise typer.Exit(130)
-    if summary.outcomes["failed"]:
+    if summary.outcomes["failed"] or summary.unread:
         raise typer.Exit(1)
 
 
@@ -254,6 +254,9 @@ def _print_run_summary(summary, elapsed: float) -> None:
                        f"{outcome.message}", style="red"))
     for outcome in summary.repeats[:10]:
         out.print(Text(f"repeated: line {outcome.line}: {outcome.message}"))
+    for seq, error in summary.unread[:10]:
+        out.print(Text(f"failed: chunk {seq} of the file could not be read: {error}",
+                       style="red"))
     if summary.outcomes["rejected"]:
         out.print(Text(f"rejected lines are dead-lettered in the ledger (run "
                        f"{summary.run_id}); `invoicer validate FILE` lists them with "
@@ -269,20 +272,14 @@ def deliveries(
     limit: Annotated[int, typer.Option(min=1)] = 200,
 ) -> None:
     """List deliveries that need a person: failed, outcome unknown, stuck in sending."""
-    from datetime import UTC, datetime, timedelta
+    from datetime import timedelta
 
-    from invoicer.ledger import Ledger
-    from invoicer.settings import get_settings
-
-    ledger = Ledger.from_url(get_settings().db_url)
-    ledger.migrate()
-    rows = []
+    ledger = _migrated_ledger()
     if state:
-        rows = ledger.deliveries_in(state, limit=limit)
+        rows = ledger.reports.deliveries(state, limit=limit)
     else:
-        rows = ledger.deliveries_in(["failed_permanent", "unknown"], limit=limit)
-        cutoff = datetime.now(UTC) - timedelta(minutes=stale)
-        rows += ledger.deliveries_in(["sending"], older_than=cutoff, limit=limit)
+        rows = ledger.reports.needing_attention(timedelta(minutes=stale), limit=limit)
+    ledger.close()
     table = Table(title="Deliveries needing attention", title_justify="left")
     for name in ("invoice", "operator", "channel", "state", "attempts", "updated"):
         table.add_column(name, overflow="fold")
@@ -304,14 +301,14 @@ def resend(
     """Send an invoice again on one channel, deliberately: a new attempt with its own
     Message-ID, recorded in the ledger."""
     from invoicer.billing import parse_record
-    from invoicer.delivery.dispatch import resend as resend_delivery
     from invoicer.pipeline import Services
     from invoicer.settings import get_settings
+    from invoicer.workflows.dispatch import resend as resend_delivery
 
     services = Services.from_settings(get_settings())
     ledger = services.ledger
     ledger.migrate()
-    found = ledger.find_invoices(invoice, operator)
+    found = ledger.invoices.find(invoice, operator)
     if len(found) != 1:
         console.print(Text(f"{len(found)} invoices numbered {invoice}"
                            + (": give --operator" if found else ""), style="red"))
@@ -403,7 +400,7 @@ def _print_backends():
 
 
 def _batch_id(text: str) -> int:
-    from invoicer.delivery.printing import parse_batch_id
+    from invoicer.workflows.printing import parse_batch_id
 
     try:
         return parse_batch_id(text)
@@ -428,8 +425,10 @@ def print_list(
     unknown = sorted(set(state or ()) - set(PRINT_BATCH_STATES))
     if unknown:
         raise typer.BadParameter(f"unknown state(s) {unknown}; known: {PRINT_BATCH_STATES}")
-    ledger, _ = _print_backends()
-    batches = ledger.print_batches(operator, states=state or None, limit=limit)
+    ledger = _migrated_ledger()
+    batches = ledger.reports.print_batches([operator] if operator else None,
+                                           states=state or None, limit=limit)
+    ledger.close()
     if not batches:
         out.print(Text("no print batches"))
         return
@@ -466,7 +465,7 @@ def print_close(
     Exit status 1 when a batch could not be closed (it stays sealed, with its error,
     for `invoicer print list`).
     """
-    from invoicer.delivery.printing import BatchLimits, close
+    from invoicer.workflows.printing import BatchLimits, close
 
     ledger, archive = _print_backends()
     report = close(ledger, archive, operator, seal_open=not only_full,
@@ -503,7 +502,7 @@ def print_pull(
 ) -> None:
     """Write a closed batch's PDF and manifests (CSV, JSON) into DIR, checking SHA-256."""
     from invoicer.delivery.errors import DeliveryError
-    from invoicer.delivery.printing import PrintBatchError, pull
+    from invoicer.workflows.printing import PrintBatchError, pull
 
     batch_id = _batch_id(batch)
     ledger, archive = _print_backends()
@@ -530,11 +529,11 @@ def print_ack(
 
     The counts must match the manifest. Acknowledging twice changes nothing.
     """
-    from invoicer.delivery.printing import acknowledge
     from invoicer.ledger import LedgerConflict, PrintCountMismatch
+    from invoicer.workflows.printing import acknowledge
 
     batch_id = _batch_id(batch)
-    ledger, _ = _print_backends()
+    ledger = _migrated_ledger()
     try:
         done = acknowledge(ledger, batch_id, documents, sheets)
     except LookupError as exc:
@@ -595,10 +594,8 @@ def keys_create(
 @keys_app.command("list")
 def keys_list() -> None:
     """List API keys (never their tokens): id, prefix, role, operators, state."""
-    from invoicer.ledger import ApiKeyStore
-
     ledger = _migrated_ledger()
-    keys = ApiKeyStore(ledger).all()
+    keys = ledger.api_keys.all()
     ledger.close()
     if not keys:
         out.print(Text("no API keys"))
@@ -617,11 +614,9 @@ def keys_list() -> None:
 def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id (keys list).")]
                 ) -> None:
     """Revoke an API key: from now on its token is refused (401)."""
-    from invoicer.ledger import ApiKeyStore
-
     ledger = _migrated_ledger()
     try:
-        done = ApiKeyStore(ledger).revoke(key_id)
+        done = ledger.api_keys.revoke(key_id)
     except LookupError as exc:
         console.print(Text(str(exc).strip("'\""), style="red"))
         raise typer.Exit(2) from None
@@ -661,9 +656,10 @@ def openapi(
         sys.stdout.write(text)
 
 
-# ---------------------------------------------------------------------------- Celery bill runs
-# `invoicer enqueue`, `invoicer runs`, `invoicer reconcile`: bill runs on Celery workers
-# (worker.py, README "Scaling out").
+# ---------------------------------------------------------------------------- bill runs
+# `invoicer enqueue` and `invoicer reconcile`: bill runs on Celery workers (worker.py,
+# docs/scaling-out.md). `invoicer runs`: every run, whoever executed it (the same chunks
+# and counts for `invoicer run` and the workers).
 
 runs_app = typer.Typer(help="Bill runs and their progress, from the ledger.",
                        invoke_without_command=True)
@@ -680,19 +676,21 @@ def enqueue(
     A coordinating task splits the file into chunks; follow it with `invoicer runs show
     RUN`. Enqueueing the same file twice yields one set of invoices and notifications.
     """
-    from invoicer import worker
+    from invoicer.runs import Broker, source_url
+    from invoicer.runs import enqueue as enqueue_run
+    from invoicer.settings import get_settings
 
     if "://" not in source and not Path(source).is_file():
         console.print(Text(f"no such file: {source}", style="red"))
         raise typer.Exit(2)
     try:
-        url = worker.source_url(source)
+        url = source_url(source)
     except ValueError as exc:
         console.print(Text(str(exc), style="red"))
         raise typer.Exit(2) from None
     ledger = _migrated_ledger()
     try:
-        run_id = worker.enqueue(url, ledger)
+        run_id = enqueue_run(url, ledger, Broker.from_settings(get_settings()).send)
     except Exception as exc:  # the broker is down or unreachable: say so plainly
         console.print(Text(f"cannot reach the broker: {type(exc).__name__}: {exc}",
                            style="red"))
@@ -725,7 +723,7 @@ def runs_list(
     for name in ("run", "source", "state", "records", "chunks", "failed", "started"):
         table.add_column(name, overflow="fold",
                          justify="right" if name in ("records", "chunks") else "left")
-    shown = ledger.recent_runs(limit)
+    shown = ledger.reports.recent_runs(limit)
     for p in shown:
         table.add_row(*_progress_row(p))
     out.print(table if shown else Text("no runs"))
@@ -742,12 +740,12 @@ def runs_show(
 
     ledger = _migrated_ledger()
     started = time.monotonic()
-    first = ledger.run_progress(run)
+    first = ledger.reports.run_progress(run)
     if first is None:
         console.print(Text(f"no run {run}", style="red"))
         raise typer.Exit(2)
     while True:
-        p = ledger.run_progress(run)
+        p = ledger.reports.run_progress(run)
         _show_progress(ledger, p, time.monotonic() - started, first)
         if not watch or p.finished:
             break
@@ -757,9 +755,7 @@ def runs_show(
 
 
 def _show_progress(ledger, p, elapsed: float, first) -> None:
-    import sqlalchemy as sa
-
-    from invoicer.ledger import CHUNK_STATES, deliveries, invoices
+    from invoicer.ledger import CHUNK_STATES
 
     expected = p.run.expected
     head = (f"run {p.run.id}: {p.records_done:,} of "
@@ -789,22 +785,16 @@ def _show_progress(ledger, p, elapsed: float, first) -> None:
         for name, n in sorted(p.outcomes.items()):
             outcomes.add_row(name, f"{n:,}")
         out.print(outcomes)
-    with ledger.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(deliveries.c.channel, deliveries.c.state, sa.func.count())
-            .join(invoices, invoices.c.id == deliveries.c.invoice_id)
-            .where(invoices.c.run_id == p.run.id)
-            .group_by(deliveries.c.channel, deliveries.c.state)
-            .order_by(deliveries.c.channel, deliveries.c.state)).all()
+    rows = ledger.reports.run_deliveries(p.run.id)
     if rows:
-        table = Table(title="Deliveries (invoices first issued by this run)",
+        table = Table(title="Deliveries (invoices this run issued)",
                       title_justify="left")
         for name in ("channel", "state", "invoices"):
             table.add_column(name, justify="right" if name == "invoices" else "left")
         for channel, state, n in rows:
             table.add_row(channel, state, f"{n:,}")
         out.print(table)
-    for chunk in ledger.chunks_for_run(p.run.id, ["failed"])[:10]:
+    for chunk in ledger.runs.chunks(p.run.id, ["failed"])[:10]:
         out.print(Text(f"chunk {chunk.seq} (lines {chunk.first_line}-): "
                        f"{chunk.last_error}", style="red"))
 
@@ -813,10 +803,14 @@ def _show_progress(ledger, p, elapsed: float, first) -> None:
 def reconcile() -> None:
     """Re-enqueue chunks a dead worker or a lost message left unfinished (what the
     Celery beat schedule runs every INVOICER_RECONCILE_EVERY seconds)."""
-    from invoicer import worker
+    from invoicer.runs import Broker
+    from invoicer.runs import reconcile as reconcile_runs
     from invoicer.settings import get_settings
 
-    stats = worker.reconcile(_migrated_ledger(), get_settings())
+    settings = get_settings()
+    broker = Broker.from_settings(settings)
+    stats = reconcile_runs(_migrated_ledger(), settings, broker.send,
+                           waiting=broker.queue_depth)
     out.print(Text(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in stats.items())
                    or "nothing to reconcile"))
 

@@ -35,7 +35,7 @@ from invoicer.delivery import links
 from invoicer.delivery.errors import DeliveryError
 from invoicer.delivery.links import InvalidLinkError, LinkClaims
 from invoicer.delivery.sms import SmsGateway, render_access_code
-from invoicer.ledger import AccessStore, Invoice, Ledger
+from invoicer.ledger import Invoice, Ledger
 
 __all__ = ["AccessLimits", "AccessService", "Grant", "RateLimited"]
 
@@ -88,10 +88,10 @@ class AccessService:
                  limits: AccessLimits | None = None,
                  clock: Callable[[], datetime] | None = None) -> None:
         self.ledger = ledger
-        self.store = AccessStore(ledger)
+        self.store = ledger.access
         self.sms = sms
         self.limits = limits or AccessLimits()
-        self.clock = clock or ledger._clock
+        self.clock = clock or ledger.clock
         self._link_key = secret  # the e-mails' links: delivery.links, unchanged
         self._session_key = _derive(secret, b"subscriber-session")
         self._code_key = _derive(secret, b"sms-code")
@@ -134,7 +134,8 @@ class AccessService:
             claims = links.verify(token, self._link_key, now=self.now())
         except InvalidLinkError:
             return None
-        return self.store.account_invoice(claims.operator, claims.account, claims.invoice)
+        return self.ledger.invoices.account_invoice(claims.operator, claims.account,
+                                                    claims.invoice)
 
     # ---------------------------------------------------------------- rate limits
 
@@ -166,7 +167,7 @@ class AccessService:
         when the number has no archived invoice. A failing gateway is logged; the
         subscriber asks again.
         """
-        invoice = self.store.latest_for_phone(phone)
+        invoice = self.ledger.invoices.latest_for_phone(phone)
         if invoice is None or self.sms is None:
             return False
         code = f"{secrets.randbelow(10**6):06d}"

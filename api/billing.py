@@ -24,7 +24,7 @@ from invoicer.api.billrun import BillRunJob, BillRunSource, foreign_operators
 from invoicer.api.keys import require_role
 from invoicer.api.problems import Problem, problem_responses
 from invoicer.billing.fields import IDENTIFIER_PATTERN, currency_minor_units, precision_error
-from invoicer.ledger import AccessStore, ApiKey, Invoice, Ledger
+from invoicer.ledger import ApiKey, Invoice, Ledger
 
 __all__ = ["router"]
 
@@ -118,7 +118,7 @@ def _invoice(request: Request, key: ApiKey, operator: str, number: str) -> Invoi
     if operator not in key.operators or not _ID_RE.fullmatch(number) or ".." in number:
         raise _not_found()
     ledger: Ledger = request.app.state.ledger
-    invoice = ledger.get_invoice(operator, number)
+    invoice = ledger.invoices.get(operator, number)
     if invoice is None or invoice.status != "archived":
         raise _not_found()
     return invoice
@@ -129,7 +129,8 @@ def _money(value: Decimal | None) -> str | None:
 
 
 def _state(request: Request, invoice: Invoice) -> PaymentState:
-    events = AccessStore(request.app.state.ledger).payment_history(invoice.id)
+    ledger: Ledger = request.app.state.ledger
+    events = ledger.invoices.payment_history(invoice.id)
     return PaymentState(
         operator=invoice.operator_id, invoice=invoice.number, total=format(invoice.total, "f"),
         currency=invoice.currency, status=invoice.payment_status,
@@ -198,7 +199,8 @@ def set_payment_status(request: Request, key: BillingKey, operator: str, number:
     nothing and adds nothing to the history."""
     invoice = _invoice(request, key, operator, number)
     amount, when = _check_update(update, invoice)
-    updated, _ = AccessStore(request.app.state.ledger).set_payment_status(
+    ledger: Ledger = request.app.state.ledger
+    updated, _ = ledger.invoices.set_payment_status(
         invoice.id, update.status, amount=amount, paid_on=when, source=f"api-key:{key.id}")
     return _state(request, updated)
 

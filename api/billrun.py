@@ -2,10 +2,10 @@
 
 The HTTP endpoint (``POST /v1/billing/runs``) takes a JSON Lines upload (spooled to a
 file) or an ``s3://bucket/key`` URL and hands a :class:`BillRunSource` to a
-:class:`BillRunQueue`. The only queue here, :class:`ThreadBillRunQueue`, runs
-``runner.run_file`` in one background thread of the API process, one run at a time;
-a Celery queue (``worker.py``) implements the same two methods and is plugged in
-with ``create_app(bill_runs=...)``.
+:class:`BillRunQueue`: :class:`ThreadBillRunQueue` runs ``runner.run_file`` in one
+background thread of the API process, one run at a time; :class:`CeleryBillRunQueue`
+hands the run to the Celery workers through the broker (``invoicer.runs.broker``),
+without importing the worker. Either is plugged in with ``create_app(bill_runs=...)``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from invoicer.ledger import Ledger
+from invoicer.runner import run_file as run_in_pool
+from invoicer.runs import Broker, enqueue
+from invoicer.runs.broker import Send
 from invoicer.settings import Settings
 
 __all__ = ["BillRunJob", "BillRunQueue", "BillRunSource", "CeleryBillRunQueue",
@@ -178,16 +182,14 @@ class ThreadBillRunQueue(_Jobs):
                           error="records of operators this key does not act for: "
                                 + ", ".join(sorted(foreign)))
                 return
-        run_file = self._run_file
-        if run_file is None:
-            from invoicer.runner import run_file
+        run_file = self._run_file or run_in_pool
         summary = run_file(path, self.settings, workers=self.workers, deliver=self.deliver)
         self._set(job_id, state="done", run_id=summary.run_id,
                   outcomes=dict(summary.outcomes), finished_at=datetime.now(UTC))
 
 
 class CeleryBillRunQueue(_Jobs):
-    """Bill runs handed to the Celery workers (``worker.py``): the job is a ledger run.
+    """Bill runs handed to the Celery workers: the job is a ledger run.
 
     An upload is spooled to ``spool`` and enqueued as its ``file://`` URL, so the workers
     must see that folder (the same machine, or a mount they share); an ``s3://`` source
@@ -198,7 +200,7 @@ class CeleryBillRunQueue(_Jobs):
     answers for it always.
     """
 
-    def __init__(self, ledger: Any, spool: Path, *, send: Callable[..., None] | None = None,
+    def __init__(self, ledger: Ledger, spool: Path, *, send: Send,
                  s3_endpoint: str | None = None) -> None:
         self.ledger = ledger
         self.spool = spool
@@ -208,10 +210,7 @@ class CeleryBillRunQueue(_Jobs):
         self._lock = threading.Lock()
 
     def _enqueue_url(self, job_id: str, url: str) -> None:
-        from invoicer import worker
-
-        send = self._send or worker._send
-        run_id = worker.enqueue(url, self.ledger, send)
+        run_id = enqueue(url, self.ledger, self._send)
         with self._lock:
             self._jobs[job_id] = replace(self._jobs[job_id], run_id=run_id)
 
@@ -253,7 +252,7 @@ class CeleryBillRunQueue(_Jobs):
             job = self._jobs.get(job_id)
         if job is None or job.run_id is None:
             return job
-        progress = self.ledger.run_progress(job.run_id)
+        progress = self.ledger.reports.run_progress(job.run_id)
         if progress is None:
             return job
         chunks = {state: n for state, n in progress.chunks.items() if n}
@@ -267,9 +266,9 @@ class CeleryBillRunQueue(_Jobs):
                        finished_at=progress.last_change if progress.finished else None)
 
 
-def queue_from_settings(settings: Settings, ledger: Any, spool: Path) -> BillRunQueue:
+def queue_from_settings(settings: Settings, ledger: Ledger, spool: Path) -> BillRunQueue:
     """The queue ``INVOICER_API_BILL_RUNS`` names: ``thread`` (in the API process) or
     ``celery`` (the workers on ``INVOICER_BROKER_URL``)."""
     if settings.api_bill_runs == "celery":
-        return CeleryBillRunQueue(ledger, spool)
+        return CeleryBillRunQueue(ledger, spool, send=Broker.from_settings(settings).send)
     return ThreadBillRunQueue(settings, spool)

@@ -26,7 +26,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from invoicer.api.problems import Problem
 from invoicer.billing.fields import IDENTIFIER_PATTERN
-from invoicer.ledger import API_KEY_ROLES, ApiKey, ApiKeyStore, Ledger
+from invoicer.ledger import API_KEY_ROLES, ApiKey, Ledger
 
 __all__ = ["ROLES", "IssuedKey", "authenticate", "create_key", "hash_token", "require_role"]
 
@@ -68,7 +68,7 @@ def create_key(ledger: Ledger, *, role: str, operators: Iterable[str], name: str
             raise ValueError(f"not an operator id: {op!r}")
     if not _NAME_RE.fullmatch(name):
         raise ValueError("the name must be 1 to 128 characters, no control characters")
-    store = ApiKeyStore(ledger)
+    store = ledger.api_keys
     for _ in range(8):  # 40-bit prefixes: a collision is rare, two in a row rarer still
         prefix = secrets.token_hex(5)
         token = f"ik_{prefix}_{secrets.token_urlsafe(32)}"
@@ -82,7 +82,7 @@ def create_key(ledger: Ledger, *, role: str, operators: Iterable[str], name: str
 def authenticate(ledger: Ledger, token: str | None) -> ApiKey | None:
     """The active key ``token`` belongs to, or ``None`` (unknown, wrong, revoked)."""
     match = TOKEN_RE.fullmatch(token or "")
-    key = ApiKeyStore(ledger).by_prefix(match.group(1)) if match else None
+    key = ledger.api_keys.by_prefix(match.group(1)) if match else None
     expected = key.secret_sha256 if key is not None else _NO_KEY
     # Digests of equal length compared in constant time: no timing tells how much of a
     # guessed token was right.

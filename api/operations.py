@@ -15,7 +15,7 @@ it needs the mail and SMS backends, which the API process does not hold.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
@@ -23,15 +23,14 @@ from pydantic import BaseModel, Field
 
 from invoicer.api.keys import require_role
 from invoicer.api.problems import Problem, problem_responses
-from invoicer.delivery import printing
 from invoicer.ledger import ApiKey, Ledger
+from invoicer.workflows import printing
 
 __all__ = ["router"]
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/v1/operations"
-ATTENTION = ("failed_permanent", "unknown")
 
 router = APIRouter(prefix=PREFIX, tags=["operations"], responses=problem_responses(401, 403),
                    generate_unique_id_function=lambda route: route.name)
@@ -115,12 +114,10 @@ def needing_attention(
     if not ops:
         return Deliveries(deliveries=[])
     if state:
-        rows = ledger.deliveries_in(state, limit=limit, operators=ops)
+        rows = ledger.reports.deliveries(state, limit=limit, operators=ops)
     else:
-        rows = ledger.deliveries_in(ATTENTION, limit=limit, operators=ops)
-        cutoff = datetime.now(UTC) - timedelta(minutes=stale_minutes)
-        rows += ledger.deliveries_in(["sending"], older_than=cutoff, limit=limit,
-                                     operators=ops)
+        rows = ledger.reports.needing_attention(timedelta(minutes=stale_minutes),
+                                                limit=limit, operators=ops)
     return Deliveries(deliveries=[
         DeliveryOut(operator=inv.operator_id, invoice=inv.number, account=inv.account,
                     channel=d.channel, state=d.state, attempts=d.attempts,
@@ -138,11 +135,9 @@ def print_batches(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Batches:
     """The key's operators' print batches, newest first."""
-    ledger = _ledger(request)
-    found = []
-    for op in _operators(key, operator):
-        found += ledger.print_batches(op, states=set(state) if state else None, limit=limit)
-    found.sort(key=lambda b: b.id, reverse=True)
+    ops = _operators(key, operator)
+    found = _ledger(request).reports.print_batches(
+        ops, states=set(state) if state else None, limit=limit) if ops else []
     return Batches(batches=[
         BatchOut(batch=printing.batch_name(b.id), operator=b.operator_id, state=b.state,
                  documents=b.documents, sheets=b.sheets, created_at=b.created_at,

@@ -30,8 +30,8 @@ from invoicer.api.problems import Problem, problem_responses
 from invoicer.api.ranges import Download, ranged_response
 from invoicer.delivery.archive import Archive
 from invoicer.delivery.errors import ArchiveNotFoundError
-from invoicer.delivery.printing import acknowledge, batch_name
 from invoicer.ledger import ApiKey, Ledger, LedgerConflict, PrintBatch, PrintCountMismatch
+from invoicer.workflows.printing import acknowledge, batch_name
 
 __all__ = ["router"]
 
@@ -140,7 +140,7 @@ def _batch(request: Request, key: ApiKey, text: str, states: frozenset[str]) -> 
     # digits (str.isdigit() takes "٣"), and short of the database's integer range.
     if not _BATCH_ID.fullmatch(text):
         raise _not_found()
-    batch = _ledger(request).get_print_batch(int(text[1:]))
+    batch = _ledger(request).print_batches.get(int(text[1:]))
     if batch is None or batch.operator_id not in key.operators or batch.state not in states:
         raise _not_found()
     return batch
@@ -218,7 +218,7 @@ def list_batches(
     """Closed batches of the key's operators that are not acknowledged yet, oldest first."""
     ledger = _ledger(request)
     operators = [op for op in key.operators if operator in (None, op)]
-    batches = [b for op in operators for b in ledger.print_batches(op, states=READY)]
+    batches = ledger.reports.print_batches(operators, states=READY)
     return BatchList(batches=[_view(b) for b in sorted(batches, key=lambda b: b.id)])
 
 
@@ -285,7 +285,7 @@ def acknowledge_batch(request: Request, key: ShopKey, batch: BatchId,
         raise mismatch from None
     except LedgerConflict:  # pragma: no cover - a visible batch is closed or printed
         raise Problem(409, "batch-not-closed", "The batch is not ready") from None
-    done = _ledger(request).get_print_batch(found.id)
+    done = _ledger(request).print_batches.get(found.id)
     assert done is not None and done.printed_at is not None
     return Acknowledged(batch=batch_name(done.id), state=done.state,
                         printed_at=done.printed_at, documents=done.documents,

@@ -33,8 +33,8 @@ from invoicer.api.ranges import Download, ranged_response
 from invoicer.billing.fields import IDENTIFIER_PATTERN
 from invoicer.delivery.archive import Archive
 from invoicer.delivery.errors import ArchiveNotFoundError
-from invoicer.delivery.second_copy import issue_second_copy
 from invoicer.ledger import Invoice, Ledger
+from invoicer.workflows.second_copy import issue_second_copy
 
 __all__ = ["document_router", "history", "router", "second_copy"]
 
@@ -204,7 +204,7 @@ def summary(access: AccessService, invoice: Invoice, expires: int) -> InvoiceSum
 
 def history(access: AccessService, grant: Grant) -> History:
     """The grant's account's last 13 archived invoices, newest first."""
-    rows = access.ledger.invoices_for_account(grant.operator, grant.account,
+    rows = access.ledger.invoices.for_account(grant.operator, grant.account,
                                               limit=HISTORY_LENGTH)
     items = [summary(access, row, grant.expires) for row in rows]
     return History(operator=grant.operator, account=grant.account,
@@ -215,7 +215,7 @@ def account_invoice(access: AccessService, grant: Grant, number: str) -> Invoice
     """The grant's account's archived invoice ``number``; 404 for anything else."""
     if not _NUMBER_RE.fullmatch(number) or ".." in number:
         raise _not_found()
-    invoice = access.store.account_invoice(grant.operator, grant.account, number)
+    invoice = access.ledger.invoices.account_invoice(grant.operator, grant.account, number)
     if invoice is None:
         raise _not_found()
     return invoice

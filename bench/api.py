@@ -106,7 +106,7 @@ def main() -> None:
             ledger = Ledger.from_url(db_url)
             ledger.migrate()
             populate(ledger, FileArchive(Path(tmp) / "archive"))
-            invoice = ledger.get_invoice(MAIN[0], "OI-2026-11-0000123")
+            invoice = ledger.invoices.get(MAIN[0], "OI-2026-11-0000123")
             ledger.close()
             expires = int(time.time() + 3600)
             token = links.sign(LinkClaims(MAIN[0], MAIN[1], invoice.number, expires),

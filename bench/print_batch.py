@@ -73,7 +73,7 @@ def setup(folder: Path, documents: int) -> dict:
     for i in range(documents):
         pdf, n = made[rnd.randrange(len(made))]
         number, account = f"OI-BENCH-{i:07d}", f"{rnd.randrange(10**10):010d}"
-        claim = ledger.claim_invoice(
+        claim = ledger.invoices.claim(
             OPERATOR, number, account=account, period_start=period,
             period_end=date(2026, 10, 31), issue_date=date(2026, 11, 5),
             due_date=date(2026, 11, 20), total=Decimal("10.00"), currency="BRL",
@@ -82,9 +82,9 @@ def setup(folder: Path, documents: int) -> dict:
         key = invoice_key(OPERATOR, account, period, number, "pdf")
         sha = hashlib.sha256(pdf).hexdigest()
         archive.put(key, pdf, sha256=sha)
-        ledger.mark_archived(claim.invoice.id, sha256=sha, archive_key=key,
-                             renderer_version="1.0.0", pages=n, size=len(pdf))
-        ledger.ensure_delivery(claim.invoice.id, "print")
+        ledger.invoices.mark_archived(claim.invoice.id, sha256=sha, archive_key=key,
+                                      renderer_version="1.0.0", pages=n, size=len(pdf))
+        ledger.deliveries.ensure(claim.invoice.id, "print")
         pages += n
     ledger.close()
     return {"documents": documents, "invoice_pages": pages,
@@ -93,9 +93,9 @@ def setup(folder: Path, documents: int) -> dict:
 
 def measure(folder: Path, variant: str) -> dict:
     """In a child process: close everything queued; time and peak RSS."""
-    from invoicer.delivery import printing
     from invoicer.delivery.archive import FileArchive
     from invoicer.ledger import Ledger
+    from invoicer.workflows import printing
 
     archive = FileArchive(folder / "archive")
     ledger = Ledger.from_url(f"sqlite:///{folder / 'ledger.db'}")
@@ -111,7 +111,7 @@ def measure(folder: Path, variant: str) -> dict:
             "batch_pages": closed.pages, "sheets": closed.sheets,
             "pdf_mb": closed.pdf_size / 1e6,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            # The sheet-mark helper process (printing.MarksAhead): its own peak.
+            # The sheet-mark helper process (delivery.printfile.MarksAhead): its own peak.
             "helper_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 

@@ -127,7 +127,7 @@ def through_celery(src: Path, tmp: Path, db_url: str, smtp: CountingSmtp,
                              cwd=ROOT, check=True, capture_output=True, text=True).stdout
         run_id = int(out.split()[1])
         while True:
-            progress = ledger.run_progress(run_id)
+            progress = ledger.reports.run_progress(run_id)
             if progress.finished:
                 break
             time.sleep(0.25)

@@ -21,12 +21,12 @@ import uvicorn
 
 from invoicer.api import create_app
 from invoicer.api.keys import create_key
-from invoicer.delivery import printing
 from invoicer.delivery.archive import FileArchive, S3Archive
-from invoicer.ledger import ApiKeyStore, Ledger
+from invoicer.ledger import Ledger
 from invoicer.settings import Settings
+from invoicer.workflows import printing
 from tests.delivery.conftest import aws_env, bucket, moto_endpoint, s3_admin, s3_url  # noqa: F401
-from tests.delivery.test_printing import queue, templates  # noqa: F401 - shared fixture
+from tests.workflows.print_world import queue
 
 OTHER = "vivo"
 
@@ -61,7 +61,7 @@ class LiveServer:
 
 
 @pytest.fixture(params=["file", "s3"])
-def shop(request: pytest.FixtureRequest, tmp_path: Path, templates  # noqa: F811
+def shop(request: pytest.FixtureRequest, tmp_path: Path, templates
          ) -> Iterator[SimpleNamespace]:
     """Two operators' closed batches behind a running API; keys for every case.
 
@@ -88,7 +88,7 @@ def shop(request: pytest.FixtureRequest, tmp_path: Path, templates  # noqa: F811
         "billing": create_key(ledger, role="billing", operators=["oi"], name="Billing"),
         "revoked": create_key(ledger, role="print_shop", operators=["oi"], name="Old shop"),
     }
-    ApiKeyStore(ledger).revoke(keys["revoked"].key.id)
+    ledger.api_keys.revoke(keys["revoked"].key.id)
     settings = Settings(db_url="sqlite:///unused", archive_url="file:///unused")
     app = create_app(settings, ledger=ledger, archive=archive)
     with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as http:

@@ -78,7 +78,7 @@ def test_a_bill_run_upload_is_run_in_the_background(sub):
         job = sub.http.get(job["status_url"], headers=key).json()
     assert job["state"] == "done", job
     assert job["outcomes"] == {"archived": 3}
-    assert sub.ledger.get_invoice("oi", "OI-2026-12-000091").status == "archived"
+    assert sub.ledger.invoices.get("oi", "OI-2026-12-000091").status == "archived"
     # Another operator's key does not see the job.
     assert sub.http.get(job["status_url"], headers=auth(sub.tokens["billing_vivo"])
                         ).status_code == 404
@@ -92,7 +92,7 @@ def test_a_bill_run_with_another_operators_records_is_refused(sub):
                                  "Content-Type": "application/x-ndjson"})
     assert got.status_code == 403 and got.json()["operators"] == ["vivo"]
     assert list((sub.tmp / "spool").glob("*")) == []
-    assert sub.ledger.get_invoice("oi", "OI-2026-12-000099") is None
+    assert sub.ledger.invoices.get("oi", "OI-2026-12-000099") is None
     wrong_type = sub.http.post(f"{BASE}/runs", content="x", headers={
         **auth(sub.tokens["billing"]), "Content-Type": "text/plain"})
     assert wrong_type.status_code == 415

@@ -1,7 +1,7 @@
 """API keys: made once, stored hashed, checked in constant time, revocable; the CLI;
 and the OpenAPI document kept in the repository.
 
-The ledger half runs on SQLite and PostgreSQL (the fixtures of ``tests/test_ledger.py``).
+The ledger half runs on SQLite and PostgreSQL (the ``led`` fixture of ``tests/conftest.py``).
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from typer.testing import CliRunner
 from invoicer.api import create_app
 from invoicer.api.keys import TOKEN_RE, authenticate, create_key, hash_token
 from invoicer.api.openapi import OPENAPI_PATH, openapi_text
-from invoicer.ledger import ApiKeyStore, Ledger, api_keys
+from invoicer.ledger import Ledger
+from invoicer.ledger.schema import api_keys
 from invoicer.settings import Settings
 from tests.api.conftest import LiveServer
-from tests.test_ledger import db_url, fresh, led, pg_admin  # noqa: F401 - shared fixtures
 
 
-def test_a_key_is_stored_hashed_and_its_token_shown_once(led):  # noqa: F811
+def test_a_key_is_stored_hashed_and_its_token_shown_once(led):
     issued = create_key(led, role="print_shop", operators=["oi", "vivo", "oi"],
                         name="Gráfica Rio")
     assert TOKEN_RE.fullmatch(issued.token)
@@ -36,7 +36,7 @@ def test_a_key_is_stored_hashed_and_its_token_shown_once(led):  # noqa: F811
     assert authenticate(led, issued.token) == issued.key
 
 
-def test_wrong_and_revoked_tokens_authenticate_nobody(led):  # noqa: F811
+def test_wrong_and_revoked_tokens_authenticate_nobody(led):
     issued = create_key(led, role="print_shop", operators=["oi"], name="shop")
     other = create_key(led, role="print_shop", operators=["oi"], name="other")
     token = issued.token
@@ -45,7 +45,7 @@ def test_wrong_and_revoked_tokens_authenticate_nobody(led):  # noqa: F811
     for bad in (spliced, token[:-1] + ("A" if token[-1] != "A" else "B"), token + "x", "",
                 None, "ik_0000000000_" + "A" * 43, token.upper(), f" {token}"):
         assert authenticate(led, bad) is None, bad
-    store = ApiKeyStore(led)
+    store = led.api_keys
     assert store.revoke(issued.key.id) is True
     assert store.revoke(issued.key.id) is False  # again: a no-op
     assert authenticate(led, token) is None
@@ -60,14 +60,14 @@ def test_wrong_and_revoked_tokens_authenticate_nobody(led):  # noqa: F811
     ("print_shop", ["oi"], ""), ("print_shop", ["oi"], "line\nbreak"),
     ("print_shop", ["a b"], "x"),
 ])
-def test_bad_keys_are_refused(led, role, operators, name):  # noqa: F811
+def test_bad_keys_are_refused(led, role, operators, name):
     with pytest.raises(ValueError):
         create_key(led, role=role, operators=operators, name=name)
-    assert ApiKeyStore(led).all() == []
+    assert led.api_keys.all() == []
 
 
-def test_a_taken_prefix_is_not_overwritten(led):  # noqa: F811
-    store = ApiKeyStore(led)
+def test_a_taken_prefix_is_not_overwritten(led):
+    store = led.api_keys
     first = store.add(prefix="0123456789", secret_sha256="a" * 64, name="one",
                       role="operations", operators=["oi"])
     assert first is not None

@@ -14,13 +14,13 @@ from invoicer.delivery.archive import FileArchive
 from invoicer.ledger import Ledger
 from invoicer.settings import Settings
 from tests.api.conftest import OTHER, LiveServer, auth
-from tests.delivery.test_printing import queue, templates  # noqa: F401 - shared fixture
+from tests.workflows.print_world import queue
 
 BASE = "/v1/operations"
 
 
 @pytest.fixture
-def ops(tmp_path, templates):  # noqa: F811
+def ops(tmp_path, templates):
     ledger = Ledger.from_url(f"sqlite:///{tmp_path / 'ledger.db'}")
     ledger.migrate()
     archive = FileArchive(tmp_path / "archive")
@@ -28,9 +28,9 @@ def ops(tmp_path, templates):  # noqa: F811
     vivo = queue(ledger, archive, templates, 3, seed=42, prefix="VV", operator=OTHER)
     # One e-mail of each operator whose outcome is unknown (connection lost after DATA).
     for invoice_id in (min(oi), min(vivo)):
-        d = ledger.ensure_delivery(invoice_id, "email")
-        assert ledger.transition(d.id, "pending", "sending")
-        assert ledger.transition(d.id, "sending", "unknown", error="lost after DATA")
+        d = ledger.deliveries.ensure(invoice_id, "email")
+        assert ledger.deliveries.transition(d.id, "pending", "sending")
+        assert ledger.deliveries.transition(d.id, "sending", "unknown", error="lost after DATA")
     tokens = {
         "ops": create_key(ledger, role="operations", operators=["oi"], name="Oi NOC").token,
         "shop": create_key(ledger, role="print_shop", operators=["oi"], name="Shop").token,
@@ -89,4 +89,4 @@ def test_close_runs_after_the_answer_and_shows_in_the_batch_list(ops):
     (batch,) = batches
     assert (batch["operator"], batch["documents"], batch["last_error"]) == ("oi", 5, None)
     # vivo's queue was not touched: its invoices are still waiting, in no batch.
-    assert ledger.print_batches(OTHER) == []
+    assert ledger.reports.print_batches([OTHER]) == []

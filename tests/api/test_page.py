@@ -54,7 +54,7 @@ def test_the_whole_flow_on_a_phone_sized_screen(sub, browser, tmp_path):
         page.click("#download-latest")
     saved = tmp_path / "latest.pdf"
     download.value.save_as(saved)
-    invoice = sub.ledger.get_invoice("oi", "OI-2026-11-0000123")
+    invoice = sub.ledger.invoices.get("oi", "OI-2026-11-0000123")
     assert saved.read_bytes() == sub.archive.get(invoice.archive_key)
     # A second copy from the list: issued, then downloaded.
     with page.expect_download() as download:
@@ -63,7 +63,7 @@ def test_the_whole_flow_on_a_phone_sized_screen(sub, browser, tmp_path):
     download.value.save_as(copy)
     assert copy.read_bytes().startswith(b"%PDF")
     assert copy.read_bytes() != sub.archive.get(
-        sub.ledger.get_invoice("oi", "OI-2026-10-0000123").archive_key)
+        sub.ledger.invoices.get("oi", "OI-2026-10-0000123").archive_key)
     context.close()
 
 

@@ -15,7 +15,7 @@ import json
 import pikepdf
 import pytest
 
-from invoicer.delivery.printing import batch_name
+from invoicer.workflows.printing import batch_name
 from tests.api.conftest import OTHER, auth
 
 BASE = "/v1/print-shop"
@@ -35,8 +35,8 @@ def counts(closed) -> dict[str, int]:
 
 
 def print_states(ledger, batch_id: int) -> set[str]:
-    return {d.state for item, _ in ledger.print_batch_documents(batch_id)
-            for d in ledger.deliveries_for(item.invoice_id) if d.channel == "print"}
+    return {d.state for item, _ in ledger.print_batches.documents(batch_id)
+            for d in ledger.deliveries.for_invoice(item.invoice_id) if d.channel == "print"}
 
 
 # ---------------------------------------------------------------------------- listing
@@ -126,7 +126,7 @@ def test_refusals_say_nothing_beyond_the_status(shop):
                 bodies.add(got.content)
     assert len(bodies) == 1, bodies
     # The other shop's batch was not touched, and its own shop still sees it.
-    assert shop.ledger.get_print_batch(theirs).state == "closed"
+    assert shop.ledger.print_batches.get(theirs).state == "closed"
     assert shop.http.get(url(theirs), headers=auth(shop.tokens["vivo"])).status_code == 200
 
 
@@ -139,7 +139,7 @@ def test_an_unknown_route_and_a_bad_body_are_problems_too(shop):
                              headers=auth(shop.tokens["oi"]))
         assert bad.status_code == 422 and bad.headers["content-type"] == PROBLEM
         assert "<b>" not in bad.text  # the input is not echoed
-    assert shop.ledger.get_print_batch(shop.batch.batch_id).state == "closed"
+    assert shop.ledger.print_batches.get(shop.batch.batch_id).state == "closed"
 
 
 # ---------------------------------------------------------------------------- downloads
@@ -205,7 +205,7 @@ def test_ranges_the_way_http_defines_them(shop):
 
 
 def test_a_file_missing_from_the_archive_is_a_503_not_a_broken_download(shop, tmp_path):
-    batch = shop.ledger.get_print_batch(shop.batch.batch_id)
+    batch = shop.ledger.print_batches.get(shop.batch.batch_id)
     if shop.backend == "file":
         path = shop.archive.root / batch.pdf_key
         path.rename(tmp_path / "away.pdf")
@@ -228,10 +228,10 @@ def test_acknowledging_marks_every_invoice_printed_once(shop):
     assert body["batch"] == batch_name(batch_id) and body["state"] == "printed"
     assert body["invoices_printed"] == shop.batch.documents
     assert print_states(shop.ledger, batch_id) == {"sent"}
-    printed_at = shop.ledger.get_print_batch(batch_id).printed_at
+    printed_at = shop.ledger.print_batches.get(batch_id).printed_at
     again = shop.http.post(url(batch_id, "/ack"), json=counts(shop.batch), headers=headers)
     assert again.status_code == 200 and again.json() == body
-    assert shop.ledger.get_print_batch(batch_id).printed_at == printed_at
+    assert shop.ledger.print_batches.get(batch_id).printed_at == printed_at
     # Gone from the ready list; still there to look at and download.
     listed = shop.http.get(f"{BASE}/batches", headers=headers).json()
     assert listed == {"batches": []}
@@ -254,7 +254,7 @@ def test_wrong_counts_are_refused_and_change_nothing(shop, field):
     assert problem["type"].endswith("count-mismatch")
     assert problem["expected"] == counts(shop.batch) and problem["received"] == wrong
     assert "Nothing was recorded" in problem["detail"]
-    assert shop.ledger.get_print_batch(batch_id).state == "closed"
+    assert shop.ledger.print_batches.get(batch_id).state == "closed"
     assert print_states(shop.ledger, batch_id) == {"sending"}
     # Once printed, other counts are still refused (and still change nothing).
     assert shop.http.post(url(batch_id, "/ack"), json=counts(shop.batch),

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from invoicer.delivery import links
 from invoicer.delivery.links import LinkClaims
-from invoicer.ledger import AccessStore, sms_codes
+from invoicer.ledger.schema import sms_codes
 from tests.api.conftest import SECRET, sms_code
 from tests.api.world import MAIN, NEIGHBOUR, OTHER_OPERATOR, STRANGER
 
@@ -48,7 +48,7 @@ def link_token(operator: str, account: str, number: str, *, ttl: int = 3600, now
 
 
 def archived(sub, operator: str, number: str) -> bytes:
-    invoice = sub.ledger.get_invoice(operator, number)
+    invoice = sub.ledger.invoices.get(operator, number)
     return sub.archive.get(invoice.archive_key)
 
 
@@ -198,7 +198,7 @@ def test_code_requests_are_limited_per_number_and_per_client(sub):
     assert got == [202, 202, 202, 429, 429]
     # Another number still gets through; the client's own limit is separate.
     assert sub.http.post(f"{API}/sms-code", json={"phone": MAIN[2]}).status_code == 202
-    store = AccessStore(sub.ledger)
+    store = sub.ledger.access
     store.forget(older_than=__import__("datetime").timedelta(0))
 
 
@@ -284,8 +284,8 @@ def test_a_session_reaches_only_its_own_account(sub):
         got = sub.http.post(f"{API}/invoices/{number}/second-copy", headers=bearer(token))
         assert got.status_code in (403, 404), (number, got.status_code)
         assert "sha256" not in got.text
-    assert AccessStore(sub.ledger).second_copy(
-        sub.ledger.get_invoice("oi", "OI-2026-11-0000777").id) is None
+    assert sub.ledger.access.second_copy(
+        sub.ledger.invoices.get("oi", "OI-2026-11-0000777").id) is None
     for bad in (token[:-2] + "AA", _flip(token, 9), "x", "ik_0000000000_" + "A" * 43):
         got = sub.http.get(f"{API}/invoices", headers=bearer(bad))
         assert got.status_code in (401, 403) and "invoices" not in got.json()
@@ -312,8 +312,8 @@ def test_a_second_copy_is_the_original_marked_and_made_once(sub):
     text = _text(pdf.content)
     assert "2ª via" in text and number in text
     assert "2ª via" not in _text(original)
-    invoice = sub.ledger.get_invoice("oi", number)
-    copy = AccessStore(sub.ledger).second_copy(invoice.id)
+    invoice = sub.ledger.invoices.get("oi", number)
+    copy = sub.ledger.access.second_copy(invoice.id)
     assert copy.archive_key == invoice.archive_key.removesuffix(".pdf") + ".duplicate.pdf"
     assert sub.archive.get(copy.archive_key) == pdf.content
 
@@ -333,7 +333,7 @@ def test_concurrent_second_copies_make_one(sub):
             f"{API}/invoices/{number}/second-copy", headers=bearer(token)), range(8)))
     assert {a.status_code for a in answers} == {200}
     assert len({a.json()["sha256"] for a in answers}) == 1
-    invoice = sub.ledger.get_invoice("oi", number)
+    invoice = sub.ledger.invoices.get("oi", number)
     prefix = invoice.archive_key.rsplit("/", 1)[0]
     assert [k for k in sub.archive.list(prefix) if number in k] == [
         f"{prefix}/{number}.duplicate.pdf", f"{prefix}/{number}.json", f"{prefix}/{number}.pdf"]

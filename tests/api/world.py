@@ -70,7 +70,7 @@ def populate(ledger: Ledger, archive: Archive, *, main_months: int = 14) -> list
     plan.append((NEIGHBOUR, "OI-2026-10-0000777", 2026, 10))
     plan.append((NEIGHBOUR, "OI-2026-11-0000777", 2026, 11))
     plan.append((OTHER_OPERATOR, "VV-2026-11-0000042", 2026, 11))
-    run = ledger.start_run("subscriber-world")
+    run = ledger.runs.start("subscriber-world")
     services = Services(ledger=ledger, archive=archive)
     issued = []
     for line, ((operator, account, phone), number, y, m) in enumerate(plan, 1):
@@ -78,5 +78,5 @@ def populate(ledger: Ledger, archive: Archive, *, main_months: int = 14) -> list
         outcome = process_record(raw, line=line, run_id=run, services=services)
         assert outcome.status == "archived", outcome
         issued.append(Issued(operator, account, phone, number, date(y, m, 5)))
-    ledger.finish_run(run)
+    ledger.runs.finish(run)
     return issued
