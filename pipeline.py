@@ -2,9 +2,10 @@
 
     raw line -> parse (billing) -> claim the invoice number (ledger) -> render
     -> archive PDF and canonical record -> mark archived (ledger)
+    -> deliver per the subscriber's preference (workflows.dispatch)
 
 Nothing here knows whether it runs in the CLI's process pool, a Celery worker or a
-test. Every step is idempotent: the ledger's unique (operator, number) decides who
+test (``invoicer.runs`` walks a run's chunks through it). Every step is idempotent: the ledger's unique (operator, number) decides who
 works on an invoice, rendering is deterministic and archiving is create-only, so a
 record handed over twice, or a run resumed after a crash, yields one archived invoice.
 """
