@@ -103,6 +103,7 @@ class _Jobs:
     """What both queues keep: the spool folder for uploads and the jobs by id."""
 
     spool: Path
+    s3_endpoint: str | None
     _jobs: dict[str, BillRunJob]
     _lock: threading.Lock
 
@@ -114,6 +115,19 @@ class _Jobs:
     def _set(self, job_id: str, **changes: Any) -> None:
         with self._lock:
             self._jobs[job_id] = replace(self._jobs[job_id], **changes)
+
+    def _fetch_checked(self, job_id: str, source: BillRunSource, dest: Path) -> bool:
+        """Download an ``s3://`` source to ``dest`` and check its operators; False (and
+        the job ``refused``) when it holds records of operators the key does not act for."""
+        assert source.url is not None
+        _s3_download(source.url, dest, self.s3_endpoint)
+        with open(dest, "rb") as f:
+            foreign = foreign_operators(f, source.operators)
+        if foreign:
+            self._set(job_id, state="refused", finished_at=datetime.now(UTC),
+                      error="records of operators this key does not act for: "
+                            + ", ".join(sorted(foreign)))
+        return not foreign
 
 
 class ThreadBillRunQueue(_Jobs):
@@ -172,15 +186,8 @@ class ThreadBillRunQueue(_Jobs):
         self._set(job_id, state="running")
         path = source.path
         if path is None:
-            assert source.url is not None
             path = self.spool_path()
-            _s3_download(source.url, path, self.s3_endpoint)
-            with open(path, "rb") as f:
-                foreign = foreign_operators(f, source.operators)
-            if foreign:
-                self._set(job_id, state="refused", finished_at=datetime.now(UTC),
-                          error="records of operators this key does not act for: "
-                                + ", ".join(sorted(foreign)))
+            if not self._fetch_checked(job_id, source, path):
                 return
         run_file = self._run_file or run_in_pool
         summary = run_file(path, self.settings, workers=self.workers, deliver=self.deliver)
@@ -231,15 +238,8 @@ class CeleryBillRunQueue(_Jobs):
         assert source.url is not None
         copy = self.spool_path()
         try:
-            _s3_download(source.url, copy, self.s3_endpoint)
-            with open(copy, "rb") as f:
-                foreign = foreign_operators(f, source.operators)
-            if foreign:
-                self._set(job_id, state="refused", finished_at=datetime.now(UTC),
-                          error="records of operators this key does not act for: "
-                                + ", ".join(sorted(foreign)))
-                return
-            self._enqueue_url(job_id, source.url)
+            if self._fetch_checked(job_id, source, copy):
+                self._enqueue_url(job_id, source.url)
         except Exception as exc:  # nobody to raise to: the job says it
             log.exception("bill run %s could not be enqueued", job_id)
             self._set(job_id, state="failed", error=f"{type(exc).__name__}: {exc}",
