@@ -27,6 +27,7 @@ IN_FLIGHT_PER_WORKER = 3
 
 #: Why a chunk of an interrupted run was not done (``invoicer runs show`` says it).
 INTERRUPTED = "interrupted before this chunk was done: run the same file again to finish"
+STOPPED = "the run stopped on an error before this chunk was done: run the same file again"
 
 
 @dataclass
@@ -106,6 +107,7 @@ def run_file(path: Path, settings: Settings, *, workers: int | None = None,
     source = str(path)
     run_id = ledger.runs.start(source)
     summary = RunSummary(run_id)
+    completed = False
     try:
         plan(ledger, run_id, source, chunk_lines=settings.chunk_lines)
         seqs = (seq for page in planned_chunks(ledger, run_id) for seq in page)
@@ -125,13 +127,18 @@ def run_file(path: Path, settings: Settings, *, workers: int | None = None,
                 summary.interrupted = True
         else:
             _pool_run(seqs, run_id, settings, deliver, workers, collect, summary)
+        completed = True
     except KeyboardInterrupt:  # while planning
         summary.interrupted = True
+        completed = True
     finally:
-        if summary.interrupted:
-            # Nothing of this run is running any more: what is left is not done.
-            ledger.runs.abandon_chunks(run_id, INTERRUPTED)
-            ledger.runs.finish_if_complete(run_id)
+        if summary.interrupted or not completed:
+            # Nothing of this run is running any more: what is left is not done. (If
+            # the run stopped on an error, that error is what the caller must see.)
+            with contextlib.suppress(Exception):
+                ledger.runs.abandon_chunks(run_id, INTERRUPTED if summary.interrupted
+                                           else STOPPED)
+                ledger.runs.finish_if_complete(run_id)
         services.close()
     return summary
 

@@ -45,8 +45,11 @@ class Settings(BaseSettings):
     """Larger PDFs are sent as a link instead of an attachment."""
     workers: int = 0
     """Processes for ``invoicer run``; 0 means one per core plus one."""
+    chunk_lines: int = 16
+    """Records per chunk of a bill run, for ``invoicer run`` and the Celery workers
+    alike (chunks are also closed at 4 MiB)."""
 
-    # --- Celery workers (worker.py); see README "Scaling out" -------------------------
+    # --- Celery workers (worker.py); see docs/scaling-out.md ---------------------------
     broker_url: str = "redis://127.0.0.1:6379/0"
     """The task queue's broker: ``redis://host:6379/0`` or ``amqp://user:pass@host/vhost``."""
     task_time_limit: int = 600
@@ -69,8 +72,6 @@ class Settings(BaseSettings):
     retry wait plus 60 s."""
     reconcile_every: int = 60
     """Seconds between two runs of the reconciler under Celery beat."""
-    chunk_lines: int = 16
-    """Records per chunk task of a bill run (chunks are also cut at 4 MiB)."""
     api_bill_runs: Literal["thread", "celery"] = "thread"
     """Where ``POST /v1/billing/runs`` sends a bill run: ``thread`` runs it in the API
     process, ``celery`` enqueues it for the workers (an upload is spooled to

@@ -59,10 +59,11 @@ def _cpu() -> float:
 
 
 def render_only(path: Path, workers: int) -> tuple[float, float, int, int]:
-    from invoicer.runner import CHUNK_LINES
+    from invoicer.settings import Settings
 
+    per_chunk = Settings().chunk_lines  # the records a bill run's chunk holds
     lines = path.read_bytes().splitlines()
-    chunks = [lines[i:i + CHUNK_LINES] for i in range(0, len(lines), CHUNK_LINES)]
+    chunks = [lines[i:i + per_chunk] for i in range(0, len(lines), per_chunk)]
     t0, c0 = time.perf_counter(), _cpu()
     with ProcessPoolExecutor(workers) as pool:
         pages = sum(pool.map(_render_chunk, chunks))

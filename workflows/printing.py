@@ -173,7 +173,7 @@ def enqueue(ledger: Ledger, invoice_id: int, limits: BatchLimits | None = None
             ) -> PrintBatchItem | None:
     """Put one paper invoice (its ``print`` delivery ``pending``) into a batch now.
 
-    For delivery routing to call right after it queued the invoice; idempotent.
+    For a caller that just queued the invoice and wants it batched at once; idempotent.
     """
     return ledger.print_batches.join(invoice_id, limits or BatchLimits())
 
