@@ -111,12 +111,11 @@ def test_the_mark_fits_narrow_margins_and_refuses_too_narrow_ones():
     with pytest.raises(printfile.PrintBatchError):
         printfile.mark_position(a4, 10 * MM, side)
     side_modules, ops = printfile.mark_operators(printfile.mark_payload(1234567, 123456,
-                                                                      123, 456))
+                                                                        123, 456))
     assert side_modules == 33 and ops.startswith(b"1 g\n0 0 33 33 re\nf\n0 g\n")
     assert printfile.parse_batch_id("B12") == printfile.parse_batch_id("12") == 12
     with pytest.raises(ValueError):
         printfile.parse_batch_id("B-1")
-
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +151,7 @@ def test_the_mark_reads_on_every_brand_and_lands_on_blank_margin(operator, one_p
     bat = Image.open(tmp_path / "bat.png").convert("L")
     side = 33 * printfile.MARK_MODULE
     x, y = printfile.mark_position((0, 0, brand.page_width, brand.page_height),
-                                  brand.margin_left, side)
+                                   brand.margin_left, side)
     scale = 100 / 72
     box = (int(x * scale), int((brand.page_height - y - side) * scale),
            int((x + side) * scale) + 1, int((brand.page_height - y) * scale) + 1)

@@ -204,7 +204,7 @@ def test_the_mark_is_drawn_on_blank_margin_and_changes_nothing_else(big, tmp_pat
     brand = brand_for(OPERATOR)
     side = 33 * printfile.MARK_MODULE
     x, y = printfile.mark_position((0, 0, brand.page_width, brand.page_height),
-                                  brand.margin_left, side)
+                                   brand.margin_left, side)
     scale = dpi / 72
     box = (int(x * scale), int((brand.page_height - y - side) * scale),
            int((x + side) * scale) + 1, int((brand.page_height - y) * scale) + 1)
