@@ -18,6 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from invoicer import backends
 from invoicer.billing.reader import iter_lines
 from invoicer.pipeline import Outcome, Services, process_record
 from invoicer.settings import Settings
@@ -71,7 +72,7 @@ def _init_worker(settings: Settings, deliver: bool) -> None:
     global _services
     # Ctrl-C is the parent's to handle: it stops feeding and lets chunks finish.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _services = Services.from_settings(settings, deliver=deliver)
+    _services = backends.services(settings, deliver=deliver)
 
 
 def _run_chunk(run_id: int, chunk: list[tuple[int, bytes]]) -> list[Outcome]:
@@ -116,7 +117,7 @@ def run_file(path: Path, settings: Settings, *, workers: int | None = None,
     ``interrupted`` set; a later run of the same file redoes nothing that was done.
     """
     workers = workers or settings.effective_workers()
-    services = Services.from_settings(settings, deliver=deliver)
+    services = backends.services(settings, deliver=deliver)
     ledger = services.ledger
     ledger.migrate()
     run_id = ledger.start_run(str(path), source_sha256=file_sha256(path))

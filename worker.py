@@ -37,12 +37,13 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from celery import Celery, signals
 from celery.exceptions import SoftTimeLimitExceeded
 
 from invoicer.delivery.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from invoicer.delivery.s3 import S3Object
 from invoicer.settings import Settings, get_settings
 
 log = logging.getLogger("invoicer.worker")
@@ -266,9 +267,9 @@ def check_startup(settings: Settings) -> None:
 def _on_worker_init(**_: Any) -> None:
     settings = get_settings()
     check_startup(settings)
-    from invoicer.ledger import Ledger
+    from invoicer import backends
 
-    with Ledger.from_url(settings.db_url) as ledger:
+    with backends.ledger(settings) as ledger:
         ledger.migrate()
 
 
@@ -292,23 +293,6 @@ def source_url(path_or_url: str) -> str:
     return Path(path_or_url).resolve().as_uri()
 
 
-def _s3_target(url: str) -> tuple[Any, str, str]:
-    """(client, bucket, key) of ``s3://bucket/key?endpoint=…&region=…``."""
-    from invoicer.delivery.archive import S3Archive
-
-    parts = urlsplit(url)
-    options = urlencode(parse_qsl(parts.query))
-    store = S3Archive.from_url(f"s3://{parts.netloc}" + (f"?{options}" if options else ""))
-    return store.client, parts.netloc, unquote(parts.path).lstrip("/")
-
-
-def _s3_call(what: str, call: Callable[[], Any]) -> Any:
-    from invoicer.delivery.archive import _s3_errors
-
-    with _s3_errors(what):
-        return call()
-
-
 def _file_path(url: str) -> Path:
     return Path(unquote(urlsplit(url).path))
 
@@ -316,9 +300,7 @@ def _file_path(url: str) -> Path:
 def read_range(url: str, start: int, end: int) -> bytes:
     """Bytes ``[start, end)`` of a source."""
     if url.startswith("s3://"):
-        client, bucket, key = _s3_target(url)
-        return _s3_call(f"read {key}", lambda: client.get_object(
-            Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}")["Body"].read())
+        return S3Object.from_url(url).read_range(start, end)
     try:
         with open(_file_path(url), "rb") as f:
             f.seek(start)
@@ -334,11 +316,7 @@ def read_range(url: str, start: int, end: int) -> bytes:
 
 def _blocks(url: str) -> Iterator[bytes]:
     if url.startswith("s3://"):
-        client, bucket, key = _s3_target(url)
-        body = _s3_call(f"read {key}",
-                        lambda: client.get_object(Bucket=bucket, Key=key)["Body"])
-        while block := _s3_call(f"read {key}", lambda: body.read(1 << 20)):
-            yield block
+        yield from S3Object.from_url(url).blocks(1 << 20)
         return
     try:
         with open(_file_path(url), "rb") as f:
@@ -419,10 +397,10 @@ def services() -> Any:
     """
     global _services, _services_pid
     if _services is None or _services_pid != os.getpid():
-        from invoicer.pipeline import Services
+        from invoicer import backends
 
         settings = get_settings()
-        built = Services.from_settings(settings)
+        built = backends.services(settings)
         if built.channels is not None:
             # The circuit breaker stops knocking on a dead mail server; a task's retry
             # comes back after at most retry_backoff_max and must find it closed again.
@@ -667,9 +645,7 @@ def process_record(source: str) -> dict[str, Any]:
 
 def _size(url: str) -> int:
     if url.startswith("s3://"):
-        client, bucket, key = _s3_target(url)
-        return int(_s3_call(f"stat {key}", lambda: client.head_object(
-            Bucket=bucket, Key=key))["ContentLength"])
+        return S3Object.from_url(url).size()
     return _file_path(url).stat().st_size
 
 

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 from invoicer.settings import Settings
 
@@ -88,11 +87,9 @@ def foreign_operators(lines: Iterable[bytes], allowed: Iterable[str]) -> set[str
 
 
 def _s3_download(url: str, dest: Path, endpoint: str | None) -> None:
-    import boto3
+    from invoicer.delivery.s3 import S3Object
 
-    parts = urlsplit(url)
-    client = boto3.client("s3", endpoint_url=endpoint) if endpoint else boto3.client("s3")
-    client.download_file(parts.netloc, parts.path.lstrip("/"), str(dest))
+    S3Object.from_url(url, endpoint=endpoint).download(dest)
 
 
 class _Jobs:

@@ -25,8 +25,8 @@ from invoicer.delivery import printing
 from invoicer.delivery.archive import FileArchive, S3Archive
 from invoicer.ledger import ApiKeyStore, Ledger
 from invoicer.settings import Settings
-from tests.delivery.conftest import aws_env, bucket, moto_endpoint, s3_admin, s3_url  # noqa: F401
 from tests.delivery.test_printing import queue, templates  # noqa: F401 - shared fixture
+from tests.support.servers import s3_url
 
 OTHER = "vivo"
 

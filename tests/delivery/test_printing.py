@@ -44,7 +44,7 @@ from invoicer.ledger import Ledger, LedgerConflict, PrintCountMismatch, print_so
 from invoicer.renderer import render
 from invoicer.renderer.brand import brand_for
 from invoicer.renderer.layout import WINDOW_HEIGHT, WINDOW_LEFT, WINDOW_TOP, WINDOW_WIDTH
-from tests.delivery.conftest import s3_url
+from tests.support.servers import s3_url
 from tests.test_ledger import db_url, pg_admin, race  # noqa: F401 - shared fixtures
 
 OPERATOR = "oi"

@@ -34,7 +34,8 @@ from invoicer.ledger import Ledger
 from invoicer.settings import Settings
 from invoicer.worker import chunk_lines, mask, redelivery_problems, split_source
 from tests.delivery.test_printing import templates  # noqa: F401 - shared fixture
-from tests.worker.conftest import REGION, ROOT, Celery, SmtpServer
+from tests.support.servers import REGION, SmtpServer
+from tests.worker.conftest import ROOT, Celery
 
 FAULT_RECORDS = int(os.environ.get("INVOICER_TEST_RECORDS", "240"))
 BAD_EVERY = 25
