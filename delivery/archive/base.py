@@ -66,7 +66,7 @@ class ObjectInfo:
 class Archive(Protocol):
     """Immutable object storage for invoices.
 
-    Keys are ``/``-separated safe segments (build them with :func:`invoice_key`);
+    Keys are ``/``-separated safe segments (build them with :func:`.keys.invoice_key`);
     every method checks a key before any I/O and raises ``ValueError`` for a bad one.
     Failures of the store raise :class:`~invoicer.delivery.errors.DeliveryError` subclasses.
     Implementations are safe to share between threads.
