@@ -84,7 +84,8 @@ def validate(
     file: Annotated[str, typer.Argument(help="JSON Lines file of records, or - for stdin.")],
     rejects: Annotated[
         Path | None,
-        typer.Option(help="Dead-letter file for rejected lines [default: FILE.rejected.jsonl]."),
+        typer.Option(help="Dead-letter file for rejected lines.",
+                     show_default="FILE.rejected.jsonl"),
     ] = None,
 ) -> None:
     """Check every record of FILE against billing-record/1; exit 0 only if all are valid."""
@@ -164,7 +165,8 @@ def run(
     file: Annotated[Path, typer.Argument(help="JSON Lines file of billing records.",
                                          exists=True, dir_okay=False)],
     workers: Annotated[int | None, typer.Option(
-        min=1, help="Processes [default: INVOICER_WORKERS, or one per core + 1].")] = None,
+        min=1, help="Processes.",
+        show_default="INVOICER_WORKERS, or one per core + 1")] = None,
     deliver: Annotated[bool, typer.Option(
         help="Deliver as each invoice is archived; --no-deliver only renders, archives "
              "and records (run the same file again later to deliver).")] = True,
@@ -266,8 +268,9 @@ def _print_run_summary(summary, elapsed: float) -> None:
 @app.command()
 def deliveries(
     state: Annotated[list[str] | None, typer.Option(
-        help="States to list [default: failed_permanent, unknown, and sending "
-             "untouched for --stale minutes].")] = None,
+        help="States to list.",
+        show_default="failed_permanent, unknown, and sending untouched for --stale "
+                     "minutes")] = None,
     stale: Annotated[int, typer.Option(help="Minutes after which 'sending' is stale.")] = 30,
     limit: Annotated[int, typer.Option(min=1)] = 200,
 ) -> None:
@@ -300,12 +303,12 @@ def resend(
 ) -> None:
     """Send an invoice again on one channel, deliberately: a new attempt with its own
     Message-ID, recorded in the ledger."""
+    from invoicer import backends
     from invoicer.billing import parse_record
-    from invoicer.pipeline import Services
     from invoicer.settings import get_settings
     from invoicer.workflows.dispatch import resend as resend_delivery
 
-    services = Services.from_settings(get_settings())
+    services = backends.services(get_settings())
     ledger = services.ledger
     ledger.migrate()
     found = ledger.invoices.find(invoice, operator)
@@ -341,8 +344,26 @@ def config() -> None:
     table.add_column("value")
     table.add_column("environment variable")
     for name, value in masked(get_settings()).items():
-        table.add_row(name, Text(value), f"INVOICER_{name.upper()}")
+        table.add_row(name, Text(value + _relative_note(value)), f"INVOICER_{name.upper()}")
     out.print(table)
+
+
+def _relative_note(url: str) -> str:
+    """``" (./var/ledger.db here)"`` for a URL naming a path relative to the working
+    directory (``sqlite:///var/ledger.db``, ``file://var/archive``); else ``""``."""
+    from invoicer.delivery.fileurl import local_path
+
+    path = None
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///").split("?")[0]
+    elif url.startswith("file:"):
+        try:
+            path = local_path(url, "file")
+        except ValueError:
+            return ""
+    if not path or path == ":memory:" or os.path.isabs(path):
+        return ""
+    return f" (./{path}, relative to the working directory)"
 
 
 @app.command()
@@ -365,7 +386,8 @@ def samples_generate(
     cdrs: Annotated[int, typer.Option(min=0, help="Mean call-detail records per record.")] = 20,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same records.")] = 1,
     output: Annotated[Path | None, typer.Option("--output", "-o",
-                                                help="File to write [default: stdout].")] = None,
+                                                help="File to write.",
+                                                show_default="stdout")] = None,
 ) -> None:
     """Write realistic, reconciling synthetic billing records as JSON Lines."""
     from invoicer.billing.synthetic import write_jsonl
@@ -389,14 +411,13 @@ app.add_typer(print_app, name="print")
 
 def _print_backends():
     """The migrated ledger and the archive that the settings name."""
-    from invoicer.delivery.archive import archive_from_url
-    from invoicer.ledger import Ledger
+    from invoicer import backends
     from invoicer.settings import get_settings
 
     settings = get_settings()
-    ledger = Ledger.from_url(settings.db_url)
+    ledger = backends.ledger(settings)
     ledger.migrate()
-    return ledger, archive_from_url(settings.archive_url)
+    return ledger, backends.archive(settings)
 
 
 def _batch_id(text: str) -> int:
@@ -451,7 +472,7 @@ def print_list(
 @print_app.command("close")
 def print_close(
     operator: Annotated[str | None, typer.Option(
-        help="Only this operator's batches [default: every operator].")] = None,
+        help="Only this operator's batches.", show_default="every operator")] = None,
     max_documents: Annotated[int, typer.Option(
         min=1, help="Size at which new batches seal themselves, in documents.")] = 10_000,
     max_sheets: Annotated[int, typer.Option(
@@ -559,10 +580,10 @@ app.add_typer(keys_app, name="keys")
 
 
 def _migrated_ledger():
-    from invoicer.ledger import Ledger
+    from invoicer import backends
     from invoicer.settings import get_settings
 
-    ledger = Ledger.from_url(get_settings().db_url)
+    ledger = backends.ledger(get_settings())
     ledger.migrate()
     return ledger
 
@@ -638,7 +659,7 @@ def serve(
     _migrated_ledger().close()
     # The factory form: each uvicorn worker process builds its own app, ledger pool and
     # archive client (none of them survives a fork).
-    uvicorn.run("api:create_app", factory=True, host=host, port=port, workers=workers,
+    uvicorn.run("invoicer.api:create_app", factory=True, host=host, port=port, workers=workers,
                 proxy_headers=True, server_header=False)
 
 
@@ -676,8 +697,9 @@ def enqueue(
     A coordinating task splits the file into chunks; follow it with `invoicer runs show
     RUN`. Enqueueing the same file twice yields one set of invoices and notifications.
     """
-    from invoicer.runs import Broker, source_url
+    from invoicer import backends
     from invoicer.runs import enqueue as enqueue_run
+    from invoicer.runs import source_url
     from invoicer.settings import get_settings
 
     if "://" not in source and not Path(source).is_file():
@@ -690,7 +712,7 @@ def enqueue(
         raise typer.Exit(2) from None
     ledger = _migrated_ledger()
     try:
-        run_id = enqueue_run(url, ledger, Broker.from_settings(get_settings()).send)
+        run_id = enqueue_run(url, ledger, backends.broker(get_settings()).send)
     except Exception as exc:  # the broker is down or unreachable: say so plainly
         console.print(Text(f"cannot reach the broker: {type(exc).__name__}: {exc}",
                            style="red"))
@@ -803,12 +825,12 @@ def _show_progress(ledger, p, elapsed: float, first) -> None:
 def reconcile() -> None:
     """Re-enqueue chunks a dead worker or a lost message left unfinished (what the
     Celery beat schedule runs every INVOICER_RECONCILE_EVERY seconds)."""
-    from invoicer.runs import Broker
+    from invoicer import backends
     from invoicer.runs import reconcile as reconcile_runs
     from invoicer.settings import get_settings
 
     settings = get_settings()
-    broker = Broker.from_settings(settings)
+    broker = backends.broker(settings)
     stats = reconcile_runs(_migrated_ledger(), settings, broker.send,
                            waiting=broker.queue_depth)
     out.print(Text(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in stats.items())

@@ -5,9 +5,10 @@
     -> deliver per the subscriber's preference (workflows.dispatch)
 
 Nothing here knows whether it runs in the CLI's process pool, a Celery worker or a
-test (``invoicer.runs`` walks a run's chunks through it). Every step is idempotent: the ledger's unique (operator, number) decides who
-works on an invoice, rendering is deterministic and archiving is create-only, so a
-record handed over twice, or a run resumed after a crash, yields one archived invoice.
+test (``invoicer.runs`` walks a run's chunks through it). Every step is idempotent: the
+ledger's unique (operator, number) decides who works on an invoice, rendering is
+deterministic and archiving is create-only, so a record handed over twice, or a run
+resumed after a crash, yields one archived invoice.
 """
 
 from __future__ import annotations
@@ -15,26 +16,18 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 from invoicer.billing import BillingRecord, RecordError, parse_record
-from invoicer.delivery.archive import Archive, archive_from_url, invoice_key
-from invoicer.delivery.email import Backoff
+from invoicer.delivery.archive import Archive, invoice_key
 from invoicer.delivery.errors import DeliveryError, TransientDeliveryError
-from invoicer.delivery.links import local_secret
 from invoicer.ledger import Ledger, LedgerConflict
 from invoicer.renderer import RENDERER_VERSION, RenderOptions, render
-from invoicer.settings import Settings
 from invoicer.workflows.dispatch import Channels, dispatch
 
 log = logging.getLogger(__name__)
 
 Status = Literal["archived", "already_done", "repeated", "rejected", "failed"]
-
-#: In-line retries of a delivery: a few quick tries (a 4xx, a blip); a longer outage is
-#: the next run's or the reconciler's job, not a worker's to wait out.
-INLINE_BACKOFF = Backoff(attempts=4, base=0.25, factor=2.0, cap=2.0)
 
 #: Outcomes after which nothing is left to do for a record in this run.
 TERMINAL: frozenset[str] = frozenset({"archived", "already_done", "repeated", "rejected"})
@@ -55,47 +48,19 @@ class Outcome:
 
 @dataclass
 class Services:
-    """The collaborators a record passes through, built once per process."""
+    """The collaborators a record passes through, built once per process
+    (:func:`invoicer.backends.services` builds them from the settings)."""
 
     ledger: Ledger
     archive: Archive
     channels: Channels | None = None
     options: RenderOptions = field(default_factory=RenderOptions)
 
-    @classmethod
-    def from_settings(cls, settings: Settings, *, deliver: bool = True) -> Services:
-        """Backends from the settings; ``deliver=False`` archives and records only
-        (a later run of the same file delivers what is still pending)."""
-        from invoicer.delivery.email import mailer_from_url, retry
-        from invoicer.delivery.sms import gateway_from_url
-
-        _make_local_dirs(settings)
-        if not deliver:
-            return cls(ledger=Ledger.from_url(settings.db_url),
-                       archive=archive_from_url(settings.archive_url))
-        secret = (settings.link_secret.encode() if settings.link_secret
-                  else local_secret(Path("var") / "link-secret"))
-        channels = Channels(
-            mailer=mailer_from_url(settings.mail_url), sms=gateway_from_url(settings.sms_url),
-            public_url=settings.public_url, link_secret=secret, sender=settings.mail_from,
-            max_attachment=int(settings.max_attachment_mb * 1024 * 1024),
-            retry=lambda call: retry(call, backoff=INLINE_BACKOFF))
-        return cls(ledger=Ledger.from_url(settings.db_url),
-                   archive=archive_from_url(settings.archive_url), channels=channels)
-
     def close(self) -> None:
+        """Close the ledger and the mailer's connections."""
         self.ledger.close()
         if self.channels is not None:
             self.channels.mailer.close()
-
-
-def _make_local_dirs(settings: Settings) -> None:
-    # The embedded defaults point into ./var; create it so a fresh checkout just runs.
-    for url, prefix in ((settings.db_url, "sqlite:///"), (settings.archive_url, "file://")):
-        if url.startswith(prefix):
-            path = Path(url[len(prefix):].split("?")[0])
-            (path.parent if prefix == "sqlite:///" else path).mkdir(parents=True,
-                                                                      exist_ok=True)
 
 
 def process_record(raw: bytes, *, line: int, run_id: int, services: Services) -> Outcome:

@@ -19,6 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from invoicer import backends
 from invoicer.pipeline import Outcome, Services
 from invoicer.runs import ChunkResult, plan, planned_chunks, run_chunk
 from invoicer.settings import Settings
@@ -78,7 +79,7 @@ def _init_worker(settings: Settings, deliver: bool) -> None:
     global _services
     # Ctrl-C is the parent's to handle: it stops feeding and lets chunks finish.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _services = Services.from_settings(settings, deliver=deliver)
+    _services = backends.services(settings, deliver=deliver)
 
 
 def _run_chunk(run_id: int, seq: int) -> ChunkResult:
@@ -101,7 +102,7 @@ def run_file(path: Path, settings: Settings, *, workers: int | None = None,
     """
     global _services
     workers = workers or settings.effective_workers()
-    services = Services.from_settings(settings, deliver=deliver)
+    services = backends.services(settings, deliver=deliver)
     ledger = services.ledger
     ledger.migrate()
     source = str(path)

@@ -10,13 +10,13 @@ import os
 import re
 from functools import cache
 from typing import Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Query parameters whose values are secrets wherever they appear in a URL.
 _SECRET_PARAMS = re.compile(r"(pass|secret|token|key|signature|credential)", re.I)
-_SECRET_FIELDS = frozenset({"link_secret"})
+_SECRET_FIELDS = frozenset({"link_secret", "sms_token"})
 
 
 class Settings(BaseSettings):
@@ -35,7 +35,9 @@ class Settings(BaseSettings):
     mail_from: str = "invoices@localhost"
     """The From address of invoice e-mails (a brand may name its own)."""
     sms_url: str = "file://var/sms"
-    """SMS notices: ``file://PATH`` (JSON Lines outbox) or ``https://TOKEN@gateway/...``."""
+    """SMS notices: ``file://PATH`` (JSON Lines outbox) or ``https://:TOKEN@gateway/...``."""
+    sms_token: str = ""
+    """The HTTP SMS gateway's bearer token when ``sms_url`` carries none."""
     public_url: str = "http://localhost:8080"
     """Where subscribers' links point (the HTTP API)."""
     link_secret: str = ""
@@ -113,7 +115,13 @@ def mask_url(url: str) -> str:
     query = urlencode([(k, "***" if _SECRET_PARAMS.search(k) else v)
                        for k, v in parse_qsl(parts.query, keep_blank_values=True)],
                       safe="*:/")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    # Joined by hand, as written: urlunsplit drops an empty host's "//" for schemes it
+    # does not know, printing the relative "sqlite:///var/ledger.db" as
+    # "sqlite:/var/ledger.db" (an absolute path to the eye) and "sqlite:////abs.db" as
+    # "sqlite://abs.db" (a host).
+    slashes = "//" if url.startswith(f"{parts.scheme}://") else ""
+    return (f"{parts.scheme}:{slashes}{netloc}{parts.path}" + (f"?{query}" if query else "")
+            + (f"#{parts.fragment}" if parts.fragment else ""))
 
 
 def masked(settings: Settings) -> dict[str, str]:
@@ -121,7 +129,8 @@ def masked(settings: Settings) -> dict[str, str]:
     out = {}
     for name, value in settings.model_dump().items():
         if name in _SECRET_FIELDS:
-            out[name] = "***" if value else "(generated, var/link-secret)"
+            unset = "(generated, var/link-secret)" if name == "link_secret" else "(none)"
+            out[name] = "***" if value else unset
         else:
             out[name] = mask_url(value) if isinstance(value, str) and "://" in value \
                 else str(value)

@@ -38,8 +38,8 @@ from typing import Any
 from celery import Celery, signals
 from celery.exceptions import SoftTimeLimitExceeded
 
+from invoicer import backends
 from invoicer.delivery.errors import PermanentDeliveryError, TransientDeliveryError
-from invoicer.ledger import Ledger
 from invoicer.pipeline import Services
 from invoicer.runs import ChunkNotFinished, plan, reconcile, run_chunk, source_url
 from invoicer.runs.broker import (
@@ -245,7 +245,7 @@ def check_startup(settings: Settings) -> None:
 def _on_worker_init(**_: Any) -> None:
     settings = get_settings()
     check_startup(settings)
-    with Ledger.from_url(settings.db_url) as ledger:
+    with backends.ledger(settings) as ledger:
         ledger.migrate()
 
 
@@ -268,7 +268,7 @@ def services() -> Services:
     global _services, _services_pid
     if _services is None or _services_pid != os.getpid():
         settings = get_settings()
-        built = Services.from_settings(settings)
+        built = backends.services(settings)
         if built.channels is not None:
             # The circuit breaker stops knocking on a dead mail server; a task's retry
             # comes back after at most retry_backoff_max and must find it closed again.

@@ -17,12 +17,12 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from invoicer import backends
 from invoicer.api import billing, operations, print_shop, problems, subscriber, web
 from invoicer.api.access import AccessLimits, AccessService
 from invoicer.api.billrun import BillRunQueue, queue_from_settings
-from invoicer.delivery.archive import Archive, archive_from_url
-from invoicer.delivery.links import local_secret
-from invoicer.delivery.sms import SmsGateway, gateway_from_url
+from invoicer.delivery.archive import Archive
+from invoicer.delivery.sms import SmsGateway
 from invoicer.ledger import Ledger
 from invoicer.settings import Settings, get_settings
 
@@ -69,19 +69,18 @@ def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None
 
     ``ledger``, ``archive`` and ``sms`` default to the ones ``settings`` (default: the
     environment's) names, ``link_secret`` to the one the bill run signs e-mail links
-    with; a ledger made here is closed when the app shuts down. ``bill_runs`` defaults
-    to the queue ``INVOICER_API_BILL_RUNS`` names
+    with (all built by :mod:`invoicer.backends`); a ledger made here is closed when the
+    app shuts down. ``bill_runs`` defaults to the queue ``INVOICER_API_BILL_RUNS`` names
     (:func:`~api.billrun.queue_from_settings`: a thread in this process, or the Celery
     workers). The ledger's schema is not migrated here (``invoicer serve`` does it
     first).
     """
     settings = settings or get_settings()
     owned = ledger is None
-    the_ledger = ledger or Ledger.from_url(settings.db_url)
-    the_archive = archive or archive_from_url(settings.archive_url)
-    secret = link_secret or (settings.link_secret.encode() if settings.link_secret
-                             else local_secret(Path("var") / "link-secret"))
-    the_sms = sms or gateway_from_url(settings.sms_url)
+    the_ledger = ledger or backends.ledger(settings)
+    the_archive = archive or backends.archive(settings)
+    secret = link_secret or backends.link_secret(settings)
+    the_sms = sms or backends.sms_gateway(settings)
     queue = bill_runs or queue_from_settings(settings, the_ledger, Path("var") / "bill-runs")
 
     @asynccontextmanager

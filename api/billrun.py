@@ -20,11 +20,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
+from invoicer import backends
 from invoicer.ledger import Ledger
 from invoicer.runner import run_file as run_in_pool
-from invoicer.runs import Broker, enqueue
+from invoicer.runs import enqueue
 from invoicer.runs.broker import Send
 from invoicer.settings import Settings
 
@@ -92,11 +92,9 @@ def foreign_operators(lines: Iterable[bytes], allowed: Iterable[str]) -> set[str
 
 
 def _s3_download(url: str, dest: Path, endpoint: str | None) -> None:
-    import boto3
+    from invoicer.delivery.s3 import S3Object
 
-    parts = urlsplit(url)
-    client = boto3.client("s3", endpoint_url=endpoint) if endpoint else boto3.client("s3")
-    client.download_file(parts.netloc, parts.path.lstrip("/"), str(dest))
+    S3Object.from_url(url, endpoint=endpoint).download(dest)
 
 
 class _Jobs:
@@ -270,5 +268,5 @@ def queue_from_settings(settings: Settings, ledger: Ledger, spool: Path) -> Bill
     """The queue ``INVOICER_API_BILL_RUNS`` names: ``thread`` (in the API process) or
     ``celery`` (the workers on ``INVOICER_BROKER_URL``)."""
     if settings.api_bill_runs == "celery":
-        return CeleryBillRunQueue(ledger, spool, send=Broker.from_settings(settings).send)
+        return CeleryBillRunQueue(ledger, spool, send=backends.broker(settings).send)
     return ThreadBillRunQueue(settings, spool)

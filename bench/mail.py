@@ -10,9 +10,10 @@ would be); its handler counts and discards. Against it, one after the other:
     clock starts), sent over several asyncio connections with MAIL/RCPT/DATA written in
     one go (pipelined) and nothing else: what the server accepts at most;
 (b) **service**: for every billing record, templating (Jinja2), MIME building
-    (:func:`delivery.email.build_invoice_message`), serialization and sending through
-    :class:`delivery.email.SmtpMailer` (aiosmtplib, ``concurrency`` pooled connections),
-    with each outcome handed to :func:`record_outcome`, where the ledger update goes.
+    (:func:`delivery.email.message.build_invoice_message`), serialization and sending
+    through :class:`delivery.email.smtp.SmtpMailer` (aiosmtplib, ``concurrency`` pooled
+    connections), with each outcome handed to :func:`record_outcome`, where the ledger
+    update goes.
 
 It prints messages/s for both, the ratio (target >= 70 %) and the concurrency used,
 and checks that the server counted every message.
@@ -185,7 +186,7 @@ def raw_send(port: int, jobs: list[tuple[bytes, bytes]], total: int, connections
 
 
 def raw_jobs(recs: list, pdf: bytes) -> list[tuple[bytes, bytes]]:
-    from invoicer.delivery.email import _prepare
+    from invoicer.delivery.email.smtp import _prepare
 
     jobs = []
     for record in recs[:RAW_DISTINCT]:

@@ -1,7 +1,7 @@
 """The errors every delivery backend raises, whatever its vendor.
 
-Vendor errors (botocore, OS errors, later SMTP and HTTP gateways) are translated at the
-edge of each backend into this small tree, so callers decide about retries on the class
+Vendor errors (botocore, aiosmtplib, HTTP gateways, the local disk) are translated at
+the edge of each backend into this small tree, so callers decide about retries on the class
 alone, never on a vendor's exception or string:
 
     DeliveryError                  anything a backend could not do
@@ -27,6 +27,10 @@ exception stays reachable as ``__cause__``.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+from collections.abc import Iterator
+
 __all__ = [
     "ArchiveConflictError",
     "ArchiveNotFoundError",
@@ -36,9 +40,11 @@ __all__ = [
     "SmtpTransientError",
     "TransientDeliveryError",
     "UnknownDeliveryError",
+    "error_for_os_error",
     "error_for_smtp_reply",
     "error_for_status",
     "is_transient_status",
+    "os_errors",
 ]
 
 
@@ -113,6 +119,37 @@ def error_for_status(status: int, message: str) -> DeliveryError:
     """
     cls = TransientDeliveryError if is_transient_status(status) else PermanentDeliveryError
     return cls(f"HTTP {status}: {message}")
+
+
+# --- the local disk (the file:// backends) ---------------------------------------------
+
+# Errors of a local disk that an operator (or time) can clear: a full or busy disk, an
+# NFS server that comes back. A path we may not write to, or that is not a folder, will
+# not change by waiting.
+TRANSIENT_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EAGAIN, errno.EBUSY, errno.EINTR,
+     errno.ETIMEDOUT, errno.ESTALE, errno.ENOLCK}
+)
+
+
+def error_for_os_error(exc: OSError, what: str) -> DeliveryError:
+    """Return (not raise) the delivery error matching an ``OSError`` of a local backend:
+    transient for :data:`TRANSIENT_ERRNOS`, permanent otherwise; ``what`` says what was
+    being done (``"writing x to the outbox /var/outbox"``)."""
+    cls = TransientDeliveryError if exc.errno in TRANSIENT_ERRNOS else PermanentDeliveryError
+    return cls(f"{what}: {exc}")
+
+
+@contextlib.contextmanager
+def os_errors(what: str) -> Iterator[None]:
+    """Raise an ``OSError`` from the block as :func:`error_for_os_error` says (the
+    ``OSError`` as its cause); delivery errors pass unchanged."""
+    try:
+        yield
+    except DeliveryError:
+        raise
+    except OSError as exc:
+        raise error_for_os_error(exc, what) from exc
 
 
 # --- SMTP ------------------------------------------------------------------------------

@@ -1,10 +1,20 @@
-"""``file://`` URLs of the local backends (archive, mail outbox, SMS outbox)."""
+"""Backend URLs: the scheme picks the backend; ``file://`` URLs name local folders.
+
+Shared by the three transports (archive, mail, SMS), whose embedded defaults are local
+folders (``file://var/archive``, ``file://var/outbox``, ``file://var/sms``).
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["local_path"]
+__all__ = ["by_scheme", "fsync_dir", "local_path"]
+
+T = TypeVar("T")
 
 
 def local_path(url: str, what: str) -> str:
@@ -22,3 +32,33 @@ def local_path(url: str, what: str) -> str:
     if not path:
         raise ValueError(f"{what} URL without a path: {url!r}")
     return unquote(path)
+
+
+def by_scheme(url: str, backends: Mapping[str, Callable[[str], T]], what: str) -> T:
+    """Open ``url`` with the ``from_url`` its scheme maps to in ``backends``.
+
+    Configuration names a URL, never a class path: each transport keeps a small dict
+    from scheme to constructor. ``ValueError`` naming ``what`` (e.g. "archive") and the
+    known schemes for any other.
+    """
+    scheme = urlsplit(url).scheme
+    try:
+        open_url = backends[scheme]
+    except KeyError:
+        raise ValueError(
+            f"unknown {what} scheme {scheme!r} in {url!r}; known: {sorted(backends)}"
+        ) from None
+    return open_url(url)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the entries of folder ``path`` durable (a new file's name, a new folder).
+
+    A file written and fsynced is only found after a crash once its directory entry is
+    synced too: the ledger records "archived" or "sent" right after a backend returns.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

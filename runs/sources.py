@@ -9,13 +9,12 @@ source is a permanent error, a storage hiccup a transient one (``delivery.errors
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+from urllib.parse import unquote, urlsplit
 
-from invoicer.delivery.archive import S3Archive, _s3_errors
 from invoicer.delivery.errors import PermanentDeliveryError, TransientDeliveryError
+from invoicer.delivery.s3 import S3Object
 
 __all__ = ["read_blocks", "read_range", "size", "source_url"]
 
@@ -35,19 +34,6 @@ def source_url(path_or_url: str) -> str:
     return Path(path_or_url).resolve().as_uri()
 
 
-def _s3_target(url: str) -> tuple[Any, str, str]:
-    """(client, bucket, key) of ``s3://bucket/key?endpoint=…&region=…``."""
-    parts = urlsplit(url)
-    options = urlencode(parse_qsl(parts.query))
-    store = S3Archive.from_url(f"s3://{parts.netloc}" + (f"?{options}" if options else ""))
-    return store.client, parts.netloc, unquote(parts.path).lstrip("/")
-
-
-def _s3_call(what: str, call: Callable[[], Any]) -> Any:
-    with _s3_errors(what):
-        return call()
-
-
 def _file_path(source: str) -> Path:
     """The local file of a ``file://`` URL or a plain path."""
     if "://" not in source:
@@ -58,9 +44,7 @@ def _file_path(source: str) -> Path:
 def read_range(source: str, start: int, end: int) -> bytes:
     """Bytes ``[start, end)`` of a source."""
     if source.startswith("s3://"):
-        client, bucket, key = _s3_target(source)
-        return _s3_call(f"read {key}", lambda: client.get_object(
-            Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}")["Body"].read())
+        return S3Object.from_url(source).read_range(start, end)
     try:
         with open(_file_path(source), "rb") as f:
             f.seek(start)
@@ -77,11 +61,7 @@ def read_range(source: str, start: int, end: int) -> bytes:
 def read_blocks(source: str) -> Iterator[bytes]:
     """The whole source, block after block."""
     if source.startswith("s3://"):
-        client, bucket, key = _s3_target(source)
-        body = _s3_call(f"read {key}",
-                        lambda: client.get_object(Bucket=bucket, Key=key)["Body"])
-        while block := _s3_call(f"read {key}", lambda: body.read(BLOCK)):
-            yield block
+        yield from S3Object.from_url(source).blocks(BLOCK)
         return
     try:
         with open(_file_path(source), "rb") as f:
@@ -94,7 +74,5 @@ def read_blocks(source: str) -> Iterator[bytes]:
 def size(source: str) -> int:
     """The source's size in bytes."""
     if source.startswith("s3://"):
-        client, bucket, key = _s3_target(source)
-        return int(_s3_call(f"stat {key}", lambda: client.head_object(
-            Bucket=bucket, Key=key))["ContentLength"])
+        return S3Object.from_url(source).size()
     return _file_path(source).stat().st_size

@@ -1,13 +1,18 @@
-"""Shared fixtures: the spec's example record, the ledger's databases (SQLite and
-PostgreSQL), and helpers for races."""
+"""Shared fixtures: the spec's example record; the real peers every test folder may
+start: moto's S3 server (one per session, a bucket per test), a misbehaving proxy in
+front of it, an SMS gateway and an SMTP server on loopback (``tests/support/servers.py``);
+the ledger's databases (SQLite and PostgreSQL); and helpers for races.
+"""
 
 from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import secrets
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
@@ -15,10 +20,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import sqlalchemy as sa
+from botocore.config import Config
 
 from invoicer.ledger import Ledger
+from tests.support.servers import REGION, FaultProxy, SmsGatewayServer, SmtpServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -103,6 +111,89 @@ SPEC_EXAMPLE = json.loads(r"""
 def record() -> dict:
     """A fresh, mutable copy of the spec's example record."""
     return copy.deepcopy(SPEC_EXAMPLE)
+
+
+# --- S3: moto's real server ------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def aws_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Fake credentials for moto, and no host AWS config leaking into the tests."""
+    home = tmp_path_factory.mktemp("aws")
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
+                     "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION"):
+            mp.delenv(name, raising=False)
+        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        mp.setenv("AWS_CONFIG_FILE", str(home / "config"))
+        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "credentials"))
+        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        yield
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(aws_env: None) -> Iterator[str]:
+    """``http://127.0.0.1:PORT`` of a moto S3 server running for the whole session."""
+    from moto.server import ThreadedMotoServer  # heavy: only for the tests that use S3
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_admin(moto_endpoint: str):
+    """A plain boto3 client straight to moto, for set-up and for looking behind the API."""
+    return boto3.session.Session().client(
+        "s3", endpoint_url=moto_endpoint, region_name=REGION,
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
+
+
+@pytest.fixture
+def bucket(s3_admin) -> str:
+    """A fresh, empty bucket for one test."""
+    name = f"invoices-{uuid.uuid4().hex[:16]}"
+    s3_admin.create_bucket(Bucket=name,
+                           CreateBucketConfiguration={"LocationConstraint": REGION})
+    return name
+
+
+
+@pytest.fixture
+def fault_proxy(moto_endpoint: str) -> Iterator[FaultProxy]:
+    """A :class:`~tests.support.servers.FaultProxy` in front of moto; ``.url`` is its
+    endpoint."""
+    with FaultProxy(moto_endpoint) as proxy:
+        yield proxy
+
+
+# --- an SMS gateway and an SMTP server -------------------------------------------------
+
+
+@pytest.fixture
+def sms_gateway_server() -> Iterator[SmsGatewayServer]:
+    """A running :class:`~tests.support.servers.SmsGatewayServer`; ``.url`` is its base."""
+    with SmsGatewayServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def _smtp_server_module() -> Iterator[SmtpServer]:
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd: a line per command
+    with SmtpServer() as server:
+        yield server
+
+
+@pytest.fixture
+def smtp_server(_smtp_server_module: SmtpServer) -> SmtpServer:
+    """A running aiosmtpd on loopback, shared by a module, reset for every test."""
+    _smtp_server_module.handler.reset()
+    return _smtp_server_module
 
 
 # ---------------------------------------------------------------------------- databases

@@ -65,3 +65,29 @@ def test_installed_console_script_runs():
     assert proc.returncode == 0 and "validate" in proc.stdout
     proc = subprocess.run(["invoicer", "schema"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and json.loads(proc.stdout)["title"] == "billing-record/1"
+
+
+def test_option_defaults_are_printed_in_the_help():
+    # Rich reads "[default: ...]" written into a help text as a markup tag and drops it
+    # ("Processes ."): the defaults are given to typer, which prints them itself.
+    result = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "Processes. [default: (INVOICER_WORKERS, or one per core + 1)]" in result.output
+    result = runner.invoke(app, ["validate", "--help"], env={"COLUMNS": "200"})
+    assert "[default: (FILE.rejected.jsonl)]" in result.output
+
+
+def test_config_shows_the_default_ledger_as_the_relative_path_it_is(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("INVOICER_DB_URL", raising=False)
+    from invoicer.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        result = runner.invoke(app, ["config"], env={"COLUMNS": "200"})
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0
+    assert ("sqlite:///var/ledger.db (./var/ledger.db, relative to the working directory)"
+            in result.output)
+    assert "sqlite:/var" not in result.output

@@ -25,7 +25,7 @@ from invoicer.delivery.archive import FileArchive, S3Archive
 from invoicer.ledger import Ledger
 from invoicer.settings import Settings
 from invoicer.workflows import printing
-from tests.delivery.conftest import aws_env, bucket, moto_endpoint, s3_admin, s3_url  # noqa: F401
+from tests.support.servers import s3_url
 from tests.workflows.print_world import queue
 
 OTHER = "vivo"

@@ -100,3 +100,31 @@ def test_a_bill_run_with_another_operators_records_is_refused(sub):
                             headers=auth(sub.tokens["billing"]))
     assert bad_url.status_code == 422
     assert MAIN  # the world is untouched
+
+
+def _wait(sub, job, key):
+    deadline = time.monotonic() + 60
+    while job["state"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        job = sub.http.get(job["status_url"], headers=key).json()
+    return job
+
+
+def test_a_bill_run_from_s3_is_read_with_the_services_s3_client(sub, s3_admin, bucket,
+                                                                moto_endpoint):
+    key = auth(sub.tokens["billing"])
+    lines = [json.dumps(record("oi", "5555555555", "+5521955555555", f"OI-2026-12-00008{i}",
+                               2026, 12)) for i in range(2)]
+    s3_admin.put_object(Bucket=bucket, Key="exports/run.jsonl",
+                        Body=("\n".join(lines) + "\n").encode())
+    where = f"?endpoint={moto_endpoint}&region=eu-west-1"
+    got = sub.http.post(f"{BASE}/runs", json={"source": f"s3://{bucket}/exports/run.jsonl"
+                                                        + where}, headers=key)
+    assert got.status_code == 202, got.text
+    job = _wait(sub, got.json(), key)
+    assert job["state"] == "done" and job["outcomes"] == {"archived": 2}, job
+    # A missing object fails the job with the service's own error, not botocore's.
+    missing = sub.http.post(f"{BASE}/runs", json={"source": f"s3://{bucket}/nope.jsonl"
+                                                            + where}, headers=key)
+    job = _wait(sub, missing.json(), key)
+    assert job["state"] == "failed" and job["error"].startswith("PermanentDeliveryError"), job

@@ -19,7 +19,7 @@ from invoicer.billing.synthetic import generate
 from invoicer.delivery import printfile
 from invoicer.renderer import render
 from invoicer.renderer.brand import brand_for
-from tests.delivery.conftest import marks_on, run
+from tests.support.pdfs import marks_on, run
 
 MM = 72 / 25.4
 

@@ -29,15 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.delivery.conftest import (  # noqa: F401  (fixtures, re-exported here)
-    REGION,
-    SmtpServer,
-    aws_env,
-    bucket,
-    closed_port,
-    moto_endpoint,
-    s3_admin,
-)
+from tests.support.servers import closed_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -33,7 +33,8 @@ from invoicer.ledger import Ledger
 from invoicer.settings import Settings
 from invoicer.worker import mask, redelivery_problems
 from invoicer.workflows.dispatch import route
-from tests.worker.conftest import REGION, ROOT, Celery, SmtpServer
+from tests.support.servers import REGION, SmtpServer
+from tests.worker.conftest import ROOT, Celery
 
 FAULT_RECORDS = int(os.environ.get("INVOICER_TEST_RECORDS", "240"))
 BAD_EVERY = 25

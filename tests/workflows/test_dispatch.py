@@ -12,7 +12,8 @@ from email import policy
 import pytest
 
 from invoicer.billing import parse_record
-from invoicer.delivery.email import Backoff, mailer_from_url, retry
+from invoicer.delivery.email import mailer_from_url
+from invoicer.delivery.retry import Backoff, retry
 from invoicer.delivery.sms import FileSmsOutbox
 from invoicer.ledger import Ledger
 from invoicer.workflows.dispatch import EMAIL, PRINT, SMS, Channels, dispatch, resend, route

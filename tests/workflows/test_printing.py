@@ -35,7 +35,8 @@ from invoicer.ledger import Ledger, LedgerConflict, PrintCountMismatch, print_so
 from invoicer.renderer.brand import brand_for
 from invoicer.renderer.layout import WINDOW_HEIGHT, WINDOW_LEFT, WINDOW_TOP, WINDOW_WIDTH
 from invoicer.workflows import printing
-from tests.delivery.conftest import marks_on, run, s3_url, words_on
+from tests.support.pdfs import marks_on, run, words_on
+from tests.support.servers import s3_url
 from tests.workflows.print_world import OPERATOR, PERIOD, queue
 
 MM = 72 / 25.4

@@ -1,4 +1,4 @@
-"""GSM 03.38 / UCS-2 encoding choice and SMS segmentation (delivery.gsm).
+"""GSM 03.38 / UCS-2 encoding choice and SMS segmentation (delivery.sms.gsm).
 
 Golden cases pin the boundaries an operator is billed on (160/161, 153 per part, an
 escape pair or an emoji at a part boundary); property tests check that any text splits
@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from invoicer.delivery import gsm
-from invoicer.delivery.gsm import describe, encoding, segment_count, segments
+from invoicer.delivery.sms import gsm
+from invoicer.delivery.sms.gsm import describe, encoding, segment_count, segments
 
 # --- the alphabet ----------------------------------------------------------------------
 

@@ -1,81 +1,33 @@
-"""Real peers for the delivery tests: moto's S3 server, and a proxy that misbehaves.
+"""Real protocol peers on loopback for the tests: misbehaving S3, an SMS gateway, SMTP.
 
-moto's ``ThreadedMotoServer`` is a real HTTP server on loopback, started once per
-session; every test gets its own bucket. :class:`FaultProxy` is a small real HTTP
-server in front of it that answers chosen requests with S3 errors, stalls them, strips
-a header or corrupts a body, and forwards the rest untouched: the client under test
-talks HTTP to it exactly as it would to a misbehaving store.
+Plain classes and helpers, no fixtures (those are in ``tests/conftest.py``): import them
+from here, never from a test module or a conftest.
+
+- :class:`FaultProxy`: a small real HTTP server in front of moto's S3 server that
+  answers chosen requests with S3 errors, stalls them, strips a header or corrupts a
+  body, and forwards the rest untouched: the client under test talks HTTP to it exactly
+  as it would to a misbehaving store.
+- :class:`SmsGatewayServer`: a real HTTP SMS gateway with scripted replies.
+- :class:`SmtpServer`: aiosmtpd with a scripted handler (:class:`ScriptedHandler`),
+  restartable on the same port.
 """
 
 from __future__ import annotations
 
+import asyncio
 import http.client
-import logging
-import re
+import json
 import socket
-import subprocess
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
-from html import unescape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
-import boto3
-import pytest
-from botocore.config import Config
-from moto.server import ThreadedMotoServer
-
-from invoicer.delivery.archive import FileArchive, S3Archive
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP as _AiosmtpdSMTP
 
 REGION = "eu-west-1"
-
-
-@pytest.fixture(scope="session")
-def aws_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Fake credentials for moto, and no host AWS config leaking into the tests."""
-    home = tmp_path_factory.mktemp("aws")
-    with pytest.MonkeyPatch.context() as mp:
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
-                     "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION"):
-            mp.delenv(name, raising=False)
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.setenv("AWS_CONFIG_FILE", str(home / "config"))
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "credentials"))
-        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        yield
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint(aws_env: None) -> Iterator[str]:
-    """``http://127.0.0.1:PORT`` of a moto S3 server running for the whole session."""
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def s3_admin(moto_endpoint: str):
-    """A plain boto3 client straight to moto, for set-up and for looking behind the API."""
-    return boto3.session.Session().client(
-        "s3", endpoint_url=moto_endpoint, region_name=REGION,
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-    )
-
-
-@pytest.fixture
-def bucket(s3_admin) -> str:
-    """A fresh, empty bucket for one test."""
-    name = f"invoices-{uuid.uuid4().hex[:16]}"
-    s3_admin.create_bucket(Bucket=name,
-                           CreateBucketConfiguration={"LocationConstraint": REGION})
-    return name
+"""The region of every test bucket (moto keeps it, presigned URLs carry it)."""
 
 
 def closed_port() -> int:
@@ -86,37 +38,13 @@ def closed_port() -> int:
 
 
 def s3_url(bucket: str, endpoint: str, **options: object) -> str:
+    """The archive URL of ``bucket`` (prefix ``archive``) on the S3 server at ``endpoint``."""
     query = "&".join(f"{k}={v}" for k, v in {"endpoint": endpoint, "region": REGION,
                                              **options}.items())
     return f"s3://{bucket}/archive?{query}"
 
 
-@pytest.fixture(params=["file", "s3"])
-def backend(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
-@pytest.fixture
-def archive(backend: str, request: pytest.FixtureRequest, tmp_path: Path):
-    """The archive under contract: a folder on tmp_path, or a bucket on moto."""
-    if backend == "file":
-        return FileArchive(tmp_path / "archive")
-    bucket = request.getfixturevalue("bucket")
-    endpoint = request.getfixturevalue("moto_endpoint")
-    return S3Archive.from_url(s3_url(bucket, endpoint))
-
-
-@pytest.fixture
-def unreachable_archive(backend: str, tmp_path: Path, aws_env: None):
-    """An archive whose store any I/O would notice: a folder that must stay absent, or
-    an S3 endpoint where nothing listens (an attempt would raise a delivery error)."""
-    if backend == "file":
-        return FileArchive(tmp_path / "must-not-exist")
-    return S3Archive.from_url(s3_url("nobucket", f"http://127.0.0.1:{closed_port()}",
-                                     max_attempts=1, connect_timeout=0.5))
-
-
-# --- fault injection -------------------------------------------------------------------
+# --- a misbehaving S3 -------------------------------------------------------------------
 
 
 @dataclass
@@ -257,17 +185,7 @@ class FaultProxy:
         self._thread.join()
 
 
-@pytest.fixture
-def fault_proxy(moto_endpoint: str) -> Iterator[FaultProxy]:
-    """A :class:`FaultProxy` in front of moto; ``fault_proxy.url`` is its endpoint."""
-    with FaultProxy(moto_endpoint) as proxy:
-        yield proxy
-
-
-# =======================================================================================
-# SMS gateway on loopback (for tests/delivery/test_sms.py). Appended for the SMS notice;
-# nothing above depends on it.
-# =======================================================================================
+# --- an SMS gateway --------------------------------------------------------------------
 
 
 @dataclass
@@ -295,8 +213,6 @@ class ReceivedRequest:
     body: bytes
 
     def json(self):
-        import json
-
         return json.loads(self.body)
 
 
@@ -338,8 +254,6 @@ class SmsGatewayServer:
             self.script.extend(replies)
 
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
-        import json
-
         length = int(req.headers.get("Content-Length") or 0)
         body = req.rfile.read(length) if length else b""
         with self._lock:
@@ -379,22 +293,7 @@ class SmsGatewayServer:
         self._thread.join()
 
 
-@pytest.fixture
-def sms_gateway_server() -> Iterator[SmsGatewayServer]:
-    """A running :class:`SmsGatewayServer`; ``.url`` is its base URL."""
-    with SmsGatewayServer() as server:
-        yield server
-
-
-# =======================================================================================
-# E-mail: a real SMTP server on loopback (aiosmtpd), scripted per test.
-# Everything below belongs to tests/delivery/test_email.py and bench/mail.py.
-# =======================================================================================
-
-import asyncio  # noqa: E402
-
-from aiosmtpd.controller import Controller  # noqa: E402
-from aiosmtpd.smtp import SMTP as _AiosmtpdSMTP  # noqa: E402
+# --- an SMTP server ---------------------------------------------------------------------
 
 
 class ScriptedHandler:
@@ -524,49 +423,3 @@ class SmtpServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-@pytest.fixture(scope="module")
-def _smtp_server_module() -> Iterator[SmtpServer]:
-    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd: a line per command
-    with SmtpServer() as server:
-        yield server
-
-
-@pytest.fixture
-def smtp_server(_smtp_server_module: SmtpServer) -> SmtpServer:
-    """A running aiosmtpd on loopback, shared by a module, reset for every test."""
-    _smtp_server_module.handler.reset()
-    return _smtp_server_module
-
-
-# ---------------------------------------------------------------------------- reading PDFs back
-# With the tools a print shop would trust (poppler, zbar), for print files and batches.
-
-
-def run(*args: str) -> str:
-    """Run a command; its stdout (it must succeed)."""
-    return subprocess.run(args, check=True, capture_output=True, text=True).stdout
-
-
-MARK = re.compile(r"B\d+\|D\d+\|S\d+/\d+")
-
-
-def marks_on(pdf: Path, page: int, tmp: Path) -> list[str]:
-    """The sheet marks zbar reads on one page rasterised at 150 dpi (other QR codes,
-    such as EPC and GOST payment codes, left out)."""
-    png = tmp / f"p{page}"
-    run("pdftoppm", "-r", "150", "-f", str(page), "-l", str(page), "-singlefile", "-png",
-        str(pdf), str(png))
-    result = subprocess.run(["zbarimg", "-q", "--raw", "-Sdisable", "-Sqrcode.enable",
-                             f"{png}.png"], capture_output=True, text=True)
-    return [code for code in result.stdout.split() if MARK.fullmatch(code)]
-
-
-def words_on(pdf: Path, page: int) -> list[tuple[float, float, float, float, str]]:
-    """``pdftotext -bbox`` words of one page, in points from the top-left corner."""
-    html = run("pdftotext", "-bbox", "-f", str(page), "-l", str(page), str(pdf), "-")
-    return [(float(a), float(b), float(c), float(d), unescape(w)) for a, b, c, d, w in
-            re.findall(r'xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">'
-                       r"([^<]*)</word>", html)]
-

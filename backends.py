@@ -1,0 +1,105 @@
+"""Every backend the settings name, built here and nowhere else.
+
+The entry points (``invoicer`` commands, the bill run's process pool, the Celery
+workers, the HTTP API) get their collaborators from these functions; below them, code
+takes ready collaborators and never reads settings (``S3Archive(client, bucket,
+prefix)``, ``Channels(mailer=..., sms=...)``). A URL picks each backend (see
+``docs/settings.md``); how a URL becomes a backend is the transport's own business
+(``archive_from_url``, ``mailer_from_url``, ``gateway_from_url``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from invoicer.delivery.archive import Archive, archive_from_url
+from invoicer.delivery.email import Mailer, mailer_from_url
+from invoicer.delivery.links import local_secret
+from invoicer.delivery.retry import Backoff, retry
+from invoicer.delivery.sms import SmsGateway, gateway_from_url
+from invoicer.ledger import Ledger
+from invoicer.pipeline import Services
+from invoicer.runs.broker import Broker
+from invoicer.settings import Settings
+from invoicer.workflows.dispatch import Channels
+
+__all__ = [
+    "INLINE_BACKOFF",
+    "archive",
+    "broker",
+    "channels",
+    "ledger",
+    "link_secret",
+    "mailer",
+    "services",
+    "sms_gateway",
+]
+
+#: In-line retries of a delivery: a few quick tries (a 4xx, a blip); a longer outage is
+#: the next run's or the reconciler's job, not a worker's to wait out.
+INLINE_BACKOFF = Backoff(attempts=4, base=0.25, factor=2.0, cap=2.0)
+
+#: Where the embedded default keeps the links' secret when none is set.
+LOCAL_LINK_SECRET = Path("var") / "link-secret"
+
+
+def ledger(settings: Settings) -> Ledger:
+    """The ledger ``INVOICER_DB_URL`` names (not migrated: the caller decides)."""
+    return Ledger.from_url(settings.db_url)
+
+
+def archive(settings: Settings) -> Archive:
+    """The archive ``INVOICER_ARCHIVE_URL`` names."""
+    return archive_from_url(settings.archive_url)
+
+
+def broker(settings: Settings) -> Broker:
+    """A client of the task queue ``INVOICER_BROKER_URL`` names: sends tasks to the
+    Celery workers (``invoicer enqueue``, the API's Celery queue, the reconciler)."""
+    return Broker.from_settings(settings)
+
+
+def mailer(settings: Settings) -> Mailer:
+    """The mailer ``INVOICER_MAIL_URL`` names."""
+    return mailer_from_url(settings.mail_url)
+
+
+def sms_gateway(settings: Settings) -> SmsGateway:
+    """The SMS gateway ``INVOICER_SMS_URL`` names (token: ``INVOICER_SMS_TOKEN`` when
+    the URL has none)."""
+    return gateway_from_url(settings.sms_url, token=settings.sms_token or None)
+
+
+def link_secret(settings: Settings) -> bytes:
+    """The key signed links are made with: ``INVOICER_LINK_SECRET``, else one made once
+    and kept in ``var/link-secret`` (enough for one machine)."""
+    if settings.link_secret:
+        return settings.link_secret.encode()
+    return local_secret(LOCAL_LINK_SECRET)
+
+
+def channels(settings: Settings) -> Channels:
+    """What dispatch sends with: the mailer, the SMS gateway, links, retries."""
+    return Channels(
+        mailer=mailer(settings), sms=sms_gateway(settings),
+        public_url=settings.public_url, link_secret=link_secret(settings),
+        sender=settings.mail_from,
+        max_attachment=int(settings.max_attachment_mb * 1024 * 1024),
+        retry=lambda call: retry(call, backoff=INLINE_BACKOFF))
+
+
+def services(settings: Settings, *, deliver: bool = True) -> Services:
+    """The pipeline's collaborators for one process; ``deliver=False`` archives and
+    records only (a later run of the same file delivers what is still pending)."""
+    _make_local_dirs(settings)
+    return Services(ledger=ledger(settings), archive=archive(settings),
+                    channels=channels(settings) if deliver else None)
+
+
+def _make_local_dirs(settings: Settings) -> None:
+    # The embedded defaults point into ./var; create it so a fresh checkout just runs.
+    for url, prefix in ((settings.db_url, "sqlite:///"), (settings.archive_url, "file://")):
+        if url.startswith(prefix):
+            path = Path(url[len(prefix):].split("?")[0])
+            (path.parent if prefix == "sqlite:///" else path).mkdir(parents=True,
+                                                                      exist_ok=True)

@@ -1,0 +1,30 @@
+"""Settings as ``invoicer config`` prints them: secrets masked, URLs as they were written."""
+
+from __future__ import annotations
+
+import pytest
+
+from invoicer.settings import Settings, mask_url, masked
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("sqlite:///var/ledger.db", "sqlite:///var/ledger.db"),  # relative: three slashes
+    ("sqlite:////srv/ledger.db", "sqlite:////srv/ledger.db"),  # absolute: four
+    ("file://var/archive", "file://var/archive"),
+    ("file:///srv/archive", "file:///srv/archive"),
+    ("file:rel", "file:rel"),
+    ("postgresql://billing:s3cret@db:5432/ledger", "postgresql://billing:***@db:5432/ledger"),
+    ("https://:tok@sms.example/v1?token=t&account=a",
+     "https://:***@sms.example/v1?token=***&account=a"),
+    ("amqp://guest:guest@127.0.0.1:5672//", "amqp://guest:***@127.0.0.1:5672//"),
+    ("s3://bucket/p?endpoint=http://127.0.0.1:9000", "s3://bucket/p?endpoint=http://127.0.0.1:9000"),
+])
+def test_urls_are_shown_as_written_with_secrets_masked(url, shown):
+    assert mask_url(url) == shown
+
+
+def test_secret_settings_are_never_shown():
+    shown = masked(Settings(link_secret="hush", sms_token="tok-123"))
+    assert shown["link_secret"] == shown["sms_token"] == "***"
+    unset = masked(Settings(link_secret="", sms_token=""))
+    assert unset["link_secret"] == "(generated, var/link-secret)" and unset["sms_token"] == "(none)"
