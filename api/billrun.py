@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from invoicer import backends
+from invoicer.delivery.s3 import S3Object
 from invoicer.ledger import Ledger
 from invoicer.runner import run_file as run_in_pool
 from invoicer.runs import enqueue
@@ -92,8 +93,6 @@ def foreign_operators(lines: Iterable[bytes], allowed: Iterable[str]) -> set[str
 
 
 def _s3_download(url: str, dest: Path, endpoint: str | None) -> None:
-    from invoicer.delivery.s3 import S3Object
-
     S3Object.from_url(url, endpoint=endpoint).download(dest)
 
 
