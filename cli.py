@@ -87,7 +87,7 @@ def validate(
         typer.Option(help="Dead-letter file for rejected lines [default: FILE.rejected.jsonl]."),
     ] = None,
 ) -> None:
-    """Check every record of FILE against billing-record/1; exit 0 only if all are valid."""
+    """Check every record of FILE against billing-record/1 or 1.1; exit 0 if all are valid."""
     total_bytes = _size(file)
     default_rejects = rejects is None
     rejects_path = rejects or Path(
@@ -352,7 +352,7 @@ def config() -> None:
 def schema(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")] = None,
 ) -> None:
-    """Print the JSON Schema of billing-record/1 (generated from the models)."""
+    """Print the JSON Schema of billing-record/1.1 (generated from the models)."""
     from invoicer.billing.schema import json_schema_text
 
     text = json_schema_text()

@@ -64,4 +64,4 @@ def test_installed_console_script_runs():
                           text=True, timeout=60)
     assert proc.returncode == 0 and "validate" in proc.stdout
     proc = subprocess.run(["invoicer", "schema"], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0 and json.loads(proc.stdout)["title"] == "billing-record/1"
+    assert proc.returncode == 0 and json.loads(proc.stdout)["title"] == "billing-record/1.1"
