@@ -369,15 +369,18 @@ def samples_generate(
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same records.")] = 1,
     output: Annotated[Path | None, typer.Option("--output", "-o",
                                                 help="File to write [default: stdout].")] = None,
+    einvoice: Annotated[float, typer.Option(
+        min=0, max=1, help="Share of Dutch and Romanian records that are business records "
+        "asking for an e-invoice (billing-record/1.1).")] = 0.0,
 ) -> None:
     """Write realistic, reconciling synthetic billing records as JSON Lines."""
     from invoicer.billing.synthetic import write_jsonl
 
     if output is None:
-        write_jsonl(sys.stdout, count, cdrs, seed)
+        write_jsonl(sys.stdout, count, cdrs, seed, einvoice)
         return
     with open(output, "w", encoding="utf-8") as out:
-        written = write_jsonl(out, count, cdrs, seed)
+        written = write_jsonl(out, count, cdrs, seed, einvoice)
     console.print(Text(f"wrote {written} records to {output}"))
 
 

@@ -126,7 +126,8 @@ def xmp(*, title: str, author: str, subject: str, creator: str, producer: str,
 <rdf:Description rdf:about="" xmlns:xmpMM="http://ns.adobe.com/xap/1.0/mm/">\
 <xmpMM:DocumentID>uuid:{document_id}</xmpMM:DocumentID></rdf:Description>
 {_FACTUR_X_SCHEMA if factur_x else ""}</rdf:RDF></x:xmpmeta>
-<?xpacket end="w"?>""").encode("utf-8")
+<?xpacket end="w"?>
+""").encode()
 
 
 class _MimeName(PDFObject):
@@ -135,6 +136,14 @@ class _MimeName(PDFObject):
 
     def format(self, document) -> bytes:
         return b"/text#2Fxml"
+
+
+class _PlainStream(PDFStream):
+    """A stream written without any filter (ReportLab would write ``/Filter []``)."""
+
+    def format(self, document) -> bytes:
+        dictionary = PDFDictionary({**self.dictionary.dict, "Length": len(self.content)})
+        return dictionary.format(document) + b"\nstream\n" + self.content + b"endstream\n"
 
 
 def _uuid(digest: bytes) -> str:
@@ -172,9 +181,8 @@ def conform(canvas: Canvas, *, identity: str, issued: date,
                  creator=info.creator, producer=info.producer, instant=instant,
                  document_id=_uuid(digest), factur_x=attachment is not None)
     # PDF/A: the metadata stream is left unfiltered so any tool can read it.
-    catalog.Metadata = PDFStream(
-        PDFDictionary({"Type": PDFName("Metadata"), "Subtype": PDFName("XML")}), packet,
-        filters=[])
+    catalog.Metadata = _PlainStream(
+        PDFDictionary({"Type": PDFName("Metadata"), "Subtype": PDFName("XML")}), packet)
     catalog.OutputIntents = PDFArray([doc.Reference(intent)])
     extra = ["OutputIntents"]
     if attachment is not None:
