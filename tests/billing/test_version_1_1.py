@@ -108,10 +108,10 @@ def _taxed(base: int, rate: str, amount: int, charges: int) -> dict:
                           for a in amounts]
     rec["taxes"] = [{"code": "ICMS", "rate": rate, "base": f"{base / 100:.2f}",
                      "amount": f"{amount / 100:.2f}"}]
-    prev = Decimal(rec["balance"]["previous"])
+    due = Decimal(rec["balance"]["previous"]) - Decimal("120.50") + 1 + Decimal(
+        base + amount) / 100
     rec["totals"] = {"charges": f"{base / 100:.2f}", "taxes": f"{amount / 100:.2f}",
-                     "adjustments": "1.00",
-                     "total_due": f"{prev - Decimal('120.50') + 1 + Decimal(base + amount) / 100:.2f}"}
+                     "adjustments": "1.00", "total_due": f"{due:.2f}"}
     return rec
 
 
