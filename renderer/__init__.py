@@ -28,7 +28,7 @@ from invoicer.renderer.layout import FOOTER_HEIGHT, HEADER_HEIGHT, Frame, PagePl
 from invoicer.renderer.sections import PAYMENT_SLIP, Sections
 
 #: Recorded with every archived PDF: a change that alters output bumps it.
-RENDERER_VERSION = "1.0.0"
+RENDERER_VERSION = "1.1.0"  # 1.1: every PDF a PDF/A-3b
 
 # The ASCII85 layer only makes streams bigger; PDF readers take binary streams.
 rl_config.useA85 = 0
