@@ -71,8 +71,8 @@ def date102(value) -> str:
 #: codes. Anything else is "one" (C62), which EN 16931 accepts for any countable item.
 UNIT_CODES: dict[str, str] = {
     **dict.fromkeys(("min", "mins", "minute", "minutes", "мин", "минута", "минуты",
-                     "минут", "دقیقه", "minuut", "minuten", "minuto", "minutos", "minut",
-                     "minute", "minutos"), "MIN"),
+                     "минут", "دقیقه", "minuut", "minuten", "minuto", "minutos", "minut"),
+                    "MIN"),
     **dict.fromkeys(("s", "sec", "secs", "second", "seconds", "сек", "seg", "segundos"),
                     "SEC"),
     **dict.fromkeys(("h", "hr", "hour", "hours", "ч", "час", "uur", "hora", "horas", "oră",
