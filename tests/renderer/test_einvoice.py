@@ -25,9 +25,11 @@ from importlib.resources import files
 import pikepdf
 import pytest
 import saxonche
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
-from invoicer.billing import parse_record
+from invoicer.billing import RecordError, parse_record
 from invoicer.billing.synthetic import generate
 from invoicer.renderer import render, render_document
 from invoicer.renderer.einvoice import EInvoiceXml, build, xsd
@@ -287,3 +289,22 @@ def test_the_pdf_of_a_factur_x_invoice_is_the_same_invoice_people_read():
     assert len(a.pages) == len(b.pages)
     assert [p.Contents.read_bytes() for p in a.pages] == [p.Contents.read_bytes()
                                                           for p in b.pages]
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.text(min_size=1, max_size=40).filter(lambda t: t.strip()))
+def test_any_text_is_escaped_and_the_document_stays_schema_valid(text):
+    peppol = next(r for r in einvoice_samples().values()
+                  if r.delivery.einvoice.format.value == "peppol-bis3")
+    data = json.loads(peppol.model_dump_json(by_alias=True))
+    data["account"]["customer"]["name"] = text
+    data["services"][0]["charges"][0]["description"] = text
+    try:
+        record = parse_record(data)
+    except RecordError:
+        return  # lone surrogates, text empty once cleaned: rejected before any XML
+    tree = etree.fromstring(build(record).xml)  # XSD-checked inside build
+    name = tree.findtext("cac:AccountingCustomerParty/cac:Party/cac:PartyLegalEntity/"
+                         "cbc:RegistrationName", namespaces=UBL)
+    assert name == "".join(c for c in record.account.customer.name
+                           if c not in "\ufffe\uffff")
