@@ -88,7 +88,7 @@ def validate(
                      show_default="FILE.rejected.jsonl"),
     ] = None,
 ) -> None:
-    """Check every record of FILE against billing-record/1; exit 0 only if all are valid."""
+    """Check every record of FILE against billing-record/1 or 1.1; exit 0 if all are valid."""
     total_bytes = _size(file)
     default_rejects = rejects is None
     rejects_path = rejects or Path(
@@ -370,7 +370,7 @@ def _relative_note(url: str) -> str:
 def schema(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")] = None,
 ) -> None:
-    """Print the JSON Schema of billing-record/1 (generated from the models)."""
+    """Print the JSON Schema of billing-record/1.1 (generated from the models)."""
     from invoicer.billing.schema import json_schema_text
 
     text = json_schema_text()
@@ -388,15 +388,18 @@ def samples_generate(
     output: Annotated[Path | None, typer.Option("--output", "-o",
                                                 help="File to write.",
                                                 show_default="stdout")] = None,
+    einvoice: Annotated[float, typer.Option(
+        min=0, max=1, help="Share of Dutch and Romanian records that are business records "
+        "asking for an e-invoice (billing-record/1.1).")] = 0.0,
 ) -> None:
     """Write realistic, reconciling synthetic billing records as JSON Lines."""
     from invoicer.billing.synthetic import write_jsonl
 
     if output is None:
-        write_jsonl(sys.stdout, count, cdrs, seed)
+        write_jsonl(sys.stdout, count, cdrs, seed, einvoice)
         return
     with open(output, "w", encoding="utf-8") as out:
-        written = write_jsonl(out, count, cdrs, seed)
+        written = write_jsonl(out, count, cdrs, seed, einvoice)
     console.print(Text(f"wrote {written} records to {output}"))
 
 

@@ -7,16 +7,19 @@ and the figures involved, so a billing engineer can fix the record without guess
 from __future__ import annotations
 
 from collections.abc import Iterator
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
+from invoicer.billing.einvoice import check_einvoice
 from invoicer.billing.errors import Issue
+from invoicer.billing.fields import currency_minor_units
 from invoicer.billing.models import BillingRecord, PaymentMethod
 from invoicer.billing.paycodes import PaymentCodeError, validate_payment
 
 
 def check_record(record: BillingRecord) -> list[Issue]:
     """Every cross-field issue of ``record``, in the order a reader would fix them."""
-    return [*check_dates(record), *reconcile(record), *check_payment(record)]
+    return [*check_dates(record), *reconcile(record), *check_taxes(record),
+            *check_payment(record), *check_einvoice(record)]
 
 
 def check_dates(record: BillingRecord) -> Iterator[Issue]:
@@ -62,10 +65,49 @@ def reconcile(record: BillingRecord) -> Iterator[Issue]:
                     "reconciliation")
 
 
+def check_taxes(record: BillingRecord) -> Iterator[Issue]:
+    """Tax lines add up (every record, every version).
+
+    Each tax line's ``amount`` is ``base x rate`` rounded to the minor unit, within one
+    minor unit per charge naming that tax (the billing system may round per charge);
+    when charges name a tax, its ``base`` is the sum of those charges.
+    """
+    digits = currency_minor_units(record.invoice.currency) or 0
+    unit = Decimal(1).scaleb(-digits)
+    named: dict[str, tuple[int, Decimal]] = {}
+    for service in record.services:
+        for charge in service.charges:
+            if charge.tax is not None:
+                count, total = named.get(charge.tax, (0, Decimal(0)))
+                named[charge.tax] = (count + 1, total + charge.amount)
+    for i, tax in enumerate(record.taxes):
+        count, charged = named.get(tax.code, (0, Decimal(0)))
+        if count and tax.base != charged:
+            yield Issue(f"taxes[{i}].base",
+                        f"tax {tax.code!r} has base {tax.base} but the {count} charge(s) "
+                        f"naming it add up to {charged}", "tax_mismatch")
+        # Exact arithmetic whatever the figures' size: the default 28 digits would round
+        # a long product and make quantize() raise instead of naming the figures.
+        with localcontext() as ctx:
+            ctx.prec = len(tax.base.as_tuple().digits) + len(tax.rate.as_tuple().digits) + 4
+            exact = tax.base * tax.rate
+            # Half a unit covers either rounding of base x rate; each charge may add one.
+            off = abs(tax.amount - exact) > unit / 2 + count * unit
+            rounded = exact.quantize(unit) if off else exact
+        if off:
+            yield Issue(f"taxes[{i}].amount",
+                        f"tax {tax.code!r} is {tax.amount} but base {tax.base} x rate "
+                        f"{tax.rate} = {rounded} (allowed: one minor unit per charge "
+                        f"naming it, {count} here)", "tax_mismatch")
+
+
 def check_payment(record: BillingRecord) -> Iterator[Issue]:
     """Method/scheme presence rules, then the scheme's own code checks."""
     payment = record.payment
     due = record.totals.total_due
+    if payment.debit is not None and payment.method is not PaymentMethod.direct_debit:
+        yield Issue("payment.debit", "only for payment.method direct_debit, not "
+                    f"{payment.method.value}", "payment_shape")
     if payment.method is not PaymentMethod.barcode:
         for name in ("scheme", "code", "fields"):
             if getattr(payment, name) is not None:

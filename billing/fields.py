@@ -176,10 +176,27 @@ def clean_text(value: str, *, multiline: bool = False) -> str:
     return _BREAKS.sub(" ", _STRIP_SL.sub("", value)).strip()
 
 
+# A lone surrogate (JSON "\ud800" without its pair) is not a Unicode scalar value: it
+# cannot be written as UTF-8, so it would pass here and fail when the record is archived.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_scalar_values(value: str) -> str:
+    """``value`` if it holds Unicode scalar values only; a ``text`` error otherwise."""
+    if not value.isascii():
+        found = _SURROGATE.search(value)
+        if found:
+            raise PydanticCustomError(
+                "text", "holds a lone surrogate (U+{code:04X} at position {pos}): text must "
+                "be Unicode scalar values", {"code": ord(found[0]), "pos": found.start()})
+    return value
+
+
 def _text_validator(multiline: bool, required: bool):
     def validate(value: Any) -> str:
         if not isinstance(value, str):
             raise PydanticCustomError("string_type", "must be a string")
+        check_scalar_values(value)
         cleaned = clean_text(value, multiline=multiline)
         if required and not cleaned:
             raise PydanticCustomError("empty", "must not be empty")
@@ -199,6 +216,42 @@ OptionalText = Annotated[str, PlainValidator(_text_validator(False, False)),
 MultilineText = Annotated[str, PlainValidator(_text_validator(True, True)),
                           WithJsonSchema({"type": "string", "minLength": 1})]
 """Free text where line breaks carry meaning."""
+
+
+
+def _payment_text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise PydanticCustomError("string_type", "must be a string")
+    return check_scalar_values(value)
+
+
+PaymentText = Annotated[str, PlainValidator(_payment_text), WithJsonSchema({"type": "string"})]
+"""Text kept verbatim (payment codes and their fields), Unicode scalar values only."""
+
+# --- e-invoicing codes (version 1.1) ----------------------------------------------------
+
+
+def _pattern_type(name: str, pattern: str, what: str):
+    regex = re.compile(pattern)
+
+    def validate(value: Any) -> str:
+        if isinstance(value, str) and regex.fullmatch(value):
+            return value
+        raise PydanticCustomError(name, "{value} is not " + what, {"value": repr(_short(value))})
+
+    return Annotated[str, PlainValidator(validate),
+                     WithJsonSchema({"type": "string", "pattern": f"^{pattern}$"})]
+
+
+EasCode = _pattern_type("eas", r"[0-9]{4}|EM|AN|AQ|AS|AU",
+                        "an EAS code of an electronic address (e.g. \"0088\", \"9930\", \"EM\")")
+"""Electronic Address Scheme code (CEF EAS list) of an ``endpoint``."""
+VatId = _pattern_type("vat_id", r"[A-Z]{2}[0-9A-Za-z+*.]{2,13}",
+                      "a VAT identifier with its country prefix (e.g. \"DE123456789\")")
+"""A VAT identification number, prefixed with its ISO 3166 country (Greece: ``EL``)."""
+VatexCode = _pattern_type("vatex", r"VATEX-[A-Z]{2}(-[A-Z0-9]+)+",
+                          "a VATEX exemption code (e.g. \"VATEX-EU-AE\")")
+"""A VAT exemption reason code of the CEF VATEX list."""
 
 # --- identifiers ----------------------------------------------------------------------
 
@@ -309,6 +362,7 @@ Phone = Annotated[str, PlainValidator(_phone),
 def _email(value: Any) -> str:
     if not isinstance(value, str):
         raise PydanticCustomError("email", "must be a string")
+    check_scalar_values(value)
     if any(c in value for c in "\r\n\x00"):
         # A line break in an address is a header injection attempt, not a typo.
         raise PydanticCustomError("email", "an e-mail address must not contain line breaks")

@@ -1,8 +1,14 @@
-"""Pydantic models of ``billing-record/1`` (``shared/spec/billing-record.md``).
+"""Pydantic models of ``billing-record/1`` and ``/1.1`` (``docs/billing-record.md``).
 
-The models check shape and field syntax; cross-field rules (reconciliation, payment
-codes, date order) live in :mod:`billing.checks` so that each rule can name its own
-field path. Parsed records are frozen: the renderer only lays out what it is given.
+The models check shape and field syntax; cross-field rules (reconciliation, tax lines,
+payment codes, date order, what an e-invoice format needs) live in :mod:`billing.checks`
+and :mod:`billing.einvoice` so that each rule can name its own field path. Parsed
+records are frozen: the renderer only lays out what it is given.
+
+Version 1.1 adds optional fields only (e-invoicing). A version-1 record is read with
+those fields dropped before validation (:func:`billing.record.parse_record`), because in
+version 1 they were unknown extra fields, which the contract ignores: a 1.0 record keeps
+meaning exactly what it meant.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from invoicer.billing.fields import (
     Country,
     Currency,
     DecimalText,
+    EasCode,
     Email,
     Identifier,
     Instant,
@@ -28,11 +35,17 @@ from invoicer.billing.fields import (
     Month,
     MultilineText,
     OptionalText,
+    PaymentText,
     Phone,
     Text,
+    VatexCode,
+    VatId,
 )
 
+#: The first version of the contract; :data:`SCHEMA_VERSIONS` lists every accepted one.
 SCHEMA_VERSION = "billing-record/1"
+SCHEMA_VERSION_1_1 = "billing-record/1.1"
+SCHEMA_VERSIONS = (SCHEMA_VERSION, SCHEMA_VERSION_1_1)
 
 
 class _Model(BaseModel):
@@ -97,6 +110,30 @@ class PaymentScheme(StrEnum):
     code128 = "code128"
 
 
+class EInvoiceFormat(StrEnum):
+    """The structured invoices a customer can ask for (``delivery.einvoice.format``)."""
+
+    factur_x = "factur-x"
+    xrechnung_cii = "xrechnung-cii"
+    xrechnung_ubl = "xrechnung-ubl"
+    peppol_bis3 = "peppol-bis3"
+    ro_cius = "ro-cius"
+
+
+class VatCategory(StrEnum):
+    """UNTDID 5305 VAT category codes used by EN 16931 (BT-118, BT-151)."""
+
+    S = "S"
+    Z = "Z"
+    E = "E"
+    AE = "AE"
+    K = "K"
+    G = "G"
+    O = "O"  # noqa: E741 - the code's own letter
+    L = "L"
+    M = "M"
+
+
 class Period(_Model):
     start: IsoDate
     end: IsoDate
@@ -124,18 +161,28 @@ class Support(_Model):
     web: OptionalText | None = None
 
 
+class Endpoint(_Model):
+    """An electronic address (BT-34, BT-49) with its EAS scheme (``0088``, ``EM``...)."""
+
+    scheme: EasCode
+    id: Text
+
+
 class Operator(_Model):
     id: Identifier
     name: Text
     tax_id: OptionalText | None = None
     address: Address
     support: Support | None = None
+    vat_id: VatId | None = None  # 1.1: BT-31
+    endpoint: Endpoint | None = None  # 1.1: BT-34
 
 
 class Customer(_Model):
     name: Text
     tax_id: OptionalText | None = None
     address: Address
+    vat_id: VatId | None = None  # 1.1: BT-48
 
 
 class Account(_Model):
@@ -144,12 +191,21 @@ class Account(_Model):
     customer: Customer
 
 
+class EInvoice(_Model):
+    """``delivery.einvoice`` (1.1): the structured invoice this customer needs."""
+
+    format: EInvoiceFormat
+    buyer_reference: Text | None = None  # BT-10 (the Leitweg-ID for XRechnung)
+    endpoint: Endpoint | None = None  # BT-49
+
+
 class Delivery(_Model):
     mode: DeliveryMode
     email: Email | None = None
     phone: Phone | None = None
     sms_notice: StrictBool = False
     attach_pdf: StrictBool = True
+    einvoice: EInvoice | None = None
 
 
 class BalancePayment(_Model):
@@ -209,6 +265,9 @@ class Tax(_Model):
     rate: DecimalText
     base: Money
     amount: Money
+    category: VatCategory | None = None  # 1.1: BT-118
+    exemption_reason: Text | None = None  # 1.1: BT-120
+    exemption_code: VatexCode | None = None  # 1.1: BT-121
 
 
 class Totals(_Model):
@@ -218,13 +277,22 @@ class Totals(_Model):
     total_due: Money
 
 
+class DirectDebit(_Model):
+    """``payment.debit`` (1.1): the SEPA direct-debit mandate (BT-89, BT-90, BT-91)."""
+
+    mandate: Text
+    creditor_id: Text
+    iban: Text
+
+
 class Payment(_Model):
     method: PaymentMethod
     scheme: PaymentScheme | None = None
-    code: str | None = None
-    # Payment-code fields are kept verbatim: they are encoded into the QR payload and
-    # compared to it byte for byte, so nothing may be cleaned away.
-    fields: dict[str, str] | None = None
+    # Payment codes and their fields are kept verbatim: they are encoded into the QR
+    # payload and compared to it byte for byte, so nothing may be cleaned away.
+    code: PaymentText | None = None
+    fields: dict[PaymentText, PaymentText] | None = None
+    debit: DirectDebit | None = None  # 1.1
 
 
 class HistoryEntry(_Model):
@@ -233,9 +301,9 @@ class HistoryEntry(_Model):
 
 
 class BillingRecord(_Model):
-    """A validated ``billing-record/1``: everything one invoice needs."""
+    """A validated ``billing-record/1`` or ``/1.1``: everything one invoice needs."""
 
-    schema_version: Literal["billing-record/1"] = Field(alias="schema")
+    schema_version: Literal["billing-record/1", "billing-record/1.1"] = Field(alias="schema")
     invoice: InvoiceHeader
     operator: Operator
     account: Account

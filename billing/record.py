@@ -16,7 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 from invoicer.billing.checks import check_record
 from invoicer.billing.errors import Issue, RecordError, format_path
 from invoicer.billing.fields import currency_minor_units, precision_error
-from invoicer.billing.models import SCHEMA_VERSION, BillingRecord, Usage
+from invoicer.billing.models import SCHEMA_VERSION, SCHEMA_VERSIONS, BillingRecord, Usage
 
 #: A record with a broken CDR table could report 100,000 errors; the first few are
 #: enough to fix the producer.
@@ -83,6 +83,8 @@ def parse_record(data: str | bytes | dict, *, line: int | None = None) -> Billin
     if not isinstance(data, dict):
         raise RecordError(Issue("", "a billing record must be a JSON object", "not_object"),
                           line=line)
+    if data.get("schema") == SCHEMA_VERSION:
+        data = _as_version_1(data)
     try:
         record = BillingRecord.model_validate(data, context=_context(data))
     except ValidationError as exc:
@@ -94,6 +96,53 @@ def parse_record(data: str | bytes | dict, *, line: int | None = None) -> Billin
     if issues:
         raise RecordError(issues[:MAX_ISSUES], line=line, invoice_number=number)
     return record
+
+
+#: Fields that version 1.1 added, by the path of the object holding them. In a
+#: version-1 record they are unknown extra fields, which the contract ignores.
+_ADDED_IN_1_1: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    (("delivery",), ("einvoice",)),
+    (("operator",), ("vat_id", "endpoint")),
+    (("account", "customer"), ("vat_id",)),
+    (("payment",), ("debit",)),
+)
+_TAX_ADDED_IN_1_1 = ("category", "exemption_reason", "exemption_code")
+
+
+def _as_version_1(data: dict) -> dict:
+    """``data`` without the fields of version 1.1 (copied only where one is present).
+
+    The 1.1 fields were unknown extra fields in version 1, so a version-1 record that
+    happens to carry one means exactly what it meant before: the field is ignored.
+    """
+    out = data
+    for path, names in _ADDED_IN_1_1:
+        parents = [out]
+        for key in path:
+            child = parents[-1].get(key) if isinstance(parents[-1], dict) else None
+            parents.append(child)
+        holder = parents[-1]
+        if not isinstance(holder, dict) or not any(n in holder for n in names):
+            continue
+        if out is data:
+            out = dict(data)
+            parents[0] = out
+        # Copy the chain down to the holder, so the caller's objects stay untouched.
+        node = out
+        for key in path:
+            node[key] = dict(node[key])
+            node = node[key]
+        for n in names:
+            node.pop(n, None)
+    taxes = out.get("taxes")
+    if isinstance(taxes, list) and any(isinstance(t, dict) and any(n in t for n in
+                                                                   _TAX_ADDED_IN_1_1)
+                                       for t in taxes):
+        if out is data:
+            out = dict(data)
+        out["taxes"] = [{k: v for k, v in t.items() if k not in _TAX_ADDED_IN_1_1}
+                        if isinstance(t, dict) else t for t in taxes]
+    return out
 
 
 @cache
@@ -169,8 +218,10 @@ def _issue(error: dict) -> Issue:
     if kind in _MESSAGES:
         message = _MESSAGES[kind]
     elif kind == "literal_error" and path == "schema":
-        message = (f"must be {SCHEMA_VERSION!r}, got {error.get('input')!r}: this service "
-                   "implements version 1 of the contract and does not guess at others")
+        versions = " or ".join(repr(v) for v in SCHEMA_VERSIONS)
+        message = (f"must be {versions}, got {_clip(error.get('input'))!r}: this service "
+                   "implements versions 1 and 1.1 of the contract and does not guess at "
+                   "others")
         kind = "schema_version"
     elif kind in ("enum", "literal_error"):
         message = f"{_clip(error.get('input'))!r} is not one of {ctx.get('expected', '')}"

@@ -36,6 +36,8 @@ from babel import Locale
 from babel.numbers import get_currency_precision
 
 from invoicer.billing.paycodes import epc, febraban, gost
+from invoicer.billing.synthetic_einvoice import COUNTRIES as EINVOICE_COUNTRIES
+from invoicer.billing.synthetic_einvoice import as_einvoice
 
 __all__ = ["LOCALES", "generate", "write_jsonl"]
 
@@ -892,9 +894,10 @@ def _prepare(p: _Profile) -> _Ready:
 class _Generator:
     """Holds the random state and per-run constants; ``record(i)`` builds record ``i``."""
 
-    def __init__(self, cdrs: int, seed: int) -> None:
+    def __init__(self, cdrs: int, seed: int, einvoice: float = 0.0) -> None:
         self.rng = random.Random(seed)
         self.cdrs = cdrs
+        self.einvoice = einvoice
         self.ready = [_prepare(p) for p in PROFILES]
         self.cum_weights = tuple(accumulate(p.weight for p in PROFILES))
         rng = self.rng
@@ -913,6 +916,11 @@ class _Generator:
         r = rng.choices(self.ready, cum_weights=self.cum_weights)[0]
         p = r.p
         business = rng.random() < 0.1
+        # Drawn only when asked for, so runs without e-invoices stay byte for byte what
+        # they were.
+        wants_einvoice = (self.einvoice > 0 and p.country in EINVOICE_COUNTRIES
+                          and rng.random() < self.einvoice)
+        business = business or wants_einvoice
 
         cycle = rng.choice((1, 8, 15, 22))
         start = self.month.replace(day=cycle)
@@ -982,6 +990,8 @@ class _Generator:
             "payment": self._payment(r, total_due, account, number, due),
             "history": [{"period": m, "amount": r.fmt(a)} for m, a in history],
         }
+        if wants_einvoice:
+            as_einvoice(record, rng)
         return record
 
     # -- parts -------------------------------------------------------------------------
@@ -1372,8 +1382,14 @@ _EPC_IBAN = epc.make_iban("NL", "INGB0006543210")
 # --- public API -----------------------------------------------------------------------
 
 
-def generate(count: int, cdrs: int, seed: int) -> Iterator[dict[str, Any]]:
+def generate(count: int, cdrs: int, seed: int, einvoice: float = 0.0
+             ) -> Iterator[dict[str, Any]]:
     """Yield ``count`` reconciling ``billing-record/1`` records, as JSON-ready dicts.
+
+    ``einvoice`` (0 to 1) is the share of Dutch and Romanian records that become business
+    records of ``billing-record/1.1`` asking for an e-invoice (Factur-X, XRechnung,
+    Peppol BIS 3, RO_CIUS: :mod:`billing.synthetic_einvoice`); 0 leaves the run as it
+    always was.
 
     ``cdrs`` is the mean number of call-detail records per record (0 for none); the
     actual number varies around it. The same ``(count, cdrs, seed)`` always yields the
@@ -1382,12 +1398,14 @@ def generate(count: int, cdrs: int, seed: int) -> Iterator[dict[str, Any]]:
     """
     if count < 0 or cdrs < 0:
         raise ValueError("count and cdrs must not be negative")
-    gen = _Generator(cdrs, seed)
+    if not 0 <= einvoice <= 1:
+        raise ValueError("einvoice is a share between 0 and 1")
+    gen = _Generator(cdrs, seed, einvoice)
     for i in range(count):
         yield gen.record(i)
 
 
-def write_jsonl(out: TextIO, count: int, cdrs: int, seed: int) -> int:
+def write_jsonl(out: TextIO, count: int, cdrs: int, seed: int, einvoice: float = 0.0) -> int:
     """Write ``generate(count, cdrs, seed)`` to ``out`` as JSON Lines; return the lines.
 
     One compact object a line, UTF-8 text as is (``ensure_ascii=False``): the form the
@@ -1395,7 +1413,7 @@ def write_jsonl(out: TextIO, count: int, cdrs: int, seed: int) -> int:
     """
     encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     written = 0
-    for record in generate(count, cdrs, seed):
+    for record in generate(count, cdrs, seed, einvoice):
         out.write(encode(record))
         out.write("\n")
         written += 1

@@ -1,8 +1,10 @@
-"""Invoice -> PDF bytes.
+"""Invoice -> PDF bytes (a PDF/A-3b), and the EN 16931 XML the record asks for.
 
 :func:`render` is pure: no network, no database, no clock. The same record renders to
 the same bytes (ReportLab ``invariant`` mode, creation date taken from the invoice's
 issue date), so a second copy can be proven identical to the original.
+:func:`render_document` also returns the structured invoice (:mod:`.einvoice`); a
+Factur-X invoice carries it inside the PDF as well.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from reportlab.pdfbase.pdfdoc import PDFDictionary, PDFName, PDFStream
 from reportlab.pdfgen.canvas import Canvas
 
 from invoicer.billing.models import BillingRecord
-from invoicer.renderer import fonts
+from invoicer.renderer import einvoice, fonts, pdfa
 from invoicer.renderer.annex import Annex, RowWriter
 from invoicer.renderer.brand import brand_for
 from invoicer.renderer.i18n import for_locale
@@ -26,7 +28,7 @@ from invoicer.renderer.layout import FOOTER_HEIGHT, HEADER_HEIGHT, Frame, PagePl
 from invoicer.renderer.sections import PAYMENT_SLIP, Sections
 
 #: Recorded with every archived PDF: a change that alters output bumps it.
-RENDERER_VERSION = "1.0.0"
+RENDERER_VERSION = "1.1.0"  # 1.1: every PDF a PDF/A-3b
 
 # The ASCII85 layer only makes streams bigger; PDF readers take binary streams.
 rl_config.useA85 = 0
@@ -39,8 +41,33 @@ class RenderOptions:
     detail: Literal["full", "summary"] = "full"
 
 
+@dataclass(frozen=True)
+class Rendered:
+    """What one record renders to: the PDF, and the structured invoice if it asks for one
+    (``xml.embedded``: already inside the PDF, Factur-X; else to archive beside it)."""
+
+    pdf: bytes
+    xml: einvoice.EInvoiceXml | None
+
+
+def render_document(invoice: BillingRecord, options: RenderOptions | None = None) -> Rendered:
+    """Render a validated record to its PDF/A-3 and its verified e-invoice XML (if any).
+
+    Raises :class:`einvoice.EInvoiceError` when the XML fails its XML Schema: the record
+    has failed, nothing of it may be archived or sent.
+    """
+    xml = einvoice.build(invoice)
+    pdf = _draw(invoice, options, xml.xml if xml is not None and xml.embedded else None)
+    return Rendered(pdf, xml)
+
+
 def render(invoice: BillingRecord, options: RenderOptions | None = None) -> bytes:
     """Render a validated billing record to the PDF a subscriber receives."""
+    return render_document(invoice, options).pdf
+
+
+def _draw(invoice: BillingRecord, options: RenderOptions | None,
+          attachment: bytes | None) -> bytes:
     options = options or RenderOptions()
     fonts.register()
     loc = for_locale(invoice.invoice.locale)
@@ -96,6 +123,8 @@ def render(invoice: BillingRecord, options: RenderOptions | None = None) -> byte
         sections.page_furniture(frame, number, total, first=number == 1)
         canvas.showPage()
         _compress_finished_page(canvas)
+    pdfa.conform(canvas, identity=f"{invoice.operator.id}/{invoice.invoice.number}",
+                 issued=invoice.invoice.issue_date, attachment=attachment)
     canvas.save()
     return buffer.getvalue()
 
@@ -116,4 +145,4 @@ def _compress_finished_page(canvas: Canvas) -> None:
         page.stream = None
 
 
-__all__ = ["RENDERER_VERSION", "RenderOptions", "render"]
+__all__ = ["RENDERER_VERSION", "RenderOptions", "Rendered", "render", "render_document"]

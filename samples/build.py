@@ -55,10 +55,10 @@ def money(value: Decimal, currency: str) -> str:
 def record(*, number: str, issue: str, due: str, period: tuple[str, str], currency: str,
            locale: str, operator: dict, account: dict, delivery: dict, balance: dict,
            services: list[dict], history: list[dict] | None = None,
-           kind: str = "original") -> Record:
+           kind: str = "original", schema: str = "billing-record/1") -> Record:
     """A record skeleton in the contract's key order; :func:`finish` adds the figures."""
     rec: Record = {
-        "schema": "billing-record/1",
+        "schema": schema,
         "invoice": {"number": number, "kind": kind, "issue_date": issue, "due_date": due,
                     "period": {"start": period[0], "end": period[1]}, "currency": currency,
                     "locale": locale},
@@ -77,13 +77,14 @@ def record(*, number: str, issue: str, due: str, period: tuple[str, str], curren
 
 
 def finish(rec: Record, *, rates: dict[str, str] | None, payment: Payment,
-           adjustments_total: bool = True) -> Record:
+           adjustments_total: bool = True, vat: dict[str, dict] | None = None) -> Record:
     """Compute taxes and totals exactly as the contract reconciles them; set the payment.
 
     ``rates`` maps a tax code to its rate; the base of each is the sum of the charges
     carrying that code, the tax rounded half-up to the minor unit. ``None`` leaves the
     optional ``taxes`` out. ``payment`` is the payment object, or a function of
-    ``total_due`` building it (payable codes carry the amount).
+    ``total_due`` building it (payable codes carry the amount). ``vat`` adds version 1.1
+    fields to a tax line by code (``category``, ``exemption_reason``...).
     """
     cur = rec["invoice"]["currency"]
     charges = [c for s in rec["services"] for c in s["charges"]]
@@ -93,7 +94,7 @@ def finish(rec: Record, *, rates: dict[str, str] | None, payment: Payment,
         base = sum((Decimal(c["amount"]) for c in charges if c.get("tax") == code), Decimal(0))
         amount = (base * Decimal(rate)).quantize(quantum(cur), rounding=ROUND_HALF_UP)
         taxes.append({"code": code, "rate": rate, "base": money(base, cur),
-                      "amount": money(amount, cur)})
+                      "amount": money(amount, cur), **(vat or {}).get(code, {})})
     if rates is None:
         del rec["taxes"]
     else:
@@ -891,13 +892,205 @@ def en_hostile_text() -> Record:
         "method": "barcode", "scheme": "code128", "code": f"<b>&amp;{{{{7*7}}}}</b> {total}"})
 
 
+# --- e-invoices (billing-record/1.1) --------------------------------------------------
+
+V11 = "billing-record/1.1"
+SPREEWELLE = {
+    "id": "spreewelle", "name": "Spreewelle Telekom GmbH", "tax_id": "HRB 201934 B",
+    "address": address(["Friedrichstraße 123"], "10117", "Berlin", "DE"),
+    "support": {"phone": "+49 30 2200 4400", "web": "https://www.spreewelle.example"},
+    "vat_id": "DE811907980",
+    "endpoint": {"scheme": "EM", "id": "rechnungen@spreewelle.example"},
+}
+POLDER_11 = {**POLDER, "vat_id": "NL859176342B01",
+             "endpoint": {"scheme": "0106", "id": "24301234"}}
+CARPATI_11 = {**CARPATI, "vat_id": "RO14399840"}
+POLDER_IBAN = epc.make_iban("NL", "INGB0006543210")
+SPREEWELLE_IBAN = epc.make_iban("DE", "100500000190012345")
+
+
+def _fleet(prefix: str, lines: int, plan: tuple[str, str], extras: list[tuple], *,
+           tax: str, discount: str | None = None, number: str = "+49151{:08d}") -> list[dict]:
+    """``lines`` mobile lines of a business account, each with a plan, the ``extras``
+    (code, description, category, amount, quantity, unit) and an optional discount."""
+    services = []
+    for k in range(lines):
+        charges = [charge("SUB", plan[0], "subscription", plan[1], tax=tax)]
+        for code, desc, cat, amount, qty, unit in extras[k % len(extras):] + extras[
+                :k % len(extras)][:1]:
+            charges.append(charge(code, desc, cat, amount, tax=tax, quantity=qty, unit=unit))
+        if discount:
+            charges.append(charge("DSC", "Business discount", "discount", discount, tax=tax))
+        services.append({"id": number.format(20_450_000 + 37 * k),
+                         "label": f"{prefix} — line {k + 1}", "charges": charges})
+    return services
+
+
+def de_xrechnung_cii_direct_debit() -> Record:
+    """XRechnung CII for a Berlin public authority (Leitweg-ID), SEPA direct debit."""
+    rec = record(
+        number="SW-2026-11-0004711", issue="2026-11-03", due="2026-11-17",
+        period=("2026-10-01", "2026-10-31"), currency="EUR", locale="en", operator=SPREEWELLE,
+        account={"number": "SW-7700123", "segment": "business", "customer": {
+            "name": "Bezirksamt Mitte von Berlin", "vat_id": "DE136630206",
+            "address": address(["Karl-Marx-Allee 31", "Serviceeinheit Finanzen"], "10178",
+                               "Berlin", "DE")}},
+        delivery={"mode": "electronic", "email": "rechnungseingang@ba-mitte.example",
+                  "einvoice": {"format": "xrechnung-cii", "buyer_reference": "11001-0A1B2C-45",
+                               "endpoint": {"scheme": "EM",
+                                            "id": "xrechnung@ba-mitte.example"}}},
+        balance={"previous": "412.17",
+                 "payments": [{"date": "2026-10-20", "amount": "412.17",
+                               "method": "direct_debit"}]},
+        services=_fleet("Spreewelle Business Mobil 20 GB", 6, ("Monthly plan", "29.90"), [
+            ("ROA", "Roaming outside the EU", "roaming", "7.47", "3", "min"),
+            ("DAT", "Extra data 5 GB", "data", "9.99", "5", "GB"),
+            ("INT", "International calls", "international", "2.38", "7", "min"),
+        ], tax="MwSt", discount="-2.99"),
+        history=history([("2026-09", "398.40"), ("2026-10", "412.17")]), schema=V11,
+    )
+    return finish(rec, rates={"MwSt": "0.19"}, vat={"MwSt": {"category": "S"}}, payment={
+        "method": "direct_debit", "debit": {"mandate": "SW-MANDATE-7700123",
+                                            "creditor_id": "DE98ZZZ09999999999",
+                                            "iban": epc.make_iban("DE", "120300000012345678")}})
+
+
+def de_xrechnung_ubl_exempt_line() -> Record:
+    """XRechnung UBL with an exempt line (category E) beside 19 %, paid by transfer."""
+    rec = record(
+        number="SW-2026-11-0004712", issue="2026-11-03", due="2026-11-24",
+        period=("2026-10-01", "2026-10-31"), currency="EUR", locale="en", operator=SPREEWELLE,
+        account={"number": "SW-7700456", "segment": "business", "customer": {
+            "name": "Landesamt für Bürger- und Ordnungsangelegenheiten",
+            "address": address(["Friedrichstraße 219"], "10969", "Berlin", "DE")}},
+        delivery={"mode": "both", "email": "buchhaltung@labo.example",
+                  "einvoice": {"format": "xrechnung-ubl", "buyer_reference": "11001-0X9Y8Z-12",
+                               "endpoint": {"scheme": "EM", "id": "e-rechnung@labo.example"}}},
+        balance={"previous": "0.00"},
+        services=[
+            {"id": "+493022004411", "label": "Spreewelle Festnetz Business — Anlage 30",
+             "charges": [
+                 charge("SUB", "PBX line, 30 extensions", "subscription", "249.00", tax="MwSt"),
+                 charge("LDN", "National calls", "long_distance", "18.36", tax="MwSt",
+                        quantity="204", unit="min"),
+                 charge("INT", "International calls", "international", "10.00", tax="MwSt",
+                        quantity="3", unit="min"),
+                 charge("POS", "Postal fee for the paper copy", "other", "1.80", tax="Porto"),
+             ]},
+        ],
+        history=[], schema=V11,
+    )
+    return finish(rec, rates={"MwSt": "0.19", "Porto": "0"}, vat={
+        "MwSt": {"category": "S"},
+        "Porto": {"category": "E", "exemption_reason": "Postal services exempt (§ 4 Nr. 11b "
+                  "UStG)", "exemption_code": "VATEX-EU-132-1A"}},
+        payment=epc_payment({"IBAN": SPREEWELLE_IBAN, "BIC": "BELADEBEXXX",
+                             "beneficiary": "Spreewelle Telekom GmbH",
+                             "remittance_reference": epc.make_rf("SW7700456")}))
+
+
+def nl_factur_x_business() -> Record:
+    """Factur-X (EN 16931) for a Dutch business: 20 charges, a discount, EPC QR."""
+    rec = record(
+        number="PT-2026-11-0900020", issue="2026-11-04", due="2026-11-18",
+        period=("2026-10-01", "2026-10-31"), currency="EUR", locale="nl_NL",
+        operator=POLDER_11,
+        account={"number": "6690000020", "segment": "business", "customer": {
+            "name": "Bakkerij De Gouden Korenaar B.V.", "vat_id": "NL001234567B01",
+            "tax_id": "KvK 56789012",
+            "address": address(["Oudegracht 140"], "3511 AZ", "Utrecht", "NL")}},
+        delivery={"mode": "electronic", "email": "administratie@goudenkorenaar.example",
+                  "einvoice": {"format": "factur-x"}},
+        balance={"previous": "301.22",
+                 "payments": [{"date": "2026-10-14", "amount": "301.22",
+                               "method": "bank_transfer"}],
+                 "adjustments": [{"date": "2026-10-21", "description": "Compensatie storing",
+                                  "amount": "-7.50"}]},
+        services=_fleet("Polder Zakelijk Onbeperkt", 5, ("Abonnementskosten", "24.50"), [
+            ("INT", "Gesprekken naar het buitenland", "international", "3.50", "10", "min"),
+            ("DAT", "Extra data 2 GB", "data", "7.50", "2", "GB"),
+            ("SMS", "SMS buitenland", "sms", "1.20", "8", "sms"),
+        ], tax="BTW", discount="-2.45", number="+3161{:07d}"),
+        history=history([("2026-09", "280.01"), ("2026-10", "301.22")]), schema=V11,
+    )
+    return finish(rec, rates={"BTW": "0.21"}, vat={"BTW": {"category": "S"}},
+                  payment=epc_payment({"IBAN": POLDER_IBAN, "BIC": "INGBNL2A",
+                                       "beneficiary": "Polder Telecom B.V.",
+                                       "remittance_reference": epc.make_rf("6690000020")}))
+
+
+def be_peppol_reverse_charge() -> Record:
+    """Peppol BIS 3 to a Belgian business: reverse charge (AE), endpoints 0106 / 0208."""
+    rec = record(
+        number="PT-2026-11-0900021", issue="2026-11-04", due="2026-12-04",
+        period=("2026-10-01", "2026-10-31"), currency="EUR", locale="nl_NL",
+        operator=POLDER_11,
+        account={"number": "6690000021", "segment": "business", "customer": {
+            "name": "Brouwerij Het Zwarte Schaap BV", "vat_id": "BE0123456749",
+            "address": address(["Grote Markt 7"], "2000", "Antwerpen", "BE")}},
+        delivery={"mode": "electronic", "email": "facturen@zwarteschaap.example",
+                  "einvoice": {"format": "peppol-bis3", "buyer_reference": "PO-2026-0931",
+                               "endpoint": {"scheme": "0208", "id": "0123456749"}}},
+        balance={"previous": "0.00"},
+        services=[{"id": "IOT-0021", "label": "Polder IoT — 40 SIM-kaarten",
+                   "charges": [
+                       charge("SUB", "IoT-abonnement, 40 SIM-kaarten", "subscription",
+                              "160.00", tax="VRL", quantity="40", unit="pc"),
+                       charge("DAT", "Data boven bundel", "data", "12.33", tax="VRL",
+                              quantity="3", unit="GB"),
+                       charge("DSC", "Volumekorting", "discount", "-16.00", tax="VRL"),
+                   ]}],
+        history=[], schema=V11,
+    )
+    return finish(rec, rates={"VRL": "0"}, vat={"VRL": {
+        "category": "AE", "exemption_reason": "Verlegd / Autoliquidation / Reverse charge",
+        "exemption_code": "VATEX-EU-AE"}},
+        payment=epc_payment({"IBAN": POLDER_IBAN, "BIC": "INGBNL2A",
+                             "beneficiary": "Polder Telecom B.V.",
+                             "remittance_text": "Factuur PT-2026-11-0900021"}))
+
+
+def ro_cius_business_code128() -> Record:
+    """RO_CIUS (RO e-Factura) for a Romanian company, code128 reference, in RON."""
+    rec = record(
+        number="CT-2026-11-0900005", issue="2026-11-03", due="2026-11-18",
+        period=("2026-10-01", "2026-10-31"), currency="RON", locale="ro_RO",
+        operator=CARPATI_11,
+        account={"number": "5590000005", "segment": "business", "customer": {
+            "name": "Brutăria Țărănească S.R.L.", "vat_id": "RO18547290",
+            "tax_id": "J26/1234/2010",
+            "address": address(["Str. Gheorghe Doja nr. 51"], "540015", "Târgu Mureș",
+                               "RO")}},
+        delivery={"mode": "both", "email": "contabilitate@brutaria.example",
+                  "einvoice": {"format": "ro-cius"}},
+        balance={"previous": "211.30",
+                 "payments": [{"date": "2026-10-16", "amount": "211.30", "method": "card"}]},
+        services=_fleet("Carpați Business Nelimitat", 4, ("Abonament lunar", "45.00"), [
+            ("INT", "Convorbiri internaționale", "international", "6.00", "5", "min"),
+            ("ROA", "Roaming în afara UE", "roaming", "8.10", "9", "min"),
+        ], tax="TVA", discount="-4.50", number="+40744{:06d}"),
+        history=history([("2026-09", "205.10"), ("2026-10", "211.30")]), schema=V11,
+    )
+    return finish(rec, rates={"TVA": "0.19"}, vat={"TVA": {"category": "S"}},
+                  payment=lambda total, r: {
+                      "method": "barcode", "scheme": "code128",
+                      "code": f"CT5590000005-{r['invoice']['due_date'].replace('-', '')}"
+                              f"-{cents(total)}"})
+
+
+EINVOICE_SAMPLES: tuple[Callable[[], Record], ...] = (
+    nl_factur_x_business, de_xrechnung_cii_direct_debit, de_xrechnung_ubl_exempt_line,
+    be_peppol_reverse_charge, ro_cius_business_code128,
+)
+
+
 SAMPLES: tuple[Callable[[], Record], ...] = (
     br_spec_example, br_family_bundle, br_business_fleet, br_duplicate_second_copy,
     br_zero_usage_fibre_tv, ro_consumer_code128_paper, ro_minimal_optional_absent,
     ru_consumer_gost_qr, ru_heavy_usage_5000_cdrs, nl_consumer_epc_qr_link,
     nl_credit_balance_none, fa_consumer_code128, fa_business_direct_debit,
     en_uk_direct_debit_paper, en_unknown_operator_neutral_brand, de_ch_unknown_locale,
-    en_hostile_text,
+    en_hostile_text, *EINVOICE_SAMPLES,
 )
 
 # --- the invalid samples --------------------------------------------------------------
@@ -1018,7 +1211,62 @@ def invalid_cases() -> list[tuple[str, str, str]]:
         lambda r: r["payment"].update(code="CT-Ștefan-5500778899"), ro_consumer_code128_paper)
     bad("payment.code", "direct_debit carrying a payable code",
         lambda r: r.update(payment={"method": "direct_debit", "code": "123456"}))
+    # Version 1.1 and the rules it made explicit for every record.
+    bad("schema", "unknown schema version billing-record/1.2",
+        lambda r: r.update(schema="billing-record/1.2"))
+    bad("taxes[0].amount", "tax line is not base x rate (tax_mismatch), totals agree",
+        lambda r: shift_tax(r, "0.05"), direct_debit_base)
+    bad("taxes[0].base", "tax base is not the sum of the charges naming it (tax_mismatch)",
+        lambda r: r["taxes"][0].update(base="84.00", amount="21.00")
+        or shift_tax(r, "0.00"), direct_debit_base)
+    marker = "SURROGATE-MARKER"
+    rec = copy.deepcopy(br_spec_example())
+    rec["invoice"]["number"] = f"BAD-{len(cases) + 1:02d}"
+    rec["account"]["customer"]["name"] = f"Maria {marker}"
+    # A lone surrogate can only be written as a JSON escape: UTF-8 cannot hold one.
+    cases.append((dumps(rec).replace(marker, "\\ud800"), "account.customer.name",
+                  "lone surrogate \\ud800 in a text field (text)"))
+    bad("operator.vat_id", "e-invoice without the seller VAT identifier",
+        lambda r: r["operator"].pop("vat_id"), nl_factur_x_business)
+    bad("delivery.einvoice.buyer_reference", "XRechnung without the Leitweg-ID",
+        lambda r: r["delivery"]["einvoice"].pop("buyer_reference"),
+        de_xrechnung_cii_direct_debit)
+    bad("delivery.einvoice.endpoint", "Peppol without the buyer's electronic address",
+        lambda r: r["delivery"]["einvoice"].pop("endpoint"), be_peppol_reverse_charge)
+    bad("operator.endpoint", "Peppol without the seller's electronic address",
+        lambda r: r["operator"].pop("endpoint"), be_peppol_reverse_charge)
+    bad("taxes[0].category", "e-invoice tax line without a VAT category",
+        lambda r: r["taxes"][0].pop("category"), ro_cius_business_code128)
+    bad("taxes[1].exemption_reason", "exempt (E) tax line without an exemption reason",
+        lambda r: [r["taxes"][1].pop(k) for k in ("exemption_reason", "exemption_code")],
+        de_xrechnung_ubl_exempt_line)
+    bad("account.customer.vat_id", "reverse charge (AE) without the buyer VAT identifier",
+        lambda r: r["account"]["customer"].pop("vat_id"), be_peppol_reverse_charge)
+    bad("payment.debit", "direct-debit e-invoice without the SEPA mandate",
+        lambda r: r["payment"].pop("debit"), de_xrechnung_cii_direct_debit)
+    bad("payment.debit.iban", "SEPA mandate with a wrong IBAN check digit",
+        lambda r: r["payment"]["debit"].update(iban=bump_digit(
+            r["payment"]["debit"]["iban"], 3)), de_xrechnung_cii_direct_debit)
+    bad("services[0].charges[5].tax", "e-invoice charge (free of charge) naming no tax line",
+        lambda r: r["services"][0]["charges"].append(
+            charge("CLIP", "Nummerweergave", "other", "0.00", tax=None)), nl_factur_x_business)
+    bad("delivery.einvoice.format", "unknown e-invoice format",
+        lambda r: r["delivery"]["einvoice"].update(format="fatturapa"), nl_factur_x_business)
+    bad("delivery.einvoice.endpoint.scheme", "electronic address with an unknown EAS scheme",
+        lambda r: r["delivery"]["einvoice"]["endpoint"].update(scheme="PHONE"),
+        be_peppol_reverse_charge)
     return cases
+
+
+def shift_tax(rec: Record, delta: str) -> None:
+    """Move the first tax line's amount by ``delta`` and carry it into the totals, so the
+    tax line itself is the only figure that does not add up."""
+    tax = rec["taxes"][0]
+    tax["amount"] = f"{Decimal(tax['amount']) + Decimal(delta):.2f}"
+    taxes = sum(Decimal(t["amount"]) for t in rec["taxes"])
+    old = Decimal(rec["totals"]["taxes"])
+    rec["totals"]["taxes"] = f"{taxes:.2f}"
+    rec["totals"]["total_due"] = f"{Decimal(rec['totals']['total_due']) + taxes - old:.2f}"
 
 
 def bump_digit(code: str, index: int) -> str:

@@ -64,7 +64,7 @@ def test_installed_console_script_runs():
                           text=True, timeout=60)
     assert proc.returncode == 0 and "validate" in proc.stdout
     proc = subprocess.run(["invoicer", "schema"], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0 and json.loads(proc.stdout)["title"] == "billing-record/1"
+    assert proc.returncode == 0 and json.loads(proc.stdout)["title"] == "billing-record/1.1"
 
 
 def test_option_defaults_are_printed_in_the_help():
@@ -91,3 +91,16 @@ def test_config_shows_the_default_ledger_as_the_relative_path_it_is(tmp_path, mo
     assert ("sqlite:///var/ledger.db (./var/ledger.db, relative to the working directory)"
             in result.output)
     assert "sqlite:/var" not in result.output
+
+
+def test_samples_generate_writes_einvoice_business_records(tmp_path):
+    out = tmp_path / "einvoices.jsonl"
+    result = runner.invoke(app, ["samples", "generate", "--count", "400", "--cdrs", "2",
+                                 "--einvoice", "1", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    formats = {r["delivery"]["einvoice"]["format"] for r in records
+               if "einvoice" in r["delivery"]}
+    assert formats >= {"ro-cius", "factur-x"}
+    assert runner.invoke(app, ["validate", str(out)]).exit_code == 0
+    assert runner.invoke(app, ["samples", "generate", "--einvoice", "2"]).exit_code == 2

@@ -74,7 +74,9 @@ def test_reconciliation(charges, taxes, payments, adjustments, previous, which, 
     rec["payment"] = {"method": "direct_debit"}
     service = rec["services"][0]
     service["charges"] = [dict(service["charges"][0], amount=_fmt(c)) for c in charges]
-    rec["taxes"] = [dict(rec["taxes"][0], amount=_fmt(t)) for t in taxes]
+    # Tax lines add up on their own (rate 1, named by no charge): this test is about totals.
+    rec["taxes"] = [{"code": f"T{i}", "rate": "1", "base": _fmt(t), "amount": _fmt(t)}
+                    for i, t in enumerate(taxes)]
     rec["balance"]["payments"] = [dict(rec["balance"]["payments"][0], amount=_fmt(p))
                                   for p in payments]
     rec["balance"]["adjustments"] = [dict(rec["balance"]["adjustments"][0], amount=_fmt(a))

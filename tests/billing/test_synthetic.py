@@ -324,3 +324,21 @@ def test_invalid_sample_is_rejected_naming_the_path(line, expected):
     # One defect, one named field: the first issue, and no other field dragged in.
     assert err.path == expected["path"], [str(i) for i in err.issues]
     assert {i.path for i in err.issues} == {expected["path"]}, [str(i) for i in err.issues]
+
+
+def test_einvoice_share_adds_business_records_asking_for_each_format():
+    plain = run(300, 5, 21)
+    out = io.StringIO()
+    write_jsonl(out, 300, 5, 21, 0.0)
+    assert out.getvalue() == plain, "share 0 leaves a run as it always was"
+    records = list(generate(1500, 3, 21, einvoice=1.0))
+    asking = [r for r in records if "einvoice" in r["delivery"]]
+    assert {r["delivery"]["einvoice"]["format"] for r in asking} == {
+        "factur-x", "xrechnung-cii", "xrechnung-ubl", "peppol-bis3", "ro-cius"}
+    for rec in asking:
+        assert rec["schema"] == "billing-record/1.1"
+        assert rec["account"]["segment"] == "business"
+        parse_record(rec)
+    assert all(r["schema"] == "billing-record/1" for r in records if r not in asking)
+    with pytest.raises(ValueError):
+        next(generate(1, 1, 1, einvoice=1.5))

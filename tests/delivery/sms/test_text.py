@@ -58,6 +58,12 @@ EXPECTED = {
     "LW-2026-11-000042": ("en", "gsm7", 1, 1),
     "AF-2026-11-000777": ("de_CH", "gsm7", 1, 1),  # English text, Swiss formats
     "AM-2026-11-0066666": ("en", "gsm7", 1, 1),  # hostile text
+    # billing-record/1.1 business records asking for an e-invoice
+    "PT-2026-11-0900020": ("nl_NL", "gsm7", 1, 1),  # Factur-X, EPC QR
+    "SW-2026-11-0004711": ("en", "gsm7", 1, 1),  # XRechnung CII, SEPA direct debit
+    "SW-2026-11-0004712": ("en", "gsm7", 1, 1),  # XRechnung UBL, EPC QR
+    "PT-2026-11-0900021": ("nl_NL", "gsm7", 1, 1),  # Peppol BIS 3, EPC QR
+    "CT-2026-11-0900005": ("ro_RO", "gsm7", 1, 1),  # RO_CIUS, Code 128 reference
 }
 
 
