@@ -80,6 +80,8 @@ class Formats:
 
     def digits(self, text: str) -> str:
         """ASCII digits of ``text`` in this locale's digits."""
+        if self.numbering == "latn":
+            return text
         return text.translate(_digit_table(self.numbering))
 
     def number(self, amount: Decimal, fraction_digits: int) -> str:

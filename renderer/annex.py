@@ -248,6 +248,10 @@ class Annex:
         self.ctx = ctx
         self.fmt = ctx.fmt
         self._dates: dict[tuple[int, int, int], str] = {}
+        # Per-document caches of the strings rows repeat: plain dicts are cheaper than
+        # the formatters' own caches, which hash the locale on every call.
+        self._amounts: dict[Decimal, str] = {}
+        self._durations: dict[int, str] = {}
         w = ctx.brand.content_width
         self.widths = [width * w for _, width in COLUMNS]
         # The line box every row has: the locale's dates, times and digits, and Latin.
@@ -369,9 +373,18 @@ class Annex:
                     ascent, descent = self._extent(u.destination)
                     height = ascent + descent + 2 * ROW_PAD
                 day, clock_ = self._clock(u)
-                quantity = (self._volume(u.volume_kb) if data else
-                            self.fmt.duration(u.duration_s) if u.duration_s is not None
-                            else "")
+                if data:
+                    quantity = self._volume(u.volume_kb)
+                elif u.duration_s is None:
+                    quantity = ""
+                else:
+                    quantity = self._durations.get(u.duration_s)
+                    if quantity is None:
+                        quantity = self._durations[u.duration_s] = self.fmt.duration(
+                            u.duration_s)
+                cost = self._amounts.get(u.amount)
+                if cost is None:
+                    cost = self._amounts[u.amount] = ctx.amount(u.amount)
                 dest = writer.fit(u.destination, dest_width)
                 writer.row(y - ROW_PAD - ascent, [
                     (cols[0][0], day, cols[0][1], cols[0][2]),
@@ -379,7 +392,7 @@ class Annex:
                     (cols[2][0], u.called or "", cols[2][1], cols[2][2]),
                     (cols[3][0], dest, cols[3][1], cols[3][2]),
                     (cols[4][0], quantity, cols[4][1], cols[4][2]),
-                    (cols[5][0], ctx.amount(u.amount), cols[5][1], cols[5][2]),
+                    (cols[5][0], cost, cols[5][1], cols[5][2]),
                 ])
                 y -= height
             if seg.subtotal:

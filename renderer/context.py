@@ -29,11 +29,14 @@ class Context:
     fmt: Formats
     brand: Brand
     overrides: dict[str, str] = field(repr=False)
+    #: minor-unit digits of the invoice's currency
+    digits: int = 0
 
     @classmethod
     def of(cls, record: BillingRecord, loc: InvoiceLocale, brand: Brand) -> Context:
         return cls(record, loc, formats(record.invoice.locale), brand,
-                   brand.labels_for(loc.requested))
+                   brand.labels_for(loc.requested),
+                   currency_minor_units(record.invoice.currency) or 0)
 
     @property
     def rtl(self) -> bool:
@@ -47,10 +50,6 @@ class Context:
     @property
     def currency(self) -> str:
         return self.record.invoice.currency
-
-    @property
-    def digits(self) -> int:
-        return currency_minor_units(self.currency) or 0
 
     def label(self, key: str, **values: str) -> str:
         """A label in the invoice's language; the brand's own wording wins."""

@@ -31,7 +31,6 @@ from invoicer.renderer.layout import (
     WINDOW_WIDTH,
     Box,
     Frame,
-    LayoutError,
     PageAreas,
     content,
     footer_box,
@@ -388,18 +387,17 @@ class FixedParts:
                    color=b.muted, max_width=f.width)
 
     def duplicate_mark(self, f: Frame) -> None:
-        """A boxed DUPLICATE / 2ª via mark in the end corner above the content."""
+        """A boxed DUPLICATE / 2ª via mark in the end corner above the content, at the
+        largest size (10 pt down to 6 pt) that the top margin holds."""
         ctx = self.ctx
         word = ctx.label("duplicate")
-        asc, desc = text.extent(word, 10, True, rtl=ctx.rtl)
-        w = text.width(word, 10, True, rtl=ctx.rtl) + 6 * mm
-        h = asc + desc + 2 * 1.2
-        if h + 1.2 > f.box.height:
-            raise LayoutError(ctx.invoice, "duplicate mark",
-                              Box(f.box.x0, f.box.y0, f.box.x0 + w, f.box.y0 + h), "leave",
-                              f.name, f.box)
+        for size in (10, 9, 8, 7, 6):
+            asc, desc = text.extent(word, size, True, rtl=ctx.rtl)
+            h = asc + desc + 2 * 1.2
+            if h + 1.2 <= f.box.height:
+                break
+        w = text.width(word, size, True, rtl=ctx.rtl) + 6 * mm
         y = f.bottom + 0.6  # half the outline's stroke
         f.outline(y, h, self.brand.primary, offset=f.width - w - 0.6, width=w, thickness=1.2)
-        f.text(f.width - 0.6 - w / 2, y + 1.2 + desc, word, 10, bold=True, align="center",
+        f.text(f.width - 0.6 - w / 2, y + 1.2 + desc, word, size, bold=True, align="center",
                color=self.brand.primary)
-

@@ -145,7 +145,7 @@ def footer_box(brand: Brand) -> Box:
 def mark_box(brand: Brand) -> Box:
     """Above the content area: where the duplicate mark stands on every page."""
     top = brand.page_height - brand.margin_top
-    return content(brand, top + 0.5 * mm, min(brand.page_height, top + 8 * mm))
+    return content(brand, top + 0.5 * mm, brand.page_height - 2 * mm)
 
 
 def continuation_areas(brand: Brand) -> PageAreas:

@@ -197,6 +197,9 @@ def extent(text: str, size: float, bold: bool = False, *, mono: bool = False,
     return line.ascent * size, line.descent * size
 
 
+_width = width
+
+
 def _measure(text: str, size: float, bold: bool, mono: bool, rtl: bool) -> float:
     if is_plain(text, bold, mono):
         return stringWidth(text, font_name(bold, mono), size)
@@ -363,8 +366,9 @@ def wrap(text: str, width: float, size: float, bold: bool = False,
     def fits(s: str) -> bool:
         return _measure(s, size, bold, mono, rtl) <= width
 
-    lines: list[str] = []
-    for para in _HARD_BREAKS.split(text):
+    def exact(para: str) -> list[str]:
+        # Measures every trial line: right whatever the shaping does across words.
+        out: list[str] = []
         current = ""
         for word in para.split():
             trial = f"{current} {word}" if current else word
@@ -372,16 +376,49 @@ def wrap(text: str, width: float, size: float, bold: bool = False,
                 current = trial
                 continue
             if current:
-                lines.append(current)
+                out.append(current)
             current = word
             while not fits(current):
                 points = _cut_points(current)
                 k = 1  # at least one character per line, even if it does not fit
                 while k + 1 < len(points) - 1 and fits(current[: points[k + 1]]):
                     k += 1
-                lines.append(current[: points[k]])
+                out.append(current[: points[k]])
                 current = current[points[k]:]
-        lines.append(current)
+        out.append(current)
+        return out
+
+    def estimated(para: str) -> list[str] | None:
+        # Adds word widths (cached: words repeat), which is exact for text in the
+        # primary font; a line with shaped or fallback text is measured once to confirm.
+        # None: a word wider than a line, or an estimate that failed (use exact()).
+        space = width_of(" ")
+        out: list[str] = []
+        current: list[str] = []
+        used = 0.0
+        for word in para.split():
+            w = width_of(word)
+            if w > width:
+                return None
+            if current and used + space + w <= width:
+                current.append(word)
+                used += space + w
+                continue
+            if current:
+                out.append(" ".join(current))
+            current, used = [word], w
+        out.append(" ".join(current))
+        limit = len(out) if max_lines is None else max_lines
+        if all(is_plain(line, bold, mono) or fits(line) for line in out[:limit]):
+            return out
+        return None
+
+    def width_of(s: str) -> float:
+        return _width(s, size, bold, mono=mono, rtl=rtl)  # the parameter hides width()
+
+    lines: list[str] = []
+    for para in _HARD_BREAKS.split(text):
+        lines += estimated(para) or exact(para)
     while lines and not lines[-1]:
         lines.pop()
     if max_lines is not None and len(lines) > max_lines:
