@@ -173,9 +173,14 @@ class FixedParts:
         op = r.operator
         sender = ", ".join([op.name, *op.address.lines,
                             f"{op.address.postal_code} {op.address.city}".strip()])
-        s_asc, s_desc = metrics(ctx, [sender], 6)
-        w.text(0, w.top - s_asc, sender, 6, color=b.muted, max_width=w.width)
-        room = w.top - s_asc - s_desc - 1.5 * mm - w.bottom
+        # The return address: two lines at most (a long one is cut at its end).
+        senders = text.wrap(sender, w.width, 6, max_lines=2, rtl=ctx.rtl)
+        s_asc, s_desc = metrics(ctx, senders, 6)
+        for i, value in enumerate(senders):
+            w.text(0, w.top - s_asc - i * (s_asc + s_desc), value, 6, color=b.muted,
+                   max_width=w.width)
+        head = len(senders) * (s_asc + s_desc) + 1.5 * mm
+        room = w.top - head - w.bottom
 
         cust = r.account.customer
         logical = [(cust.name, True), *((line, False) for line in cust.address.lines),
@@ -187,7 +192,7 @@ class FixedParts:
         if shortened:
             log.warning("invoice %s: the address does not fit the envelope window in %d "
                         "lines; shortened with '…'", ctx.invoice, ADDRESS_LINES)
-        y = w.top - s_asc - s_desc - 1.5 * mm
+        y = w.top - head
         for value, bold in lines:
             asc, desc = text.extent(value, size, bold, rtl=ctx.rtl)
             w.text(0, y - asc, value, size, bold=bold, max_width=w.width)
