@@ -43,7 +43,7 @@ WINDOW_WIDTH = 85 * mm
 WINDOW_HEIGHT = 45 * mm
 WINDOW_PADDING = 4 * mm
 
-HEADER_HEIGHT = 22 * mm     # brand line on continuation pages
+HEADER_HEIGHT = 16 * mm     # brand line on continuation pages (with the gap below)
 FOOTER_HEIGHT = 10 * mm     # page x of y, invoice number (the legal line is below it)
 GAP = 4 * mm                # between the body and a reserved area
 

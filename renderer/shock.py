@@ -27,11 +27,16 @@ MOVERS = 3  # categories named at most
 class PreviousInvoice:
     """Figures of the account's previous invoice, as the pipeline hands them over.
 
-    ``period_start`` / ``period_end``: that invoice's billing period (the sentence names
-    its month). ``charges``: the sum of that invoice's ``charges[].amount`` per charge
-    category (``ChargeCategory`` values such as ``"roaming"``; all services together;
-    categories without charges may be left out). ``currency``: the invoice's currency;
-    figures in another currency than the record's are not compared.
+    The pipeline finds the account's previous invoice (ledger/archive) and passes these
+    to ``render(record, RenderOptions(previous=...))``; the renderer itself never looks.
+
+    - ``period_start`` / ``period_end``: that invoice's billing period. Figures of a
+      period that does not end before this invoice's period begins are not compared.
+    - ``currency``: that invoice's currency; figures in another currency than the
+      record's are not compared.
+    - ``charges``: the sum of that invoice's ``services[].charges[].amount`` per charge
+      category (``ChargeCategory`` values such as ``"roaming"``, all services together;
+      a category without charges may be left out).
 
     :meth:`from_record` builds it from the previous invoice's parsed record.
     """
@@ -53,15 +58,12 @@ class PreviousInvoice:
         return cls(record.invoice.period.start, record.invoice.period.end,
                    record.invoice.currency, by_category(record))
 
-    @property
-    def middle(self) -> date:
-        return self.period_start + (self.period_end - self.period_start) / 2
-
 
 @dataclass(frozen=True)
 class Shock:
-    """What the sentence says: the change, its share, the month compared with and the
-    categories that moved most (category, change), largest first."""
+    """What the sentence says: the change, its share, the month of the history entry
+    compared with and the categories that moved most (category, change), largest
+    first."""
 
     change: Decimal
     share: Decimal
@@ -96,8 +98,8 @@ def explain(record: BillingRecord, previous: PreviousInvoice | None,
     year, month = map(int, before.period.split("-"))
     compared = date(year, month, 15)
     movers: tuple[tuple[str, Decimal], ...] = ()
-    if previous is not None and previous.currency == record.invoice.currency:
-        compared = previous.middle
+    if (previous is not None and previous.currency == record.invoice.currency
+            and previous.period_end < record.invoice.period.start):
         current = by_category(record)
         order = [c.value for c in ChargeCategory]
         deltas = [(c, current.get(c, Decimal(0)) - previous.charges.get(c, Decimal(0)))

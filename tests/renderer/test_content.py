@@ -186,7 +186,15 @@ def test_the_explainer_names_the_categories_that_moved_most():
     text = norm(pdftotext(render(record, RenderOptions(previous=previous))).split("\f")[0])
     loc = for_locale("pt_BR")
     assert f"{loc.category('international')} +R$ 22,00" in text
-    assert "setembro de 2026" in text  # the previous invoice's month, named
+    assert "outubro de 2026" in text  # the month of history[-1], named
+
+
+def test_figures_that_are_not_of_an_earlier_period_are_not_compared():
+    record = _jump(sample("OI-2026-11-0000123"), "1.4")
+    same = PreviousInvoice(record.invoice.period.start, record.invoice.period.end, "BRL",
+                           {"international": Decimal("1.10")})
+    text = norm(pdftotext(render(record, RenderOptions(previous=same))).split("\f")[0])
+    assert "+R$ 22,00" not in text and "outubro de 2026" in text
 
 
 def test_no_sentence_within_the_share_and_the_share_is_configurable():
