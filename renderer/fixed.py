@@ -72,7 +72,7 @@ class FixedParts:
     def facts_box(self) -> Box:
         b = self.brand
         top = b.page_height - WINDOW_TOP
-        height = sum(h for h, _ in self._fact_layouts()) + 2 * FACTS_PAD
+        height = sum(h for h, _, _ in self._fact_layouts()) + 2 * FACTS_PAD
         return Box(WINDOW_LEFT + WINDOW_WIDTH + 8 * mm, top - height,
                    b.page_width - b.margin_right, top)
 
@@ -183,12 +183,13 @@ class FixedParts:
         room = w.top - head - w.bottom
 
         cust = r.account.customer
-        logical = [(cust.name, True), *((line, False) for line in cust.address.lines),
-                   (f"{cust.address.postal_code} {cust.address.city}".strip(), False)]
+        streets = [(line, False) for line in cust.address.lines]
+        tail = [(f"{cust.address.postal_code} {cust.address.city}".strip(), False)]
         if cust.address.country != op.address.country:
             name = ctx.loc.babel.territories.get(cust.address.country, cust.address.country)
-            logical.append((name.upper(), False))
-        lines, size, shortened = self._fit_address(logical, w.width, room)
+            tail.append((name.upper(), False))
+        lines, size, shortened = self._fit_address((cust.name, True), streets, tail,
+                                                   w.width, room)
         if shortened:
             log.warning("invoice %s: the address does not fit the envelope window in %d "
                         "lines; shortened with '…'", ctx.invoice, ADDRESS_LINES)
@@ -198,10 +199,18 @@ class FixedParts:
             w.text(0, y - asc, value, size, bold=bold, max_width=w.width)
             y -= asc + desc
 
-    def _fit_address(self, logical: list[tuple[str, bool]], width: float, room: float
+    def _fit_address(self, name: tuple[str, bool], streets: list[tuple[str, bool]],
+                     tail: list[tuple[str, bool]], width: float, room: float
                      ) -> tuple[list[tuple[str, bool]], float, bool]:
-        """Physical lines, size, and whether anything had to be cut."""
+        """Physical lines, their size, and whether anything had to be cut.
+
+        Shortening keeps one line each for the name, the postal line and the country;
+        street lines share what is left (the last of them merged if there are too many);
+        then lines that wrap get further lines while the budget lasts, and the last line
+        of each keeps the rest cut with "…".
+        """
         rtl = self.ctx.rtl
+        logical = [name, *streets, *tail]
 
         def height(lines: list[tuple[str, bool]], size: float) -> float:
             return sum(sum(text.extent(v, size, bold, rtl=rtl)) for v, bold in lines)
@@ -211,31 +220,27 @@ class FixedParts:
                      for v in text.wrap(value, width, size, bold, rtl=rtl)]
             if len(lines) <= ADDRESS_LINES and height(lines, size) <= room:
                 return lines, size, False
-        # Shortened: one line per logical line first (the name and the postal line
-        # never go), then further wrapped lines while there is room.
         size = ADDRESS_SIZES[-1]
-        if len(logical) > ADDRESS_LINES:
-            keep = ADDRESS_LINES - 3  # name, postal line and country stay whole
-            head, middle, tail = logical[:1], logical[1:-2], logical[-2:]
-            if len(logical) - 2 <= ADDRESS_LINES - 2:
-                tail = logical[-1:]
-                middle = logical[1:-1]
-                keep = ADDRESS_LINES - 2
-            merged = ", ".join(v for v, _ in middle[keep - 1:])
-            logical = [*head, *middle[:keep - 1], (merged, False), *tail]
-        budget = ADDRESS_LINES - len(logical)
+        tallest = max(sum(text.extent(v, size, bold, rtl=rtl)) for v, bold in logical)
+        budget = min(ADDRESS_LINES, int(room // tallest))
+        fixed = 1 + len(tail)
+        slots = max(0, budget - fixed)
+        if len(streets) > slots:
+            merged = ", ".join(v for v, _ in streets[max(0, slots - 1):])
+            streets = [*streets[:max(0, slots - 1)], (merged, False)] if slots else []
+        extra = budget - fixed - len(streets)
         lines: list[tuple[str, bool]] = []
-        for value, bold in logical:
+        for value, bold in [name, *streets, *tail]:
             wrapped = text.wrap(value, width, size, bold, rtl=rtl) or [""]
-            take = min(len(wrapped), 1 + budget)
-            budget -= take - 1
+            take = min(len(wrapped), 1 + max(0, extra))
+            extra -= take - 1
             shown = wrapped[:take]
             if take < len(wrapped):
                 rest = " ".join(wrapped[take - 1:])
                 shown[-1] = text.ellipsize(rest + " …", width, size, bold=bold, rtl=rtl)
             lines += [(v, bold) for v in shown]
-        while lines and height(lines, size) > room:
-            lines.pop(-2 if len(lines) > 1 else -1)
+        if len(lines) > budget:  # not even one line each: the name and the postal line
+            lines = [lines[0], *lines[-len(tail):]][:max(1, budget)]
         return lines, size, True
 
     def _facts(self) -> list[tuple[str, str]]:
@@ -254,14 +259,22 @@ class FixedParts:
             facts.append((ctx.label("customer_tax_id"), r.account.customer.tax_id))
         return facts
 
-    def _fact_layouts(self) -> list[tuple[float, tuple[str, str]]]:
-        """Height of each fact: the caption above its value."""
+    def _fact_layouts(self) -> list[tuple[float, str, list[str]]]:
+        """Each fact: its height, caption and value lines. A value too long for the box
+        (a 64-character invoice number) wraps, between characters if it must; only
+        beyond three lines is it cut."""
+        width = self.facts_width() - 2 * FACTS_PAD
         out = []
         for name, value in self._facts():
+            lines = text.wrap(value, width, 9.5, True, max_lines=3, rtl=self.ctx.rtl)
             n_asc, n_desc = metrics(self.ctx, [name], SMALL)
-            v_asc, v_desc = metrics(self.ctx, [value], 9.5, True)
-            out.append((n_asc + n_desc + v_asc + v_desc + 1, (name, value)))
+            v_asc, v_desc = metrics(self.ctx, lines, 9.5, True)
+            out.append((n_asc + n_desc + len(lines) * (v_asc + v_desc) + 1, name, lines))
         return out
+
+    def facts_width(self) -> float:
+        b = self.brand
+        return b.page_width - b.margin_right - (WINDOW_LEFT + WINDOW_WIDTH + 8 * mm)
 
     def facts(self, f: Frame) -> None:
         """Invoice number, dates, period, account: a box beside the address window."""
@@ -270,12 +283,13 @@ class FixedParts:
         inner = f.sub(Box(f.box.x0 + FACTS_PAD, f.box.y0 + FACTS_PAD,
                           f.box.x1 - FACTS_PAD, f.box.y1 - FACTS_PAD), "facts (inside)")
         y = inner.top
-        for height, (name, value) in self._fact_layouts():
+        for height, name, lines in self._fact_layouts():
             n_asc, n_desc = metrics(ctx, [name], SMALL)
-            v_asc, _ = metrics(ctx, [value], 9.5, True)
+            v_asc, v_desc = metrics(ctx, lines, 9.5, True)
             inner.text(0, y - n_asc, name, SMALL, color=b.muted, max_width=inner.width)
-            # Values are never cut: an identifier that does not fit is a layout error.
-            inner.text(0, y - n_asc - n_desc - v_asc, value, 9.5, bold=True)
+            for i, value in enumerate(lines):
+                inner.text(0, y - n_asc - n_desc - v_asc - i * (v_asc + v_desc), value, 9.5,
+                           bold=True, max_width=inner.width)
             y -= height
 
     # -- the payment slip ----------------------------------------------------------------

@@ -120,6 +120,11 @@ def shapes(draw) -> Shape:
         cust["address"]["city"] = text(1, 4)
     if draw(st.booleans()):
         cust["address"]["country"] = draw(st.sampled_from(["DE", "IR", "BR", "RU", "US"]))
+    if long and draw(st.booleans()):
+        # Identifiers at their longest (64 characters) and a long tax identifier.
+        number = data["invoice"]["number"]
+        data["invoice"]["number"] = (number + "-" + "7" * 64)[:64]
+        cust["tax_id"] = "-".join(["1234567890"] * rng.randint(1, 12))
     data["account"]["segment"] = draw(st.sampled_from(["consumer", "business"]))
     data["invoice"]["kind"] = draw(st.sampled_from(["original", "duplicate"]))
 
