@@ -15,6 +15,8 @@ reach the body.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import cached_property
 
 from reportlab.lib.units import mm
 
@@ -32,6 +34,7 @@ from invoicer.renderer.layout import (
     Box,
     Frame,
     PageAreas,
+    body_bottom,
     content,
     footer_box,
     header_box,
@@ -42,7 +45,7 @@ from invoicer.renderer.rows import metrics
 
 log = logging.getLogger(__name__)
 
-SLIP_HEIGHT = 62 * mm          # the payment slip at the foot of page 1
+SLIP_INSET = 1.5 * mm          # the slip's content keeps off the content area's edges
 ADDRESS_LINES = 6              # DIN 5008: the address zone holds six lines
 ADDRESS_SIZES = (10, 9, 8)     # points: the largest at which the address fits whole
 FACTS_PAD = 3 * mm
@@ -77,9 +80,10 @@ class FixedParts:
                    b.page_width - b.margin_right, top)
 
     def slip_box(self) -> Box:
+        """As tall as what the slip holds (a direct-debit sentence, or a code)."""
         b = self.brand
-        y0 = footer_box(b).y1 + GAP / 2
-        return content(b, y0, y0 + SLIP_HEIGHT)
+        y0 = body_bottom(b)
+        return content(b, y0, y0 + self._slip[0])
 
     def first_page(self) -> PageAreas:
         b = self.brand
@@ -100,7 +104,7 @@ class FixedParts:
         reserved = [("header", header), ("footer", footer)]
         if self.duplicate:
             reserved.insert(0, ("duplicate mark", mark_box(b)))
-        areas = PageAreas(page_box(b), content(b, footer.y1 + GAP / 2, header.y0 - GAP / 2),
+        areas = PageAreas(page_box(b), content(b, body_bottom(b), header.y0 - GAP / 2),
                           tuple(reserved))
         areas.check(self.ctx.invoice)
         return areas
@@ -297,82 +301,104 @@ class FixedParts:
     def payment_slip(self, f: Frame) -> None:
         """How to pay, with the payable code drawn as vectors inside its quiet zones.
 
-        Placed top-down from the slip's top edge: each element below the one before by
-        its own line box, so text and symbol never meet (the frame refuses if they did).
+        Inset from the content's edges by ``SLIP_INSET``: the slip is the part of page 1
+        nearest a print shop's sheet mark in the left margin."""
+        _, parts = self._slip
+        inner = f.sub(Box(f.box.x0 + SLIP_INSET, f.box.y0, f.box.x1 - SLIP_INSET, f.box.y1),
+                      "payment slip (inside)")
+        for part in parts:
+            part(inner, f.top)
+
+    @cached_property
+    def _slip(self) -> tuple[float, list[Callable[[Frame, float], None]]]:
+        """The slip's height and its parts, each drawn relative to the slip's top.
+
+        Laid out top-down before anything is drawn: each element below the one before by
+        its own line box or symbol size, so the slip's area is exactly as tall as its
+        content, and text and symbol never meet (the frame refuses if they did).
         """
         b, ctx = self.brand, self.ctx
         r = ctx.record
-        c = f.canvas
-        c.saveState()
-        c.setDash(2, 2)
-        f.rule(f.top - 0.5, thickness=0.4)
-        c.restoreState()
+        width = b.content_width - 2 * SLIP_INSET
+        parts: list[Callable[[Frame, float], None]] = []
+        depth = 0.0  # from the slip's top edge down to where the next part goes
+
+        def rule(f: Frame, top: float) -> None:
+            f.canvas.saveState()
+            f.canvas.setDash(2, 2)
+            f.rule(top - 0.5, thickness=0.4)
+            f.canvas.restoreState()
+
+        parts.append(rule)
         due = r.totals.total_due
         amount = ctx.money(due)
         title = ctx.label("payment")
         summary = (f"{ctx.label('total_due')}: {amount} · "
                    f"{ctx.label('due_date')}: {ctx.date(r.invoice.due_date)}")
         asc, desc = metrics(ctx, [title, summary], 11, True)
-        y = f.top - 2 * mm - asc
-        title_w = f.text(0, y, title, 11, bold=True, color=b.primary, max_width=f.width * 0.35)
-        f.text(f.width, y, summary, 9.5, bold=True, align="end",
-               max_width=f.width - title_w - 4 * mm)
-        y -= desc + 2.5 * mm  # y is now the top of what follows
+
+        def heading(f: Frame, top: float) -> None:
+            y = top - 2 * mm - asc
+            w = f.text(0, y, title, 11, bold=True, color=b.primary, max_width=f.width * 0.35)
+            f.text(f.width, y, summary, 9.5, bold=True, align="end",
+                   max_width=f.width - w - 4 * mm)
+
+        parts.append(heading)
+        depth = 2 * mm + asc + desc + 2.5 * mm
+
+        def paragraph(message: str, size: float, column: float = width) -> float:
+            """Up to three wrapped lines at ``depth``; returns their height."""
+            lines = text.wrap(message, column, size, max_lines=3, rtl=ctx.rtl)
+            p_asc, p_desc = metrics(ctx, lines, size)
+            at = depth
+
+            def draw(f: Frame, top: float) -> None:
+                for i, value in enumerate(lines):
+                    f.text(0, top - at - p_asc - i * (p_asc + p_desc), value, size,
+                           max_width=column)
+
+            parts.append(draw)
+            return len(lines) * (p_asc + p_desc)
+
+        def line(value: str, size: float) -> float:
+            l_asc, l_desc = metrics(ctx, [value], size, True)
+            at = depth
+            parts.append(lambda f, top: f.text(0, top - at - l_asc, value, size, bold=True))
+            return l_asc + l_desc
+
+        def symbol(what: str, sym, offset: float) -> float:
+            at = depth
+            parts.append(lambda f, top: f.symbol(what, sym, offset, top - at - sym.size[1]))
+            return sym.size[1]
 
         p = r.payment
         if p.method is PaymentMethod.direct_debit:
-            message = (ctx.label("direct_debit", amount=amount, date=ctx.date(r.invoice.due_date))
-                       if due > 0 else ctx.label("nothing_due"))
-            self._paragraph(f, message, y, 10)
-            return
-        if p.method is PaymentMethod.none:
-            message = (ctx.label("credit", amount=ctx.money(-due)) if due < 0
-                       else ctx.label("nothing_due"))
-            self._paragraph(f, message, y, 10)
-            return
-        scheme = p.scheme.value
-        if scheme == "febraban":
-            y = self._paragraph(f, ctx.label("pay_barcode"), y, BODY) - 1.5 * mm
-            line = febraban.parse(p.code).formatted
-            l_asc, l_desc = metrics(ctx, [line], 12, True)
-            f.text(0, y - l_asc, line, 12, bold=True)
-            y -= l_asc + l_desc + 1.5 * mm
-            bars = codes.itf(p.code)
-            f.symbol("barcode with its quiet zones", bars, 0, y - bars.size[1])
-        elif scheme in ("gost_qr", "epc_qr"):
+            depth += paragraph(ctx.label("direct_debit", amount=amount,
+                                         date=ctx.date(r.invoice.due_date))
+                               if due > 0 else ctx.label("nothing_due"), 10)
+        elif p.method is PaymentMethod.none:
+            depth += paragraph(ctx.label("credit", amount=ctx.money(-due)) if due < 0
+                               else ctx.label("nothing_due"), 10)
+        elif p.scheme.value == "febraban":
+            depth += paragraph(ctx.label("pay_barcode"), BODY) + 1.5 * mm
+            depth += line(febraban.parse(p.code).formatted, 12) + 1.5 * mm
+            depth += symbol("barcode with its quiet zones", codes.itf(p.code), 0)
+        elif p.scheme.value in ("gost_qr", "epc_qr"):
             qr = codes.qr(p.code)
-            w, h = qr.size
-            f.symbol("QR code with its quiet zone", qr, f.width - w, y - h)
-            column = f.width - w - 6 * mm
-            y = self._paragraph(f, ctx.label("pay_qr", amount=amount), y, 10,
-                                width=column) - 1 * mm
-            if p.fields:
-                details = [v for k, v in p.fields.items()
-                           if k in ("Name", "beneficiary", "PersonalAcc", "IBAN", "BIC",
-                                    "remittance_reference", "remittance_text", "Purpose")]
-                for value in details[:6]:
-                    d_asc, d_desc = metrics(ctx, [value], BODY)
-                    if y - d_asc - d_desc < f.bottom:
-                        break  # the code itself carries every field
-                    f.text(0, y - d_asc, value, BODY, max_width=column)
-                    y -= d_asc + d_desc
+            top = depth
+            side = symbol("QR code with its quiet zone", qr, width - qr.size[0])
+            column = width - qr.size[0] - 6 * mm
+            depth += paragraph(ctx.label("pay_qr", amount=amount), 10, column) + 1 * mm
+            shown = ("Name", "beneficiary", "PersonalAcc", "IBAN", "BIC",
+                     "remittance_reference", "remittance_text", "Purpose")
+            for value in [v for k, v in (p.fields or {}).items() if k in shown][:6]:
+                depth += paragraph(value, BODY, column)  # the code carries every field
+            depth = max(depth, top + side)
         else:  # code128
-            y = self._paragraph(f, ctx.label("pay_reference"), y, BODY) - 1 * mm
-            bars = codes.code128(p.code)
-            f.symbol("barcode with its quiet zones", bars, 0, y - bars.size[1])
-            y -= bars.size[1] + 1 * mm
-            c_asc, _ = metrics(ctx, [p.code], 11, True)
-            f.text(0, y - c_asc, p.code, 11, bold=True)
-
-    def _paragraph(self, f: Frame, message: str, top: float, size: float,
-                   width: float | None = None) -> float:
-        """Wrapped text from ``top`` down (at most 3 lines); returns where it ends."""
-        width = width or f.width
-        lines = text.wrap(message, width, size, max_lines=3, rtl=self.ctx.rtl)
-        asc, desc = metrics(self.ctx, lines, size)
-        for i, value in enumerate(lines):
-            f.text(0, top - asc - i * (asc + desc), value, size, max_width=width)
-        return top - len(lines) * (asc + desc)
+            depth += paragraph(ctx.label("pay_reference"), BODY) + 1 * mm
+            depth += symbol("barcode with its quiet zones", codes.code128(p.code), 0)
+            depth += 1 * mm + line(p.code, 11)
+        return depth + 3 * mm, parts
 
     # -- every page --------------------------------------------------------------------
 

@@ -137,22 +137,21 @@ def header_box(brand: Brand) -> Box:
 
 
 def footer_box(brand: Brand) -> Box:
-    """Page x of y, the invoice number and the legal line (which sits in the margin)."""
-    return content(brand, brand.margin_bottom - 4 * mm,
-                   brand.margin_bottom + FOOTER_HEIGHT - GAP / 2)
+    """Page x of y, the invoice number and the legal line: under a rule 5 mm above the
+    bottom margin, and reaching into it. The body stops ``FOOTER_HEIGHT`` above the
+    margin, which keeps the band a print shop's sheet mark uses (20 mm up, in the left
+    margin) clear of the content's edge."""
+    return content(brand, brand.margin_bottom - 8 * mm, brand.margin_bottom + 5.5 * mm)
+
+
+def body_bottom(brand: Brand) -> float:
+    return brand.margin_bottom + FOOTER_HEIGHT
 
 
 def mark_box(brand: Brand) -> Box:
     """Above the content area: where the duplicate mark stands on every page."""
     top = brand.page_height - brand.margin_top
     return content(brand, top + 0.5 * mm, brand.page_height - 2 * mm)
-
-
-def continuation_areas(brand: Brand) -> PageAreas:
-    header, footer = header_box(brand), footer_box(brand)
-    body = content(brand, footer.y1 + GAP / 2, header.y0 - GAP / 2)
-    return PageAreas(page_box(brand), body, (("duplicate mark", mark_box(brand)),
-                                             ("header", header), ("footer", footer)))
 
 
 # --- drawing inside a box ----------------------------------------------------------------
