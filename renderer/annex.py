@@ -211,14 +211,14 @@ class RowWriter:
         with :meth:`fit` first)."""
         out = ["BT"]
         slow = []
+        known = self._ops
         for x, value, right, limit in cells:
             if not value:
                 continue
-            enc = self.encoded(value)
-            if enc is None:
+            ops, w = known.get(value) or self.encoded(value) or ("", -1.0)
+            if w < 0:
                 slow.append((x, value, right, limit))
                 continue
-            ops, w = enc
             if w > limit + EPSILON:
                 self._too_wide(x, y, value, w, right, limit)
             out.append(f"1 0 0 1 {x - w if right else x:.2f} {y:.2f} Tm {ops}")
@@ -252,6 +252,7 @@ class Annex:
         # the formatters' own caches, which hash the locale on every call.
         self._amounts: dict[Decimal, str] = {}
         self._durations: dict[int, str] = {}
+        self._latin = self.fmt.numbering == "latn"
         w = ctx.brand.content_width
         self.widths = [width * w for _, width in COLUMNS]
         # The line box every row has: the locale's dates, times and digits, and Latin.
@@ -352,8 +353,9 @@ class Annex:
                    color=b.primary, max_width=f.width)
             y -= h.title
         cols = self.columns(f)
-        dest_width = cols[3][2]
+        (x0, r0, w0), (x1, r1, w1), (x2, r2, w2), (x3, r3, w3), (x4, r4, w4), (x5, r5, w5) = cols
         g_asc, _ = self._group_metrics
+        row = writer.row
         for seg in page.segments:
             g = self.groups[seg.group]
             base = y - 2 * mm - g_asc
@@ -366,10 +368,9 @@ class Annex:
             y -= h.header
             data = g.kind is UsageType.data
             uniform = g.sums is None
+            ascent, height = self.ascent, self.pitch
             for u in g.rows[seg.start:seg.end]:
-                if uniform:
-                    ascent, height = self.ascent, self.pitch
-                else:
+                if not uniform:
                     ascent, descent = self._extent(u.destination)
                     height = ascent + descent + 2 * ROW_PAD
                 day, clock_ = self._clock(u)
@@ -385,15 +386,10 @@ class Annex:
                 cost = self._amounts.get(u.amount)
                 if cost is None:
                     cost = self._amounts[u.amount] = ctx.amount(u.amount)
-                dest = writer.fit(u.destination, dest_width)
-                writer.row(y - ROW_PAD - ascent, [
-                    (cols[0][0], day, cols[0][1], cols[0][2]),
-                    (cols[1][0], clock_, cols[1][1], cols[1][2]),
-                    (cols[2][0], u.called or "", cols[2][1], cols[2][2]),
-                    (cols[3][0], dest, cols[3][1], cols[3][2]),
-                    (cols[4][0], quantity, cols[4][1], cols[4][2]),
-                    (cols[5][0], cost, cols[5][1], cols[5][2]),
-                ])
+                row(y - ROW_PAD - ascent, [
+                    (x0, day, r0, w0), (x1, clock_, r1, w1), (x2, u.called or "", r2, w2),
+                    (x3, writer.fit(u.destination, w3), r3, w3), (x4, quantity, r4, w4),
+                    (x5, cost, r5, w5)])
                 y -= height
             if seg.subtotal:
                 s_asc, _ = self._subtotal_metrics
@@ -421,7 +417,8 @@ class Annex:
         day = self._dates.get(key)
         if day is None:
             day = self._dates[key] = self.ctx.date(s.date())
-        return day, self.fmt.time(s)
+        clock = f"{s.hour:02d}:{s.minute:02d}:{s.second:02d}"
+        return day, (clock if self._latin else self.fmt.digits(clock))
 
     def _volume(self, kb: int | None) -> str:
         if kb is None:
