@@ -10,25 +10,26 @@ Factur-X invoice carries it inside the PDF as well.
 from __future__ import annotations
 
 import io
-import zlib
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Literal
 
 from reportlab import rl_config
-from reportlab.lib.units import mm
-from reportlab.pdfbase.pdfdoc import PDFDictionary, PDFName, PDFStream
 from reportlab.pdfgen.canvas import Canvas
 
 from invoicer.billing.models import BillingRecord
-from invoicer.renderer import einvoice, fonts, pdfa
+from invoicer.renderer import _reportlab, einvoice, fonts, pdfa
 from invoicer.renderer.annex import Annex, RowWriter
 from invoicer.renderer.brand import brand_for
+from invoicer.renderer.context import Context
+from invoicer.renderer.fixed import FixedParts
 from invoicer.renderer.i18n import for_locale
-from invoicer.renderer.layout import FOOTER_HEIGHT, HEADER_HEIGHT, Frame, PagePlan, flow
-from invoicer.renderer.sections import PAYMENT_SLIP, Sections
+from invoicer.renderer.layout import GAP, Frame, LayoutError, PagePlan, flow
+from invoicer.renderer.sections import Body
+from invoicer.renderer.shock import DEFAULT_SHARE, PreviousInvoice
 
 #: Recorded with every archived PDF: a change that alters output bumps it.
-RENDERER_VERSION = "1.1.0"  # 1.1: every PDF a PDF/A-3b
+RENDERER_VERSION = "2.1.0"  # 2.0: layout by construction; 2.1: every PDF a PDF/A-3b
 
 # The ASCII85 layer only makes streams bigger; PDF readers take binary streams.
 rl_config.useA85 = 0
@@ -36,9 +37,21 @@ rl_config.useA85 = 0
 
 @dataclass(frozen=True)
 class RenderOptions:
-    """``detail="summary"`` leaves out the call-details annex."""
+    """How to render one invoice.
+
+    ``detail="summary"`` leaves out the call-details annex.
+
+    ``previous``: the account's previous invoice (see
+    :class:`~renderer.shock.PreviousInvoice`: its period, currency and charges per
+    category), which the pipeline finds in the ledger/archive and hands over; with it
+    the bill-shock sentence on page 1 names the categories that moved most, without it
+    only the change. ``shock_share``: the change, as a share of the previous invoice's
+    amount (``history[-1]``), beyond which that sentence appears (default 0.20).
+    """
 
     detail: Literal["full", "summary"] = "full"
+    previous: PreviousInvoice | None = None
+    shock_share: Decimal = DEFAULT_SHARE
 
 
 @dataclass(frozen=True)
@@ -62,7 +75,11 @@ def render_document(invoice: BillingRecord, options: RenderOptions | None = None
 
 
 def render(invoice: BillingRecord, options: RenderOptions | None = None) -> bytes:
-    """Render a validated billing record to the PDF a subscriber receives."""
+    """Render a validated billing record to the PDF a subscriber receives.
+
+    Raises :class:`~renderer.layout.LayoutError` (naming the invoice and the two boxes)
+    if anything would leave its frame or cross a reserved area: never an overprint.
+    """
     return render_document(invoice, options).pdf
 
 
@@ -72,8 +89,24 @@ def _draw(invoice: BillingRecord, options: RenderOptions | None,
     fonts.register()
     loc = for_locale(invoice.invoice.locale)
     brand = brand_for(invoice.operator.id)
+    ctx = Context.of(invoice, loc, brand)
     summary_only = options.detail == "summary"
-    sections = Sections(invoice, loc, brand, summary_only)
+
+    # Plan every page before drawing any: "page X of Y" needs the count.
+    fixed = FixedParts(ctx)
+    first, following = fixed.first_page(), fixed.next_pages()
+    body = Body(ctx, summary_only=summary_only, previous=options.previous,
+                shock_share=options.shock_share)
+    pages = flow(body.rows(), first, following, ctx.invoice)
+    annex = None if summary_only else Annex(ctx)
+    if annex is not None:
+        left = pages[-1].free()
+        left = left.below(left.y1 - GAP) if left.height > GAP else None
+        shared, annex_pages = annex.pages(left, following.body)
+        if shared:
+            pages[-1].annex, pages[-1].annex_box = annex_pages.pop(0), left
+        pages += [PagePlan(following, annex=p, annex_box=following.body) for p in annex_pages]
+    total = len(pages)
 
     buffer = io.BytesIO()
     canvas = Canvas(buffer, pagesize=(brand.page_width, brand.page_height), invariant=1,
@@ -86,63 +119,24 @@ def _draw(invoice: BillingRecord, options: RenderOptions | None,
     canvas.setSubject(f"{invoice.account.number} {invoice.invoice.period.start:%Y-%m}")
     canvas.setCreator(f"invoicer renderer {RENDERER_VERSION}")
 
-    top = brand.page_height - brand.margin_top - HEADER_HEIGHT
-    bottom = brand.margin_bottom + FOOTER_HEIGHT
-    first_bottom = bottom + PAYMENT_SLIP + 2 * mm
-    # Page 1's head (address window, facts) ends at a fixed height; the flow starts below.
-    first_top = brand.page_height - 96 * mm
-    front = flow(sections.rows(), first_top, first_bottom, top, bottom)
-
-    pages: list[PagePlan] = front
-    annex_top: dict[int, float] = {}
-    if not summary_only:
-        annex = Annex(invoice, loc, sections.label, sections.number)
-        last_row, last_y = front[-1].rows[-1]
-        end_of_front = last_y - last_row.height
-        annex_pages = annex.pages(top, bottom, end_of_front)
-        if annex_pages and not annex_pages[0].segments:
-            annex_pages = annex_pages[1:]  # no room left: the annex starts a new page
-        elif annex_pages:
-            front[-1].annex = annex_pages[0]
-            annex_top[len(front) - 1] = end_of_front - 4 * mm
-            annex_pages = annex_pages[1:]
-        pages = front + [PagePlan(annex=p) for p in annex_pages]
-    total = len(pages)
-
-    writer = RowWriter(canvas, loc.rtl) if not summary_only else None
+    writer = RowWriter(canvas, loc.rtl, ctx.invoice) if annex is not None else None
     for number, page in enumerate(pages, start=1):
-        frame = Frame(canvas, brand, loc.rtl)
         canvas.setFillColor(brand.text)
         if number == 1:
-            sections.first_page_head(frame)
-            sections.payment_slip(frame)
-        for row, y in page.rows:
-            row.draw(frame, y)
-        if page.annex is not None:
-            annex.draw_page(frame, page.annex, annex_top.get(number - 1, top), writer)
-        sections.page_furniture(frame, number, total, first=number == 1)
+            fixed.draw_first_page(canvas, page.areas)
+        for row, slot in page.rows:
+            row.draw(Frame(canvas, brand, loc.rtl, slot, row.name, ctx.invoice))
+        if page.annex is not None and annex is not None and writer is not None:
+            annex.draw_page(Frame(canvas, brand, loc.rtl, page.annex_box, "call details",
+                                  ctx.invoice), page.annex, writer)
+        fixed.furniture(canvas, page.areas, number, total)
         canvas.showPage()
-        _compress_finished_page(canvas)
+        _reportlab.compress_finished_page(canvas)
     pdfa.conform(canvas, identity=f"{invoice.operator.id}/{invoice.invoice.number}",
                  issued=invoice.invoice.issue_date, attachment=attachment)
     canvas.save()
     return buffer.getvalue()
 
 
-def _compress_finished_page(canvas: Canvas) -> None:
-    """Deflate the page just finished instead of at ``save()``.
-
-    ReportLab keeps every page's content stream as text until the document is saved;
-    for a 1,500-page call-details annex that is ~35 MB held only to be compressed at
-    the end. Compressing each page as it is finished keeps ~5 MB. The stream is marked
-    with its filter so ReportLab does not deflate it a second time.
-    """
-    page = canvas._doc.Pages.pages[-1]
-    if page.stream and page.compression:
-        page.Contents = PDFStream(PDFDictionary({"Filter": PDFName("FlateDecode")}),
-                                  zlib.compress(page.stream.encode("latin-1")))
-        page.Contents.__Comment__ = "page stream"
-        page.stream = None
-
-
-__all__ = ["RENDERER_VERSION", "RenderOptions", "Rendered", "render", "render_document"]
+__all__ = ["RENDERER_VERSION", "LayoutError", "PreviousInvoice", "RenderOptions", "Rendered",
+           "render", "render_document"]

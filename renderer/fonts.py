@@ -41,6 +41,8 @@ from fontTools.ttLib import TTFont as _FTFont
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 
+from invoicer.renderer import _reportlab
+
 __all__ = [
     "FAMILIES",
     "FILES",
@@ -134,8 +136,13 @@ class ShapingFont(TTFont):
         self._codes: dict[tuple[int, str, float], int] = {}
         self._texts: dict[int, str] = {}
         self._lock = threading.Lock()
-        self.units_per_em: int = self.face.unitsPerEm
-        self.cmap: dict[int, int] = dict(self.face.charToGlyph)  # before any private code
+        _reportlab.verify_font(self)
+        self.units_per_em: int = _reportlab.units_per_em(self)
+        self.cmap: dict[int, int] = _reportlab.nominal_cmap(self)  # before private codes
+        ascent, descent = _reportlab.line_metrics(self)
+        #: Line box above and below the baseline, in em, as PDF readers take it.
+        self.ascent = ascent / 1000.0
+        self.descent = -descent / 1000.0
 
     def code_for(self, gid: int, text: str, advance: float) -> int:
         """Code point that draws glyph ``gid`` and extracts as ``text``.
@@ -146,7 +153,7 @@ class ShapingFont(TTFont):
         the word.
         """
         if (len(text) == 1 and self.cmap.get(ord(text)) == gid
-                and abs(self.face.charWidths.get(ord(text), -1) - advance) < 0.5):
+                and abs(_reportlab.nominal_width(self, ord(text)) - advance) < 0.5):
             return ord(text)  # the nominal glyph: the ordinary mapping is already right
         # The advance belongs to the key: the same glyph standing for the same text can
         # be shaped to another width elsewhere (kerning, a joining neighbour), and the
@@ -158,29 +165,23 @@ class ShapingFont(TTFont):
                 code = self._codes.get(key)
                 if code is None:
                     code = self._PRIVATE_BASE + len(self._codes)
-                    self.face.charToGlyph[code] = gid
-                    self.face.charWidths[code] = advance
+                    _reportlab.glyph_code(self, code, gid, advance)
                     self._texts[code] = text
                     self._codes[key] = code
         return code
 
     def addObjects(self, doc) -> None:
         """Embed the subsets as ReportLab does, then fix ``ToUnicode`` of private codes."""
-        state = self.state.get(doc)
-        if state is None:
-            super().addObjects(doc)
-            return
-        subsets = [list(s) for s in state.subsets]
-        names = [self.getSubsetInternalName(n, doc)[1:] for n in range(len(subsets))]
+        subsets = _reportlab.subsets(self, doc)
         super().addObjects(doc)
-        for name, subset in zip(names, subsets, strict=True):
+        for name, subset in subsets or ():
             # ReportLab writes "%04X": wrong for characters beyond U+FFFF (𝄞), which
             # need a UTF-16 surrogate pair; those subsets are rewritten too.
             if not any(code in self._texts or code > 0xFFFF for code in subset):
                 continue
-            font_obj = doc.idToObject[name]
-            cmap = doc.idToObject[font_obj.ToUnicode.name]
-            cmap.content = _to_unicode_cmap(font_obj.BaseFont, subset, self._texts)
+            _reportlab.replace_to_unicode(
+                doc, name, lambda base, subset=subset: _to_unicode_cmap(base, subset,
+                                                                        self._texts))
 
 
 def _utf16_hex(text: str) -> str:
@@ -239,6 +240,7 @@ def register() -> None:
     with _lock:
         if _coverage:
             return
+        _reportlab.verify()
         missing = [f for f in FILES if not f.path.is_file()]
         if missing:
             packages = " ".join(sorted({f.package for f in missing}))

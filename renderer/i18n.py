@@ -1,9 +1,11 @@
-"""Labels and locale formatting for invoices.
+"""Labels for invoices, per locale.
 
-Labels live in ``templates/labels/<locale>.toml`` (one place, one file per locale);
-numbers, money, dates and times are formatted by Babel from CLDR. Formatting results
-are cached: a call-details annex formats the same amounts, dates and durations
-thousands of times.
+Labels live in ``templates/labels/<locale>.toml`` (one place, one file per locale).
+The PDF formats numbers, money and dates through :mod:`invoicer.l10n` (native digits,
+the Solar Hijri calendar for Persian). :meth:`InvoiceLocale.money`, ``number``,
+``decimal``, ``date``, ``percent`` and ``month`` below are the earlier Gregorian,
+Latin-digit formatting that the e-mail and SMS texts still use until they move to
+:mod:`invoicer.l10n` too; the renderer no longer calls them.
 """
 
 from __future__ import annotations
@@ -53,6 +55,10 @@ class InvoiceLocale:
     def usage_type(self, name: str) -> str:
         return self.labels["usage"].get(name, name)
 
+    def payment_method(self, method: str) -> str:
+        """A payment's ``method`` in words (``card`` -> "cartão"); unknown ones as given."""
+        return self.labels["payment_method"].get(method, method)
+
     def money(self, amount: Decimal, currency: str) -> str:
         """``R$ 104,75``: amount with the currency, as the locale writes it."""
         return _money(amount, currency, self.babel)
@@ -100,7 +106,7 @@ def _for_locale(locale_id: str) -> InvoiceLocale:
     except (UnknownLocaleError, ValueError):
         babel = Locale.parse(FALLBACK)
     merged = {**_load(FALLBACK), **_load(labels_locale)}
-    for section in ("category", "usage"):
+    for section in ("category", "usage", "payment_method"):
         merged[section] = {**_load(FALLBACK)[section], **_load(labels_locale).get(section, {})}
     return InvoiceLocale(
         requested=locale_id,

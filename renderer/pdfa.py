@@ -38,6 +38,8 @@ from reportlab.pdfbase.pdfdoc import (
 )
 from reportlab.pdfgen.canvas import Canvas
 
+from invoicer.renderer import _reportlab
+
 __all__ = ["ICC_PACKAGE", "ICC_PATH", "IccProfileMissingError", "conform", "xmp"]
 
 ICC_PATH = Path("/usr/share/color/icc/sRGB.icc")
@@ -161,12 +163,12 @@ def conform(canvas: Canvas, *, identity: str, issued: date,
     derived from it. ``issued`` is the invoice's issue date, the document's date
     (noon UTC, as the renderer stamps the information dictionary).
     """
-    doc = canvas._doc
+    doc = _reportlab.document(canvas)
     info = doc.info
     # Embedded files with /AF are PDF 1.7 features, and PDF/A-3 is based on PDF 1.7.
-    doc._pdfVersion = max(doc._pdfVersion, (1, 7))
+    _reportlab.set_pdf_version(doc, (1, 7))
     digest = hashlib.sha256(identity.encode("utf-8")).digest()
-    doc._ID = b"\n[<%s><%s>]\n" % ((digest[:16].hex().upper().encode(),) * 2)
+    _reportlab.set_file_id(doc, digest[:16])
     instant = f"{issued:%Y-%m-%d}T12:00:00Z"
 
     catalog = doc.Catalog

@@ -16,6 +16,8 @@ wrapped)::
         -> list[str]: logical lines no wider than ``width`` (word breaks, then
         character breaks for overlong words; "\\n" is a hard break); with ``max_lines``
         the last line ends with "…".
+    extent(text, size, bold=False, *, mono=False, rtl=False) -> (ascent, descent)
+        The line box above and below the baseline, as PDF readers report it.
     is_plain(text, bold=False, mono=False) -> bool
         True when the text needs no fallback font, bidi or shaping (the fast path).
     font_name(bold=False, mono=False) -> str
@@ -80,16 +82,16 @@ from weakref import WeakKeyDictionary
 
 import uharfbuzz as hb
 from bidi import algorithm as _uba
-from reportlab.lib.rl_accel import escapePDF
 from reportlab.pdfbase.pdfmetrics import stringWidth
-from reportlab.pdfbase.ttfonts import ShapeData, ShapedStr
 
-from invoicer.renderer import fonts
+from invoicer.renderer import _reportlab, fonts
+from invoicer.renderer._reportlab import ShapeData, ShapedStr
 from invoicer.renderer.fonts import missing_glyphs
 
 __all__ = [
     "ELLIPSIS",
     "draw",
+    "extent",
     "font_name",
     "is_plain",
     "missing_glyphs",
@@ -176,6 +178,28 @@ def width(text: str, size: float, bold: bool = False, *, mono: bool = False,
     return w
 
 
+def extent(text: str, size: float, bold: bool = False, *, mono: bool = False,
+           rtl: bool = False) -> tuple[float, float]:
+    """``(ascent, descent)`` in points of the line :func:`draw` prints for ``text``.
+
+    The line box of the tallest font the text is drawn with, as the font tells PDF
+    readers (``Ascent``/``Descent``): what a text extractor such as poppler reports as
+    the words' boxes, and what the layout must keep apart. Latin text in Noto Sans takes
+    1.36 em; a line with Persian takes 2.11 em (Noto Sans Arabic leaves room for
+    stacked marks). Empty text has no box.
+    """
+    if not text:
+        return 0.0, 0.0
+    if is_plain(text, bold, mono):
+        f = fonts.font(font_name(bold, mono))
+        return f.ascent * size, f.descent * size
+    line = _layout(text, mono, bold, rtl)
+    return line.ascent * size, line.descent * size
+
+
+_width = width
+
+
 def _measure(text: str, size: float, bold: bool, mono: bool, rtl: bool) -> float:
     if is_plain(text, bold, mono):
         return stringWidth(text, font_name(bold, mono), size)
@@ -249,10 +273,8 @@ def _encoded(canvas, text: str, size: float, bold: bool, mono: bool, rtl: bool) 
         # set-up: half the cost for the strings that are new on every row (times,
         # numbers called). splitString assigns the glyphs to the document's subsets.
         font = fonts.font(font_name(bold, mono))
-        doc = canvas._doc
-        code = _ORIGIN + " ".join(
-            f"{font.getSubsetInternalName(n, doc)} {size:g} Tf ({escapePDF(chunk)}) Tj"
-            for n, chunk in font.splitString(text, doc)) + " ET"
+        code = (_ORIGIN + _reportlab.show_text(font, text, size, _reportlab.document(canvas))
+                + " ET")
     else:
         t = canvas.beginText(0, 0)
         if is_plain(text, bold, mono):  # a top-down canvas: ReportLab flips the text
@@ -344,8 +366,9 @@ def wrap(text: str, width: float, size: float, bold: bool = False,
     def fits(s: str) -> bool:
         return _measure(s, size, bold, mono, rtl) <= width
 
-    lines: list[str] = []
-    for para in _HARD_BREAKS.split(text):
+    def exact(para: str) -> list[str]:
+        # Measures every trial line: right whatever the shaping does across words.
+        out: list[str] = []
         current = ""
         for word in para.split():
             trial = f"{current} {word}" if current else word
@@ -353,16 +376,49 @@ def wrap(text: str, width: float, size: float, bold: bool = False,
                 current = trial
                 continue
             if current:
-                lines.append(current)
+                out.append(current)
             current = word
             while not fits(current):
                 points = _cut_points(current)
                 k = 1  # at least one character per line, even if it does not fit
                 while k + 1 < len(points) - 1 and fits(current[: points[k + 1]]):
                     k += 1
-                lines.append(current[: points[k]])
+                out.append(current[: points[k]])
                 current = current[points[k]:]
-        lines.append(current)
+        out.append(current)
+        return out
+
+    def estimated(para: str) -> list[str] | None:
+        # Adds word widths (cached: words repeat), which is exact for text in the
+        # primary font; a line with shaped or fallback text is measured once to confirm.
+        # None: a word wider than a line, or an estimate that failed (use exact()).
+        space = width_of(" ")
+        out: list[str] = []
+        current: list[str] = []
+        used = 0.0
+        for word in para.split():
+            w = width_of(word)
+            if w > width:
+                return None
+            if current and used + space + w <= width:
+                current.append(word)
+                used += space + w
+                continue
+            if current:
+                out.append(" ".join(current))
+            current, used = [word], w
+        out.append(" ".join(current))
+        limit = len(out) if max_lines is None else max_lines
+        if all(is_plain(line, bold, mono) or fits(line) for line in out[:limit]):
+            return out
+        return None
+
+    def width_of(s: str) -> float:
+        return _width(s, size, bold, mono=mono, rtl=rtl)  # the parameter hides width()
+
+    lines: list[str] = []
+    for para in _HARD_BREAKS.split(text):
+        lines += estimated(para) or exact(para)
     while lines and not lines[-1]:
         lines.pop()
     if max_lines is not None and len(lines) > max_lines:
@@ -391,6 +447,8 @@ class _Line:
     pieces: tuple[_Piece, ...]  # in logical order of their first character
     marks: tuple[_Piece, ...]  # raised/lowered marks, drawn after the words
     advance: float  # 1/1000 em
+    ascent: float  # em above the baseline: the tallest font's line box
+    descent: float  # em below the baseline
 
 
 def _levels(text: str, rtl: bool) -> list[int]:
@@ -552,7 +610,10 @@ def _layout(text: str, mono: bool, bold: bool, rtl: bool) -> _Line:
             pieces.append((idx[0], _Piece(name, s, pen)))
             pen += stringWidth(s, name, 1000)
     pieces.sort(key=lambda p: p[0])
-    return _Line(tuple(p for _, p in pieces), tuple(marks), pen)
+    used = {p.font for _, p in pieces} | {m.font for m in marks}
+    ascent = max((fonts.font(n).ascent for n in used), default=0.0)
+    descent = max((fonts.font(n).descent for n in used), default=0.0)
+    return _Line(tuple(p for _, p in pieces), tuple(marks), pen, ascent, descent)
 
 
 def _shape_run(text: str, name: str, level: int, idx: list[int], pen: float,
@@ -628,8 +689,8 @@ def _shape_run(text: str, name: str, level: int, idx: list[int], pen: float,
         gtext = texts[g][::-1] if rtl else texts[g]
         x_adv = pos.x_advance * k
         code = ttf.code_for(info.codepoint, gtext, x_adv)
-        sd = ShapeData(cl, x_adv, pos.y_advance * k, pos.x_offset * k, pos.y_offset * k,
-                       ttf.face.getCharWidth(code))
+        sd = _reportlab.shape_data(cl, x_adv, pos.y_advance * k, pos.x_offset * k,
+                                   pos.y_offset * k, _reportlab.char_width(ttf, code))
         if not gtext and pos.y_offset:
             # A raised or lowered mark (tashdid, kasra...) needs a text rise, and poppler
             # ends a word wherever the baseline moves: such marks, which carry no text,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from datetime import UTC
 from functools import cache
@@ -80,6 +81,72 @@ def decode_codes(tmp_path: Path, pdf: bytes, scheme: str, page: int = 1,
     png.unlink()
     decoded = out.stdout.decode("utf-8")
     return [decoded] if symbology == "qrcode" else [x for x in decoded.split("\n") if x]
+
+
+def word_boxes(pdf: bytes) -> list[list[tuple[float, float, float, float, str]]]:
+    """Per page, poppler's word boxes ``(x0, y0, x1, y1, word)`` (``pdftotext -bbox``;
+    y grows downwards)."""
+    from html import unescape
+
+    html = run("pdftotext", "-bbox", "-", "-", input=pdf)
+    pattern = re.compile(r'xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" '
+                         r'yMax="([\d.]+)">([^<]*)</word>')
+    return [[(float(a), float(b), float(c), float(d), unescape(w))
+             for a, b, c, d, w in pattern.findall(page)]
+            for page in html.split("<page ")[1:]]
+
+
+def overlapping(words, tolerance: float = 0.01) -> list[tuple[tuple, tuple]]:
+    """Pairs of word boxes whose interiors meet (a sweep over y)."""
+    words = sorted(words, key=lambda w: w[1])
+    out = []
+    for i, a in enumerate(words):
+        for b in words[i + 1:]:
+            if b[1] >= a[3] - tolerance:
+                break
+            if (a[0] < b[2] - tolerance and b[0] < a[2] - tolerance
+                    and a[1] < b[3] - tolerance and b[1] < a[3] - tolerance):
+                out.append((a, b))
+    return out
+
+
+_GOST_CHARSETS = {b"1": "cp1251", b"2": "utf-8", b"3": "koi8-r"}
+
+
+def page_one_codes(pdf: bytes, dpi: int = 150) -> list[tuple[str, str]]:
+    """Every symbol zbar finds on page 1, all symbologies enabled: ``(type, text)``.
+
+    zbar's XML output counts and names the symbols; it mangles bytes above 0x7F when it
+    base64-encodes a payload, so a QR payload is read again raw (``-Sbinary``) and
+    decoded with the character set its header declares (GOST ``ST0001`` + 1/2/3).
+    """
+    import tempfile
+    import xml.etree.ElementTree as ET
+
+    with tempfile.TemporaryDirectory() as tmp:
+        image = f"{Path(tmp) / 'page'}.pgm"
+        subprocess.run(["pdftoppm", "-gray", "-r", str(dpi), "-f", "1", "-l", "1",
+                        "-singlefile", "-", image[:-4]], input=pdf, check=True,
+                       capture_output=True, timeout=120)
+        xml = subprocess.run(["zbarimg", "--nodbus", "--xml", "-q", image],
+                             capture_output=True, timeout=120).stdout
+        if not xml.strip():
+            return []
+        ns = {"z": "http://zbar.sourceforge.net/2008/barcode"}
+        found = []
+        for symbol in ET.fromstring(xml).iterfind(".//z:symbol", ns):
+            data = symbol.find("z:data", ns)
+            plain = data is not None and data.get("format") != "base64"
+            found.append((symbol.get("type", "?"), (data.text or "") if plain else None))
+        if any(t == "QR-Code" for t, _ in found):
+            raw = subprocess.run(["zbarimg", "--nodbus", "--raw", "-q", "-Sdisable",
+                                  "-Sqrcode.enable", "-Sbinary", image],
+                                 capture_output=True, timeout=120).stdout.rstrip(b"\n")
+            charset = (_GOST_CHARSETS.get(raw[6:7], "utf-8") if raw.startswith(b"ST0001")
+                       else "utf-8")
+            text = raw.decode(charset, errors="replace")
+            found = [(t, text if t == "QR-Code" else d) for t, d in found]
+    return found
 
 
 def page_count(pdf: bytes) -> int:

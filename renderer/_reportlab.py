@@ -1,0 +1,245 @@
+"""The ReportLab internals the renderer relies on: all of them, and only here.
+
+ReportLab's public drawing API sets up a text object, a font and an escape for every
+string; the call-details annex writes up to 100,000 rows, and shaped Persian needs
+glyphs that have no code point. So a few internals are used, each wrapped below with
+what it is for. Nothing else in the renderer touches a ReportLab name that starts with an
+underscore or a private attribute.
+
+What is relied on (ReportLab 5.1; ``tests/renderer/test_reportlab.py`` exercises each one
+against the installed version and names the function here that breaks):
+
+==============================================  =========================================
+internal                                        used by
+==============================================  =========================================
+``Canvas._doc`` (the ``PDFDocument``)           font subsets are per document
+``Canvas._code`` (the page's operator list)     writing prepared text operators
+``TTFont.splitString(text, doc)``,              encoding a string for a document's
+``TTFont.getSubsetInternalName(n, doc)``        font subsets
+``TTFont.state[doc].subsets``                   rewriting a subset's ``ToUnicode``
+``TTFont.face``: ``charToGlyph``,               private codes for shaped glyphs;
+``charWidths``, ``getCharWidth``,               line metrics (ascent, descent)
+``unitsPerEm``, ``ascent``, ``descent``
+``PDFDocument.idToObject``, font ``ToUnicode``  rewriting a subset's ``ToUnicode``
+and ``BaseFont``, a stream's ``content``
+``PDFDocument.Pages.pages[-1]``: ``stream``,    deflating each page as it is finished
+``compression``, ``Contents``
+``ShapedStr``, ``ShapeData`` (pdfbase.ttfonts)  pre-shaped glyph runs with positions
+``lib.rl_accel.escapePDF``                      escaping a PDF string
+``PDFDocument._pdfVersion``, ``._ID``           PDF/A-3: version 1.7, a fixed file ID
+==============================================  =========================================
+
+:func:`verify` checks that each of these still exists (cheap; run once when the fonts
+are registered), so a ReportLab upgrade that removes one fails at start-up with this
+module's name in the message, never half-way through a bill run.
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+from collections.abc import Callable
+
+import reportlab
+from reportlab.lib.rl_accel import escapePDF
+from reportlab.pdfbase import pdfdoc
+from reportlab.pdfbase.pdfdoc import PDFDictionary, PDFName, PDFStream
+from reportlab.pdfbase.ttfonts import ShapeData, ShapedStr, TTFont
+from reportlab.pdfgen.canvas import Canvas
+
+__all__ = [
+    "ReportLabChanged",
+    "ShapeData",
+    "ShapedStr",
+    "append",
+    "compress_finished_page",
+    "document",
+    "glyph_code",
+    "line_metrics",
+    "nominal_cmap",
+    "replace_to_unicode",
+    "set_file_id",
+    "set_pdf_version",
+    "shape_data",
+    "show_text",
+    "subsets",
+    "verify",
+]
+
+
+class ReportLabChanged(RuntimeError):
+    """The installed ReportLab no longer has an internal this module relies on."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"ReportLab {reportlab.Version} changed an internal the invoice renderer relies "
+            f"on: {what}. Adapt invoicer/renderer/_reportlab.py (and run "
+            "tests/renderer/test_reportlab.py), or pin ReportLab to the last version that "
+            "passes it.")
+
+
+# --- the canvas ------------------------------------------------------------------------
+
+
+def document(canvas: Canvas) -> pdfdoc.PDFDocument:
+    """The document a canvas writes to: fonts subset and encode per document."""
+    return canvas._doc
+
+
+def append(canvas: Canvas, code: str) -> None:
+    """Append ready PDF operators to the current page (what ``addLiteral`` does, without
+    its per-call ``str()`` and attribute look-ups, for the annex's thousands of rows)."""
+    canvas._code.append(code)
+
+
+def compress_finished_page(canvas: Canvas) -> None:
+    """Deflate the page just finished (after ``showPage``) instead of at ``save()``.
+
+    ReportLab keeps every page's content stream as text until the document is saved;
+    for a 1,500-page call-details annex that is ~35 MB held only to be compressed at
+    the end. The stream is marked with its filter so ReportLab does not deflate it again.
+    """
+    page = canvas._doc.Pages.pages[-1]
+    if page.stream and page.compression:
+        page.Contents = PDFStream(PDFDictionary({"Filter": PDFName("FlateDecode")}),
+                                  zlib.compress(page.stream.encode("latin-1")))
+        page.Contents.__Comment__ = "page stream"
+        page.stream = None
+
+
+def set_pdf_version(doc: pdfdoc.PDFDocument, version: tuple[int, int]) -> None:
+    """Raise the header's PDF version to at least ``version`` (ReportLab has no setter)."""
+    doc._pdfVersion = max(doc._pdfVersion, version)
+
+
+def set_file_id(doc: pdfdoc.PDFDocument, file_id: bytes) -> None:
+    """Write the trailer's ``/ID`` as two copies of ``file_id`` (16 bytes). ReportLab's
+    invariant mode makes one from the content; PDF/A wants it to name the document,
+    the same for every render of the same invoice."""
+    doc._ID = b"\n[<%s><%s>]\n" % ((file_id.hex().upper().encode(),) * 2)
+
+
+# --- TrueType fonts --------------------------------------------------------------------
+
+
+def show_text(font: TTFont, text: str, size: float, doc: pdfdoc.PDFDocument) -> str:
+    """``/F1+0 7 Tf (...) Tj`` operators showing ``text`` in ``font`` (no position).
+
+    What ReportLab's text object writes for one TrueType string, without its per-call
+    set-up. The glyphs are assigned to the document's subsets as a side effect.
+    """
+    return " ".join(
+        f"{font.getSubsetInternalName(n, doc)} {size:g} Tf ({escapePDF(chunk)}) Tj"
+        for n, chunk in font.splitString(text, doc))
+
+
+def subsets(font: TTFont, doc: pdfdoc.PDFDocument) -> list[tuple[str, list[int]]] | None:
+    """``(object name, code points)`` of each subset ``font`` has in ``doc``; None if
+    the font is not used there. Read before ``addObjects`` embeds the subsets."""
+    state = font.state.get(doc)
+    if state is None:
+        return None
+    return [(font.getSubsetInternalName(n, doc)[1:], list(codes))
+            for n, codes in enumerate(state.subsets)]
+
+
+def replace_to_unicode(doc: pdfdoc.PDFDocument, name: str,
+                       make: Callable[[str], str]) -> None:
+    """Replace the ``ToUnicode`` CMap of the embedded subset ``name`` (after
+    ``addObjects``); ``make`` gets the subset's ``BaseFont`` and returns the CMap text."""
+    font_obj = doc.idToObject[name]
+    cmap = doc.idToObject[font_obj.ToUnicode.name]
+    cmap.content = make(font_obj.BaseFont)
+
+
+def nominal_cmap(font: TTFont) -> dict[int, int]:
+    """A copy of the font's own character-to-glyph map (before any private code)."""
+    return dict(font.face.charToGlyph)
+
+
+def nominal_width(font: TTFont, code: int) -> float:
+    """Advance of code point ``code`` in 1/1000 em, or -1 if the font has none."""
+    return font.face.charWidths.get(code, -1)
+
+
+def glyph_code(font: TTFont, code: int, gid: int, advance: float) -> None:
+    """Make code point ``code`` draw glyph ``gid`` with ``advance`` (1/1000 em) in every
+    document that uses ``font``: how a shaped glyph without a code point gets one."""
+    font.face.charToGlyph[code] = gid
+    font.face.charWidths[code] = advance
+
+
+def char_width(font: TTFont, code: int) -> float:
+    """The ``Widths`` entry ReportLab writes for ``code`` (1/1000 em)."""
+    return font.face.getCharWidth(code)
+
+
+def units_per_em(font: TTFont) -> int:
+    return font.face.unitsPerEm
+
+
+def line_metrics(font: TTFont) -> tuple[float, float]:
+    """``(ascent, descent)`` in 1/1000 em as written to the PDF font descriptor.
+
+    PDF readers, poppler's text boxes included, take a line's height from these.
+    """
+    return float(font.face.ascent), float(font.face.descent)
+
+
+def shape_data(cluster: int, x_advance: float, y_advance: float, x_offset: float,
+               y_offset: float, width: float) -> ShapeData:
+    """One glyph's position for a :class:`ShapedStr` (1/1000 em)."""
+    return ShapeData(cluster, x_advance, y_advance, x_offset, y_offset, width)
+
+
+# --- start-up check --------------------------------------------------------------------
+
+_verified = False
+
+
+def _probes() -> dict[str, Callable[[], bool]]:
+    probe = Canvas(io.BytesIO())
+    return {
+        "Canvas._doc (the PDFDocument)":
+            lambda: isinstance(probe._doc, pdfdoc.PDFDocument),
+        "Canvas._code (the page's list of operator strings)":
+            lambda: isinstance(probe._code, list),
+        "PDFDocument.Pages.pages": lambda: isinstance(probe._doc.Pages.pages, list),
+        "PDFDocument.idToObject": lambda: isinstance(probe._doc.idToObject, dict),
+        "PDFDocument._pdfVersion (a tuple) and _ID": lambda: isinstance(
+            probe._doc._pdfVersion, tuple) and hasattr(probe._doc, "_ID"),
+        "TTFont.splitString / getSubsetInternalName / addObjects": lambda: all(
+            callable(getattr(TTFont, n, None))
+            for n in ("splitString", "getSubsetInternalName", "addObjects")),
+        "TTFont.State (per-document subsets)": lambda: hasattr(TTFont, "State"),
+        "ShapeData(cluster, x_advance, y_advance, x_offset, y_offset, width)":
+            lambda: ShapeData(1, 2.0, 3.0, 4.0, 5.0, 6.0).x_offset == 4.0,
+        "ShapedStr(text, shape data)":
+            lambda: ShapedStr("x", [ShapeData(0, 1.0, 0.0, 0.0, 0.0, 1.0)]) == "x",
+    }
+
+
+def verify() -> None:
+    """Raise :class:`ReportLabChanged` if an internal listed above is gone (cheap, once)."""
+    global _verified
+    if _verified:
+        return
+    for what, probe in _probes().items():
+        try:
+            ok = probe()
+        except Exception as exc:  # any failure means the internal moved
+            raise ReportLabChanged(f"{what} ({type(exc).__name__}: {exc})") from exc
+        if not ok:
+            raise ReportLabChanged(what)
+    _verified = True
+
+
+def verify_font(font: TTFont) -> None:
+    """Check the per-instance internals of a TrueType font once it is loaded."""
+    face = getattr(font, "face", None)
+    for name in ("charToGlyph", "charWidths", "getCharWidth", "unitsPerEm", "ascent",
+                 "descent"):
+        if not hasattr(face, name):
+            raise ReportLabChanged(f"TTFont.face.{name}")
+    if not callable(getattr(getattr(font, "state", None), "get", None)):
+        raise ReportLabChanged("TTFont.state (a mapping of document to subset state)")

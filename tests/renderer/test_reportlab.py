@@ -1,0 +1,110 @@
+"""The ReportLab internals the renderer relies on (``renderer/_reportlab.py``), each
+checked against the installed ReportLab by what it must produce.
+
+This test stands in for an upper version pin: a ReportLab release that changes one of
+these fails here, naming the function, before any invoice is rendered with it.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+
+import pikepdf
+import pytest
+import reportlab
+from reportlab.pdfgen.canvas import Canvas
+
+from invoicer.renderer import _reportlab, fonts, text
+from tests.renderer.conftest import pdftotext
+
+
+def _canvas() -> tuple[Canvas, io.BytesIO]:
+    fonts.register()
+    buffer = io.BytesIO()
+    return Canvas(buffer, pageCompression=1, invariant=1), buffer
+
+
+def test_every_internal_is_where_the_renderer_expects_it():
+    _reportlab._verified = False
+    _reportlab.verify()
+    fonts.register()
+    for f in fonts.FILES:
+        _reportlab.verify_font(fonts.font(f.name))
+
+
+def test_a_missing_internal_fails_with_a_message_naming_version_and_module(monkeypatch):
+    monkeypatch.setattr(_reportlab, "_verified", False)
+    monkeypatch.setattr(_reportlab, "_probes", lambda: {"Canvas._code": lambda: False})
+    with pytest.raises(_reportlab.ReportLabChanged) as caught:
+        _reportlab.verify()
+    message = str(caught.value)
+    assert reportlab.Version in message and "Canvas._code" in message
+    assert "renderer/_reportlab.py" in message
+
+
+def test_show_text_and_append_write_extractable_text_in_the_documents_subsets():
+    canvas, buffer = _canvas()
+    doc = _reportlab.document(canvas)
+    ops = _reportlab.show_text(fonts.font("Sans"), "Ligações São Paulo 12,50", 9, doc)
+    assert ops.endswith("Tj") and " 9 Tf " in f" {ops}"
+    _reportlab.append(canvas, f"BT 1 0 0 1 72 700 Tm {ops} ET")
+    canvas.showPage()
+    canvas.save()
+    assert "Ligações São Paulo 12,50" in pdftotext(buffer.getvalue())
+
+
+def test_subsets_and_to_unicode_rewrite_keep_shaped_persian_and_astral_text_searchable():
+    canvas, buffer = _canvas()
+    text.draw(canvas, 300, 700, "لطفاً مبلغ را پرداخت کنید", 12, align="right", rtl=True)
+    text.draw(canvas, 72, 650, "clef 𝄞", 12)
+    doc = _reportlab.document(canvas)
+    arabic = _reportlab.subsets(fonts.font("Arabic"), doc)
+    assert arabic and all(isinstance(name, str) and codes for name, codes in arabic)
+    canvas.showPage()
+    canvas.save()
+    out = pdftotext(buffer.getvalue())
+    assert "لطفاً مبلغ را پرداخت کنید" in out and "𝄞" in out
+
+
+def test_finished_pages_are_deflated_once_and_the_file_is_valid(tmp_path):
+    canvas, buffer = _canvas()
+    for page in range(3):
+        text.draw(canvas, 72, 700, f"page {page}", 12)
+        canvas.showPage()
+        _reportlab.compress_finished_page(canvas)
+    canvas.save()
+    path = tmp_path / "pages.pdf"
+    path.write_bytes(buffer.getvalue())
+    subprocess.run(["qpdf", "--check", str(path)], check=True, capture_output=True)
+    with pikepdf.open(path) as pdf:
+        for page in pdf.pages:
+            assert page.Contents.get("/Filter") == "/FlateDecode"
+    assert "page 2" in pdftotext(buffer.getvalue())
+
+
+def test_line_metrics_are_what_pdf_readers_get_from_the_font_descriptor(tmp_path):
+    """The layout sizes rows with these; poppler sizes word boxes with the descriptor."""
+    canvas, buffer = _canvas()
+    text.draw(canvas, 72, 700, "Noto", 12)
+    text.draw(canvas, 300, 650, "فارسی", 12, align="right", rtl=True)
+    canvas.showPage()
+    canvas.save()
+    path = tmp_path / "m.pdf"
+    path.write_bytes(buffer.getvalue())
+    seen = {}
+    with pikepdf.open(path) as pdf:
+        for font in pdf.pages[0].Resources.Font.values():
+            descriptor = (font.get("/FontDescriptor")
+                          or font.DescendantFonts[0].FontDescriptor)
+            seen[str(font.BaseFont).split("+")[-1]] = (float(descriptor.Ascent),
+                                                       float(descriptor.Descent))
+    for name, logical in (("NotoSans-Regular", "Sans"), ("NotoSansArabic-Regular", "Arabic")):
+        ascent, descent = _reportlab.line_metrics(fonts.font(logical))
+        assert seen[name] == pytest.approx((ascent, descent), abs=0.5), name
+
+
+def test_shape_data_positions_a_shaped_string():
+    data = _reportlab.shape_data(0, 500.0, 0.0, 10.0, -20.0, 480.0)
+    shaped = _reportlab.ShapedStr("x", [data])
+    assert shaped == "x" and shaped.__shapeData__[0].x_offset == 10.0
