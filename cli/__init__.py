@@ -1,0 +1,26 @@
+"""``invoicer``: the command line of the invoice service.
+
+Commands are thin: they parse options, call the library, and report with Rich. Text
+that comes from records is always passed to Rich as ``Text`` (never as markup), so a
+customer named ``[bold]`` or ``<b>`` prints literally. One module per group of
+commands; importing them registers their commands on :data:`app`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+# isort: off
+# Each module registers its commands on `app`; `invoicer --help` lists them in this order.
+from invoicer.cli import records, run, deliveries, config, printing, keys, serve, runs  # noqa: F401
+from invoicer.cli.app import app
+# isort: on
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    # Warnings (e.g. a locale without labels) go to stderr, named by their module.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()

@@ -1,0 +1,122 @@
+"""``invoicer run``: the one-machine bill run, with progress and a closing summary."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from invoicer.cli.app import app
+from invoicer.cli.common import (
+    console,
+    out,
+)
+
+
+@app.command()
+def run(
+    file: Annotated[Path, typer.Argument(help="JSON Lines file of billing records.",
+                                         exists=True, dir_okay=False)],
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="Processes.",
+        show_default="INVOICER_WORKERS, or one per core + 1")] = None,
+    deliver: Annotated[bool, typer.Option(
+        help="Deliver as each invoice is archived; --no-deliver only renders, archives "
+             "and records (run the same file again later to deliver).")] = True,
+) -> None:
+    """Bill run: validate, render, archive and record every record of FILE.
+
+    Resumable: running the same file again finishes what is missing and redoes
+    nothing. Exit status 0 when every record reached an end state (archived, already
+    done, repeated or rejected), 1 when some failed (run again to retry them), 130
+    when interrupted.
+    """
+
+    from invoicer.runner import run_file
+    from invoicer.settings import get_settings
+
+    settings = get_settings()
+    size = file.stat().st_size
+    started = time.monotonic()
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[records]} records · {task.fields[rate]} rec/s · "
+                   "{task.fields[pages_rate]} pages/s"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as bar:
+        task = bar.add_task("bill run", total=size, records=0, rate="-", pages_rate="-")
+
+        def progress(summary, position: int) -> None:
+            elapsed = max(time.monotonic() - started, 1e-6)
+            bar.update(task, completed=position, records=summary.records,
+                       rate=f"{summary.records / elapsed:,.0f}",
+                       pages_rate=f"{summary.pages / elapsed:,.0f}")
+
+        summary = run_file(file, settings, workers=workers, deliver=deliver,
+                           progress=progress)
+    elapsed = time.monotonic() - started
+    _print_run_summary(summary, elapsed)
+    if summary.interrupted:
+        console.print(Text("interrupted: run the same command again to finish", style="yellow"))
+        raise typer.Exit(130)
+    if summary.outcomes["failed"] or summary.unread:
+        raise typer.Exit(1)
+
+
+def _print_run_summary(summary, elapsed: float) -> None:
+    labels = {"archived": "rendered and archived", "already_done": "already done",
+              "repeated": "repeated in the file (processed once)", "rejected": "rejected",
+              "failed": "failed (left to retry)"}
+    table = Table(title=f"Run {summary.run_id}", title_justify="left")
+    table.add_column("outcome")
+    table.add_column("records", justify="right")
+    for status in ("archived", "already_done", "repeated", "rejected", "failed"):
+        count = summary.outcomes[status]
+        if not count and status != "archived":
+            continue
+        table.add_row(labels[status], str(count),
+                      style={"rejected": "red", "failed": "red"}.get(status))
+        for (s, reason), n in sorted(summary.reasons.items()):
+            if s == status:
+                table.add_row(Text(f"  {reason}"), str(n))
+    out.print(table)
+    if summary.deliveries:
+        words = {"sent": "sent", "pending": "queued" , "failed_permanent": "failed",
+                 "unknown": "outcome unknown", "sending": "being sent elsewhere"}
+        channels = {"email": "e-mail", "sms": "SMS notice", "print": "print queue"}
+        deliveries = Table(title="Deliveries", title_justify="left")
+        deliveries.add_column("channel")
+        deliveries.add_column("state")
+        deliveries.add_column("invoices", justify="right")
+        for (channel, state), n in sorted(summary.deliveries.items()):
+            shown = "queued for printing" if channel == "print" and state == "pending" \
+                else words.get(state, state)
+            deliveries.add_row(channels.get(channel, channel), shown, str(n),
+                               style="red" if state in ("failed_permanent", "unknown")
+                               else None)
+        out.print(deliveries)
+    rate = summary.records / elapsed if elapsed else 0.0
+    out.print(Text(f"{summary.records} records, {summary.pages} pages in {elapsed:.1f} s "
+                   f"({rate:,.1f} records/s, {summary.pages / elapsed if elapsed else 0:,.1f}"
+                   " pages/s)"))
+    for outcome in summary.failures[:10]:
+        out.print(Text(f"failed: line {outcome.line}, invoice {outcome.invoice_number}: "
+                       f"{outcome.message}", style="red"))
+    for outcome in summary.repeats[:10]:
+        out.print(Text(f"repeated: line {outcome.line}: {outcome.message}"))
+    for seq, error in summary.unread[:10]:
+        out.print(Text(f"failed: chunk {seq} of the file could not be read: {error}",
+                       style="red"))
+    if summary.outcomes["rejected"]:
+        out.print(Text(f"rejected lines are dead-lettered in the ledger (run "
+                       f"{summary.run_id}); `invoicer validate FILE` lists them with "
+                       "their field paths"))
