@@ -14,6 +14,7 @@ resumed after a crash, yields one archived invoice.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Literal
@@ -73,7 +74,8 @@ def process_record(raw: bytes, *, line: int, run_id: int, services: Services) ->
     try:
         record = parse_record(raw, line=line)
     except RecordError as err:
-        services.ledger.runs.record_reject(run_id, line, err.to_dict(), raw)
+        services.ledger.runs.record_reject(run_id, line, err.to_dict(), raw,
+                                           operator_id=_operator_of(raw))
         return Outcome("rejected", line, err.invoice_number, err.reason, str(err))
     number = record.invoice.number
     try:
@@ -87,6 +89,16 @@ def process_record(raw: bytes, *, line: int, run_id: int, services: Services) ->
     except Exception as exc:  # a bug must not stop the other records of the run
         log.exception("line %s, invoice %s: unexpected error", line, number)
         return Outcome("failed", line, number, "internal", f"{type(exc).__name__}: {exc}")
+
+
+def _operator_of(raw: bytes) -> str | None:
+    """The operator id a rejected line names, if it can be read at all: its webhooks
+    hear of the rejection (a line that is not even JSON goes to the ``*`` endpoints)."""
+    try:
+        operator = json.loads(raw).get("operator", {}).get("id")
+    except (ValueError, AttributeError):
+        return None
+    return operator if isinstance(operator, str) and 0 < len(operator) <= 64 else None
 
 
 def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id: int,

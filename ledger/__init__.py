@@ -9,6 +9,7 @@ types, migrations; :mod:`ledger.schema`: the tables), each owning its tables' qu
     ledger.print_batches   paper invoices in batches, join/seal/close/ack  (print_batches.py)
     ledger.api_keys        the HTTP API's keys                              (api_keys.py)
     ledger.access          SMS codes, rate limits, second copies            (access.py)
+    ledger.webhooks        the events outbox, endpoints, attempts          (webhooks.py)
     ledger.reports         read-only views for the CLI and the operations API (reports.py)
 
 A store works only through the :class:`~ledger.db.Database` it is given and the public
@@ -38,7 +39,7 @@ from invoicer.ledger.db import (
     make_engine,
     utcnow,
 )
-from invoicer.ledger.deliveries import TRANSITIONS, Delivery, DeliveryStore
+from invoicer.ledger.deliveries import DELIVERY_EVENTS, TRANSITIONS, Delivery, DeliveryStore
 from invoicer.ledger.invoices import Claim, Invoice, InvoiceStore, PaymentEvent
 from invoicer.ledger.print_batches import (
     BatchLimits,
@@ -63,16 +64,29 @@ from invoicer.ledger.schema import (
     TERMINAL_CHUNK_STATES,
     metadata,
 )
+from invoicer.ledger.webhooks import (
+    EVENT_TYPES,
+    MIN_SECRET_BYTES,
+    Attempt,
+    Due,
+    Endpoint,
+    Event,
+    WebhookStore,
+    new_secret,
+)
 
 __all__ = [
     "API_KEY_ROLES",
     "CHANNELS",
     "CHUNK_STATES",
     "DEFAULT_URL",
+    "DELIVERY_EVENTS",
     "DELIVERY_MODES",
     "DELIVERY_STATES",
+    "EVENT_TYPES",
     "INVOICE_STATUSES",
     "MAX_CODE_ATTEMPTS",
+    "MIN_SECRET_BYTES",
     "PAYMENT_STATUSES",
     "PRINT_BATCH_STATES",
     "TERMINAL_CHUNK_STATES",
@@ -80,11 +94,15 @@ __all__ = [
     "AccessStore",
     "ApiKey",
     "ApiKeyStore",
+    "Attempt",
     "BatchLimits",
     "Claim",
     "Database",
     "Delivery",
     "DeliveryStore",
+    "Due",
+    "Endpoint",
+    "Event",
     "Invoice",
     "InvoiceStore",
     "Ledger",
@@ -102,8 +120,10 @@ __all__ = [
     "RunStore",
     "SecondCopy",
     "SmsCode",
+    "WebhookStore",
     "alembic_config",
     "metadata",
+    "new_secret",
     "print_sort_key",
     "sheets_for",
 ]
@@ -126,6 +146,7 @@ class Ledger:
         self.api_keys = ApiKeyStore(self.db)
         self.access = AccessStore(self.db)
         self.reports = Reports(self.db)
+        self.webhooks = WebhookStore(self.db)
 
     @classmethod
     def from_url(cls, url: str | URL | None = None, *, busy_timeout_ms: int = 30_000,

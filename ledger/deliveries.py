@@ -19,11 +19,14 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from invoicer.ledger.db import Database
-from invoicer.ledger.schema import CHANNELS, deliveries
+from invoicer.ledger.schema import CHANNELS, deliveries, invoices
+from invoicer.ledger.webhooks import emit
 
-__all__ = ["TRANSITIONS", "Delivery", "DeliveryStore", "entering"]
+__all__ = ["DELIVERY_EVENTS", "TRANSITIONS", "Delivery", "DeliveryStore", "announce",
+           "entering"]
 
 #: The delivery state machine. ``sending -> pending`` is a transient failure put back for
 #: a retry; leaving ``sent``, ``failed_permanent`` or ``unknown`` is a deliberate re-send
@@ -35,6 +38,39 @@ TRANSITIONS: Mapping[str, frozenset[str]] = {
     "failed_permanent": frozenset({"sending"}),
     "unknown": frozenset({"sending"}),
 }
+
+#: The webhook event a delivery entering a state announces (states absent here announce
+#: nothing: ``pending`` and ``sending`` are steps, ``unknown`` waits for a person). A new
+#: state gets its event by a line here; :func:`announce` is called wherever a delivery
+#: changes state, in that change's transaction.
+DELIVERY_EVENTS: Mapping[str, str] = {
+    "sent": "delivery.sent",
+    "failed_permanent": "delivery.failed",
+    "bounced": "delivery.bounced",
+    "fell_back": "delivery.fell_back",
+}
+
+
+def announce(db: Database, conn: Connection, delivery_ids: Iterable[int], state: str) -> int:
+    """Emit the :data:`DELIVERY_EVENTS` event of ``state`` for each delivery just moved
+    into it, on ``conn`` (the transaction that moved them). Returns how many."""
+    event = DELIVERY_EVENTS.get(state)
+    ids = sorted(delivery_ids)
+    if event is None or not ids:
+        return 0
+    rows = conn.execute(
+        sa.select(deliveries, invoices.c.operator_id, invoices.c.number,
+                  invoices.c.account)
+        .join(invoices, invoices.c.id == deliveries.c.invoice_id)
+        .where(deliveries.c.id.in_(ids)).order_by(deliveries.c.id)).all()
+    for r in rows:
+        emit(db, conn, event, r.operator_id, {
+            "invoice": {"number": r.number, "account": r.account},
+            "delivery": {"id": r.id, "channel": r.channel, "state": r.state,
+                         "attempts": r.attempts, "error": r.last_error,
+                         "message_id": r.message_id},
+        }, invoice_id=r.invoice_id)
+    return len(rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +193,8 @@ class DeliveryStore:
                 .where(deliveries.c.id == delivery_id, deliveries.c.state.in_(sorted(sources)))
                 .values(values)
             ).rowcount
+            if moved:
+                announce(self._db, conn, [delivery_id], to_state)
         return moved == 1
 
     def hand_off(self, delivery_id: int) -> bool:

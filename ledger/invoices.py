@@ -13,11 +13,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 
 from invoicer.ledger.db import IN_CHUNK, Database, LedgerConflict
 from invoicer.ledger.schema import PAYMENT_STATUSES, invoices, payment_events
+from invoicer.ledger.webhooks import emit
 
 __all__ = ["Claim", "Invoice", "InvoiceStore", "PaymentEvent"]
 
@@ -204,6 +206,9 @@ class InvoiceStore:
                 "renderer_version": renderer_version, "pages": pages, "size": size,
                 "run_id": run_id, "source_line": source_line, "now": now}).rowcount
             if done:
+                row = conn.execute(sa.select(invoices).where(invoices.c.id == invoice_id)).one()
+                emit(self._db, conn, "invoice.issued", row.operator_id,
+                     {"invoice": _invoice_data(row)}, invoice_id=invoice_id)
                 return True
             row = conn.execute(
                 sa.select(invoices.c.status, invoices.c.sha256).where(invoices.c.id == invoice_id)
@@ -321,6 +326,11 @@ class InvoiceStore:
             conn.execute(payment_events.insert().values(
                 invoice_id=invoice_id, status=status, amount=amount, paid_on=paid_on,
                 source=source, recorded_at=now))
+            emit(self._db, conn, "payment_status.changed", row.operator_id, {
+                "invoice": {"number": row.number, "account": row.account},
+                "payment": {"status": status, "previous_status": row.payment_status,
+                            "amount": amount, "paid_on": paid_on, "source": source},
+            }, invoice_id=invoice_id)
             row = conn.execute(sa.select(invoices).where(invoices.c.id == invoice_id)).one()
         return Invoice(**row._mapping), True
 
@@ -331,3 +341,12 @@ class InvoiceStore:
                                 .where(payment_events.c.invoice_id == invoice_id)
                                 .order_by(payment_events.c.id)).all()
         return [PaymentEvent(**r._mapping) for r in rows]
+
+
+def _invoice_data(row: Any) -> dict[str, Any]:
+    """What ``invoice.issued`` tells about an invoice: no names, addresses or phones."""
+    return {"number": row.number, "kind": row.kind, "account": row.account,
+            "period": {"start": row.period_start, "end": row.period_end},
+            "issue_date": row.issue_date, "due_date": row.due_date, "total": row.total,
+            "currency": row.currency, "delivery_mode": row.delivery_mode,
+            "sha256": row.sha256, "pages": row.pages, "run_id": row.run_id}

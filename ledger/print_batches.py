@@ -26,9 +26,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from invoicer.ledger.db import Database, LedgerConflict
-from invoicer.ledger.deliveries import entering
+from invoicer.ledger.deliveries import announce, entering
 from invoicer.ledger.invoices import Invoice
 from invoicer.ledger.schema import deliveries, invoices, print_batch_items, print_batches
+from invoicer.ledger.webhooks import emit
 
 __all__ = ["BatchLimits", "PrintBatch", "PrintBatchItem", "PrintBatchStore",
            "PrintCountMismatch", "print_sort_key", "sheets_for"]
@@ -375,12 +376,18 @@ class PrintBatchStore:
                 .values(state="printed", printed_at=now,
                         printed_documents=printed_documents, printed_sheets=printed_sheets)
             )
-            conn.execute(
+            sent = conn.execute(
                 deliveries.update()
                 .where(deliveries.c.id.in_(_batch_deliveries(batch_id)),
                        deliveries.c.state == "sending")
                 .values(entering("sent", now))
-            )
+                .returning(deliveries.c.id)
+            ).scalars().all()
+            emit(self._db, conn, "print.acknowledged", row.operator_id,
+                 {"batch": {"id": batch_id, "documents": printed_documents,
+                            "sheets": printed_sheets}},
+                 order_key=f"print_batch:{batch_id}")
+            announce(self._db, conn, sent, "sent")
         return True
 
     # ---------------------------------------------------------------- lookups

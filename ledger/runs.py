@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection
 
 from invoicer.ledger.db import IN_CHUNK, Database
 from invoicer.ledger.schema import TERMINAL_CHUNK_STATES, rejects, run_chunks, runs
+from invoicer.ledger.webhooks import emit
 
 __all__ = ["Reject", "Run", "RunChunk", "RunStore"]
 
@@ -338,11 +339,13 @@ class RunStore:
         return key
 
     def record_reject(self, run_id: int, line: int, error: Mapping[str, Any],
-                      raw: bytes | str) -> bool:
+                      raw: bytes | str, *, operator_id: str | None = None) -> bool:
         """Dead-letter a line: its errors (``RecordError.to_dict()``) and raw bytes.
 
         Once per (source, line): True when recorded now, False when that line of that
         source (same file hash, or the same run without one) was already dead-lettered.
+        The first time, ``invoice.rejected`` is announced to ``operator_id``'s webhooks
+        (the record's operator, if it could be read; else to the ``*`` endpoints).
         """
         raw_bytes = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
         issues = list(error.get("issues") or [])
@@ -362,7 +365,18 @@ class RunStore:
                 .on_conflict_do_nothing(index_elements=[rejects.c.source_key, rejects.c.line])
                 .returning(rejects.c.id)
             )
-            return conn.execute(stmt).one_or_none() is not None
+            if conn.execute(stmt).one_or_none() is None:
+                return False
+            # The reasons and paths, never the rejected values: a record may be
+            # rejected for a malformed phone number or address.
+            emit(self._db, conn, "invoice.rejected", operator_id, {
+                "run_id": run_id, "line": line,
+                "invoice_number": error.get("invoice_number"),
+                "issues": [{"path": i.get("path"), "reason": i.get("reason")}
+                           for i in issues] or [{"path": error.get("path"),
+                                                 "reason": error.get("reason")}],
+            }, order_key=f"reject:{key}:{line}")
+            return True
 
     def rejects(self, run_id: int) -> list[Reject]:
         """The dead letters a run recorded, in line order."""

@@ -313,3 +313,74 @@ second_copies = sa.Table(
     sa.Column("renderer_version", sa.String(64), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
+
+# ---------------------------------------------------------------------------- webhooks
+#
+# The outbox of events for the billing system (:mod:`ledger.webhooks`): an event is
+# written in the transaction of the state change it announces, with one
+# ``webhook_deliveries`` row per endpoint that should receive it; senders lease due rows,
+# POST them and log every attempt.
+
+#: ``pending``: to be sent (again), when ``next_attempt_at`` comes; ``delivered``: an
+#: endpoint answered 2xx.
+WEBHOOK_DELIVERY_STATES = ("pending", "delivered")
+
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    # An operator id, or ``*`` for every operator's events.
+    sa.Column("operator_id", sa.String(64), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("secret", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("removed_at", UTCDateTime),
+    sa.Index(None, "operator_id"),
+)
+
+webhook_events = sa.Table(
+    "webhook_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(40), nullable=False),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("operator_id", sa.String(64)),
+    sa.Column("invoice_id", BigId),
+    # Events with the same key reach an endpoint in the order they were recorded.
+    sa.Column("order_key", sa.String(128), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("event_id"),
+    sa.Index(None, "created_at"),
+    sa.Index(None, "invoice_id"),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("event_pk", BigId, sa.ForeignKey("webhook_events.id"), nullable=False),
+    sa.Column("endpoint_id", BigId, sa.ForeignKey("webhook_endpoints.id"), nullable=False),
+    sa.Column("order_key", sa.String(128), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("delivered_at", UTCDateTime),
+    sa.UniqueConstraint("event_pk", "endpoint_id"),
+    sa.CheckConstraint(f"state IN ({in_list(WEBHOOK_DELIVERY_STATES)})", name="state"),
+    sa.Index(None, "state", "next_attempt_at"),
+    sa.Index(None, "endpoint_id", "order_key", "state", "event_pk"),
+)
+
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("delivery_id", BigId, sa.ForeignKey("webhook_deliveries.id"), nullable=False),
+    sa.Column("attempted_at", UTCDateTime, nullable=False),
+    sa.Column("status_code", sa.Integer),
+    sa.Column("error", sa.Text),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+    sa.Index(None, "delivery_id", "id"),
+)
