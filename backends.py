@@ -17,11 +17,13 @@ from invoicer.delivery.email import Mailer, mailer_from_url
 from invoicer.delivery.links import local_secret
 from invoicer.delivery.retry import Backoff, retry
 from invoicer.delivery.sms import SmsGateway, gateway_from_url
+from invoicer.delivery.webhooks import HttpxPoster, WebhookPoster
 from invoicer.ledger import Ledger
 from invoicer.pipeline import Services
 from invoicer.runs.broker import Broker
 from invoicer.settings import Settings
 from invoicer.workflows.dispatch import Channels
+from invoicer.workflows.webhooks import Backoff as WebhookBackoff
 
 __all__ = [
     "INLINE_BACKOFF",
@@ -33,6 +35,8 @@ __all__ = [
     "mailer",
     "services",
     "sms_gateway",
+    "webhook_backoff",
+    "webhook_poster",
 ]
 
 #: In-line retries of a delivery: a few quick tries (a 4xx, a blip); a longer outage is
@@ -68,6 +72,16 @@ def sms_gateway(settings: Settings) -> SmsGateway:
     """The SMS gateway ``INVOICER_SMS_URL`` names (token: ``INVOICER_SMS_TOKEN`` when
     the URL has none)."""
     return gateway_from_url(settings.sms_url, token=settings.sms_token or None)
+
+
+def webhook_poster(settings: Settings) -> WebhookPoster:
+    """What webhooks are POSTed with: httpx, ``INVOICER_WEBHOOK_TIMEOUT`` per phase."""
+    return HttpxPoster.with_timeout(settings.webhook_timeout)
+
+
+def webhook_backoff(settings: Settings) -> WebhookBackoff:
+    """The wait between attempts at one webhook (``INVOICER_WEBHOOK_BACKOFF[_MAX]``)."""
+    return WebhookBackoff(base=settings.webhook_backoff, cap=settings.webhook_backoff_max)
 
 
 def link_secret(settings: Settings) -> bytes:

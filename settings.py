@@ -85,6 +85,31 @@ class Settings(BaseSettings):
     """Seconds between two Celery beat closes of every open print batch, full or not:
     the schedule on which paper invoices go to the print shop at the latest (0: never)."""
 
+    # --- webhooks to the billing system (docs/webhooks.md) -----------------------------
+    webhook_timeout: float = 10.0
+    """Seconds an endpoint has to answer one webhook (connect, send, answer each)."""
+    webhook_backoff: float = 10.0
+    """Seconds before the first retry of a failed webhook; doubled after each failure."""
+    webhook_backoff_max: float = 3600.0
+    """Longest wait, in seconds, between two attempts at one webhook."""
+    webhook_batch: int = 50
+    """Events a sender leases at a time."""
+    webhook_send_every: int = 10
+    """Seconds between two Celery beat passes over the webhooks outbox (0: never)."""
+
+    # --- observability (docs/observability.md) ----------------------------------------
+    log_format: Literal["text", "json"] = "text"
+    """``text``: a line a person reads in a terminal; ``json``: one JSON object per line
+    for a log pipeline (``ts``, ``level``, ``logger``, ``message``, ``run_id``,
+    ``invoice``...). Personal data is masked either way."""
+    log_level: str = "WARNING"
+    """The root log level of the CLI, the API and the workers."""
+
+    def webhook_lease(self) -> int:
+        # A sender must finish its batch within its lease, or another may send the
+        # same events meanwhile (harmless, same ids, but wasteful).
+        return int(self.webhook_batch * self.webhook_timeout) + 30
+
     def effective_stale_after(self) -> int:
         # Past the hard time limit the task that owned a chunk is certainly dead (the
         # worker killed it, or the worker itself died): re-running it cannot overlap.

@@ -14,6 +14,7 @@ workflows; their public names are what a billing system in any language sends
     invoicer.process_chunk(run_id, seq)      render, archive, record and deliver one chunk
     invoicer.process_record(source)          one record kept in a file or an S3 object
     invoicer.reconcile()                     re-enqueue what a dead worker left behind
+    invoicer.send_webhooks()                 send the webhooks outbox's due events
 
 Task arguments are identifiers (run id, chunk number, source URL), never personal
 data: the records stay in their file or object, and workers read the byte range a
@@ -33,6 +34,8 @@ import logging
 import os
 import re
 import sys
+import time
+from datetime import timedelta
 from typing import Any
 
 from celery import Celery, signals
@@ -40,6 +43,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from invoicer import backends
 from invoicer.delivery.errors import PermanentDeliveryError, TransientDeliveryError
+from invoicer.delivery.webhooks import WebhookPoster
 from invoicer.pipeline import Services
 from invoicer.runs import ChunkNotFinished, plan, reconcile, run_chunk, source_url
 from invoicer.runs.broker import (
@@ -48,6 +52,7 @@ from invoicer.runs.broker import (
     TASK_CLOSE_PRINT,
     TASK_RECONCILE,
     TASK_RECORD,
+    TASK_SEND_WEBHOOKS,
     Broker,
     broker_kind,
     client_config,
@@ -55,6 +60,7 @@ from invoicer.runs.broker import (
 from invoicer.runs.sources import read_range, size
 from invoicer.settings import Settings, get_settings
 from invoicer.workflows import printing
+from invoicer.workflows.webhooks import send_due
 
 log = logging.getLogger("invoicer.worker")
 
@@ -146,6 +152,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "invoicer-reconcile": {"task": TASK_RECONCILE,
                                    "schedule": float(settings.reconcile_every)},
             **_print_schedule(settings),
+            **({"invoicer-send-webhooks": {"task": TASK_SEND_WEBHOOKS,
+                                           "schedule": float(settings.webhook_send_every)}}
+               if settings.webhook_send_every else {}),
         },
     }
 
@@ -368,3 +377,29 @@ def reconcile_task() -> dict[str, int]:
     """The periodic reconciler (Celery beat)."""
     return reconcile(services().ledger, get_settings(), broker.send,
                      waiting=broker.queue_depth)
+
+
+@app.task(name=TASK_SEND_WEBHOOKS)
+def send_webhooks() -> dict[str, int]:
+    """Send the due events of the webhooks outbox (Celery beat, every
+    ``INVOICER_WEBHOOK_SEND_EVERY`` s). Not retried: what failed is due again later, and
+    the next beat (or ``invoicer webhooks send``) takes it. Stops well inside the time
+    limit; leases keep overlapping passes apart."""
+    settings = get_settings()
+    report = send_due(services().ledger, _webhook_poster(), batch=settings.webhook_batch,
+                      lease=timedelta(seconds=settings.webhook_lease()),
+                      backoff=backends.webhook_backoff(settings),
+                      deadline=time.monotonic() + settings.task_time_limit * 0.5)
+    return report.as_dict()
+
+
+_poster: WebhookPoster | None = None
+_poster_pid = 0
+
+
+def _webhook_poster() -> WebhookPoster:
+    # One pooled client per process (keep-alive across passes), made after the fork.
+    global _poster, _poster_pid
+    if _poster is None or _poster_pid != os.getpid():
+        _poster, _poster_pid = backends.webhook_poster(get_settings()), os.getpid()
+    return _poster

@@ -196,9 +196,11 @@ class WebhookStore:
 
     def events(self, *, invoice_id: int | None = None, since: datetime | None = None,
                types: Iterable[str] | None = None, event_ids: Iterable[str] | None = None,
-               limit: int = 1000) -> list[Event]:
-        """Recorded events, oldest first, filtered by invoice, time, type or id."""
-        query = sa.select(webhook_events).order_by(webhook_events.c.id).limit(limit)
+               limit: int = 1000, newest: bool = False) -> list[Event]:
+        """Recorded events, oldest first, filtered by invoice, time, type or id: the
+        first ``limit`` of them (``newest``: the last ``limit``)."""
+        order = webhook_events.c.id.desc() if newest else webhook_events.c.id
+        query = sa.select(webhook_events).order_by(order).limit(limit)
         if invoice_id is not None:
             query = query.where(webhook_events.c.invoice_id == invoice_id)
         if since is not None:
@@ -208,7 +210,8 @@ class WebhookStore:
         if event_ids is not None:
             query = query.where(webhook_events.c.event_id.in_(sorted(event_ids)))
         with self._db.read() as conn:
-            return [Event(**r._mapping) for r in conn.execute(query).all()]
+            found = [Event(**r._mapping) for r in conn.execute(query).all()]
+        return found[::-1] if newest else found
 
     # ---------------------------------------------------------------- endpoints
 

@@ -21,7 +21,7 @@ from invoicer.runs.sources import source_url
 from invoicer.settings import Settings
 
 __all__ = ["QUEUE", "TASK_BILL_RUN", "TASK_CHUNK", "TASK_CLOSE_PRINT", "TASK_NAMES",
-           "TASK_RECONCILE", "TASK_RECORD", "Broker", "Send", "broker_kind",
+           "TASK_RECONCILE", "TASK_RECORD", "TASK_SEND_WEBHOOKS", "Broker", "Send", "broker_kind",
            "client_config", "enqueue"]
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,8 @@ TASK_RECONCILE = "invoicer.reconcile"
 """``reconcile()``: re-enqueue what a dead worker left behind."""
 TASK_CLOSE_PRINT = "invoicer.close_print_batches"
 """``close_print_batches(seal_open=False)``: join, seal and close print batches."""
+TASK_SEND_WEBHOOKS = "invoicer.send_webhooks"
+"""``send_webhooks()``: send the due events of the webhooks outbox."""
 TASK_NAMES = (TASK_BILL_RUN, TASK_CHUNK, TASK_RECORD, TASK_RECONCILE)
 
 QUEUE = "invoicer"
@@ -74,6 +76,10 @@ def client_config(settings: Settings) -> dict[str, Any]:
         "result_backend": None,
         "task_default_queue": QUEUE,
         "task_create_missing_queues": True,
+        # Task events, so that Flower (or `celery events`) shows tasks as they are
+        # sent, started, retried and finished; task arguments are identifiers only.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
     }
 
 
