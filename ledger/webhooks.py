@@ -346,8 +346,9 @@ class WebhookStore:
                             event_pk=pk, endpoint_id=target, order_key=key, state="pending",
                             attempts=0, next_attempt_at=now)
                         .on_conflict_do_nothing(index_elements=[d.c.event_pk, d.c.endpoint_id])
-                    ).rowcount
-                    if not inserted:
+                        .returning(d.c.id)
+                    ).one_or_none()
+                    if inserted is None:
                         conn.execute(d.update()
                                      .where(d.c.event_pk == pk, d.c.endpoint_id == target)
                                      .values(state="pending", next_attempt_at=now,

@@ -10,6 +10,8 @@ from here, never from a test module or a conftest.
 - :class:`SmsGatewayServer`: a real HTTP SMS gateway with scripted replies.
 - :class:`SmtpServer`: aiosmtpd with a scripted handler (:class:`ScriptedHandler`),
   restartable on the same port.
+- :class:`WebhookReceiver`: a billing system's webhook endpoint that fails, stalls past
+  the client's timeout, goes down and comes back on the same port, as scripted.
 """
 
 from __future__ import annotations
@@ -419,6 +421,102 @@ class SmtpServer:
             self._controller = None
 
     def __enter__(self) -> SmtpServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --- a webhook receiver -----------------------------------------------------------------
+
+
+@dataclass
+class Hook:
+    """One webhook request as the receiver saw it; ``status`` is what it answered
+    (``None``: it stalled past the client's patience, or dropped the connection)."""
+
+    headers: dict
+    body: bytes
+    status: int | None
+
+    @property
+    def event_id(self) -> str:
+        return json.loads(self.body)["id"]
+
+    def json(self):
+        return json.loads(self.body)
+
+
+class WebhookReceiver:
+    """A real HTTP webhook endpoint on 127.0.0.1, restartable on the same port.
+
+    ``script`` answers the next requests in order: an int is a status, ``("stall", s)``
+    holds the request ``s`` seconds then drops it; when the script is empty every request
+    gets ``200`` (after ``delay`` seconds). Every request is kept in ``received``.
+    """
+
+    def __init__(self, port: int = 0) -> None:
+        self.script: list = []
+        self.received: list[Hook] = []
+        self.delay = 0.0
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._port = port
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._port}/hooks"
+
+    def start(self) -> WebhookReceiver:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format, *args):  # requests are recorded, not logged
+                pass
+
+            def do_POST(self):
+                receiver._handle(self)
+
+        self._closing.clear()
+        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
+        self._server.daemon_threads = True
+        self._port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,),
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Go down: the port refuses connections until :meth:`start`."""
+        if self._server is not None:
+            self._closing.set()
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join()
+            self._server = None
+
+    def _handle(self, req: BaseHTTPRequestHandler) -> None:
+        length = int(req.headers.get("Content-Length") or 0)
+        body = req.rfile.read(length) if length else b""
+        with self._lock:
+            reply = self.script.pop(0) if self.script else 200
+            hook = Hook({k.lower(): v for k, v in req.headers.items()}, body,
+                        reply if isinstance(reply, int) else None)
+            self.received.append(hook)
+        if not isinstance(reply, int):
+            self._closing.wait(reply[1])
+            req.close_connection = True
+            return
+        if self.delay:
+            time.sleep(self.delay)
+        req.send_response(reply)
+        req.send_header("Content-Length", "0")
+        req.end_headers()
+
+    def __enter__(self) -> WebhookReceiver:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

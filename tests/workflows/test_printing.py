@@ -367,6 +367,12 @@ def test_acknowledge_marks_printed_once_and_refuses_wrong_counts(led, files, tem
                                                      closed.sheets))
     assert results == [False] * 4  # a second acknowledgement changes nothing
     assert {i: led.deliveries.for_invoice(i)[0] for i in made} == sent
+    # Announced once, with the acknowledgement: the batch, and each paper delivery.
+    (acked,) = led.webhooks.events(types=["print.acknowledged"])
+    assert json.loads(acked.body)["data"]["batch"] == {
+        "id": closed.batch_id, "documents": closed.documents, "sheets": closed.sheets}
+    assert sorted(e.invoice_id for e in led.webhooks.events(types=["delivery.sent"])) == \
+        sorted(made)
     assert led.print_batches.get(closed.batch_id) == batch
     with pytest.raises(LookupError):
         printing.acknowledge(led, 10**9, 1, 1)
