@@ -105,10 +105,14 @@ class Settings(BaseSettings):
     log_level: str = "WARNING"
     """The root log level of the CLI, the API and the workers."""
 
-    def webhook_lease(self) -> int:
+    webhook_lease: int = 0
+    """Seconds a sender holds the events it took; a sender that dies leaves them due
+    again after this. 0: long enough for a whole batch of timeouts plus 30 s."""
+
+    def effective_webhook_lease(self) -> int:
         # A sender must finish its batch within its lease, or another may send the
         # same events meanwhile (harmless, same ids, but wasteful).
-        return int(self.webhook_batch * self.webhook_timeout) + 30
+        return self.webhook_lease or int(self.webhook_batch * self.webhook_timeout) + 30
 
     def effective_stale_after(self) -> int:
         # Past the hard time limit the task that owned a chunk is certainly dead (the

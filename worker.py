@@ -387,7 +387,7 @@ def send_webhooks() -> dict[str, int]:
     limit; leases keep overlapping passes apart."""
     settings = get_settings()
     report = send_due(services().ledger, _webhook_poster(), batch=settings.webhook_batch,
-                      lease=timedelta(seconds=settings.webhook_lease()),
+                      lease=timedelta(seconds=settings.effective_webhook_lease()),
                       backoff=backends.webhook_backoff(settings),
                       deadline=time.monotonic() + settings.task_time_limit * 0.5)
     return report.as_dict()

@@ -95,7 +95,7 @@ def webhooks_send(
     poster = backends.webhook_poster(settings)
     try:
         report = send_due(ledger, poster, batch=settings.webhook_batch,
-                          lease=timedelta(seconds=settings.webhook_lease()),
+                          lease=timedelta(seconds=settings.effective_webhook_lease()),
                           backoff=backends.webhook_backoff(settings),
                           deadline=None if max_seconds is None
                           else time.monotonic() + max_seconds)

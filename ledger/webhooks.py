@@ -249,13 +249,15 @@ class WebhookStore:
 
     # ---------------------------------------------------------------- sending
 
-    def lease(self, limit: int, lease: timedelta) -> list[Due]:
+    def lease(self, limit: int, lease: timedelta, *,
+              skip_endpoints: Iterable[int] = ()) -> list[Due]:
         """Take up to ``limit`` due deliveries for ``lease``, oldest event first.
 
         Due: ``pending``, ``next_attempt_at`` passed, endpoint not removed, and no
         earlier event with the same order key pending for that endpoint. One
         compare-and-set ``UPDATE`` pushes them a lease ahead; only the rows this call
         moved are returned, so racing senders never share a row while its lease runs.
+        ``skip_endpoints``: endpoints the caller gave up on for now.
         """
         now = self._db.now()
         d, e, p = webhook_deliveries, webhook_events, webhook_endpoints
@@ -270,6 +272,9 @@ class WebhookStore:
             .where(d.c.state == "pending", d.c.next_attempt_at <= now,
                    p.c.removed_at.is_(None), ~blocked)
             .order_by(d.c.event_pk, d.c.id).limit(limit))
+        skip = sorted(set(skip_endpoints))
+        if skip:
+            candidates = candidates.where(d.c.endpoint_id.not_in(skip))
         with self._db.write() as conn:
             ids = list(conn.execute(candidates).scalars())
             if not ids:

@@ -65,18 +65,19 @@ def send_due(ledger: Ledger, poster: WebhookPoster, *, batch: int = 100,
              on_attempt: Callable[[str, bool, float], None] | None = None) -> SendReport:
     """Send every due event, batch after batch, until none is due (or ``deadline``, a
     ``time.monotonic()`` value, passes). An endpoint that fails is not tried again in
-    this call: its other leased events go back, due with the failed one.
+    this call (the next call, after the backoff, is its retry): its other leased events
+    go back, due with the failed one.
 
     ``lease`` must outlast a batch's POSTs (``batch`` times the poster's timeout, at
     worst) or another sender may send the same events meanwhile (harmless: same ids).
     ``on_attempt(event_type, ok, seconds)`` is told of every POST (metrics).
     """
     report = SendReport()
+    failing: dict[int, datetime] = {}  # endpoint -> when its failed event is due again
     while deadline is None or time.monotonic() < deadline:
-        due = ledger.webhooks.lease(batch, lease)
+        due = ledger.webhooks.lease(batch, lease, skip_endpoints=failing)
         if not due:
             break
-        failing: dict[int, datetime] = {}
         for item in due:
             if item.endpoint_id in failing:
                 ledger.webhooks.release(item.delivery_id, failing[item.endpoint_id])

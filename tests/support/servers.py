@@ -17,6 +17,7 @@ from here, never from a test module or a conftest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import socket
@@ -477,10 +478,16 @@ class WebhookReceiver:
             def log_message(self, format, *args):  # requests are recorded, not logged
                 pass
 
+            def setup(self):
+                super().setup()
+                with receiver._lock:
+                    receiver._connections.add(self.connection)
+
             def do_POST(self):
                 receiver._handle(self)
 
         self._closing.clear()
+        self._connections: set[socket.socket] = set()
         self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
         self._server.daemon_threads = True
         self._port = self._server.server_address[1]
@@ -496,6 +503,11 @@ class WebhookReceiver:
             self._server.shutdown()
             self._server.server_close()
             self._thread.join()
+            with self._lock:  # kept-alive connections die with the server
+                for conn in self._connections:
+                    with contextlib.suppress(OSError):
+                        conn.shutdown(socket.SHUT_RDWR)
+                self._connections.clear()
             self._server = None
 
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
