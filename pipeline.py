@@ -23,6 +23,16 @@ from invoicer.billing import BillingRecord, RecordError, parse_record
 from invoicer.delivery.archive import Archive, invoice_key
 from invoicer.delivery.errors import DeliveryError, TransientDeliveryError
 from invoicer.ledger import Ledger, LedgerConflict
+from invoicer.logs import log_context
+from invoicer.metrics import (
+    ARCHIVE_SECONDS,
+    DELIVERY_OUTCOMES,
+    INVOICES_ARCHIVED,
+    INVOICES_REJECTED,
+    INVOICES_RENDERED,
+    PAGES_RENDERED,
+    RENDER_SECONDS,
+)
 from invoicer.renderer import RENDERER_VERSION, RenderOptions, render
 from invoicer.workflows.dispatch import Channels, dispatch
 
@@ -71,15 +81,23 @@ def process_record(raw: bytes, *, line: int, run_id: int, services: Services) ->
     happened. ``rejected`` lines are dead-lettered in the ledger; ``failed`` ones are
     left claimed, and the next run of the same file finishes them.
     """
+    with log_context(line=line):
+        return _process_record(raw, line=line, run_id=run_id, services=services)
+
+
+def _process_record(raw: bytes, *, line: int, run_id: int, services: Services) -> Outcome:
     try:
         record = parse_record(raw, line=line)
     except RecordError as err:
-        services.ledger.runs.record_reject(run_id, line, err.to_dict(), raw,
-                                           operator_id=_operator_of(raw))
+        if services.ledger.runs.record_reject(run_id, line, err.to_dict(), raw,
+                                              operator_id=_operator_of(raw)):
+            INVOICES_REJECTED.inc()
         return Outcome("rejected", line, err.invoice_number, err.reason, str(err))
     number = record.invoice.number
     try:
-        return _render_and_archive(record, raw, line=line, run_id=run_id, services=services)
+        with log_context(invoice=number):
+            return _render_and_archive(record, raw, line=line, run_id=run_id,
+                                       services=services)
     except TransientDeliveryError as exc:
         log.warning("line %s, invoice %s: %s (will be retried)", line, number, exc)
         return Outcome("failed", line, number, "transient", str(exc))
@@ -137,20 +155,26 @@ def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id:
         # elsewhere: finish it. Rendering gives the same bytes and archiving is
         # create-only, so this is safe to redo; the ledger lets one of us mark it.
 
-    pdf = render(record, services.options)
+    with RENDER_SECONDS.time():
+        pdf = render(record, services.options)
+    INVOICES_RENDERED.inc()
     digest = hashlib.sha256(pdf).hexdigest()
     key = invoice_key(operator, record.account.number, inv.period.start, number, "pdf")
     meta = {"renderer-version": RENDERER_VERSION, "invoice": number}
     # The canonical record goes first: a second copy or a re-render needs it, and an
     # archived PDF without it would be a dead end.
     canonical = record.model_dump_json(by_alias=True).encode("utf-8")
-    services.archive.put(invoice_key(operator, record.account.number, inv.period.start,
-                                     number, "json"), canonical, metadata=meta)
-    services.archive.put(key, pdf, sha256=digest, metadata=meta)
+    with ARCHIVE_SECONDS.time():
+        services.archive.put(invoice_key(operator, record.account.number, inv.period.start,
+                                         number, "json"), canonical, metadata=meta)
+        services.archive.put(key, pdf, sha256=digest, metadata=meta)
     pages = pdf.count(b"/Type /Page\n")
+    PAGES_RENDERED.inc(pages)
     won = ledger.invoices.mark_archived(
         claim.invoice.id, sha256=digest, archive_key=key, renderer_version=RENDERER_VERSION,
         pages=pages, size=len(pdf), run_id=run_id, source_line=line)
+    if won:
+        INVOICES_ARCHIVED.inc()
     # Delivery starts only once the invoice is archived and recorded: what a
     # subscriber receives is always what the archive holds.
     states = _deliver(claim.invoice, record, lambda: pdf, services)
@@ -169,4 +193,6 @@ def _deliver(invoice, record: BillingRecord, pdf, services: Services
         return ()
     states = dispatch(invoice, record, pdf, ledger=services.ledger,
                       channels=services.channels)
+    for channel, state in states.items():
+        DELIVERY_OUTCOMES.labels(channel, state).inc()
     return tuple(sorted(states.items()))

@@ -19,7 +19,8 @@ workflows; their public names are what a billing system in any language sends
 Task arguments are identifiers (run id, chunk number, source URL), never personal
 data: the records stay in their file or object, and workers read the byte range a
 chunk names. Log lines are filtered so that phone numbers and e-mail addresses never
-reach a log (:class:`MaskPersonalData`).
+reach a log (:class:`~invoicer.logs.MaskPersonalData`), as JSON lines or text
+(``INVOICER_LOG_FORMAT``).
 
 Exactly once comes from the ledger, not from the broker: brokers deliver at least once
 (a worker killed mid-task, a broker restarted, a reconciler re-enqueueing a chunk), and
@@ -32,7 +33,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 import sys
 import time
 from datetime import timedelta
@@ -44,6 +44,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from invoicer import backends
 from invoicer.delivery.errors import PermanentDeliveryError, TransientDeliveryError
 from invoicer.delivery.webhooks import WebhookPoster
+from invoicer.logs import formatter as log_formatter
+from invoicer.logs import install_log_masking
 from invoicer.pipeline import Services
 from invoicer.runs import ChunkNotFinished, plan, reconcile, run_chunk, source_url
 from invoicer.runs.broker import (
@@ -181,54 +183,22 @@ broker = Broker(app)
 
 # ---------------------------------------------------------------------------- logging
 
-_EMAIL = re.compile(r"(?<![\w.+-])([\w.+-])[\w.+-]*@([\w-]+(?:\.[\w-]+)+)")
-# E.164 (``+5521987654321``) and bare runs of 9-15 digits (a phone number without its
-# plus). Invoice numbers such as ``OI-2026-11-0000123`` have shorter digit groups.
-_PHONE = re.compile(r"(?<![\w+])\+?\d{9,15}(?!\d)|(?<![\w])\+\d[\d ().-]{6,18}\d")
-
-
-def mask(text: str) -> str:
-    """``text`` with e-mail addresses and phone numbers masked (``m***@example.com``,
-    ``+55*********21``)."""
-    text = _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
-    return _PHONE.sub(lambda m: _mask_digits(m.group(0)), text)
-
-
-def _mask_digits(number: str) -> str:
-    digits = [i for i, c in enumerate(number) if c.isdigit()]
-    keep = set(digits[:2] + digits[-2:])
-    return "".join(c if (not c.isdigit() or i in keep) else "*" for i, c in enumerate(number))
-
-
-class MaskPersonalData(logging.Filter):
-    """A handler filter: the formatted message and any traceback, masked."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        masked = mask(message)
-        if masked != message:
-            record.msg, record.args = masked, ()
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = mask(record.exc_text)
-        return True
-
-
-def install_log_masking(logger: logging.Logger | None = None) -> None:
-    """Put :class:`MaskPersonalData` on every handler of ``logger`` (default: root)."""
-    for handler in (logger or logging.getLogger()).handlers:
-        if not any(isinstance(f, MaskPersonalData) for f in handler.filters):
-            handler.addFilter(MaskPersonalData())
-
-
 @signals.after_setup_logger.connect
 def _mask_worker_logs(logger: logging.Logger, **_: Any) -> None:
-    install_log_masking(logger)
+    _format_logs(logger)
 
 
 @signals.after_setup_task_logger.connect
 def _mask_task_logs(logger: logging.Logger, **_: Any) -> None:
+    _format_logs(logger)
+
+
+def _format_logs(logger: logging.Logger) -> None:
+    # Celery made the handlers (and honours --loglevel); ours are the format, the
+    # masking and the run/invoice context (INVOICER_LOG_FORMAT, docs/observability.md).
+    if get_settings().log_format == "json":
+        for handler in logger.handlers:
+            handler.setFormatter(log_formatter("json"))
     install_log_masking(logger)
 
 

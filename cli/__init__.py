@@ -8,8 +8,6 @@ commands; importing them registers their commands on :data:`app`.
 
 from __future__ import annotations
 
-import logging
-
 # isort: off
 # Each module registers its commands on `app`; `invoicer --help` lists them in this order.
 from invoicer.cli import records, run, deliveries, config, printing, keys, serve, runs, webhooks  # noqa: F401
@@ -21,6 +19,11 @@ __all__ = ["app", "main"]
 
 def main() -> None:
     """Console-script entry point."""
-    # Warnings (e.g. a locale without labels) go to stderr, named by their module.
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Warnings (e.g. a locale without labels) go to stderr, named by their module, as
+    # text for a terminal or JSON lines (INVOICER_LOG_FORMAT), masked either way.
+    from invoicer.logs import configure_logging
+    from invoicer.settings import get_settings
+
+    settings = get_settings()
+    configure_logging(settings.log_format, settings.log_level)
     app()

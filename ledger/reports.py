@@ -24,6 +24,7 @@ from invoicer.ledger.schema import (
     deliveries,
     invoices,
     print_batches,
+    rejects,
     run_chunks,
     runs,
 )
@@ -171,3 +172,39 @@ class Reports:
         with self._db.read() as conn:
             rows = conn.execute(query).all()
         return [PrintBatch(**r._mapping) for r in rows]
+
+    # ---------------------------------------------------------------- metrics
+
+    def counts(self) -> LedgerCounts:
+        """What the ledger holds, counted: the gauges of ``/metrics``. One grouped scan
+        per table; the caller decides how often (a scrape every 15 s is the norm)."""
+        with self._db.read() as conn:
+            by_delivery = conn.execute(
+                sa.select(deliveries.c.channel, deliveries.c.state, sa.func.count())
+                .group_by(deliveries.c.channel, deliveries.c.state)).all()
+            by_invoice = conn.execute(
+                sa.select(invoices.c.status, sa.func.count())
+                .group_by(invoices.c.status)).all()
+            by_batch = conn.execute(
+                sa.select(print_batches.c.state, sa.func.count())
+                .group_by(print_batches.c.state)).all()
+            rejected = conn.execute(sa.select(sa.func.count()).select_from(rejects)).scalar()
+        return LedgerCounts(
+            deliveries={(c, s): int(n) for c, s, n in by_delivery},
+            invoices={s: int(n) for s, n in by_invoice},
+            print_batches={s: int(n) for s, n in by_batch},
+            rejected=int(rejected or 0))
+
+
+@dataclass(frozen=True)
+class LedgerCounts:
+    """Rows of the ledger by state (see :meth:`Reports.counts`)."""
+
+    deliveries: Mapping[tuple[str, str], int]
+    """``(channel, state)`` -> deliveries."""
+    invoices: Mapping[str, int]
+    """``claimed``/``archived`` -> invoices."""
+    print_batches: Mapping[str, int]
+    """batch state -> batches."""
+    rejected: int
+    """Dead-lettered records."""

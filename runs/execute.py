@@ -30,6 +30,7 @@ from invoicer.delivery.errors import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
+from invoicer.logs import log_context
 from invoicer.pipeline import Outcome, Services, process_record
 from invoicer.runs.chunks import chunk_lines
 from invoicer.runs.sources import read_range
@@ -70,6 +71,13 @@ class ChunkResult:
 
 
 def run_chunk(run_id: int, seq: int, services: Services, *, retry: bool) -> ChunkResult:
+    """Process one chunk of a run (see :func:`_run_chunk`); its log lines name the run
+    and the chunk."""
+    with log_context(run_id=run_id, chunk=seq):
+        return _run_chunk(run_id, seq, services, retry=retry)
+
+
+def _run_chunk(run_id: int, seq: int, services: Services, *, retry: bool) -> ChunkResult:
     """Process one chunk of a run: every record through ``pipeline.process_record``.
 
     ``retry`` says what records waiting on a backend do (see the module's docstring).

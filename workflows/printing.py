@@ -65,6 +65,7 @@ from invoicer.ledger import (
     PrintBatch,
     PrintBatchItem,
 )
+from invoicer.metrics import PRINT_BATCHES_CLOSED
 from invoicer.renderer.brand import brand_for
 
 __all__ = [
@@ -235,6 +236,7 @@ def close(
             busy.append(batch.id)
         else:
             closed.append(result)
+            PRINT_BATCHES_CLOSED.inc()
     return CloseReport(joined, sealed, closed, busy, failed)
 
 

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from invoicer.delivery.errors import DeliveryError
 from invoicer.delivery.webhooks import WebhookPoster, signed_headers
 from invoicer.ledger import Ledger
+from invoicer.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_SECONDS
 
 __all__ = ["Backoff", "SendReport", "retry_delay", "send_due"]
 
@@ -114,6 +115,8 @@ def send_due(ledger: Ledger, poster: WebhookPoster, *, batch: int = 100,
                 report.delivered += 1
             else:
                 report.failed += 1
+            WEBHOOK_ATTEMPTS.labels(item.type, "delivered" if ok else "failed").inc()
+            WEBHOOK_SECONDS.observe(elapsed)
             if on_attempt is not None:
                 on_attempt(item.type, ok, elapsed)
     return report
