@@ -10,6 +10,7 @@ prefix)``, ``Channels(mailer=..., sms=...)``). A URL picks each backend (see
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from invoicer.delivery.archive import Archive, archive_from_url
@@ -33,6 +34,7 @@ __all__ = [
     "ledger",
     "link_secret",
     "mailer",
+    "readiness_checks",
     "services",
     "sms_gateway",
     "webhook_backoff",
@@ -82,6 +84,21 @@ def webhook_poster(settings: Settings) -> WebhookPoster:
 def webhook_backoff(settings: Settings) -> WebhookBackoff:
     """The wait between attempts at one webhook (``INVOICER_WEBHOOK_BACKOFF[_MAX]``)."""
     return WebhookBackoff(base=settings.webhook_backoff, cap=settings.webhook_backoff_max)
+
+
+def readiness_checks(settings: Settings, ledger: Ledger, archive: Archive
+                     ) -> dict[str, Callable[[], object]]:
+    """What ``/readyz`` asks: the ledger answers, the archive answers (a lookup of a key
+    that is never there: "not found" is an answer), and the broker accepts a
+    connection when the API sends bill runs to the workers
+    (``INVOICER_API_BILL_RUNS=celery``; in ``thread`` mode it does not need one)."""
+    checks: dict[str, Callable[[], object]] = {
+        "ledger": ledger.ping,
+        "archive": lambda: archive.exists("readyz/probe"),
+    }
+    if settings.api_bill_runs == "celery":
+        checks["broker"] = lambda: broker(settings).ping()
+    return checks
 
 
 def link_secret(settings: Settings) -> bytes:

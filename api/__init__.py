@@ -10,7 +10,7 @@ blocking libraries, so FastAPI runs each request in its thread pool.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from invoicer import backends
-from invoicer.api import billing, operations, print_shop, problems, subscriber, web
+from invoicer.api import billing, health, operations, print_shop, problems, subscriber, web
 from invoicer.api.access import AccessLimits, AccessService
 from invoicer.api.billrun import BillRunQueue, queue_from_settings
 from invoicer.delivery.archive import Archive
@@ -58,13 +58,15 @@ def build_app(lifespan: Any = None) -> FastAPI:
     app.include_router(billing.router)
     app.include_router(operations.router)
     app.include_router(web.router)
+    app.include_router(health.router)
     return app
 
 
 def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None,
                archive: Archive | None = None, sms: SmsGateway | None = None,
                link_secret: bytes | None = None, limits: AccessLimits | None = None,
-               bill_runs: BillRunQueue | None = None) -> FastAPI:
+               bill_runs: BillRunQueue | None = None,
+               readiness: Mapping[str, Callable[[], object]] | None = None) -> FastAPI:
     """The API application.
 
     ``ledger``, ``archive`` and ``sms`` default to the ones ``settings`` (default: the
@@ -72,8 +74,9 @@ def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None
     with (all built by :mod:`invoicer.backends`); a ledger made here is closed when the
     app shuts down. ``bill_runs`` defaults to the queue ``INVOICER_API_BILL_RUNS`` names
     (:func:`~api.billrun.queue_from_settings`: a thread in this process, or the Celery
-    workers). The ledger's schema is not migrated here (``invoicer serve`` does it
-    first).
+    workers); ``readiness`` to the probes of ``/readyz``
+    (:func:`~invoicer.backends.readiness_checks`). The ledger's schema is not migrated
+    here (``invoicer serve`` does it first).
     """
     settings = settings or get_settings()
     owned = ledger is None
@@ -95,4 +98,6 @@ def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None
     app.state.settings = settings
     app.state.access = AccessService(the_ledger, the_sms, secret, limits=limits)
     app.state.bill_runs = queue
+    app.state.readiness = (readiness if readiness is not None
+                           else backends.readiness_checks(settings, the_ledger, the_archive))
     return app

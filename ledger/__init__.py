@@ -183,6 +183,10 @@ class Ledger:
         """The migration the database is at (``None`` before the first migrate)."""
         return self.db.schema_revision()
 
+    def ping(self) -> None:
+        """Reach the database once (readiness probes); raises if it cannot."""
+        self.db.ping()
+
     def close(self) -> None:
         """Close the pool's connections."""
         self.db.close()

@@ -295,6 +295,11 @@ class Database:
             with conn.begin():
                 yield conn
 
+    def ping(self) -> None:
+        """One round trip to the database (``SELECT 1``); raises if it cannot be made."""
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
     def close(self) -> None:
         """Close the pool's connections."""
         self.engine.dispose()

@@ -104,6 +104,12 @@ class Broker:
         """Put task ``name`` with ``args`` on the queue."""
         self.app.send_task(name, args=args, **options)
 
+    def ping(self, timeout: float = 3.0) -> None:
+        """Connect to the broker once (readiness probes); raises if it cannot."""
+        with self.app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0,
+                                   timeout=timeout)
+
     def queue_depth(self, queue: str = QUEUE) -> int:
         """Messages waiting in the task queue (not those held by workers); 0 when the
         queue does not exist (a Redis list vanishes when empty, and after a restart)."""
