@@ -92,6 +92,8 @@ def _process_record(raw: bytes, *, line: int, run_id: int, services: Services) -
         if services.ledger.runs.record_reject(run_id, line, err.to_dict(), raw,
                                               operator_id=_operator_of(raw)):
             INVOICES_REJECTED.inc()
+            # The reason and where, never the value (it may be an address or a phone).
+            log.info("record rejected: %s at %s", err.reason, err.path or "-")
         return Outcome("rejected", line, err.invoice_number, err.reason, str(err))
     number = record.invoice.number
     try:
@@ -175,6 +177,7 @@ def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id:
         pages=pages, size=len(pdf), run_id=run_id, source_line=line)
     if won:
         INVOICES_ARCHIVED.inc()
+        log.info("invoice archived: %s pages, %s bytes", pages, len(pdf))
     # Delivery starts only once the invoice is archived and recorded: what a
     # subscriber receives is always what the archive holds.
     states = _deliver(claim.invoice, record, lambda: pdf, services)

@@ -103,7 +103,13 @@ class Settings(BaseSettings):
     for a log pipeline (``ts``, ``level``, ``logger``, ``message``, ``run_id``,
     ``invoice``...). Personal data is masked either way."""
     log_level: str = "WARNING"
-    """The root log level of the CLI, the API and the workers."""
+    """The root log level of the CLI and the API (workers: celery's ``--loglevel``)."""
+    worker_metrics_port: int = 0
+    """Port on which a Celery worker serves ``/metrics`` for all its pool processes
+    (prometheus_client's multiprocess mode: set ``PROMETHEUS_MULTIPROC_DIR`` too); 0:
+    none."""
+    worker_metrics_addr: str = "127.0.0.1"
+    """Address the worker's ``/metrics`` listens on."""
 
     webhook_lease: int = 0
     """Seconds a sender holds the events it took; a sender that dies leaves them due

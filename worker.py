@@ -40,8 +40,10 @@ from typing import Any
 
 from celery import Celery, signals
 from celery.exceptions import SoftTimeLimitExceeded
+from prometheus_client import multiprocess as prometheus_multiprocess
+from prometheus_client import start_http_server
 
-from invoicer import backends
+from invoicer import backends, metrics
 from invoicer.delivery.errors import PermanentDeliveryError, TransientDeliveryError
 from invoicer.delivery.webhooks import WebhookPoster
 from invoicer.logs import formatter as log_formatter
@@ -226,6 +228,33 @@ def _on_worker_init(**_: Any) -> None:
     check_startup(settings)
     with backends.ledger(settings) as ledger:
         ledger.migrate()
+    serve_metrics(settings)
+
+
+def serve_metrics(settings: Settings) -> Any:
+    """Serve ``/metrics`` from the worker's main process for every pool process
+    (``INVOICER_WORKER_METRICS_PORT``), the standard multiprocess way: each process
+    writes its values under ``PROMETHEUS_MULTIPROC_DIR`` and this server adds them up.
+    Returns the server (``None`` when none is served)."""
+    if not settings.worker_metrics_port:
+        return None
+    if not metrics.multiprocess_dir():
+        # Without it each pool process counts in its own memory, out of the server's
+        # sight: a /metrics that always says 0 is worse than none.
+        print("invoicer worker: INVOICER_WORKER_METRICS_PORT needs PROMETHEUS_MULTIPROC_DIR "
+              "(an empty folder, set before the worker starts): no /metrics served",
+              file=sys.stderr, flush=True)
+        return None
+    server, _thread = start_http_server(settings.worker_metrics_port,
+                                        addr=settings.worker_metrics_addr,
+                                        registry=metrics.process_registry())
+    return server
+
+
+@signals.worker_process_shutdown.connect
+def _on_pool_process_exit(pid: int | None = None, **_: Any) -> None:
+    if metrics.multiprocess_dir():
+        prometheus_multiprocess.mark_process_dead(pid or os.getpid())
 
 
 @signals.beat_init.connect

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 # isort: off
 # Each module registers its commands on `app`; `invoicer --help` lists them in this order.
-from invoicer.cli import records, run, deliveries, config, printing, keys, serve, runs, webhooks  # noqa: F401
+from invoicer.cli import records, run, deliveries, config, printing, keys, serve, runs, webhooks, metrics  # noqa: F401,E501
 from invoicer.cli.app import app
 # isort: on
 
