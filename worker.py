@@ -47,7 +47,7 @@ from invoicer import backends, metrics
 from invoicer.delivery.errors import PermanentDeliveryError, TransientDeliveryError
 from invoicer.delivery.webhooks import WebhookPoster
 from invoicer.logs import formatter as log_formatter
-from invoicer.logs import install_log_masking
+from invoicer.logs import install_log_masking, mask
 from invoicer.pipeline import Services
 from invoicer.runs import ChunkNotFinished, plan, reconcile, run_chunk, source_url
 from invoicer.runs.broker import (
@@ -65,6 +65,9 @@ from invoicer.runs.sources import read_range, size
 from invoicer.settings import Settings, get_settings
 from invoicer.workflows import printing
 from invoicer.workflows.webhooks import send_due
+
+__all__ = ["app", "celery_config", "check_startup", "mask", "redelivery_problems",
+           "serve_metrics", "services"]
 
 log = logging.getLogger("invoicer.worker")
 
