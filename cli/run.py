@@ -65,6 +65,10 @@ def run(
                            progress=progress)
     elapsed = time.monotonic() - started
     _print_run_summary(summary, elapsed)
+    if not summary.interrupted:
+        from invoicer.cli.webhooks import send_after_run
+
+        send_after_run(settings)
     if summary.interrupted:
         console.print(Text("interrupted: run the same command again to finish", style="yellow"))
         raise typer.Exit(130)

@@ -109,6 +109,31 @@ def webhooks_send(
         raise typer.Exit(1)
 
 
+def send_after_run(settings, max_seconds: float = 30.0) -> None:
+    """After a one-machine bill run: send its events to the registered endpoints now
+    (no workers' beat does it here). Quiet when no endpoint is registered; what fails
+    waits for `invoicer webhooks send` and does not change the run's exit status."""
+    from invoicer.workflows.webhooks import send_due
+
+    ledger = migrated_ledger()
+    try:
+        if not ledger.webhooks.endpoints():
+            return
+        poster = backends.webhook_poster(settings)
+        try:
+            report = send_due(ledger, poster, batch=settings.webhook_batch,
+                              lease=timedelta(seconds=settings.effective_webhook_lease()),
+                              backoff=backends.webhook_backoff(settings),
+                              deadline=time.monotonic() + max_seconds)
+        finally:
+            poster.close()
+        waiting = sum(ledger.webhooks.backlog().values())
+    finally:
+        ledger.close()
+    out.print(Text(f"webhooks: {report.delivered} delivered, {waiting} waiting"
+                   + (" (`invoicer webhooks send` retries them)" if waiting else "")))
+
+
 @webhooks_app.command("replay")
 def webhooks_replay(
     event_id: Annotated[list[str] | None, typer.Argument(help="Event ids (evt_…).")] = None,

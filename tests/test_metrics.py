@@ -1,7 +1,8 @@
-"""Metrics across processes, the standard multiprocess way: a bill run's pool processes
-write their counters under ``PROMETHEUS_MULTIPROC_DIR``; ``invoicer metrics`` and a
-worker's ``/metrics`` server add them up. Also: a JSON log line per event, masked, with
-the run and the invoice."""
+"""A bill run seen from outside: its webhooks at a loopback receiver match the ledger;
+metrics across processes, the standard multiprocess way (the pool's processes write
+their counters under ``PROMETHEUS_MULTIPROC_DIR``; ``invoicer metrics`` and a worker's
+``/metrics`` server add them up); a JSON log line per event, masked, with the run and
+the invoice."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ import httpx
 from typer.testing import CliRunner
 
 from invoicer.cli import app
+from invoicer.ledger import Ledger
 from invoicer.settings import Settings, get_settings
-from tests.support.servers import closed_port
+from tests.support.servers import WebhookReceiver, closed_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples" / "invoices.jsonl"
@@ -46,9 +48,20 @@ def test_a_bill_runs_processes_add_up_in_metrics_and_logs_are_json(tmp_path, mon
            "INVOICER_SMS_URL": f"file://{tmp_path}/sms",
            "INVOICER_LOG_FORMAT": "json", "INVOICER_LOG_LEVEL": "INFO",
            "INVOICER_CHUNK_LINES": "2", "PROMETHEUS_MULTIPROC_DIR": str(prom)}
-    run = subprocess.run([sys.executable, "-m", "invoicer", "run", str(source), "--workers",
-                          "2"], env={**os.environ, **env, "PYTHONPATH": str(ROOT.parent)},
-                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    with Ledger.from_url(env["INVOICER_DB_URL"]) as ledger, WebhookReceiver() as receiver:
+        ledger.migrate()
+        ledger.webhooks.add_endpoint("*", receiver.url, "w" * 32)
+        run = subprocess.run([sys.executable, "-m", "invoicer", "run", str(source),
+                              "--workers", "2"],
+                             env={**os.environ, **env, "PYTHONPATH": str(ROOT.parent)},
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        # The run sent its events at the end: what the receiver got is the ledger's.
+        events = ledger.webhooks.events()
+    assert "webhooks: " in run.stdout and " 0 waiting" in run.stdout, run.stdout
+    assert sorted(h.event_id for h in receiver.received) == sorted(e.event_id for e in events)
+    types = [e.type for e in events]
+    assert types.count("invoice.issued") == 4 and types.count("invoice.rejected") == 1
+    assert types.count("delivery.sent") >= 4
     assert len(list(prom.glob("counter_*.db"))) >= 2  # the pool's processes, each its file
 
     for name, value in env.items():
