@@ -124,6 +124,7 @@ class InvoiceStore:
                         sa.bindparam("source_line", type_=sa.Integer),
                         invoices.c.source_line),
                     archived_at=sa.bindparam("now"), updated_at=sa.bindparam("now"))
+            .returning(*invoices.c)
         )
 
     # ---------------------------------------------------------------- claim, archive
@@ -204,9 +205,9 @@ class InvoiceStore:
             done = conn.execute(self._mark_archived_stmt, {
                 "invoice_id": invoice_id, "sha256": sha256, "archive_key": archive_key,
                 "renderer_version": renderer_version, "pages": pages, "size": size,
-                "run_id": run_id, "source_line": source_line, "now": now}).rowcount
-            if done:
-                row = conn.execute(sa.select(invoices).where(invoices.c.id == invoice_id)).one()
+                "run_id": run_id, "source_line": source_line, "now": now}).one_or_none()
+            if done is not None:
+                row = done
                 emit(self._db, conn, "invoice.issued", row.operator_id,
                      {"invoice": _invoice_data(row)}, invoice_id=invoice_id)
                 return True

@@ -27,7 +27,8 @@ HEAD = max(p.name.split("_")[0] for p in
            (Path(__file__).resolve().parents[2] / "migrations" / "versions").glob("0*.py"))
 TABLES = {"runs", "run_chunks", "invoices", "rejects", "deliveries", "print_batches",
           "print_batch_items", "api_keys", "sms_codes", "rate_limits", "second_copies",
-          "payment_events", "alembic_version"}
+          "payment_events", "webhook_endpoints", "webhook_events", "webhook_deliveries",
+          "webhook_attempts", "alembic_version"}
 
 
 # ---------------------------------------------------------------------------- migrations

@@ -456,6 +456,41 @@ def test_beat_closes_print_batches_on_schedule(tmp_path, monkeypatch, templates)
     ledger.close()
 
 
+def test_beat_sends_the_webhooks_outbox_and_flower_sees_task_events(tmp_path, monkeypatch,
+                                                                      facts):
+    """The beat entry, the task body (in-process, no broker) against a real loopback
+    receiver, and the Celery settings Flower needs."""
+    from invoicer import worker
+    from invoicer.settings import get_settings
+    from tests.support.servers import WebhookReceiver
+
+    config = worker.celery_config(Settings(webhook_send_every=7))
+    assert config["beat_schedule"]["invoicer-send-webhooks"] == {
+        "task": "invoicer.send_webhooks", "schedule": 7.0}
+    assert "invoicer-send-webhooks" not in worker.celery_config(
+        Settings(webhook_send_every=0))["beat_schedule"]
+    assert config["worker_send_task_events"] and config["task_send_sent_event"]
+
+    url = f"sqlite:///{tmp_path}/l.db"
+    with Ledger.from_url(url) as ledger, WebhookReceiver() as receiver:
+        ledger.migrate()
+        ledger.webhooks.add_endpoint("oi", receiver.url, "x" * 32)
+        invoice = ledger.invoices.claim("oi", "T-1", **facts()).invoice
+        ledger.invoices.mark_archived(invoice.id, sha256="e" * 64, archive_key="k",
+                                      renderer_version="t")
+        monkeypatch.setenv("INVOICER_DB_URL", url)
+        get_settings.cache_clear()
+        monkeypatch.setattr(worker, "_services", None)
+        try:
+            assert worker.send_webhooks.apply().get() == {
+                "delivered": 1, "failed": 0, "deferred": 0}
+        finally:
+            get_settings.cache_clear()
+        (event,) = ledger.webhooks.events()
+        assert [h.event_id for h in receiver.received] == [event.event_id]
+        assert ledger.webhooks.backlog() == {}
+
+
 def test_the_api_hands_bill_runs_to_the_workers(harness):
     """POST /v1/billing/runs with INVOICER_API_BILL_RUNS=celery: the upload is spooled,
     enqueued for a real worker, and the job's state comes from the run's chunks."""
