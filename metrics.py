@@ -145,12 +145,25 @@ class LedgerCollector(Collector):
                                     labels=["state"])
         for state, n in sorted(counts.print_batches.items()):
             batches.add_metric([state], n)
+        events = getattr(counts, "events", {})
+        bounces = GaugeMetricFamily("invoicer_bounces",
+                                    "Deliveries that bounced, ever (delivery.bounced events).")
+        bounces.add_metric([], events.get("delivery.bounced", 0))
+        fallbacks = GaugeMetricFamily(
+            "invoicer_fallbacks", "Deliveries replaced by another channel, ever "
+            "(delivery.fell_back events).")
+        fallbacks.add_metric([], events.get("delivery.fell_back", 0))
+        by_type = GaugeMetricFamily("invoicer_events", "Events recorded for the billing "
+                                    "system, by type.", labels=["type"])
+        for event_type, n in sorted(events.items()):
+            by_type.add_metric([event_type], n)
         waiting = GaugeMetricFamily("invoicer_webhook_backlog",
                                     "Webhook deliveries not yet accepted, per endpoint.",
                                     labels=["endpoint"])
         for endpoint, n in sorted(backlog.items()):
             waiting.add_metric([str(endpoint)], n)
-        return [up, deliveries, invoices, rejected, batches, waiting]
+        return [up, deliveries, invoices, rejected, batches, bounces, fallbacks, by_type,
+                waiting]
 
 
 def exposition(*extra: Collector) -> bytes:

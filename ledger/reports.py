@@ -9,7 +9,7 @@ of the API. Nothing here writes; the stores (``ledger.runs``, ...) own every cha
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -27,6 +27,7 @@ from invoicer.ledger.schema import (
     rejects,
     run_chunks,
     runs,
+    webhook_events,
 )
 
 __all__ = ["ATTENTION", "Reports", "RunProgress"]
@@ -189,11 +190,15 @@ class Reports:
                 sa.select(print_batches.c.state, sa.func.count())
                 .group_by(print_batches.c.state)).all()
             rejected = conn.execute(sa.select(sa.func.count()).select_from(rejects)).scalar()
+            by_event = conn.execute(
+                sa.select(webhook_events.c.type, sa.func.count())
+                .group_by(webhook_events.c.type)).all()
         return LedgerCounts(
             deliveries={(c, s): int(n) for c, s, n in by_delivery},
             invoices={s: int(n) for s, n in by_invoice},
             print_batches={s: int(n) for s, n in by_batch},
-            rejected=int(rejected or 0))
+            rejected=int(rejected or 0),
+            events={t: int(n) for t, n in by_event})
 
 
 @dataclass(frozen=True)
@@ -208,3 +213,5 @@ class LedgerCounts:
     """batch state -> batches."""
     rejected: int
     """Dead-lettered records."""
+    events: Mapping[str, int] = field(default_factory=dict)
+    """Event type -> events recorded (every bounce and fallback ever announced)."""

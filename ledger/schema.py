@@ -353,6 +353,7 @@ webhook_events = sa.Table(
     sa.UniqueConstraint("event_id"),
     sa.Index(None, "created_at"),
     sa.Index(None, "invoice_id"),
+    sa.Index(None, "type"),  # metrics count events by type (bounces, fallbacks)
 )
 
 webhook_deliveries = sa.Table(

@@ -60,6 +60,7 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_webhook_events_created_at"), "webhook_events", ["created_at"])
     op.create_index(op.f("ix_webhook_events_invoice_id"), "webhook_events", ["invoice_id"])
+    op.create_index(op.f("ix_webhook_events_type"), "webhook_events", ["type"])
     op.create_table(
         "webhook_deliveries",
         sa.Column("id", ID, primary_key=True, autoincrement=True),

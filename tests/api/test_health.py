@@ -95,6 +95,8 @@ def test_metrics_show_the_ledger_and_the_work(ledger, facts, tmp_path):
         ledger.deliveries.transition(d, "pending", "sending")
         ledger.deliveries.transition(d, "sending", "sent" if n else "failed_permanent")
     ledger.invoices.claim("oi", "M-9", **facts())
+    # What the bounce handling announces (its state machine is another module's).
+    ledger.webhooks.emit("delivery.bounced", "oi", {"delivery": {"id": 1}}, invoice_id=1)
     with _serve(Settings(), ledger, FileArchive(tmp_path / "archive")) as server:
         response = httpx.get(f"{server.url}/metrics")
     assert response.status_code == 200
@@ -105,8 +107,11 @@ def test_metrics_show_the_ledger_and_the_work(ledger, facts, tmp_path):
     assert _value(text, "invoicer_deliveries", channel="email", state="failed_permanent") == 1
     assert _value(text, "invoicer_invoices", status="archived") == 3
     assert _value(text, "invoicer_invoices", status="claimed") == 1
-    assert _value(text, "invoicer_webhook_backlog", endpoint="1") == 6  # 3 x (issued, delivery)
+    assert _value(text, "invoicer_webhook_backlog", endpoint="1") == 7  # 3 x 2, a bounce
     assert _value(text, "invoicer_rejects") == 0
+    assert _value(text, "invoicer_events", type="delivery.failed") == 1
+    assert _value(text, "invoicer_events", type="invoice.issued") == 3
+    assert _value(text, "invoicer_bounces") == 1 and _value(text, "invoicer_fallbacks") == 0
     # The work counters are there from the start (a scraper sees 0, not a gap).
     for name in ("invoicer_invoices_rendered_total", "invoicer_invoices_archived_total",
                  "invoicer_invoices_rejected_total", "invoicer_pages_rendered_total",
