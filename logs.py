@@ -103,7 +103,8 @@ class JsonLines(JsonFormatter):
     ``extra=`` too), tracebacks included."""
 
     def __init__(self) -> None:
-        super().__init__(reserved_attrs=[*_RESERVED, "context"])
+        # uvicorn adds an ANSI-coloured copy of some messages: terminal decoration.
+        super().__init__(reserved_attrs=[*_RESERVED, "context", "color_message"])
 
     def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord,
                    message_dict: dict[str, Any]) -> None:
