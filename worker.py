@@ -40,6 +40,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from invoicer import backends
 from invoicer.delivery.errors import PermanentDeliveryError, TransientDeliveryError
+from invoicer.delivery.links import WeakSecretError
 from invoicer.pipeline import Services
 from invoicer.runs import ChunkNotFinished, plan, reconcile, run_chunk, source_url
 from invoicer.runs.broker import (
@@ -232,8 +233,13 @@ class UnsafeConfiguration(SystemExit):
 
 def check_startup(settings: Settings) -> None:
     """Refuse (exit status 78, EX_CONFIG) a configuration that could run a task twice
-    at once; say why and what to change."""
+    at once, or sign links with a weak secret; say why and what to change."""
     problems = redelivery_problems(settings)
+    try:
+        backends.link_secret(settings)
+    except WeakSecretError as exc:
+        print(f"invoicer worker: refusing to start: {exc}", file=sys.stderr, flush=True)
+        raise UnsafeConfiguration(78) from None
     if problems:
         lines = ["invoicer worker: refusing to start, a task could be redelivered while "
                  "it is still running:"] + [f"  - {p}" for p in problems]

@@ -22,6 +22,7 @@ from invoicer.api import billing, operations, print_shop, problems, subscriber, 
 from invoicer.api.access import AccessLimits, AccessService
 from invoicer.api.billrun import BillRunQueue, queue_from_settings
 from invoicer.delivery.archive import Archive
+from invoicer.delivery.links import Keys
 from invoicer.delivery.sms import SmsGateway
 from invoicer.ledger import Ledger
 from invoicer.settings import Settings, get_settings
@@ -63,7 +64,7 @@ def build_app(lifespan: Any = None) -> FastAPI:
 
 def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None,
                archive: Archive | None = None, sms: SmsGateway | None = None,
-               link_secret: bytes | None = None, limits: AccessLimits | None = None,
+               link_secret: Keys | None = None, limits: AccessLimits | None = None,
                bill_runs: BillRunQueue | None = None) -> FastAPI:
     """The API application.
 

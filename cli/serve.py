@@ -23,6 +23,10 @@ def serve(
     """Run the HTTP API under uvicorn (migrating the ledger first)."""
     import uvicorn
 
+    from invoicer import backends
+    from invoicer.settings import get_settings
+
+    backends.link_secret(get_settings())  # a weak or missing secret stops us here, clearly
     migrated_ledger().close()
     # The factory form: each uvicorn worker process builds its own app, ledger pool and
     # archive client (none of them survives a fork).
