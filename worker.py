@@ -40,7 +40,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from invoicer import backends
 from invoicer.delivery.errors import PermanentDeliveryError, TransientDeliveryError
-from invoicer.delivery.links import WeakSecretError
+from invoicer.delivery.links import WeakSecretError, redact_tokens_in_logs
 from invoicer.pipeline import Services
 from invoicer.runs import ChunkNotFinished, plan, reconcile, run_chunk, source_url
 from invoicer.runs.broker import (
@@ -208,7 +208,9 @@ class MaskPersonalData(logging.Filter):
 
 
 def install_log_masking(logger: logging.Logger | None = None) -> None:
-    """Put :class:`MaskPersonalData` on every handler of ``logger`` (default: root)."""
+    """Put :class:`MaskPersonalData` on every handler of ``logger`` (default: root),
+    and take signed link tokens out of every record."""
+    redact_tokens_in_logs()
     for handler in (logger or logging.getLogger()).handlers:
         if not any(isinstance(f, MaskPersonalData) for f in handler.filters):
             handler.addFilter(MaskPersonalData())

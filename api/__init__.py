@@ -22,7 +22,7 @@ from invoicer.api import billing, operations, print_shop, problems, subscriber, 
 from invoicer.api.access import AccessLimits, AccessService
 from invoicer.api.billrun import BillRunQueue, queue_from_settings
 from invoicer.delivery.archive import Archive
-from invoicer.delivery.links import Keys
+from invoicer.delivery.links import Keys, redact_tokens_in_logs
 from invoicer.delivery.sms import SmsGateway
 from invoicer.ledger import Ledger
 from invoicer.settings import Settings, get_settings
@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None
     first).
     """
     settings = settings or get_settings()
+    redact_tokens_in_logs()  # a link is a credential: the access log keeps the route only
     owned = ledger is None
     the_ledger = ledger or backends.ledger(settings)
     the_archive = archive or backends.archive(settings)

@@ -24,7 +24,9 @@ def main() -> None:
     """Console-script entry point."""
     # Warnings (e.g. a locale without labels) go to stderr, named by their module.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from invoicer.delivery.links import WeakSecretError
+    from invoicer.delivery.links import WeakSecretError, redact_tokens_in_logs
+
+    redact_tokens_in_logs()
 
     try:
         app()

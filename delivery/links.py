@@ -12,7 +12,9 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import os
+import re
 import secrets
 import time
 from collections.abc import Sequence
@@ -58,6 +60,58 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+#: A signed token inside any text (a URL, a log line): a base64url payload of at least
+#: 16 characters, a dot, and the 43 characters of an HMAC-SHA256.
+_TOKEN_IN_TEXT = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{43}"
+                            r"(?![A-Za-z0-9_-])")
+
+
+def redact_tokens(text: str) -> str:
+    """``text`` with every signed token replaced by ``{token}``: a link is a
+    credential, so logs keep the route (``/invoices/{token}.pdf``), never the token."""
+    return _TOKEN_IN_TEXT.sub("{token}", text) if "." in text else text
+
+
+class RedactLinkTokens(logging.Filter):
+    """A logging filter (on a logger or a handler) that takes signed tokens out of a
+    record's message and arguments (uvicorn's access log formats its arguments
+    itself, so they are redacted one by one, not collapsed into the message)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact_tokens(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_tokens(a) if isinstance(a, str) else a
+                                for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: redact_tokens(v) if isinstance(v, str) else v
+                           for k, v in record.args.items()}
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_tokens(record.exc_text)
+        return True
+
+
+def redact_tokens_in_logs() -> None:
+    """From now on, every log record this process makes has its signed tokens
+    redacted as it is made (a record factory, not a handler filter: uvicorn's access
+    log, the application's loggers and libraries' alike, whatever handlers they end
+    in). Idempotent."""
+    factory = logging.getLogRecordFactory()
+    if getattr(factory, "redacts_link_tokens", False):
+        return
+    redact = RedactLinkTokens()
+
+    def make(*args, **kwargs):
+        record = factory(*args, **kwargs)
+        redact.filter(record)
+        return record
+
+    make.redacts_link_tokens = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(make)
 
 
 def keys(secret: Keys) -> tuple[bytes, ...]:
