@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Literal
 
-from invoicer.billing import BillingRecord, RecordError, parse_record
+from invoicer.billing import BillingRecord, Issue, RecordError, parse_record
 from invoicer.delivery.archive import Archive, invoice_key
 from invoicer.delivery.errors import DeliveryError, TransientDeliveryError
 from invoicer.ledger import Ledger, LedgerConflict
@@ -78,6 +78,12 @@ def process_record(raw: bytes, *, line: int, run_id: int, services: Services) ->
     number = record.invoice.number
     try:
         return _render_and_archive(record, raw, line=line, run_id=run_id, services=services)
+    except Unrenderable as err:
+        # Rendering is pure: the same record fails the same way on every run, so
+        # retrying is pointless; the line is dead-lettered with the reason instead.
+        log.warning("line %s, invoice %s: %s", line, number, err)
+        services.ledger.runs.record_reject(run_id, line, err.error.to_dict(), raw)
+        return Outcome("rejected", line, number, err.error.reason, str(err.error))
     except TransientDeliveryError as exc:
         log.warning("line %s, invoice %s: %s (will be retried)", line, number, exc)
         return Outcome("failed", line, number, "transient", str(exc))
@@ -87,6 +93,32 @@ def process_record(raw: bytes, *, line: int, run_id: int, services: Services) ->
     except Exception as exc:  # a bug must not stop the other records of the run
         log.exception("line %s, invoice %s: unexpected error", line, number)
         return Outcome("failed", line, number, "internal", f"{type(exc).__name__}: {exc}")
+
+
+class Unrenderable(Exception):
+    """A valid record that cannot be rendered or serialised (a deterministic failure of
+    pure code: a layout that cannot fit, text no file can hold); carries the
+    :class:`RecordError` it is dead-lettered with."""
+
+    def __init__(self, error: RecordError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _render(record: BillingRecord, options: RenderOptions, line: int) -> tuple[bytes, bytes]:
+    """The PDF and the canonical record's bytes; :class:`Unrenderable` if either fails."""
+    try:
+        pdf = render(record, options)
+        canonical = record.model_dump_json(by_alias=True).encode("utf-8")
+    except MemoryError:
+        raise
+    except Exception as exc:
+        log.debug("line %s cannot be rendered", line, exc_info=True)
+        raise Unrenderable(RecordError(
+            Issue("", f"the record is valid but cannot be rendered: {type(exc).__name__}: "
+                      f"{str(exc)[:300]}", "unrenderable"),
+            line=line, invoice_number=record.invoice.number)) from exc
+    return pdf, canonical
 
 
 def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id: int,
@@ -125,13 +157,12 @@ def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id:
         # elsewhere: finish it. Rendering gives the same bytes and archiving is
         # create-only, so this is safe to redo; the ledger lets one of us mark it.
 
-    pdf = render(record, services.options)
+    pdf, canonical = _render(record, services.options, line)
     digest = hashlib.sha256(pdf).hexdigest()
     key = invoice_key(operator, record.account.number, inv.period.start, number, "pdf")
     meta = {"renderer-version": RENDERER_VERSION, "invoice": number}
     # The canonical record goes first: a second copy or a re-render needs it, and an
     # archived PDF without it would be a dead end.
-    canonical = record.model_dump_json(by_alias=True).encode("utf-8")
     services.archive.put(invoice_key(operator, record.account.number, inv.period.start,
                                      number, "json"), canonical, metadata=meta)
     services.archive.put(key, pdf, sha256=digest, metadata=meta)

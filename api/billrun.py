@@ -85,8 +85,8 @@ def foreign_operators(lines: Iterable[bytes], allowed: Iterable[str]) -> set[str
         try:
             doc = json.loads(raw)
             operator = doc["operator"]["id"]
-        except (ValueError, KeyError, TypeError):
-            continue
+        except (ValueError, KeyError, TypeError, RecursionError):
+            continue  # the run dead-letters it (RecursionError: nested too deep)
         if isinstance(operator, str) and operator not in allowed:
             found.add(operator)
     return found
