@@ -95,7 +95,8 @@ def services(settings: Settings, *, deliver: bool = True) -> Services:
     records only (a later run of the same file delivers what is still pending)."""
     _make_local_dirs(settings)
     return Services(ledger=ledger(settings), archive=archive(settings),
-                    channels=channels(settings) if deliver else None)
+                    channels=channels(settings) if deliver else None,
+                    rejects_dir=Path(settings.rejects_dir) if settings.rejects_dir else None)
 
 
 def _make_local_dirs(settings: Settings) -> None:

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from invoicer.billing import BillingRecord, Issue, RecordError, parse_record
 from invoicer.delivery.archive import Archive, invoice_key
 from invoicer.delivery.errors import DeliveryError, TransientDeliveryError
 from invoicer.ledger import Ledger, LedgerConflict
+from invoicer.ledger.runs import RAW_KEPT
 from invoicer.renderer import RENDERER_VERSION, RenderOptions, render
 from invoicer.workflows.dispatch import Channels, dispatch
 
@@ -55,6 +58,9 @@ class Services:
     archive: Archive
     channels: Channels | None = None
     options: RenderOptions = field(default_factory=RenderOptions)
+    rejects_dir: Path | None = None
+    """Where a dead-lettered line longer than the ledger keeps (64 KiB) is written
+    whole (``INVOICER_REJECTS_DIR``); None: only its start is kept."""
 
     def close(self) -> None:
         """Close the ledger and the mailer's connections."""
@@ -73,7 +79,7 @@ def process_record(raw: bytes, *, line: int, run_id: int, services: Services) ->
     try:
         record = parse_record(raw, line=line)
     except RecordError as err:
-        services.ledger.runs.record_reject(run_id, line, err.to_dict(), raw)
+        dead_letter(services, run_id, line, err, raw)
         return Outcome("rejected", line, err.invoice_number, err.reason, str(err))
     number = record.invoice.number
     try:
@@ -82,7 +88,7 @@ def process_record(raw: bytes, *, line: int, run_id: int, services: Services) ->
         # Rendering is pure: the same record fails the same way on every run, so
         # retrying is pointless; the line is dead-lettered with the reason instead.
         log.warning("line %s, invoice %s: %s", line, number, err)
-        services.ledger.runs.record_reject(run_id, line, err.error.to_dict(), raw)
+        dead_letter(services, run_id, line, err.error, raw)
         return Outcome("rejected", line, number, err.error.reason, str(err.error))
     except TransientDeliveryError as exc:
         log.warning("line %s, invoice %s: %s (will be retried)", line, number, exc)
@@ -93,6 +99,35 @@ def process_record(raw: bytes, *, line: int, run_id: int, services: Services) ->
     except Exception as exc:  # a bug must not stop the other records of the run
         log.exception("line %s, invoice %s: unexpected error", line, number)
         return Outcome("failed", line, number, "internal", f"{type(exc).__name__}: {exc}")
+
+
+def dead_letter(services: Services, run_id: int, line: int, error: RecordError,
+                raw: bytes) -> None:
+    """Dead-letter a line in the ledger; a line longer than the ledger keeps is also
+    written whole to a file of ``services.rejects_dir`` (named in the row)."""
+    path = None
+    if len(raw) > RAW_KEPT and services.rejects_dir is not None:
+        path = services.rejects_dir / f"run-{run_id}-line-{line}.jsonl"
+        try:
+            _write_whole(path, raw)
+        except OSError as exc:  # the row still has the start and the reason
+            log.warning("line %s: cannot keep the rejected line in %s: %s", line, path, exc)
+            path = None
+    services.ledger.runs.record_reject(run_id, line, error.to_dict(), raw,
+                                       raw_file=str(path) if path else None)
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    # A temporary name first, then a rename: a reader (or a killed run) never sees half
+    # a line under the final name. Leftovers of a killed run are swept by the next.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class Unrenderable(Exception):

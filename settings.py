@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     link_secret: str = ""
     """Secret for signed links; empty: one is made and kept in ``var/link-secret``
     (every machine of a deployment must share one: set it)."""
+    rejects_dir: str = "var/rejects"
+    """Where a rejected line longer than 64 KiB is kept whole (the ledger's dead letter
+    keeps its first 64 KiB and names the file). At scale, a folder operators can read
+    on every machine that runs bill runs."""
     max_attachment_mb: float = 10
     """Larger PDFs are sent as a link instead of an attachment."""
     workers: int = 0
