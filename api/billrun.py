@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import queue
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from invoicer import backends
+from invoicer.billing.fields import IDENTIFIER_PATTERN
 from invoicer.delivery.s3 import S3Object
 from invoicer.ledger import Ledger
 from invoicer.runner import run_file as run_in_pool
@@ -34,6 +36,8 @@ __all__ = ["BillRunJob", "BillRunQueue", "BillRunSource", "CeleryBillRunQueue", 
            "ThreadBillRunQueue", "foreign_operators", "queue_from_settings"]
 
 log = logging.getLogger(__name__)
+
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +83,8 @@ class BillRunQueue(Protocol):
 
 def foreign_operators(lines: Iterable[bytes], allowed: Iterable[str]) -> set[str]:
     """Operator ids of records in ``lines`` outside ``allowed``. Lines that are not
-    JSON objects with an operator id are left for the run to reject with the reason."""
+    JSON objects with an operator id that is an identifier (the contract's) are left
+    for the run to reject with the reason."""
     allowed = set(allowed)
     found: set[str] = set()
     for raw in lines:
@@ -88,7 +93,8 @@ def foreign_operators(lines: Iterable[bytes], allowed: Iterable[str]) -> set[str
             operator = doc["operator"]["id"]
         except (ValueError, KeyError, TypeError, RecursionError):
             continue  # the run dead-letters it (RecursionError: nested too deep)
-        if isinstance(operator, str) and operator not in allowed:
+        if isinstance(operator, str) and operator not in allowed \
+                and _IDENTIFIER.fullmatch(operator):
             found.add(operator)
     return found
 
