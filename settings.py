@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     """Where a rejected line longer than 64 KiB is kept whole (the ledger's dead letter
     keeps its first 64 KiB and names the file). At scale, a folder operators can read
     on every machine that runs bill runs."""
+    trusted_proxies: str = ""
+    """Addresses or networks of the reverse proxies in front of the API, comma-separated
+    (``10.0.0.5, 192.168.0.0/16``): only from them is ``X-Forwarded-For`` believed.
+    Empty (the default): the header is ignored, the client is the peer."""
     max_attachment_mb: float = 10
     """Larger PDFs are sent as a link instead of an attachment."""
     workers: int = 0

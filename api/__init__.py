@@ -21,6 +21,7 @@ from invoicer import backends
 from invoicer.api import billing, operations, print_shop, problems, subscriber, web
 from invoicer.api.access import AccessLimits, AccessService
 from invoicer.api.billrun import BillRunQueue, queue_from_settings
+from invoicer.api.edge import AllowedMethods, Deferred, TrustedProxies, parse_networks
 from invoicer.delivery.archive import Archive
 from invoicer.delivery.links import Keys, redact_tokens_in_logs
 from invoicer.delivery.sms import SmsGateway
@@ -53,6 +54,7 @@ def build_app(lifespan: Any = None) -> FastAPI:
     app = FastAPI(title="invoicer", version=API_VERSION, description=DESCRIPTION,
                   openapi_url="/openapi.json", lifespan=lifespan)
     problems.install(app)
+    app.add_middleware(AllowedMethods, routes=lambda: app.routes)
     app.include_router(print_shop.router)
     app.include_router(subscriber.router)
     app.include_router(subscriber.document_router)
@@ -84,10 +86,13 @@ def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None
     secret = link_secret or backends.link_secret(settings)
     the_sms = sms or backends.sms_gateway(settings)
     queue = bill_runs or queue_from_settings(settings, the_ledger, Path("var") / "bill-runs")
+    trusted = parse_networks(settings.trusted_proxies)
+    deferred = Deferred(name="access-codes")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        deferred.close()
         if owned:
             the_ledger.close()
 
@@ -97,4 +102,7 @@ def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None
     app.state.settings = settings
     app.state.access = AccessService(the_ledger, the_sms, secret, limits=limits)
     app.state.bill_runs = queue
+    app.state.deferred = deferred  # SMS codes go out here, off the request's connection
+    # Outermost: everything inside sees the client as the trusted proxies name it.
+    app.add_middleware(TrustedProxies, trusted=trusted)
     return app

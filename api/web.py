@@ -25,10 +25,11 @@ import jinja2
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
 from babel.numbers import format_currency
-from fastapi import APIRouter, BackgroundTasks, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from invoicer.api.access import AccessService, Grant, RateLimited
+from invoicer.api.edge import same_origin
 from invoicer.api.problems import Problem
 from invoicer.api.subscriber import client_address, history, second_copy
 from invoicer.resources import package_path
@@ -163,8 +164,20 @@ def phone_form(request: Request) -> HTMLResponse:
     return _page(request, "phone.html", lang)
 
 
-@router.post("/code", response_class=HTMLResponse)
-def send_code(request: Request, tasks: BackgroundTasks,
+def _same_site(request: Request) -> None:
+    """Form posts come from these pages only (``Origin`` / ``Sec-Fetch-Site``), on top
+    of the session cookie's ``SameSite=Strict``: a cross-site post, logging a victim in
+    to the attacker's account included, is refused before anything happens."""
+    if not same_origin(request, request.app.state.settings.public_url):
+        raise Problem(403, "cross-site-post", "Cross-site form posts are refused",
+                      detail="Open the page on this site and send the form from there.")
+
+
+_FORM = [Depends(_same_site)]
+
+
+@router.post("/code", response_class=HTMLResponse, dependencies=_FORM)
+def send_code(request: Request,
               phone: Annotated[str, Form(max_length=64)] = "",
               lang: Annotated[str, Form(max_length=35)] = "") -> HTMLResponse:
     lang = _lang(request, lang)
@@ -177,13 +190,11 @@ def send_code(request: Request, tasks: BackgroundTasks,
         access.admit_code_request(number, client_address(request))
     except RateLimited:
         return _page(request, "phone.html", lang, 429, error=t["rate_limited"], phone=phone)
-    tasks.add_task(access.send_code, number)
-    response = _page(request, "code.html", lang, phone=number)
-    response.background = tasks
-    return response
+    request.app.state.deferred.submit(access.send_code, number)
+    return _page(request, "code.html", lang, phone=number)
 
 
-@router.post("/session", response_class=HTMLResponse)
+@router.post("/session", response_class=HTMLResponse, dependencies=_FORM)
 def open_session(request: Request, phone: Annotated[str, Form(max_length=64)] = "",
                  code: Annotated[str, Form(max_length=16)] = "",
                  lang: Annotated[str, Form(max_length=35)] = "") -> Response:
@@ -219,7 +230,7 @@ def invoices_page(request: Request) -> Response:
                  latest=rows[0] if rows else None, invoices=rows)
 
 
-@router.post("/invoices/{number}/second-copy")
+@router.post("/invoices/{number}/second-copy", dependencies=_FORM)
 def second_copy_page(request: Request, number: str,
                      lang: Annotated[str, Form(max_length=35)] = "") -> Response:
     lang = _lang(request, lang)
