@@ -28,7 +28,13 @@ from invoicer.delivery.sms import SmsGateway
 from invoicer.ledger import Ledger
 from invoicer.settings import Settings, get_settings
 
-__all__ = ["API_VERSION", "build_app", "create_app"]
+__all__ = ["API_VERSION", "UVICORN_OPTIONS", "build_app", "create_app"]
+
+#: How uvicorn must serve the app (``invoicer serve``, and the tests' servers): its own
+#: proxy-header handling off, since it believes ``X-Forwarded-For`` from any local
+#: client and rewrites the client before the app sees the peer; the app believes it
+#: from ``INVOICER_TRUSTED_PROXIES`` only (:class:`~invoicer.api.edge.TrustedProxies`).
+UVICORN_OPTIONS: dict[str, Any] = {"proxy_headers": False, "server_header": False}
 
 API_VERSION = "1.0.0"
 """The version of the API's contract (the OpenAPI document), not of the service."""

@@ -30,10 +30,10 @@ def serve(
     migrated_ledger().close()
     # The factory form: each uvicorn worker process builds its own app, ledger pool and
     # archive client (none of them survives a fork).
-    # proxy_headers off: uvicorn would believe X-Forwarded-For from any local client;
-    # the app believes it from INVOICER_TRUSTED_PROXIES only (api/edge.py).
+    from invoicer.api import UVICORN_OPTIONS
+
     uvicorn.run("invoicer.api:create_app", factory=True, host=host, port=port, workers=workers,
-                proxy_headers=False, server_header=False)
+                **UVICORN_OPTIONS)
 
 
 @app.command()
