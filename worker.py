@@ -237,11 +237,12 @@ def check_startup(settings: Settings) -> None:
     """Refuse (exit status 78, EX_CONFIG) a configuration that could run a task twice
     at once, or sign links with a weak secret; say why and what to change."""
     problems = redelivery_problems(settings)
-    try:
-        backends.link_secret(settings)
-    except WeakSecretError as exc:
-        print(f"invoicer worker: refusing to start: {exc}", file=sys.stderr, flush=True)
-        raise UnsafeConfiguration(78) from None
+    if not problems:
+        try:
+            backends.link_secret(settings)
+        except WeakSecretError as exc:
+            print(f"invoicer worker: {exc}", file=sys.stderr, flush=True)
+            raise UnsafeConfiguration(78) from None
     if problems:
         lines = ["invoicer worker: refusing to start, a task could be redelivered while "
                  "it is still running:"] + [f"  - {p}" for p in problems]

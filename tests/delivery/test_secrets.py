@@ -189,3 +189,15 @@ def test_rotation_keeps_sessions_and_sms_codes(tmp_path):
         assert AccessService(ledger, None, NEW).grant(token) is None
     finally:
         ledger.close()
+
+
+def test_the_celery_worker_refuses_to_start_with_a_weak_secret(tmp_path):
+    """Class: weak key accepted, by a worker (exit 78 before it takes any task)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INVOICER_")}
+    env.update(INVOICER_LINK_SECRET="x" * 31, INVOICER_BROKER_URL="redis://127.0.0.1:1/0",
+               INVOICER_DB_URL=f"sqlite:///{tmp_path}/l.db")
+    done = subprocess.run([sys.executable, "-m", "celery", "-A", "invoicer.worker", "worker"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 78, done.stderr[-2000:]
+    assert "only 31 bytes long" in done.stderr and "Refusing to start" in done.stderr
+    assert not (tmp_path / "l.db").exists()
