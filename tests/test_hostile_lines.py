@@ -25,7 +25,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "INVOICER_DB_URL": f"sqlite:///{tmp_path}/ledger.db",
             "INVOICER_ARCHIVE_URL": f"file://{tmp_path}/archive",
             "INVOICER_MAIL_URL": f"file://{tmp_path}/outbox",
-            "INVOICER_SMS_URL": f"file://{tmp_path}/sms"}
+            "INVOICER_SMS_URL": f"file://{tmp_path}/sms", "COLUMNS": "300"}
 
 
 def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -44,8 +44,9 @@ def _hostile_file(tmp_path: Path) -> Path:
     surrogate["invoice"]["number"] += "Y"
     surrogate["account"]["customer"]["name"] = "\ud800"
     src = tmp_path / "hostile.jsonl"
+    big = json.dumps({"padding": "x" * 100_000}).encode()  # rejected, past 64 KiB
     src.write_bytes(b"\n".join([good[0], DEEP, json.dumps(surrogate).encode(), unrenderable,
-                                b"\xff\xfe{}", good[1]]) + b"\n")
+                                b"\xff\xfe{}", good[1], big]) + b"\n")
     return src
 
 
@@ -56,7 +57,7 @@ def test_validate_lists_every_hostile_line_and_goes_on(tmp_path):
     dead = [json.loads(line) for line in
             (tmp_path / "hostile.jsonl.rejected.jsonl").read_text("utf-8").splitlines()]
     assert [(d["line"], d["reason"]) for d in dead] == [(2, "too_deep"), (3, "text"),
-                                                         (5, "not_utf8")]
+                                                         (5, "not_utf8"), (7, "missing")]
 
 
 def test_run_dead_letters_them_archives_the_rest_and_reruns_the_same(tmp_path):
@@ -70,6 +71,12 @@ def test_run_dead_letters_them_archives_the_rest_and_reruns_the_same(tmp_path):
             reasons = db.execute("select line, reason from rejects order by line").fetchall()
         # Dead-lettered once per line of the file, however often it runs.
         assert reasons == [(2, "too_deep"), (3, "text"), (4, "unrenderable"),
-                           (5, "not_utf8")], attempt
+                           (5, "not_utf8"), (7, "missing")], attempt
     pdfs = list((tmp_path / "archive").rglob("*.pdf"))
     assert len(pdfs) == 2  # the two good records, once
+    # The operator sees the dead letters, and where the whole of a long line is.
+    shown = _cli(tmp_path, "runs", "show", "1")
+    assert "rejected: line 2: too_deep" in shown.stdout
+    kept = tmp_path / "var" / "rejects" / "run-1-line-7.jsonl"
+    assert "whole line in var/rejects/run-1-line-7.jsonl" in shown.stdout.replace("\n", "")
+    assert kept.read_bytes() == src.read_bytes().splitlines()[6]
