@@ -121,6 +121,9 @@ def _write_whole(path: Path, data: bytes) -> None:
     # A temporary name first, then a rename: a reader (or a killed run) never sees half
     # a line under the final name. Leftovers of a killed run are swept by the next.
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.parent not in _swept:
+        _swept.add(path.parent)
+        _sweep_dead_temporaries(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
@@ -128,6 +131,24 @@ def _write_whole(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+#: Folders of dead letters this process has swept already (once is enough).
+_swept: set[Path] = set()
+
+
+def _sweep_dead_temporaries(folder: Path) -> None:
+    """Remove ``.{name}.{pid}.tmp`` files of processes that are gone (killed mid-write)."""
+    for tmp in folder.glob(".*.tmp"):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # alive (another user's), or cannot tell: leave it
 
 
 class Unrenderable(Exception):

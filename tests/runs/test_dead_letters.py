@@ -75,3 +75,27 @@ def test_a_valid_record_that_cannot_be_rendered_is_dead_lettered(ledger, tmp_pat
     (reject,) = ledger.runs.rejects(run_id)
     assert reject.reason == "unrenderable" and "cannot be rendered" in reject.message
     assert not list((tmp_path / "archive").rglob("*.pdf"))
+
+
+def test_a_killed_writers_temporary_is_swept(ledger, tmp_path):
+    """Class: leftovers of a killed run stay forever (a dead letter's temporary)."""
+    import os
+    import subprocess
+    import sys
+
+    from invoicer import pipeline
+
+    rejects = tmp_path / "rejects"
+    rejects.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (rejects / f".run-1-line-9.jsonl.{dead}.tmp").write_bytes(b"half")
+    live = rejects / f".run-1-line-8.jsonl.{os.getppid()}.tmp"
+    live.write_bytes(b"someone's")
+    pipeline._swept.discard(rejects)
+    services = Services(ledger=ledger, archive=FileArchive(tmp_path / "archive"),
+                        rejects_dir=rejects)
+    run_id = ledger.runs.start("big2.jsonl")
+    process_record(b"[" + b"1," * 40_000 + b"1]", line=2, run_id=run_id, services=services)
+    assert sorted(p.name for p in rejects.iterdir()) == sorted(
+        [live.name, f"run-{run_id}-line-2.jsonl"])
