@@ -53,6 +53,7 @@ __all__ = [
     "ConfirmationMail",
     "InvalidEmail",
     "apply_preference",
+    "awaiting",
     "choose",
     "confirm",
     "confirmation_key",
@@ -135,7 +136,7 @@ def choose(ledger: Ledger, mail: ConfirmationMail, *, operator: str, account: st
     expires = int(now + CONFIRM_TTL.total_seconds())
     token = links.sign(LinkClaims(operator, account, f"{_TOKEN_PREFIX}{pref.id}", expires),
                        mail.key)
-    link = f"{mail.public_url.rstrip('/')}/access/confirm/{token}"
+    link = f"{mail.public_url.rstrip('/')}/access/confirm/{token}?lang={locale}"
     words = _text(locale)
     values = {"operator": operator_name, "account": account, "link": link,
               "hours": int(CONFIRM_TTL.total_seconds() // 3600)}
@@ -148,10 +149,11 @@ def choose(ledger: Ledger, mail: ConfirmationMail, *, operator: str, account: st
     return pref
 
 
-def confirm(ledger: Ledger, key: bytes, token: str, *, now: float) -> Preference | None:
-    """Confirm the choice a link names: the confirmed row, once; ``None`` for a link
-    altered, expired, already used, superseded by a newer choice, or naming a row of
-    another account (one answer for all)."""
+def awaiting(ledger: Ledger, key: bytes, token: str, *, now: float) -> Preference | None:
+    """The choice a link names if the link would confirm it now (to show before the
+    subscriber presses "Confirm"; opening the link changes nothing, so a mail scanner
+    that follows links confirms nothing). ``None`` for a link altered, expired, already
+    used, superseded by a newer choice, or naming a row of another account."""
     try:
         claims = links.verify(token, key, now=now)
     except InvalidLinkError:
@@ -161,6 +163,15 @@ def confirm(ledger: Ledger, key: bytes, token: str, *, now: float) -> Preference
         return None
     row = ledger.preferences.get(int(ident))
     if row is None or (row.operator_id, row.account) != (claims.operator, claims.account):
+        return None
+    return row if row.state == "unconfirmed" else None
+
+
+def confirm(ledger: Ledger, key: bytes, token: str, *, now: float) -> Preference | None:
+    """Confirm the choice a link names: the confirmed row, once; ``None`` for every
+    link :func:`awaiting` refuses, and for the second use of a good one."""
+    row = awaiting(ledger, key, token, now=now)
+    if row is None:
         return None
     confirmed = ledger.preferences.confirm(row.id, via="email-link")
     if confirmed is not None:

@@ -92,7 +92,7 @@ def _choose(ledger, mail, clock, mode, email_addr=None, *, operator="oi",
 
 def _link_token(mail) -> str:
     msg = email.message_from_bytes(mail.mailer.sent[-1].data, policy=policy.default)
-    link = re.search(r"https://bills\.example/access/confirm/(\S+)", msg.get_content())
+    link = re.search(r"https://bills\.example/access/confirm/([A-Za-z0-9_.-]+)", msg.get_content())
     return link.group(1)
 
 
