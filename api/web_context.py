@@ -17,11 +17,22 @@ from invoicer.api.access import AccessService, Grant
 from invoicer.api.preferences import preference_view
 from invoicer.api.self_service import Branding, branding, canonical_record, payment_code
 
-__all__ = ["account_context"]
+__all__ = ["account_brand", "account_context"]
 
 
 def _mode_text(t: dict[str, str], mode: str | None) -> str | None:
     return t.get(f"mode_{mode}") if mode else None
+
+
+def _choice_text(t: dict[str, str], choice) -> str:
+    text = _mode_text(t, choice.mode) or ""
+    return f"{text} ({choice.email})" if choice.email else text
+
+
+def account_brand(access: AccessService, archive, operator: str, account: str) -> Branding:
+    """The operator's branding for pages about one account (its latest record)."""
+    latest = access.ledger.invoices.for_account(operator, account, limit=1)
+    return branding(operator, canonical_record(archive, latest[0]) if latest else None)
 
 
 def account_context(access: AccessService, archive, grant: Grant, lang: str,
@@ -50,7 +61,7 @@ def account_context(access: AccessService, archive, grant: Grant, lang: str,
     delivery = {
         "mode": _mode_text(t, view.current.mode), "email": view.current.email,
         "address": view.current.postal_address,
-        "pending": t["pending_choice"].format(mode=_mode_text(t, view.choice.mode))
+        "pending": t["pending_choice"].format(mode=_choice_text(t, view.choice))
         if view.choice is not None and view.choice.state == "pending" else None,
         "waiting": t["waiting_choice"].format(email=view.waiting.email)
         if view.waiting is not None else None,

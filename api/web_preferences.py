@@ -25,6 +25,7 @@ from invoicer.api.preferences import (
 )
 from invoicer.api.problems import Problem
 from invoicer.api.web import _grant, _lang, _messages, _page
+from invoicer.api.web_context import account_brand
 from invoicer.workflows.preferences import awaiting
 
 __all__ = ["router"]
@@ -33,6 +34,11 @@ router = APIRouter(prefix="/access", include_in_schema=False)
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,600}\.[A-Za-z0-9_-]{43}")
 _MODES = ("electronic", "paper", "both")
+
+
+def _brand(request: Request, operator: str, account: str):
+    return account_brand(request.app.state.access, request.app.state.archive, operator,
+                         account)
 
 
 def _expired(request: Request, lang: str) -> HTMLResponse:
@@ -50,7 +56,8 @@ def delivery_form(request: Request) -> Response:
     mode = chosen.mode if chosen is not None else view.current.mode
     email = (chosen.email if chosen is not None and chosen.email else view.current.email)
     return _page(request, "delivery.html", lang, mode=mode or "electronic",
-                 email=email or "", address=view.current.postal_address)
+                 email=email or "", address=view.current.postal_address,
+                 brand=_brand(request, grant.operator, grant.account))
 
 
 @router.post("/delivery", response_class=HTMLResponse)
@@ -64,7 +71,8 @@ def delivery_choose(request: Request, mode: Annotated[str, Form(max_length=16)] 
         return _expired(request, lang)
     view = preference_view(request.app.state.access, request.app.state.archive, grant)
     form = {"mode": mode if mode in _MODES else "electronic", "email": email,
-            "address": view.current.postal_address}
+            "address": view.current.postal_address,
+            "brand": _brand(request, grant.operator, grant.account)}
     if mode not in _MODES:
         return _page(request, "delivery.html", lang, 422, error=t["bad_email"], **form)
     try:
@@ -76,7 +84,7 @@ def delivery_choose(request: Request, mode: Annotated[str, Form(max_length=16)] 
         return _page(request, "delivery.html", lang, problem.status, error=t[key], **form)
     notice = t["paper_notice"] if pref.mode == "paper" else \
         t["sent_notice"].format(email=pref.email)
-    return _page(request, "notice.html", lang, notice=notice, back=True)
+    return _page(request, "notice.html", lang, notice=notice, back=True, brand=form["brand"])
 
 
 @router.get("/confirm/{token}", response_class=HTMLResponse)
@@ -90,7 +98,8 @@ def confirm_form(request: Request, token: str) -> Response:
         return _page(request, "notice.html", lang, 404, error=t["link_refused"])
     return _page(request, "confirm.html", lang, token=token,
                  question=t["confirm_question"].format(account=pref.account,
-                                                       email=pref.email))
+                                                       email=pref.email),
+                 brand=_brand(request, pref.operator_id, pref.account))
 
 
 @router.post("/confirm/{token}", response_class=HTMLResponse)
@@ -101,4 +110,5 @@ def confirm_post(request: Request, token: str,
     pref = confirm_choice(request, token) if _TOKEN_RE.fullmatch(token) else None
     if pref is None:
         return _page(request, "notice.html", lang, 404, error=t["link_refused"])
-    return _page(request, "notice.html", lang, notice=t["confirmed"].format(email=pref.email))
+    return _page(request, "notice.html", lang, notice=t["confirmed"].format(email=pref.email),
+                 brand=_brand(request, pref.operator_id, pref.account))
