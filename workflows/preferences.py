@@ -207,8 +207,10 @@ def apply_preference(ledger: Ledger, invoice: Invoice, record: BillingRecord
         if pref.email:
             update["email"] = pref.email
         record = record.model_copy(update={"delivery": delivery.model_copy(update=update)})
-        ledger.preferences.mark_applied(pref.id, invoice.number)
-    elif delivery.mode.value == pref.mode and (pref.email is None
-                                               or delivery.email == pref.email):
+        follows = True
+    else:
+        follows = delivery.mode.value == pref.mode and (pref.email is None
+                                                        or delivery.email == pref.email)
+    if follows and pref.applied_at is None:  # a write only the first time
         ledger.preferences.mark_applied(pref.id, invoice.number)
     return record
