@@ -23,6 +23,7 @@ from invoicer.api.access import AccessService, Grant, RateLimited
 from invoicer.api.problems import Problem, problem_responses
 from invoicer.api.self_service import branding, canonical_record
 from invoicer.api.subscriber import PREFIX, client_address, current_grant
+from invoicer.billing.models import BillingRecord
 from invoicer.delivery.errors import DeliveryError
 from invoicer.ledger import Preference
 from invoicer.operator_settings import operator_settings
@@ -107,13 +108,16 @@ def _choice(pref: Preference | None) -> ChoiceOut | None:
                      applied_at=pref.applied_at, applied_invoice=pref.applied_invoice)
 
 
-def preference_view(access: AccessService, archive, grant: Grant) -> PreferenceOut:
-    """The account's delivery: the latest invoice's, and the subscriber's choices."""
+def preference_view(access: AccessService, archive, grant: Grant, *,
+                    record: BillingRecord | Literal[False] | None = False) -> PreferenceOut:
+    """The account's delivery: the latest invoice's, and the subscriber's choices.
+    ``record``: the latest invoice's canonical record when the caller has it already."""
     live = access.ledger.preferences.current(grant.operator, grant.account)
     choice = next((p for p in live if p.state == "confirmed"), None)
     waiting = next((p for p in live if p.state == "unconfirmed"), None)
-    latest = access.ledger.invoices.for_account(grant.operator, grant.account, limit=1)
-    record = canonical_record(archive, latest[0]) if latest else None
+    if record is False:
+        latest = access.ledger.invoices.for_account(grant.operator, grant.account, limit=1)
+        record = canonical_record(archive, latest[0]) if latest else None
     address: list[str] = []
     mode = email = None
     if record is not None:

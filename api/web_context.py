@@ -57,7 +57,7 @@ def account_context(access: AccessService, archive, grant: Grant, lang: str,
             pay = {"kind": "qr", "svg": Markup(code.qr_svg)}
         elif not code.to_pay:
             pay = {"kind": "none", "text": t["nothing_to_pay"]}
-    view = preference_view(access, archive, grant)
+    view = preference_view(access, archive, grant, record=record)
     delivery = {
         "mode": _mode_text(t, view.current.mode), "email": view.current.email,
         "address": view.current.postal_address,
