@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from babel import Locale
-from babel.dates import format_date
 from markupsafe import Markup
 
 from invoicer.api.access import AccessService, Grant
 from invoicer.api.preferences import preference_view
 from invoicer.api.self_service import Branding, branding, canonical_record, payment_code
+from invoicer.l10n import formats
 
 __all__ = ["account_brand", "account_context"]
 
@@ -41,14 +40,13 @@ def account_context(access: AccessService, archive, grant: Grant, lang: str,
     latest = access.ledger.invoices.for_account(grant.operator, grant.account, limit=1)
     record = canonical_record(archive, latest[0]) if latest else None
     brand: Branding = branding(grant.operator, record)
-    locale = Locale.parse(lang)
     pay: dict[str, Any] | None = None
     if latest:
         code = payment_code(latest[0], record, access.clock().date())
         if code.method == "direct_debit" and code.direct_debit_on:
             key = "direct_debit_paid" if code.payment_status == "paid" else "direct_debit_due"
             pay = {"kind": "debit", "text": t[key].format(
-                date=format_date(code.direct_debit_on, "long", locale=locale))}
+                date=formats(lang).date(code.direct_debit_on, "long"))}
         elif code.typeable_line or code.reference:
             pay = {"kind": "copy", "value": code.typeable_line or code.reference,
                    "label": t["typeable_line" if code.typeable_line else "reference"]}
