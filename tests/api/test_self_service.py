@@ -323,3 +323,26 @@ def test_page_is_branded_and_its_one_script_is_allowed_by_hash(sub):
     assert "--accent: #00875a" in page.text  # Oi's green
     assert 'id="support"' in page.text and "*144" in page.text
     assert "Linha digitável" in page.text and 'id="pay-code"' in page.text
+
+
+def test_hostile_record_text_is_data_on_the_page(sub):
+    records = add_samples(sub, ("AM-2026-11-0066666",))
+    hostile = records["AM-2026-11-0066666"]
+    token = session(sub, "+447700900666")
+    sub.http.cookies.set("invoicer_session", token, path="/access")
+    try:
+        page = sub.http.get("/access/invoices", params={"lang": "en"})
+        form = sub.http.get("/access/delivery", params={"lang": "en"})
+    finally:
+        sub.http.cookies.clear()
+    assert page.status_code == form.status_code == 200
+    for html in (page.text, form.text):
+        assert "<script>alert" not in html and "<img src=x" not in html
+        assert 'href="javascript' not in html
+    assert "Albion Mobile Ltd &lt;script&gt;alert(" in page.text  # the name, as text
+    assert len(re.findall(r"<script>", page.text)) == 1  # only the copy button's
+    # The reference is shown (and copied) exactly, as text: no markup, no template.
+    code = hostile.payment.code
+    assert ">" + code.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") \
+        + "</textarea>" in page.text.replace("&#34;", '"')
+    assert "&lt;b&gt;Bold&lt;/b&gt;" in form.text  # the customer's name on the address
