@@ -126,6 +126,14 @@ def test_cross_site_form_posts_are_refused(sub):
     own = sub.http.post("/access/session", data=form,
                         headers={"Origin": "null", "Sec-Fetch-Site": "same-origin"})
     assert own.status_code == 303 and "set-cookie" in own.headers
+    # With the session cookie now held (the client keeps it), the preference forms
+    # refuse other sites too.
+    assert sub.http.cookies
+    for path, data in (("/access/delivery", {"mode": "paper"}),
+                       ("/access/confirm/x.y", {"lang": "en"})):
+        cross = sub.http.post(path, data=data, headers={"Origin": "https://evil.example"})
+        assert cross.status_code == 403, path
+        assert cross.json()["type"].endswith("cross-site-post")
 
 
 # ---------------------------------------------------------------------------- timing
