@@ -16,13 +16,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
-from invoicer.billing import BillingRecord, RecordError, parse_record
+from invoicer.billing import BillingRecord, Issue, RecordError, parse_record
 from invoicer.delivery.archive import Archive, invoice_key
 from invoicer.delivery.errors import DeliveryError, TransientDeliveryError
 from invoicer.ledger import Ledger, LedgerConflict
+from invoicer.ledger.runs import RAW_KEPT
 from invoicer.logs import log_context
 from invoicer.metrics import (
     ARCHIVE_SECONDS,
@@ -66,6 +69,9 @@ class Services:
     archive: Archive
     channels: Channels | None = None
     options: RenderOptions = field(default_factory=RenderOptions)
+    rejects_dir: Path | None = None
+    """Where a dead-lettered line longer than the ledger keeps (64 KiB) is written
+    whole (``INVOICER_REJECTS_DIR``); None: only its start is kept."""
 
     def close(self) -> None:
         """Close the ledger and the mailer's connections."""
@@ -89,17 +95,19 @@ def _process_record(raw: bytes, *, line: int, run_id: int, services: Services) -
     try:
         record = parse_record(raw, line=line)
     except RecordError as err:
-        if services.ledger.runs.record_reject(run_id, line, err.to_dict(), raw,
-                                              operator_id=_operator_of(raw)):
-            INVOICES_REJECTED.inc()
-            # The reason and where, never the value (it may be an address or a phone).
-            log.info("record rejected: %s at %s", err.reason, err.path or "-")
+        dead_letter(services, run_id, line, err, raw)
         return Outcome("rejected", line, err.invoice_number, err.reason, str(err))
     number = record.invoice.number
     try:
         with log_context(invoice=number):
             return _render_and_archive(record, raw, line=line, run_id=run_id,
                                        services=services)
+    except Unrenderable as err:
+        # Rendering is pure: the same record fails the same way on every run, so
+        # retrying is pointless; the line is dead-lettered with the reason instead.
+        log.warning("line %s, invoice %s: %s", line, number, err)
+        dead_letter(services, run_id, line, err.error, raw)
+        return Outcome("rejected", line, number, err.error.reason, str(err.error))
     except TransientDeliveryError as exc:
         log.warning("line %s, invoice %s: %s (will be retried)", line, number, exc)
         return Outcome("failed", line, number, "transient", str(exc))
@@ -114,11 +122,93 @@ def _process_record(raw: bytes, *, line: int, run_id: int, services: Services) -
 def _operator_of(raw: bytes) -> str | None:
     """The operator id a rejected line names, if it can be read at all: its webhooks
     hear of the rejection (a line that is not even JSON goes to the ``*`` endpoints)."""
+    if len(raw) > RAW_KEPT:
+        return None  # not parsed a second time; its endpoints are the ``*`` ones
     try:
         operator = json.loads(raw).get("operator", {}).get("id")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # hostile lines too
         return None
     return operator if isinstance(operator, str) and 0 < len(operator) <= 64 else None
+
+
+def dead_letter(services: Services, run_id: int, line: int, error: RecordError,
+                raw: bytes) -> None:
+    """Dead-letter a line in the ledger; a line longer than the ledger keeps is also
+    written whole to a file of ``services.rejects_dir`` (named in the row)."""
+    path = None
+    if len(raw) > RAW_KEPT and services.rejects_dir is not None:
+        path = services.rejects_dir / f"run-{run_id}-line-{line}.jsonl"
+        try:
+            _write_whole(path, raw)
+        except OSError as exc:  # the row still has the start and the reason
+            log.warning("line %s: cannot keep the rejected line in %s: %s", line, path, exc)
+            path = None
+    if services.ledger.runs.record_reject(run_id, line, error.to_dict(), raw,
+                                          raw_file=str(path) if path else None,
+                                          operator_id=_operator_of(raw)):
+        INVOICES_REJECTED.inc()
+        # The reason and where, never the value (it may be an address or a phone).
+        log.info("record rejected: %s at %s", error.reason, error.path or "-")
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    # A temporary name first, then a rename: a reader (or a killed run) never sees half
+    # a line under the final name. Leftovers of a killed run are swept by the next.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.parent not in _swept:
+        _swept.add(path.parent)
+        _sweep_dead_temporaries(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+#: Folders of dead letters this process has swept already (once is enough).
+_swept: set[Path] = set()
+
+
+def _sweep_dead_temporaries(folder: Path) -> None:
+    """Remove ``.{name}.{pid}.tmp`` files of processes that are gone (killed mid-write)."""
+    for tmp in folder.glob(".*.tmp"):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # alive (another user's), or cannot tell: leave it
+
+
+class Unrenderable(Exception):
+    """A valid record that cannot be rendered or serialised (a deterministic failure of
+    pure code: a layout that cannot fit, text no file can hold); carries the
+    :class:`RecordError` it is dead-lettered with."""
+
+    def __init__(self, error: RecordError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _render(record: BillingRecord, options: RenderOptions, line: int) -> tuple[bytes, bytes]:
+    """The PDF and the canonical record's bytes; :class:`Unrenderable` if either fails."""
+    try:
+        pdf = render(record, options)
+        canonical = record.model_dump_json(by_alias=True).encode("utf-8")
+    except MemoryError:
+        raise
+    except Exception as exc:
+        log.debug("line %s cannot be rendered", line, exc_info=True)
+        raise Unrenderable(RecordError(
+            Issue("", f"the record is valid but cannot be rendered: {type(exc).__name__}: "
+                      f"{str(exc)[:300]}", "unrenderable"),
+            line=line, invoice_number=record.invoice.number)) from exc
+    return pdf, canonical
 
 
 def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id: int,
@@ -158,14 +248,13 @@ def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id:
         # create-only, so this is safe to redo; the ledger lets one of us mark it.
 
     with RENDER_SECONDS.time():
-        pdf = render(record, services.options)
+        pdf, canonical = _render(record, services.options, line)
     INVOICES_RENDERED.inc()
     digest = hashlib.sha256(pdf).hexdigest()
     key = invoice_key(operator, record.account.number, inv.period.start, number, "pdf")
     meta = {"renderer-version": RENDERER_VERSION, "invoice": number}
     # The canonical record goes first: a second copy or a re-render needs it, and an
     # archived PDF without it would be a dead end.
-    canonical = record.model_dump_json(by_alias=True).encode("utf-8")
     with ARCHIVE_SECONDS.time():
         services.archive.put(invoice_key(operator, record.account.number, inv.period.start,
                                          number, "json"), canonical, metadata=meta)

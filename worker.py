@@ -45,6 +45,7 @@ from prometheus_client import start_http_server
 
 from invoicer import backends, metrics
 from invoicer.delivery.errors import PermanentDeliveryError, TransientDeliveryError
+from invoicer.delivery.links import WeakSecretError, redact_tokens_in_logs
 from invoicer.delivery.webhooks import WebhookPoster
 from invoicer.logs import formatter as log_formatter
 from invoicer.logs import install_log_masking, mask
@@ -204,6 +205,7 @@ def _format_logs(logger: logging.Logger) -> None:
     if get_settings().log_format == "json":
         for handler in logger.handlers:
             handler.setFormatter(log_formatter("json"))
+    redact_tokens_in_logs()  # signed link tokens out of every record
     install_log_masking(logger)
 
 
@@ -216,8 +218,14 @@ class UnsafeConfiguration(SystemExit):
 
 def check_startup(settings: Settings) -> None:
     """Refuse (exit status 78, EX_CONFIG) a configuration that could run a task twice
-    at once; say why and what to change."""
+    at once, or sign links with a weak secret; say why and what to change."""
     problems = redelivery_problems(settings)
+    if not problems:
+        try:
+            backends.link_secret(settings)
+        except WeakSecretError as exc:
+            print(f"invoicer worker: {exc}", file=sys.stderr, flush=True)
+            raise UnsafeConfiguration(78) from None
     if problems:
         lines = ["invoicer worker: refusing to start, a task could be redelivered while "
                  "it is still running:"] + [f"  - {p}" for p in problems]

@@ -170,3 +170,19 @@ def test_replay_requeues_same_ids_and_reaches_new_endpoints(led: Ledger, facts):
     assert led.webhooks.replay(since=led.clock() + timedelta(days=1)) == 0
     with pytest.raises(ValueError):
         led.webhooks.replay()
+
+
+def test_a_preference_that_counts_is_announced_with_it_and_without_the_address(led: Ledger):
+    paper = led.preferences.add("oi", "77", mode="paper", email=None, via="page",
+                                client=None, confirmed_via="page-session")
+    waiting = led.preferences.add("oi", "77", mode="electronic", email="ana@example.com",
+                                  via="api", client=None)
+    assert [e.type for e in led.webhooks.events()] == ["subscriber.preference_changed"]
+    assert led.preferences.confirm(waiting.id, via="email-link") is not None
+    assert led.preferences.confirm(waiting.id, via="email-link") is None  # once
+    first, second = (json.loads(e.body)["data"] for e in led.webhooks.events())
+    assert first["changes"] == {"delivery_mode": {"from": None, "to": "paper"}}
+    assert first["preference_id"] == paper.id and first["account"] == "77"
+    assert second["changes"] == {"delivery_mode": {"from": "paper", "to": "electronic"}}
+    assert second["source"] == "email-link"
+    assert all("ana@" not in e.body for e in led.webhooks.events())
