@@ -176,6 +176,6 @@ def logging_config(fmt: str = "text", level: str = "WARNING") -> dict[str, Any]:
         "handlers": {"stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr",
                                 "formatter": "main", "filters": ["context", "mask"]}},
         "root": {"handlers": ["stderr"], "level": level.upper()},
-        "loggers": {name: {"handlers": [], "propagate": True}
+        "loggers": {name: {"handlers": [], "propagate": True, "level": "NOTSET"}
                     for name in ("uvicorn", "uvicorn.error", "uvicorn.access")},
     }

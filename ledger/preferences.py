@@ -97,7 +97,7 @@ class PreferenceStore:
                 .returning(*prefs.c)).one_or_none()
             if row is None:
                 return None
-            previous = _in_force(conn, row.operator_id, row.account)
+            previous = _in_force(conn, row.operator_id, row.account, excluding=row.id)
             conn.execute(prefs.update().where(
                 prefs.c.operator_id == row.operator_id, prefs.c.account == row.account,
                 prefs.c.id != row.id, prefs.c.state.in_(("unconfirmed", "confirmed")))
@@ -154,10 +154,12 @@ class PreferenceStore:
             ).rowcount == 1
 
 
-def _in_force(conn: Connection, operator_id: str, account: str) -> str | None:
+def _in_force(conn: Connection, operator_id: str, account: str, *,
+              excluding: int | None = None) -> str | None:
     """The mode of the account's confirmed choice, if any (before a new one counts)."""
     return conn.execute(
         sa.select(prefs.c.mode).where(prefs.c.operator_id == operator_id,
                                       prefs.c.account == account,
-                                      prefs.c.state == "confirmed")
+                                      prefs.c.state == "confirmed",
+                                      prefs.c.id != (excluding or -1))
         .order_by(prefs.c.id.desc()).limit(1)).scalar_one_or_none()
