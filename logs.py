@@ -176,6 +176,11 @@ def logging_config(fmt: str = "text", level: str = "WARNING") -> dict[str, Any]:
         "handlers": {"stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr",
                                 "formatter": "main", "filters": ["context", "mask"]}},
         "root": {"handlers": ["stderr"], "level": level.upper()},
-        "loggers": {name: {"handlers": [], "propagate": True, "level": "NOTSET"}
-                    for name in ("uvicorn", "uvicorn.error", "uvicorn.access")},
+        "loggers": {
+            **{name: {"handlers": [], "propagate": True, "level": "NOTSET"}
+               for name in ("uvicorn", "uvicorn.error")},
+            # The access log stays on whatever the root level, as uvicorn has it (its
+            # routes have their link tokens taken out: delivery.links).
+            "uvicorn.access": {"handlers": ["stderr"], "propagate": False, "level": "INFO"},
+        },
     }

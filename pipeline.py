@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -128,7 +129,13 @@ def _operator_of(raw: bytes) -> str | None:
         operator = json.loads(raw).get("operator", {}).get("id")
     except (ValueError, AttributeError, RecursionError):  # hostile lines too
         return None
-    return operator if isinstance(operator, str) and 0 < len(operator) <= 64 else None
+    return operator if isinstance(operator, str) and _OPERATOR_ID.fullmatch(operator) \
+        else None
+
+
+#: What an operator id looks like (the contract's pattern, loosely): anything else in a
+#: rejected line is not trusted as a routing key.
+_OPERATOR_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def dead_letter(services: Services, run_id: int, line: int, error: RecordError,

@@ -143,7 +143,9 @@ def emit(db: Database, conn: Connection, type: str, operator_id: str | None,
     body = json.dumps(
         {"id": event_id, "type": type, "created_at": now.isoformat().replace("+00:00", "Z"),
          "operator": operator_id, "data": dict(data)},
-        sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+        # ASCII: any text (hostile, a lone surrogate) travels escaped, and the bytes
+        # signed are the bytes stored.
+        sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=_json_default)
     key = order_key or (f"invoice:{invoice_id}" if invoice_id is not None
                         else f"event:{event_id}")
     pk = conn.execute(

@@ -186,3 +186,12 @@ def test_a_preference_that_counts_is_announced_with_it_and_without_the_address(l
     assert second["changes"] == {"delivery_mode": {"from": "paper", "to": "electronic"}}
     assert second["source"] == "email-link"
     assert all("ana@" not in e.body for e in led.webhooks.events())
+
+
+def test_hostile_text_travels_escaped(led: Ledger):
+    run_id = led.runs.start("file:///x.jsonl")
+    assert led.runs.record_reject(run_id, 1, {"invoice_number": "\ud800<b>Ç", "reason": "x"},
+                                  b"{}")
+    (event,) = led.webhooks.events()
+    assert event.body.isascii() and event.operator_id is None
+    assert json.loads(event.body)["data"]["invoice_number"] == "\ud800<b>Ç"
