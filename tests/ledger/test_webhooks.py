@@ -189,9 +189,7 @@ def test_a_preference_that_counts_is_announced_with_it_and_without_the_address(l
 
 
 def test_hostile_text_travels_escaped(led: Ledger):
-    run_id = led.runs.start("file:///x.jsonl")
-    assert led.runs.record_reject(run_id, 1, {"invoice_number": "\ud800<b>Ç", "reason": "x"},
-                                  b"{}")
+    led.webhooks.emit("invoice.rejected", None, {"invoice_number": "\ud800<b>Ç\u202e"})
     (event,) = led.webhooks.events()
     assert event.body.isascii() and event.operator_id is None
-    assert json.loads(event.body)["data"]["invoice_number"] == "\ud800<b>Ç"
+    assert json.loads(event.body)["data"]["invoice_number"] == "\ud800<b>Ç\u202e"
