@@ -1,7 +1,7 @@
 """The plain functions that walk a billing record through the service.
 
     raw line -> parse (billing) -> claim the invoice number (ledger) -> render
-    -> archive PDF and canonical record -> mark archived (ledger)
+    -> archive canonical record, e-invoice XML and PDF -> mark archived (ledger)
     -> deliver per the subscriber's preference (workflows.dispatch)
 
 Nothing here knows whether it runs in the CLI's process pool, a Celery worker or a
@@ -9,21 +9,33 @@ test (``invoicer.runs`` walks a run's chunks through it). Every step is idempote
 ledger's unique (operator, number) decides who works on an invoice, rendering is
 deterministic and archiving is create-only, so a record handed over twice, or a run
 resumed after a crash, yields one archived invoice.
+
+An invoice number is issued with one content (contract 1.1): the claim stores the
+record's content hash, and a record that finds its number issued with another content
+is rejected as ``conflict`` (dead-lettered, naming the first field that differs),
+never reported "already done". The same content again stays "already done".
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Literal
 
-from invoicer.billing import BillingRecord, RecordError, parse_record
+from invoicer.billing import BillingRecord, Issue, RecordError, parse_record
+from invoicer.billing.content import content, content_sha256
+from invoicer.billing.errors import format_path
 from invoicer.delivery.archive import Archive, invoice_key
-from invoicer.delivery.errors import DeliveryError, TransientDeliveryError
-from invoicer.ledger import Ledger, LedgerConflict
-from invoicer.renderer import RENDERER_VERSION, RenderOptions, render
+from invoicer.delivery.errors import ArchiveNotFoundError, DeliveryError, TransientDeliveryError
+from invoicer.ledger import Invoice, Ledger, LedgerConflict
+from invoicer.renderer import RENDERER_VERSION, RenderOptions, render_document
+from invoicer.renderer.einvoice import EInvoiceError
 from invoicer.workflows.dispatch import Channels, dispatch
+from invoicer.workflows.previous import PreviousUnreadable, previous_figures, previous_number
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +56,8 @@ class Outcome:
     message: str | None = None
     pages: int = 0
     deliveries: tuple[tuple[str, str], ...] = ()
+    einvoice: str | None = None
+    """The e-invoice format issued with it (``xrechnung-cii``, ``factur-x``...), if any."""
 
 
 @dataclass
@@ -78,6 +92,15 @@ def process_record(raw: bytes, *, line: int, run_id: int, services: Services) ->
     number = record.invoice.number
     try:
         return _render_and_archive(record, raw, line=line, run_id=run_id, services=services)
+    except RecordError as err:  # the number was issued with another content
+        services.ledger.runs.record_reject(run_id, line, err.to_dict(), raw)
+        log.error("line %s: %s", line, err)
+        return Outcome("rejected", line, number, err.reason, str(err))
+    except (EInvoiceError, PreviousUnreadable) as exc:
+        # Nothing of it was archived or sent; the claim stays, the next run retries.
+        log.error("line %s, invoice %s: %s", line, number, exc)
+        return Outcome("failed", line, number,
+                       "einvoice" if isinstance(exc, EInvoiceError) else "previous", str(exc))
     except TransientDeliveryError as exc:
         log.warning("line %s, invoice %s: %s (will be retried)", line, number, exc)
         return Outcome("failed", line, number, "transient", str(exc))
@@ -93,18 +116,24 @@ def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id:
                         services: Services) -> Outcome:
     inv, ledger = record.invoice, services.ledger
     operator, number = record.operator.id, inv.number
+    account = record.account.number
+    content_hash = content_sha256(record)
     claim = ledger.invoices.claim(
         operator, number,
-        account=record.account.number, period_start=inv.period.start,
+        account=account, period_start=inv.period.start,
         period_end=inv.period.end, issue_date=inv.issue_date, due_date=inv.due_date,
         total=record.totals.total_due, currency=inv.currency, locale=inv.locale,
         delivery_mode=record.delivery.mode.value, kind=inv.kind.value,
         postal_code=record.account.customer.address.postal_code or None,
         country=record.account.customer.address.country, phone=record.delivery.phone,
-        record_sha256=hashlib.sha256(raw).hexdigest(), run_id=run_id, source_line=line,
+        record_sha256=hashlib.sha256(raw).hexdigest(), content_sha256=content_hash,
+        previous_number=previous_number(ledger, operator, account, inv.period.start),
+        run_id=run_id, source_line=line,
     )
+    first = claim.invoice
     if not claim.created:
-        first = claim.invoice
+        if first.content_sha256 is not None and first.content_sha256 != content_hash:
+            raise _conflict(record, first, services.archive, line)
         ours = (first.run_id, first.source_line) == (run_id, line)
         if first.run_id == run_id and first.source_line is not None and not ours:
             # The number appeared on another line of this same run: processed once, there.
@@ -115,46 +144,117 @@ def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id:
             # Archived earlier; a channel left pending (e.g. SMTP was down) goes now.
             # Archived by this very line (an earlier attempt of its chunk): still this
             # line's invoice, counted as archived here and nowhere else.
-            key = first.archive_key
-            states = _deliver(first, record, lambda: services.archive.get(key), services)
+            key, xml_key = first.archive_key, first.einvoice_key
+            states = _deliver(first, record, lambda: services.archive.get(key),
+                              None if xml_key is None else (lambda: services.archive.get(xml_key)),
+                              services)
             if ours:
                 return Outcome("archived", line, number, pages=first.pages or 0,
-                               deliveries=states)
+                               deliveries=states, einvoice=first.einvoice_format)
             return Outcome("already_done", line, number, deliveries=states)
         # A claim left by a crashed or failed attempt, or one still in progress
-        # elsewhere: finish it. Rendering gives the same bytes and archiving is
-        # create-only, so this is safe to redo; the ledger lets one of us mark it.
+        # elsewhere: finish it. Rendering gives the same bytes (with the previous
+        # invoice the claim fixed) and archiving is create-only, so this is safe to
+        # redo; the ledger lets one of us mark it.
 
-    pdf = render(record, services.options)
+    previous = previous_figures(ledger, services.archive, operator, first.previous_number)
+    options = dataclasses.replace(services.options, previous=previous)
+    rendered = render_document(record, options)
+    pdf, xml = rendered.pdf, rendered.xml
     digest = hashlib.sha256(pdf).hexdigest()
-    key = invoice_key(operator, record.account.number, inv.period.start, number, "pdf")
+    key = invoice_key(operator, account, inv.period.start, number, "pdf")
     meta = {"renderer-version": RENDERER_VERSION, "invoice": number}
     # The canonical record goes first: a second copy or a re-render needs it, and an
-    # archived PDF without it would be a dead end.
+    # archived PDF without it would be a dead end. The XML goes before the PDF for the
+    # same reason: the PDF (and the ledger's mark) says the invoice is complete.
     canonical = record.model_dump_json(by_alias=True).encode("utf-8")
-    services.archive.put(invoice_key(operator, record.account.number, inv.period.start,
-                                     number, "json"), canonical, metadata=meta)
+    services.archive.put(invoice_key(operator, account, inv.period.start, number, "json"),
+                         canonical, metadata=meta)
+    einvoice = None
+    if xml is not None and xml.embedded:
+        einvoice = (xml.format, None, None)  # Factur-X: inside the PDF
+    elif xml is not None:
+        xml_sha = hashlib.sha256(xml.xml).hexdigest()
+        services.archive.put(invoice_key(operator, account, inv.period.start, number, "xml"),
+                             xml.xml, sha256=xml_sha,
+                             metadata={**meta, "einvoice-format": xml.format})
+        einvoice = (xml.format, xml_sha, len(xml.xml))
     services.archive.put(key, pdf, sha256=digest, metadata=meta)
     pages = pdf.count(b"/Type /Page\n")
     won = ledger.invoices.mark_archived(
-        claim.invoice.id, sha256=digest, archive_key=key, renderer_version=RENDERER_VERSION,
-        pages=pages, size=len(pdf), run_id=run_id, source_line=line)
+        first.id, sha256=digest, archive_key=key, renderer_version=RENDERER_VERSION,
+        pages=pages, size=len(pdf), einvoice=einvoice, run_id=run_id, source_line=line)
     # Delivery starts only once the invoice is archived and recorded: what a
     # subscriber receives is always what the archive holds.
-    states = _deliver(claim.invoice, record, lambda: pdf, services)
+    beside = xml.xml if xml is not None and not xml.embedded else None
+    states = _deliver(first, record, lambda: pdf,
+                      None if beside is None else (lambda: beside), services)
     if not won:
         # Another process archived the same bytes first: the invoice counts on the line
         # that did (this one, if it was a second attempt of the same chunk), not twice.
-        now = ledger.invoices.get_by_id(claim.invoice.id)
+        now = ledger.invoices.get_by_id(first.id)
         if now is None or (now.run_id, now.source_line) != (run_id, line):
             return Outcome("already_done", line, number, deliveries=states)
-    return Outcome("archived", line, number, pages=pages, deliveries=states)
+    return Outcome("archived", line, number, pages=pages, deliveries=states,
+                   einvoice=xml.format if xml is not None else None)
 
 
-def _deliver(invoice, record: BillingRecord, pdf, services: Services
+def _conflict(record: BillingRecord, first: Invoice, archive: Archive,
+              line: int) -> RecordError:
+    """The ``conflict`` rejection of a record whose number was issued with another
+    content: names the invoice, the content hash issued and, when the issued record is
+    archived, the first field that differs."""
+    number = record.invoice.number
+    where = "invoice.number"
+    if first.archive_key:
+        try:
+            issued = json.loads(archive.get(first.archive_key.removesuffix(".pdf") + ".json"))
+            issued.pop("delivery", None)
+            issued.pop("schema", None)
+            where = _first_difference(issued, content(record)) or where
+        except (ArchiveNotFoundError, ValueError):
+            pass  # the hash alone still tells the two apart
+    message = (f"invoice {number} of {record.operator.id} was already issued with other "
+               f"content (content sha256 {first.content_sha256}); this record differs"
+               + (f" at {where}" if where != "invoice.number" else "")
+               + ": a correction needs a new invoice number or a credit note")
+    return RecordError(Issue(where, message, "conflict"), line=line, invoice_number=number)
+
+
+def _first_difference(issued, ours, path: tuple = ()) -> str | None:
+    """The record path of the first place where two contents differ, or None."""
+    if isinstance(issued, dict) and isinstance(ours, dict):
+        for k in sorted(set(issued) | set(ours)):
+            if k not in issued or k not in ours:
+                return format_path((*path, k))
+            found = _first_difference(issued[k], ours[k], (*path, k))
+            if found:
+                return found
+        return None
+    if isinstance(issued, list) and isinstance(ours, list):
+        for i, (a, b) in enumerate(zip(issued, ours, strict=False)):
+            found = _first_difference(a, b, (*path, i))
+            if found:
+                return found
+        return format_path(path) if len(issued) != len(ours) else None
+    if _same_scalar(issued, ours):
+        return None
+    return format_path(path) or None
+
+
+def _same_scalar(a, b) -> bool:
+    if a == b:
+        return True
+    try:  # "10.5" and "10.50": one amount (content() writes numbers normalised)
+        return Decimal(str(a)) == Decimal(str(b))
+    except ArithmeticError:
+        return False
+
+
+def _deliver(invoice, record: BillingRecord, pdf, xml, services: Services
              ) -> tuple[tuple[str, str], ...]:
     if services.channels is None:
         return ()
-    states = dispatch(invoice, record, pdf, ledger=services.ledger,
+    states = dispatch(invoice, record, pdf, xml=xml, ledger=services.ledger,
                       channels=services.channels)
     return tuple(sorted(states.items()))

@@ -232,9 +232,10 @@ def _text_part(text: str, subtype: str, policy: email_policy.EmailPolicy) -> MIM
     return part
 
 
-def _pdf_part(pdf: bytes, filename: str, policy: email_policy.EmailPolicy) -> MIMEPart:
+def _file_part(pdf: bytes, filename: str, policy: email_policy.EmailPolicy,
+              content_type: str = "application/pdf") -> MIMEPart:
     part = MIMEPart(policy=policy)
-    _set(part, "Content-Type", "application/pdf")
+    _set(part, "Content-Type", content_type)
     _set(part, "Content-Transfer-Encoding", "base64")
     if _FILENAME.fullmatch(filename):  # invoice numbers are identifiers: no quoting needed
         _set(part, "Content-Disposition", f'attachment; filename="{filename}"')
@@ -265,6 +266,7 @@ def build_invoice_message(
     dkim: DkimSigner | None = None,
     max_attachment: int = DEFAULT_MAX_ATTACHMENT,
     date: datetime | None = None,
+    xml: bytes | None = None,
 ) -> EmailMessage:
     """The "invoice issued" e-mail for ``record``, ready for any :class:`Mailer`.
 
@@ -286,6 +288,11 @@ def build_invoice_message(
     List-Unsubscribe=One-Click`` when one is https, RFC 8058). ``dkim`` signs the
     result last, so it must be the final change to the message. ``date`` defaults to
     now (UTC).
+
+    ``xml``: the e-invoice that travels beside the PDF (XRechnung, Peppol BIS 3,
+    RO_CIUS), attached as ``application/xml`` named ``<invoice number>.xml`` after the
+    PDF, or alone beside the text when the PDF goes as a link: it is the invoice the
+    buyer's system books, and a few kilobytes. (Factur-X is inside the PDF.)
     """
     to_spec = record.delivery.email
     if not to_spec:
@@ -328,11 +335,16 @@ def build_invoice_message(
     _set(msg, "MIME-Version", "1.0")
     texts = [_text_part(rendered.text, "plain", policy),
              _text_part(rendered.html, "html", policy)]
+    files = []
     if attach:
         assert pdf is not None
+        files.append(_file_part(bytes(pdf), f"{record.invoice.number}.pdf", policy))
+    if xml is not None:
+        files.append(_file_part(bytes(xml), f"{record.invoice.number}.xml", policy,
+                               "application/xml"))
+    if files:
         alternative = _multipart(MIMEPart(policy=policy), "alternative", texts)
-        pdf_part = _pdf_part(bytes(pdf), f"{record.invoice.number}.pdf", policy)
-        _multipart(msg, "mixed", [alternative, pdf_part])
+        _multipart(msg, "mixed", [alternative, *files])
     else:
         _multipart(msg, "alternative", texts)
     _set(msg, "Content-Language", rendered.locale.replace("_", "-"))

@@ -1,0 +1,67 @@
+"""The account's previous invoice, for the bill-shock sentence (issue 12).
+
+The renderer names the categories that moved most only when it is handed the previous
+invoice's figures (:class:`renderer.PreviousInvoice`); finding them is this module's.
+Which invoice is "previous" is decided once, when the number is claimed (the ledger's
+``previous_number``: the account's archived original whose period ended last before
+this one began), and its figures are read from its archived canonical record. A retry,
+a resumed run and a second copy therefore compare with the same invoice and render the
+same sentence, whatever was archived in between.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from decimal import Decimal, InvalidOperation
+
+from invoicer.billing.models import ChargeCategory
+from invoicer.delivery.archive import Archive, check_key
+from invoicer.ledger import Ledger
+from invoicer.renderer import PreviousInvoice
+
+__all__ = ["PreviousUnreadable", "previous_figures", "previous_number"]
+
+_CATEGORIES = frozenset(c.value for c in ChargeCategory)
+
+
+class PreviousUnreadable(ValueError):
+    """The previous invoice's archived record cannot be read as one: rendering without
+    it would give another sentence than the one already issued, so the caller fails."""
+
+
+def previous_number(ledger: Ledger, operator: str, account: str, period_start) -> str | None:
+    """The number of the invoice a new invoice of this period compares with, if any."""
+    found = ledger.invoices.previous(operator, account, period_start)
+    return found.number if found is not None else None
+
+
+def previous_figures(ledger: Ledger, archive: Archive, operator: str,
+                     number: str | None) -> PreviousInvoice | None:
+    """The figures of the previous invoice ``number`` (from its archived canonical
+    record), or None when there is none. ``ArchiveNotFoundError`` if it is gone."""
+    if number is None:
+        return None
+    invoice = ledger.invoices.get(operator, number)
+    if invoice is None or not invoice.archive_key:
+        raise PreviousUnreadable(f"previous invoice {number} of {operator} is not archived")
+    key = check_key(invoice.archive_key.removesuffix(".pdf") + ".json")
+    # Only the period, the currency and the charges are needed: read them from the JSON
+    # directly rather than re-validating a record archived under an older contract.
+    try:
+        data = json.loads(archive.get(key))
+        head = data["invoice"]
+        charges: dict[str, Decimal] = {}
+        for service in data.get("services") or ():
+            for charge in service.get("charges") or ():
+                category = charge.get("category")
+                if category not in _CATEGORIES:
+                    continue
+                charges[category] = charges.get(category, Decimal(0)) + Decimal(
+                    str(charge["amount"]))
+        return PreviousInvoice(date.fromisoformat(head["period"]["start"]),
+                               date.fromisoformat(head["period"]["end"]),
+                               head["currency"], charges)
+    except (ValueError, KeyError, TypeError, InvalidOperation) as exc:
+        raise PreviousUnreadable(f"previous invoice {number} of {operator}: archived record "
+                                 f"{key} unreadable: {exc}") from None
