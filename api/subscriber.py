@@ -9,6 +9,7 @@ an invoice link from an e-mail. Documents are fetched through signed links only:
     GET  /v1/subscriber/invoices             the account's last 13 invoices, with links
     POST /v1/subscriber/invoices/{n}/second-copy   the second copy of one of them
     GET  /invoices/{token}.pdf               an invoice (the link in e-mails)
+    GET  /invoices/{token}.xml               its e-invoice, when it travels beside the PDF
     GET  /invoices/{token}/second-copy.pdf   its second copy, once issued
 
 Every refusal of a document (a link altered, expired, for another operator or
@@ -111,6 +112,12 @@ class InvoiceSummary(BaseModel):
     document: str = Field(description="Signed link to the PDF, relative to the API's "
                                       "address; it expires with the session or link.")
     second_copy: str = Field(description="POST here for a second copy.")
+    einvoice_format: str | None = Field(
+        None, description="The e-invoice issued with it (`xrechnung-cii`, `xrechnung-ubl`, "
+                          "`peppol-bis3`, `ro-cius`, or `factur-x`: inside the PDF).")
+    einvoice: str | None = Field(
+        None, description="Signed link to the e-invoice XML archived beside the PDF "
+                          "(XRechnung, Peppol BIS 3, RO_CIUS); null otherwise.")
     links_expire_at: datetime
 
 
@@ -199,6 +206,8 @@ def summary(access: AccessService, invoice: Invoice, expires: int) -> InvoiceSum
         payment_status=invoice.payment_status, paid_amount=_money(invoice.paid_amount),
         paid_on=invoice.paid_on, pages=invoice.pages, document=f"/invoices/{token}.pdf",
         second_copy=f"{PREFIX}/invoices/{invoice.number}/second-copy",
+        einvoice_format=invoice.einvoice_format,
+        einvoice=f"/invoices/{token}.xml" if invoice.einvoice_key else None,
         links_expire_at=datetime.fromtimestamp(expires, UTC))
 
 
@@ -236,6 +245,15 @@ def second_copy(access: AccessService, archive: Archive, grant: Grant, number: s
                          document=f"/invoices/{token}/second-copy.pdf")
 
 
+def einvoice_download(invoice: Invoice) -> Download | None:
+    """The e-invoice XML archived beside the invoice's PDF, or None if it has none."""
+    key = invoice.einvoice_key
+    if key is None or not invoice.einvoice_sha256:
+        return None
+    return Download(key, invoice.einvoice_size or 0, invoice.einvoice_sha256,
+                    "application/xml", f"{invoice.number}.xml")
+
+
 def _document(request: Request, token: str, which: str) -> Response:
     if not _TOKEN_RE.fullmatch(token):
         raise _not_found()
@@ -246,6 +264,10 @@ def _document(request: Request, token: str, which: str) -> Response:
     if which == "original":
         download = Download(invoice.archive_key, invoice.size or 0, invoice.sha256,
                             "application/pdf", f"{invoice.number}.pdf")
+    elif which == "einvoice":
+        download = einvoice_download(invoice)
+        if download is None:
+            raise _not_found()
     else:
         copy = access.store.second_copy(invoice.id)
         if copy is None:
@@ -350,7 +372,25 @@ def download_invoice(request: Request, token: str) -> Response:
     return _document(request, token, "original")
 
 
+_XML_RESPONSES = {
+    **problem_responses(404, 416, 503),
+    200: {"description": "The e-invoice (EN 16931 XML).", "content": {"application/xml": {}}},
+    206: {"description": "The requested byte range (`Content-Range`)."},
+    304: {"description": "Not modified (`If-None-Match` matched the ETag)."},
+}
+
+
+@document_router.get("/invoices/{token}.xml", response_class=Response,
+                     summary="Download an invoice's e-invoice XML", responses=_XML_RESPONSES)
+def download_einvoice(request: Request, token: str) -> Response:
+    """The e-invoice XML (XRechnung, Peppol BIS 3, RO_CIUS) archived beside the PDF of
+    the invoice the signed link names; 404 for an invoice without one (a Factur-X
+    invoice carries it inside its PDF)."""
+    return _document(request, token, "einvoice")
+
+
 for _route, _path in ((download_second_copy, "/invoices/{token}/second-copy.pdf"),
-                      (download_invoice, "/invoices/{token}.pdf")):
+                      (download_invoice, "/invoices/{token}.pdf"),
+                      (download_einvoice, "/invoices/{token}.xml")):
     document_router.add_api_route(_path, _route, methods=["HEAD"], include_in_schema=False,
                                   name=f"{_route.__name__}_head")

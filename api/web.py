@@ -18,19 +18,19 @@ from __future__ import annotations
 
 import re
 import tomllib
+from decimal import Decimal
 from functools import cache
 from typing import Annotated, Any
 
 import jinja2
-from babel import Locale, UnknownLocaleError
-from babel.dates import format_date
-from babel.numbers import format_currency
+from babel import Locale
 from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from invoicer.api.access import AccessService, Grant, RateLimited
 from invoicer.api.problems import Problem
 from invoicer.api.subscriber import client_address, history, second_copy
+from invoicer.l10n import formats
 from invoicer.resources import package_path
 
 __all__ = ["LOCALES", "router"]
@@ -135,20 +135,18 @@ def _grant(request: Request) -> Grant | None:
 
 def _row(item: Any, lang: str) -> dict[str, Any]:
     t = _messages()[lang]
-    try:
-        locale = Locale.parse(lang)
-    except (UnknownLocaleError, ValueError):  # pragma: no cover - LOCALES are known
-        locale = Locale.parse("en")
+    # The PDF's formatting (invoicer.l10n): for fa_IR Solar Hijri dates and Persian
+    # digits, as on the invoice itself; the invoice number stays as printed.
+    f = formats(lang)
     start, end = item.period.start, item.period.end
     return {
         "number": item.number,
-        "period": f"{format_date(start, 'short', locale=locale)} – "
-                  f"{format_date(end, 'short', locale=locale)}",
-        "issue_date": format_date(item.issue_date, "medium", locale=locale),
-        "due_date": format_date(item.due_date, "medium", locale=locale),
-        "amount": format_currency(item.amount, item.currency, locale=locale),
+        "period": f"{f.date(start, 'short')} – {f.date(end, 'short')}",
+        "issue_date": f.date(item.issue_date, "medium"),
+        "due_date": f.date(item.due_date, "medium"),
+        "amount": f.money(Decimal(item.amount), item.currency),
         "status": t[item.payment_status], "status_code": item.payment_status,
-        "document": item.document,
+        "document": item.document, "einvoice": item.einvoice,
     }
 
 
