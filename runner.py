@@ -46,10 +46,14 @@ class RunSummary:
     unread: list[tuple[int, str]] = field(default_factory=list)
     """Chunks that could not be read at all: ``(seq, why)``."""
     deliveries: Counter[tuple[str, str]] = field(default_factory=Counter)
+    einvoices: Counter[str] = field(default_factory=Counter)
+    """E-invoices issued by this run, per format."""
 
     def add(self, outcome: Outcome) -> None:
         self.outcomes[outcome.status] += 1
         self.deliveries.update(outcome.deliveries)
+        if outcome.status == "archived" and outcome.einvoice:
+            self.einvoices[outcome.einvoice] += 1
         self.pages += outcome.pages
         if outcome.reason:
             self.reasons[outcome.status, outcome.reason] += 1

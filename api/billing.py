@@ -118,6 +118,9 @@ class RunJob(BaseModel):
     outcomes: dict[str, int] = Field(default_factory=dict,
                                      description="Records per outcome (archived, "
                                                  "already_done, rejected, failed...).")
+    einvoices: dict[str, int] = Field(default_factory=dict,
+                                      description="E-invoices the run issued, per format "
+                                                  "(`xrechnung-cii`: 3, ...).")
     error: str | None = None
     finished_at: datetime | None = None
     status_url: str
@@ -310,4 +313,8 @@ def get_run(request: Request, key: BillingKey, job: str) -> RunJob:
         else None
     if found is None or not set(found.operators) & set(key.operators):
         raise Problem(404, "run-not-found", "No such bill run")
-    return _job(found)
+    job = _job(found)
+    if found.run_id is not None:
+        ledger: Ledger = request.app.state.ledger
+        job.einvoices = {fmt: n for fmt, n, _ in ledger.reports.run_einvoices(found.run_id)}
+    return job

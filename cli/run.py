@@ -104,6 +104,16 @@ def _print_run_summary(summary, elapsed: float) -> None:
                                style="red" if state in ("failed_permanent", "unknown")
                                else None)
         out.print(deliveries)
+    if summary.einvoices:
+        einvoices = Table(title="E-invoices", title_justify="left")
+        einvoices.add_column("format")
+        einvoices.add_column("XML")
+        einvoices.add_column("invoices", justify="right")
+        for fmt, n in sorted(summary.einvoices.items()):
+            where = ("inside the PDF (factur-x.xml)" if fmt == "factur-x"
+                     else "archived beside the PDF (.xml), attached to the e-mail")
+            einvoices.add_row(fmt, where, str(n))
+        out.print(einvoices)
     rate = summary.records / elapsed if elapsed else 0.0
     out.print(Text(f"{summary.records} records, {summary.pages} pages in {elapsed:.1f} s "
                    f"({rate:,.1f} records/s, {summary.pages / elapsed if elapsed else 0:,.1f}"

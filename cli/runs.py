@@ -155,9 +155,25 @@ def _show_progress(ledger, p, elapsed: float, first) -> None:
         for channel, state, n in rows:
             table.add_row(channel, state, f"{n:,}")
         out.print(table)
+    formats = ledger.reports.run_einvoices(p.run.id)
+    if formats:
+        table = Table(title="E-invoices (invoices this run issued)", title_justify="left")
+        for name in ("format", "invoices", "where the XML is"):
+            table.add_column(name, justify="right" if name == "invoices" else "left")
+        for fmt, n, beside in formats:
+            table.add_row(fmt, f"{n:,}", _einvoice_place(n, beside))
+        out.print(table)
     for chunk in ledger.runs.chunks(p.run.id, ["failed"])[:10]:
         out.print(Text(f"chunk {chunk.seq} (lines {chunk.first_line}-): "
                        f"{chunk.last_error}", style="red"))
+
+
+def _einvoice_place(n: int, beside: int) -> str:
+    if beside == n:
+        return "archived beside the PDF (.xml)"
+    if beside == 0:
+        return "inside the PDF"
+    return f"{beside:,} beside the PDF, {n - beside:,} inside it"
 
 
 @app.command()

@@ -121,6 +121,19 @@ class Reports:
                 .order_by(deliveries.c.channel, deliveries.c.state)).all()
         return [(channel, state, int(n)) for channel, state, n in rows]
 
+    def run_einvoices(self, run_id: int) -> list[tuple[str, int, int]]:
+        """``(format, invoices, with XML archived beside the PDF)`` of the e-invoices
+        this run issued (Factur-X counts 0 beside: its XML is inside the PDF)."""
+        with self._db.read() as conn:
+            rows = conn.execute(
+                sa.select(invoices.c.einvoice_format, sa.func.count(),
+                          sa.func.count(invoices.c.einvoice_sha256))
+                .where(invoices.c.run_id == run_id, invoices.c.status == "archived",
+                       invoices.c.einvoice_format.is_not(None))
+                .group_by(invoices.c.einvoice_format)
+                .order_by(invoices.c.einvoice_format)).all()
+        return [(fmt, int(n), int(beside)) for fmt, n, beside in rows]
+
     # ---------------------------------------------------------------- deliveries
 
     def deliveries(self, states: Iterable[str], *, older_than: datetime | None = None,
