@@ -1,0 +1,118 @@
+"""The bill-shock sentence in the pipeline (issue 12): the previous invoice's figures
+come from the ledger and archive, chosen once when the number is claimed, so the
+archived PDF, a retry after a crash and a second copy all say the same sentence.
+
+Expected bytes are rendered directly with ``renderer.render`` and the figures built from
+the previous *record* (``PreviousInvoice.from_record``), not from the archive the code
+under test reads: the two paths must agree byte for byte.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+from invoicer.billing import parse_record
+from invoicer.billing.models import InvoiceKind
+from invoicer.delivery.archive import FileArchive
+from invoicer.delivery.errors import TransientDeliveryError
+from invoicer.ledger import Ledger
+from invoicer.pipeline import Services, process_record
+from invoicer.renderer import PreviousInvoice, RenderOptions, render
+from invoicer.workflows.second_copy import issue_second_copy
+from tests.conftest import SPEC_EXAMPLE
+from tests.support import pdfs
+
+
+def _current() -> dict:
+    rec = copy.deepcopy(SPEC_EXAMPLE)  # October: charges + taxes 103.75
+    rec["history"][-1]["amount"] = "50.00"  # September's invoice: far less
+    return rec
+
+
+def _previous() -> dict:
+    """September's invoice of the same account: other charges per category."""
+    rec = copy.deepcopy(SPEC_EXAMPLE)
+    rec["invoice"].update(number="OI-2026-10-0000123", issue_date="2026-10-05",
+                          due_date="2026-10-20",
+                          period={"start": "2026-09-01", "end": "2026-09-30"})
+    subscription, calls = rec["services"][0]["charges"][:2]
+    subscription["amount"], calls["amount"] = "69.90", "13.10"  # same 83.00 in all
+    for usage in rec["services"][0]["usage"]:
+        usage["start"] = "2026-09" + usage["start"][7:]
+    rec["balance"]["payments"][0]["date"] = "2026-09-18"
+    rec["balance"]["adjustments"][0]["date"] = "2026-09-20"
+    rec["history"] = rec["history"][:-1]
+    return rec
+
+
+def _raw(rec: dict) -> bytes:
+    return json.dumps(rec).encode()
+
+
+def _expected(rec: dict, previous: dict | None, **update) -> bytes:
+    record = parse_record(_raw(rec))
+    if update:
+        record = record.model_copy(update={"invoice": record.invoice.model_copy(update=update)})
+    figures = PreviousInvoice.from_record(parse_record(_raw(previous))) if previous else None
+    return render(record, RenderOptions(previous=figures))
+
+
+class FlakyArchive(FileArchive):
+    """Refuses the first PDF put (storage down), then works."""
+
+    def __init__(self, root) -> None:
+        super().__init__(root)
+        self.fail_next_pdf = True
+
+    def put(self, key, data, **kwargs):
+        if key.endswith(".pdf") and self.fail_next_pdf:
+            self.fail_next_pdf = False
+            raise TransientDeliveryError("S3 503 Slow Down")
+        return super().put(key, data, **kwargs)
+
+
+def test_the_archived_pdf_and_its_second_copy_name_what_moved(tmp_path):
+    with Ledger.from_url(f"sqlite:///{tmp_path}/l.db") as ledger:
+        ledger.migrate()
+        archive = FileArchive(tmp_path / "archive")
+        services = Services(ledger=ledger, archive=archive)
+        run = ledger.runs.start("runs")
+        assert process_record(_raw(_previous()), line=1, run_id=run,
+                              services=services).status == "archived"
+        assert process_record(_raw(_current()), line=2, run_id=run,
+                              services=services).status == "archived"
+        invoice = ledger.invoices.get("oi", SPEC_EXAMPLE["invoice"]["number"])
+        assert invoice.previous_number == "OI-2026-10-0000123"
+        pdf = archive.get(invoice.archive_key)
+        with_movers = _expected(_current(), _previous())
+        assert pdf == with_movers
+        assert pdf != _expected(_current(), None)
+        (tmp_path / "oct.pdf").write_bytes(pdf)
+        text = " ".join(pdfs.run("pdftotext", "-f", "1", "-l", "1", str(tmp_path / "oct.pdf"),
+                            "-").split())
+        assert "Assinatura -R$ 10,00, Ligações internacionais +R$ 10,00" in text
+
+        copy_ = issue_second_copy(ledger, archive, invoice)
+        duplicate = archive.get(copy_.archive_key)
+        assert duplicate == _expected(_current(), _previous(), kind=InvoiceKind.duplicate)
+        assert issue_second_copy(ledger, archive, invoice).sha256 == copy_.sha256
+
+
+def test_a_retry_compares_with_what_the_claim_fixed(tmp_path):
+    with Ledger.from_url(f"sqlite:///{tmp_path}/l.db") as ledger:
+        ledger.migrate()
+        archive = FlakyArchive(tmp_path / "archive")
+        services = Services(ledger=ledger, archive=archive)
+        run = ledger.runs.start("october")
+        failed = process_record(_raw(_current()), line=1, run_id=run, services=services)
+        assert (failed.status, failed.reason) == ("failed", "transient")
+        # September's invoice arrives late, between the attempt and its retry ...
+        assert process_record(_raw(_previous()), line=1, run_id=ledger.runs.start("sept"),
+                              services=services).status == "archived"
+        # ... and the retry still renders what the first attempt rendered.
+        assert process_record(_raw(_current()), line=1, run_id=run,
+                              services=services).status == "archived"
+        invoice = ledger.invoices.get("oi", SPEC_EXAMPLE["invoice"]["number"])
+        assert invoice.previous_number is None
+        assert archive.get(invoice.archive_key) == _expected(_current(), None)
