@@ -171,6 +171,24 @@ def _mailbox(address: Address) -> str:
     return "\n ".join(words)
 
 
+# A subject of plain ASCII words folds at its spaces and unfolds to the same text. Any
+# other is written here as RFC 2047 encoded words: CPython's folder drops the space
+# between an encoded word and the next word in some folds (a fa_IR subject read
+# "ارتباطاتسیار"), and text that merely looks like an encoded word ("=?utf-8?b?...?=")
+# would be decoded by the reader into something the template never said.
+_PLAIN_SUBJECT = re.compile(r"[\x21-\x7e]{1,70}(?: [\x21-\x7e]{1,70})*")
+
+
+def _subject(text: str) -> str | None:
+    """The Subject header value as written on the wire, or None when the policy's own
+    folding keeps ``text`` exact (plain ASCII words, no encoded-word lookalike)."""
+    if _PLAIN_SUBJECT.fullmatch(text) and "=?" not in text:
+        return None
+    # Each word holds its own spaces: readers join adjacent encoded words without the
+    # whitespace between them (RFC 2047 §6.2), so the folds add and lose nothing.
+    return "\n ".join(_encoded_words(text))
+
+
 def _unsubscribe_urls(value: str | Sequence[str] | None) -> list[str]:
     urls = [value] if isinstance(value, str) else list(value or ())
     return [check_url(u, ("https", "http", "mailto"), "List-Unsubscribe") for u in urls]
@@ -323,7 +341,11 @@ def build_invoice_message(
     set_raw_header(msg, "To", _mailbox(to_addr))
     if reply_addr is not None:
         set_raw_header(msg, "Reply-To", _mailbox(reply_addr))
-    msg["Subject"] = rendered.subject  # one_line() already; the policy refuses CR/LF too
+    subject = _subject(rendered.subject)  # one_line() already; no CR/LF can reach it
+    if subject is None:
+        msg["Subject"] = rendered.subject  # the policy folds plain words exactly
+    else:
+        set_raw_header(msg, "Subject", subject)
     _set(msg, "Date", format_datetime(date or datetime.now(UTC)))
     _set(msg, "Message-ID", message_id)  # checked against MESSAGE_ID_RE above
     # RFC 3834: vacation responders and auto-repliers stay quiet.
