@@ -35,6 +35,7 @@ from invoicer.billing.fields import IDENTIFIER_PATTERN
 from invoicer.delivery.archive import Archive
 from invoicer.delivery.errors import ArchiveNotFoundError
 from invoicer.ledger import Invoice, Ledger
+from invoicer.renderer import RenderOptions
 from invoicer.workflows.second_copy import issue_second_copy
 
 __all__ = ["document_router", "history", "router", "second_copy"]
@@ -156,6 +157,11 @@ def _archive(request: Request) -> Archive:
     return request.app.state.archive
 
 
+def render_options(request: Request) -> RenderOptions:
+    """The bill run's rendering options (the bill-shock share), for second copies."""
+    return RenderOptions(shock_share=request.app.state.settings.shock_share)
+
+
 def client_address(request: Request) -> str:
     """The caller's address (uvicorn puts a trusted proxy's X-Forwarded-For here)."""
     return request.client.host if request.client else "unknown"
@@ -230,12 +236,12 @@ def account_invoice(access: AccessService, grant: Grant, number: str) -> Invoice
     return invoice
 
 
-def second_copy(access: AccessService, archive: Archive, grant: Grant, number: str
-                ) -> SecondCopyOut:
+def second_copy(access: AccessService, archive: Archive, grant: Grant, number: str,
+                options: RenderOptions | None = None) -> SecondCopyOut:
     """Issue (once) and describe the second copy of one of the grant's invoices."""
     invoice = account_invoice(access, grant, number)
     try:
-        copy = issue_second_copy(access.ledger, archive, invoice)
+        copy = issue_second_copy(access.ledger, archive, invoice, options=options)
     except ArchiveNotFoundError:
         raise Problem(503, "original-missing", "The original is not available",
                       detail="Try again later; operations have been told.") from None
@@ -347,7 +353,8 @@ def make_second_copy(request: Request, number: str,
                      grant: Annotated[Grant, Depends(current_grant)]) -> SecondCopyOut:
     """The archived original re-issued with the duplicate mark, archived and recorded
     once: asking again gives the same copy (same SHA-256)."""
-    return second_copy(_access(request), _archive(request), grant, number)
+    return second_copy(_access(request), _archive(request), grant, number,
+                       render_options(request))
 
 
 _PDF_RESPONSES = {

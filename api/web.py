@@ -29,7 +29,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from invoicer.api.access import AccessService, Grant, RateLimited
 from invoicer.api.problems import Problem
-from invoicer.api.subscriber import client_address, history, second_copy
+from invoicer.api.subscriber import client_address, history, render_options, second_copy
 from invoicer.l10n import formats
 from invoicer.resources import package_path
 
@@ -225,7 +225,8 @@ def second_copy_page(request: Request, number: str,
     if grant is None:
         return _page(request, "phone.html", lang, 401, error=_messages()[lang]["expired"])
     try:
-        made = second_copy(_access(request), request.app.state.archive, grant, number)
+        made = second_copy(_access(request), request.app.state.archive, grant, number,
+                           render_options(request))
     except Problem as problem:
         return _page(request, "phone.html", lang, problem.status,
                      error=_messages()[lang]["no_invoices"])

@@ -116,3 +116,29 @@ def test_a_retry_compares_with_what_the_claim_fixed(tmp_path):
         invoice = ledger.invoices.get("oi", SPEC_EXAMPLE["invoice"]["number"])
         assert invoice.previous_number is None
         assert archive.get(invoice.archive_key) == _expected(_current(), None)
+
+
+def test_the_share_is_a_setting_the_bill_run_renders_with(tmp_path, monkeypatch):
+    from decimal import Decimal
+
+    from invoicer.backends import services as build_services
+    from invoicer.settings import Settings
+
+    monkeypatch.setenv("INVOICER_SHOCK_SHARE", "1.5")  # +108 % is not beyond 150 %
+    settings = Settings(db_url=f"sqlite:///{tmp_path}/l.db",
+                        archive_url=f"file://{tmp_path}/archive")
+    services = build_services(settings, deliver=False)
+    try:
+        services.ledger.migrate()
+        assert services.options.shock_share == Decimal("1.5")
+        run = services.ledger.runs.start("x")
+        for line, rec in enumerate((_previous(), _current()), 1):
+            assert process_record(_raw(rec), line=line, run_id=run,
+                                  services=services).status == "archived"
+        invoice = services.ledger.invoices.get("oi", SPEC_EXAMPLE["invoice"]["number"])
+        quiet = render(parse_record(_raw(_current())),
+                       RenderOptions(shock_share=Decimal("1.5")))
+        assert services.archive.get(invoice.archive_key) == quiet
+        assert quiet != _expected(_current(), None)  # the default share would speak
+    finally:
+        services.close()
