@@ -34,6 +34,7 @@ from invoicer.delivery.errors import ArchiveNotFoundError, DeliveryError, Transi
 from invoicer.ledger import Invoice, Ledger, LedgerConflict
 from invoicer.renderer import RENDERER_VERSION, RenderOptions, render_document
 from invoicer.renderer.einvoice import EInvoiceError
+from invoicer.renderer.shock import by_category
 from invoicer.workflows.dispatch import Channels, dispatch
 from invoicer.workflows.previous import PreviousUnreadable, previous_figures, previous_number
 
@@ -128,6 +129,7 @@ def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id:
         country=record.account.customer.address.country, phone=record.delivery.phone,
         record_sha256=hashlib.sha256(raw).hexdigest(), content_sha256=content_hash,
         previous_number=previous_number(ledger, operator, account, inv.period.start),
+        charges_by_category={k: str(v) for k, v in by_category(record).items()},
         run_id=run_id, source_line=line,
     )
     first = claim.invoice

@@ -59,6 +59,7 @@ class Invoice:
     archived_at: datetime | None
     content_sha256: str | None = None
     previous_number: str | None = None
+    charges_by_category: dict[str, str] | None = None
     einvoice_format: str | None = None
     einvoice_sha256: str | None = None
     einvoice_size: int | None = None
@@ -163,6 +164,7 @@ class InvoiceStore:
         record_sha256: str | None = None,
         content_sha256: str | None = None,
         previous_number: str | None = None,
+        charges_by_category: dict[str, str] | None = None,
         run_id: int | None = None,
         source_line: int | None = None,
     ) -> Claim:
@@ -177,6 +179,8 @@ class InvoiceStore:
         ``previous_number`` (the invoice the bill-shock sentence compares with) are
         fixed by the first claim: a caller that finds the row compares its content with
         it (``conflict``) and renders with the same previous invoice.
+        ``charges_by_category`` (category -> decimal string) is what a later invoice of
+        the account compares with.
         """
         now = self._db.now()
         values = {
@@ -186,7 +190,8 @@ class InvoiceStore:
             "currency": currency, "locale": locale, "delivery_mode": delivery_mode,
             "postal_code": postal_code, "country": country, "phone": phone,
             "record_sha256": record_sha256, "content_sha256": content_sha256,
-            "previous_number": previous_number, "status": "claimed",
+            "previous_number": previous_number,
+            "charges_by_category": charges_by_category, "status": "claimed",
             "payment_status": "unpaid", "run_id": run_id, "source_line": source_line,
             "created_at": now, "updated_at": now,
         }

@@ -161,6 +161,8 @@ invoices = sa.Table(
     sa.Column("content_sha256", sa.String(64)),
     # The previous invoice the bill-shock sentence compared with, fixed at the claim.
     sa.Column("previous_number", sa.String(64)),
+    # Its charges per category (decimal strings): what the next invoice compares with.
+    sa.Column("charges_by_category", sa.JSON),
     # The e-invoice: its format, and the XML archived beside the PDF (not Factur-X,
     # whose XML is inside the PDF).
     sa.Column("einvoice_format", sa.String(16)),

@@ -6,7 +6,9 @@ Which invoice is "previous" is decided once, when the number is claimed (the led
 ``previous_number``: the account's archived original whose period ended last before
 this one began), and its figures are read from its archived canonical record. A retry,
 a resumed run and a second copy therefore compare with the same invoice and render the
-same sentence, whatever was archived in between.
+same sentence, whatever was archived in between. The figures are the previous
+invoice's charges per category, kept with it in the ledger when it was claimed; an
+invoice issued before the ledger kept them is read from its archived canonical record.
 """
 
 from __future__ import annotations
@@ -38,13 +40,23 @@ def previous_number(ledger: Ledger, operator: str, account: str, period_start) -
 
 def previous_figures(ledger: Ledger, archive: Archive, operator: str,
                      number: str | None) -> PreviousInvoice | None:
-    """The figures of the previous invoice ``number`` (from its archived canonical
-    record), or None when there is none. ``ArchiveNotFoundError`` if it is gone."""
+    """The figures of the previous invoice ``number`` (from the ledger, else from its
+    archived canonical record), or None when there is none. ``ArchiveNotFoundError`` if
+    its record is needed and gone."""
     if number is None:
         return None
     invoice = ledger.invoices.get(operator, number)
     if invoice is None or not invoice.archive_key:
         raise PreviousUnreadable(f"previous invoice {number} of {operator} is not archived")
+    if invoice.charges_by_category is not None:
+        try:
+            return PreviousInvoice(invoice.period_start, invoice.period_end,
+                                   invoice.currency,
+                                   {k: Decimal(v) for k, v in
+                                    invoice.charges_by_category.items()})
+        except (ValueError, InvalidOperation) as exc:
+            raise PreviousUnreadable(f"previous invoice {number} of {operator}: "
+                                     f"figures in the ledger unreadable: {exc}") from None
     key = check_key(invoice.archive_key.removesuffix(".pdf") + ".json")
     # Only the period, the currency and the charges are needed: read them from the JSON
     # directly rather than re-validating a record archived under an older contract.
