@@ -20,15 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Literal
 
 from invoicer.billing import BillingRecord, Issue, RecordError, parse_record
-from invoicer.billing.content import content, content_sha256
-from invoicer.billing.errors import format_path
+from invoicer.billing.content import content_sha256, first_difference
 from invoicer.delivery.archive import Archive, invoice_key
 from invoicer.delivery.errors import ArchiveNotFoundError, DeliveryError, TransientDeliveryError
 from invoicer.ledger import Invoice, Ledger, LedgerConflict
@@ -207,50 +204,19 @@ def _conflict(record: BillingRecord, first: Invoice, archive: Archive,
     content: names the invoice, the content hash issued and, when the issued record is
     archived, the first field that differs."""
     number = record.invoice.number
-    where = "invoice.number"
+    where = None
     if first.archive_key:
         try:
-            issued = json.loads(archive.get(first.archive_key.removesuffix(".pdf") + ".json"))
-            issued.pop("delivery", None)
-            issued.pop("schema", None)
-            where = _first_difference(issued, content(record)) or where
-        except (ArchiveNotFoundError, ValueError):
+            issued = parse_record(archive.get(first.archive_key.removesuffix(".pdf") + ".json"))
+            where = first_difference(issued, record)
+        except (ArchiveNotFoundError, RecordError):
             pass  # the hash alone still tells the two apart
     message = (f"invoice {number} of {record.operator.id} was already issued with other "
                f"content (content sha256 {first.content_sha256}); this record differs"
-               + (f" at {where}" if where != "invoice.number" else "")
+               + (f" at {where}" if where else "")
                + ": a correction needs a new invoice number or a credit note")
-    return RecordError(Issue(where, message, "conflict"), line=line, invoice_number=number)
-
-
-def _first_difference(issued, ours, path: tuple = ()) -> str | None:
-    """The record path of the first place where two contents differ, or None."""
-    if isinstance(issued, dict) and isinstance(ours, dict):
-        for k in sorted(set(issued) | set(ours)):
-            if k not in issued or k not in ours:
-                return format_path((*path, k))
-            found = _first_difference(issued[k], ours[k], (*path, k))
-            if found:
-                return found
-        return None
-    if isinstance(issued, list) and isinstance(ours, list):
-        for i, (a, b) in enumerate(zip(issued, ours, strict=False)):
-            found = _first_difference(a, b, (*path, i))
-            if found:
-                return found
-        return format_path(path) if len(issued) != len(ours) else None
-    if _same_scalar(issued, ours):
-        return None
-    return format_path(path) or None
-
-
-def _same_scalar(a, b) -> bool:
-    if a == b:
-        return True
-    try:  # "10.5" and "10.50": one amount (content() writes numbers normalised)
-        return Decimal(str(a)) == Decimal(str(b))
-    except ArithmeticError:
-        return False
+    return RecordError(Issue(where or "invoice.number", message, "conflict"), line=line,
+                       invoice_number=number)
 
 
 def _deliver(invoice, record: BillingRecord, pdf, xml, services: Services

@@ -16,9 +16,10 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from invoicer.billing.errors import format_path
 from invoicer.billing.models import BillingRecord
 
-__all__ = ["EXCLUDED", "content", "content_sha256"]
+__all__ = ["EXCLUDED", "content", "content_sha256", "first_difference"]
 
 #: Top-level fields that are not the invoice's content.
 EXCLUDED = frozenset({"delivery", "schema_version"})
@@ -50,3 +51,27 @@ def content_sha256(record: BillingRecord) -> str:
     text = json.dumps(content(record), sort_keys=True, separators=(",", ":"),
                       ensure_ascii=False, allow_nan=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def first_difference(issued: BillingRecord, record: BillingRecord) -> str | None:
+    """The field path (``services[0].charges[1].amount``) of the first place, in key
+    order, where two records' contents differ; None when they say the same."""
+    return _walk(content(issued), content(record), ())
+
+
+def _walk(a: Any, b: Any, path: tuple) -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if key not in a or key not in b:
+                return format_path((*path, key))
+            found = _walk(a[key], b[key], (*path, key))
+            if found:
+                return found
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        for i, (x, y) in enumerate(zip(a, b, strict=False)):
+            found = _walk(x, y, (*path, i))
+            if found:
+                return found
+        return format_path(path) if len(a) != len(b) else None
+    return None if a == b else format_path(path) or None
