@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -271,3 +272,36 @@ def test_subscriber_history_links_the_xml(api):
     xml = client.get(item["einvoice"])
     assert xml.status_code == 200
     _valid(xml.content, "ro-cius")
+
+
+def test_a_bill_run_posted_to_the_api_reports_its_einvoices(tmp_path):
+    from collections import Counter
+
+    from invoicer.api.billrun import ThreadBillRunQueue
+
+    settings = Settings(db_url=f"sqlite:///{tmp_path}/ledger.db",
+                        archive_url=f"file://{tmp_path}/archive",
+                        mail_url=f"file://{tmp_path}/outbox", sms_url=f"file://{tmp_path}/sms",
+                        link_secret="x" * 32)
+    ledger = Ledger.from_url(settings.db_url)
+    ledger.migrate()
+    operators = sorted({SAMPLE[n]["operator"]["id"] for n in EINVOICES})
+    key = create_key(ledger, role="billing", operators=operators, name="billing").token
+    app = create_app(settings, ledger=ledger, link_secret=b"x" * 32,
+                     bill_runs=ThreadBillRunQueue(settings, tmp_path / "spool", workers=1))
+    headers = {"Authorization": f"Bearer {key}"}
+    body = b"".join(json.dumps(SAMPLE[n]).encode() + b"\n" for n in EINVOICES)
+    try:
+        with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+            job = http.post("/v1/billing/runs", content=body,
+                            headers={**headers, "Content-Type": "application/x-ndjson"})
+            assert job.status_code == 202, job.text
+            deadline = time.monotonic() + 120
+            while (state := http.get(job.json()["status_url"], headers=headers).json()
+                   )["state"] in ("queued", "running"):
+                assert time.monotonic() < deadline, state
+                time.sleep(0.2)
+    finally:
+        ledger.close()
+    assert state["outcomes"] == {"archived": len(EINVOICES)}
+    assert state["einvoices"] == dict(Counter(EINVOICES.values()))
