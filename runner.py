@@ -43,6 +43,8 @@ class RunSummary:
     interrupted: bool = False
     failures: list[Outcome] = field(default_factory=list)
     repeats: list[Outcome] = field(default_factory=list)
+    conflicts: list[Outcome] = field(default_factory=list)
+    """Lines refused because their invoice number was issued with other content."""
     unread: list[tuple[int, str]] = field(default_factory=list)
     """Chunks that could not be read at all: ``(seq, why)``."""
     deliveries: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -61,6 +63,8 @@ class RunSummary:
             self.failures.append(outcome)
         if outcome.status == "repeated" and len(self.repeats) < 100:
             self.repeats.append(outcome)
+        if outcome.reason == "conflict" and len(self.conflicts) < 100:
+            self.conflicts.append(outcome)
 
     def add_chunk(self, result: ChunkResult) -> None:
         for outcome in result.outcomes:

@@ -121,12 +121,13 @@ def _print_run_summary(summary, elapsed: float) -> None:
     for outcome in summary.failures[:10]:
         out.print(Text(f"failed: line {outcome.line}, invoice {outcome.invoice_number}: "
                        f"{outcome.message}", style="red"))
+    for outcome in summary.conflicts[:10]:
+        out.print(Text(f"conflict: {outcome.message}", style="red"))
     for outcome in summary.repeats[:10]:
         out.print(Text(f"repeated: line {outcome.line}: {outcome.message}"))
     for seq, error in summary.unread[:10]:
         out.print(Text(f"failed: chunk {seq} of the file could not be read: {error}",
                        style="red"))
     if summary.outcomes["rejected"]:
-        out.print(Text(f"rejected lines are dead-lettered in the ledger (run "
-                       f"{summary.run_id}); `invoicer validate FILE` lists them with "
-                       "their field paths"))
+        out.print(Text(f"rejected lines are dead-lettered in the ledger: `invoicer runs "
+                       f"show {summary.run_id}` lists them with their field paths"))

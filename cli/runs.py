@@ -18,6 +18,9 @@ from invoicer.cli.common import (
     when,
 )
 
+#: Dead-lettered lines ``invoicer runs show`` lists.
+SHOWN_REJECTS = 20
+
 # `invoicer enqueue` and `invoicer reconcile`: bill runs on Celery workers (worker.py,
 # docs/scaling-out.md). `invoicer runs`: every run, whoever executed it (the same chunks
 # and counts for `invoicer run` and the workers).
@@ -163,6 +166,21 @@ def _show_progress(ledger, p, elapsed: float, first) -> None:
         for fmt, n, beside in formats:
             table.add_row(fmt, f"{n:,}", _einvoice_place(n, beside))
         out.print(table)
+    dead = ledger.runs.rejects(p.run.id, limit=SHOWN_REJECTS + 1)
+    if dead:
+        # Dead letters are for a person: a conflict above all (an invoice number sent
+        # again with other content) must be seen, not only counted.
+        table = Table(title="Rejected lines (dead-lettered)", title_justify="left")
+        for name in ("line", "invoice", "reason", "field", "why"):
+            table.add_column(name, justify="right" if name == "line" else "left",
+                             overflow="fold")
+        for r in dead[:SHOWN_REJECTS]:
+            table.add_row(str(r.line), r.invoice_number or "", r.reason, r.path,
+                          Text(r.message), style="red" if r.reason == "conflict" else None)
+        out.print(table)
+        if len(dead) > SHOWN_REJECTS:
+            out.print(Text(f"… and more rejected lines than the first {SHOWN_REJECTS} "
+                           "shown (all are in the ledger's rejects, with their raw line)"))
     for chunk in ledger.runs.chunks(p.run.id, ["failed"])[:10]:
         out.print(Text(f"chunk {chunk.seq} (lines {chunk.first_line}-): "
                        f"{chunk.last_error}", style="red"))

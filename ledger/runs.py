@@ -364,13 +364,14 @@ class RunStore:
             )
             return conn.execute(stmt).one_or_none() is not None
 
-    def rejects(self, run_id: int) -> list[Reject]:
-        """The dead letters a run recorded, in line order."""
+    def rejects(self, run_id: int, limit: int | None = None) -> list[Reject]:
+        """The dead letters a run recorded, in line order (the first ``limit``)."""
         with self._db.read() as conn:
             rows = conn.execute(
                 sa.select(*(rejects.c[f.name] for f in fields(Reject)))
                 .where(rejects.c.run_id == run_id)
                 .order_by(rejects.c.line)
+                .limit(limit)
             ).all()
         return [Reject(**r._mapping) for r in rows]
 

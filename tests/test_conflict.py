@@ -148,9 +148,16 @@ def test_cli_run_reports_the_conflict(tmp_path):
                             text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "rejected" in result.stdout and "conflict" in result.stdout
+    assert "conflict: line 2, invoice OI-2026-11-0000123" in " ".join(result.stdout.split())
     with Ledger.from_url(f"sqlite:///{tmp_path}/ledger.db") as ledger:
         [reject] = ledger.runs.rejects(1)
         assert (reject.line, reject.reason, reject.path) == (2, "conflict", "invoice.due_date")
+    # Listed for an operator with the run, not only counted.
+    shown = subprocess.run([sys.executable, "-m", "invoicer", "runs", "show", "1"], env=env,
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(shown.stdout.split())
+    assert "Rejected lines" in text and "conflict" in text and "invoice.due_date" in text
 
 
 def test_billing_api_upload_dead_letters_the_conflict(tmp_path):
