@@ -168,6 +168,8 @@ def test_billing_api_upload_dead_letters_the_conflict(tmp_path):
     ledger = Ledger.from_url(settings.db_url)
     ledger.migrate()
     key = create_key(ledger, role="billing", operators=["oi"], name="billing").token
+    ops = create_key(ledger, role="operations", operators=["oi"], name="ops").token
+    others = create_key(ledger, role="operations", operators=["vivo"], name="ops v").token
     queue = ThreadBillRunQueue(settings, tmp_path / "spool", workers=1)
     app = create_app(settings, ledger=ledger, bill_runs=queue, link_secret=b"x" * 32)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/x-ndjson"}
@@ -190,5 +192,14 @@ def test_billing_api_upload_dead_letters_the_conflict(tmp_path):
             [reject] = ledger.runs.rejects(state["run_id"])
             assert (reject.reason, reject.path) == ("conflict", "account.customer.name")
             assert upload(SPEC_EXAMPLE)["outcomes"] == {"already_done": 1}
+            # Listed for the operator's on-call, and for nobody else.
+            listed = client.get("/v1/operations/conflicts",
+                                headers={"Authorization": f"Bearer {ops}"})
+            assert listed.status_code == 200, listed.text
+            [item] = listed.json()["conflicts"]
+            assert (item["invoice"], item["field"], item["run_id"]) == (
+                NUMBER, "account.customer.name", state["run_id"])
+            assert client.get("/v1/operations/conflicts", headers={
+                "Authorization": f"Bearer {others}"}).json() == {"conflicts": []}
     finally:
         ledger.close()
