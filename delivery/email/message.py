@@ -5,8 +5,10 @@ PDF as an ``application/pdf`` attachment, or a download link when the subscriber
 for no attachment or the PDF is over the size limit. Names are flattened to one line,
 addresses are parsed by ``email.headerregistry.Address``, display names travel as
 RFC 2047 encoded words (immune to CPython's quote-dropping folder, gh-80222), the
-subject is folded by the ``EmailMessage`` policy, and the remaining headers are composed
-from checked tokens. ``Message-ID`` is deterministic (:func:`message_id`); DKIM and
+subject is folded by the ``EmailMessage`` policy when it is plain ASCII words and written
+as encoded words otherwise (so a client shows exactly the template's text), and the
+remaining headers are composed from checked tokens. An e-invoice XML travels as a
+second attachment. ``Message-ID`` is deterministic (:func:`message_id`); DKIM and
 ``List-Unsubscribe`` are optional.
 """
 
