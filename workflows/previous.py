@@ -28,11 +28,12 @@ _CATEGORIES = frozenset(c.value for c in ChargeCategory)
 
 
 class PreviousUnreadable(ValueError):
-    """The previous invoice's archived record cannot be read as one: rendering without
+    """The previous invoice's figures cannot be read (ledger or archive): rendering without
     it would give another sentence than the one already issued, so the caller fails."""
 
 
-def previous_number(ledger: Ledger, operator: str, account: str, period_start) -> str | None:
+def previous_number(ledger: Ledger, operator: str, account: str,
+                    period_start: date) -> str | None:
     """The number of the invoice a new invoice of this period compares with, if any."""
     found = ledger.invoices.previous(operator, account, period_start)
     return found.number if found is not None else None
