@@ -111,7 +111,7 @@ def _print_run_summary(summary, elapsed: float) -> None:
         einvoices.add_column("invoices", justify="right")
         for fmt, n in sorted(summary.einvoices.items()):
             where = ("inside the PDF (factur-x.xml)" if fmt == "factur-x"
-                     else "archived beside the PDF (.xml), attached to the e-mail")
+                     else "archived beside the PDF (.xml), sent with the e-mail")
             einvoices.add_row(fmt, where, str(n))
         out.print(einvoices)
     rate = summary.records / elapsed if elapsed else 0.0
