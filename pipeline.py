@@ -18,7 +18,6 @@ never reported "already done". The same content again stays "already done".
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from invoicer.renderer import RENDERER_VERSION, RenderOptions, render_document
 from invoicer.renderer.einvoice import EInvoiceError
 from invoicer.renderer.shock import by_category
 from invoicer.workflows.dispatch import Channels, dispatch
-from invoicer.workflows.previous import PreviousUnreadable, previous_figures, previous_number
+from invoicer.workflows.previous import PreviousUnreadable, options_for, previous_number
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +125,7 @@ def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id:
         country=record.account.customer.address.country, phone=record.delivery.phone,
         record_sha256=hashlib.sha256(raw).hexdigest(), content_sha256=content_hash,
         previous_number=previous_number(ledger, operator, account, inv.period.start),
+        shock_share=str(services.options.shock_share),
         charges_by_category={k: str(v) for k, v in by_category(record).items()},
         run_id=run_id, source_line=line,
     )
@@ -156,8 +156,7 @@ def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id:
         # invoice the claim fixed) and archiving is create-only, so this is safe to
         # redo; the ledger lets one of us mark it.
 
-    previous = previous_figures(ledger, services.archive, operator, first.previous_number)
-    options = dataclasses.replace(services.options, previous=previous)
+    options = options_for(ledger, services.archive, first, services.options)
     rendered = render_document(record, options)
     pdf, xml = rendered.pdf, rendered.xml
     digest = hashlib.sha256(pdf).hexdigest()

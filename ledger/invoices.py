@@ -59,6 +59,7 @@ class Invoice:
     archived_at: datetime | None
     content_sha256: str | None = None
     previous_number: str | None = None
+    shock_share: str | None = None
     charges_by_category: dict[str, str] | None = None
     einvoice_format: str | None = None
     einvoice_sha256: str | None = None
@@ -164,6 +165,7 @@ class InvoiceStore:
         record_sha256: str | None = None,
         content_sha256: str | None = None,
         previous_number: str | None = None,
+        shock_share: str | None = None,
         charges_by_category: dict[str, str] | None = None,
         run_id: int | None = None,
         source_line: int | None = None,
@@ -179,6 +181,7 @@ class InvoiceStore:
         ``previous_number`` (the invoice the bill-shock sentence compares with) are
         fixed by the first claim: a caller that finds the row compares its content with
         it (``conflict``) and renders with the same previous invoice.
+        ``shock_share`` (a decimal string) is the bill-shock share it is rendered with;
         ``charges_by_category`` (category -> decimal string) is what a later invoice of
         the account compares with.
         """
@@ -190,7 +193,7 @@ class InvoiceStore:
             "currency": currency, "locale": locale, "delivery_mode": delivery_mode,
             "postal_code": postal_code, "country": country, "phone": phone,
             "record_sha256": record_sha256, "content_sha256": content_sha256,
-            "previous_number": previous_number,
+            "previous_number": previous_number, "shock_share": shock_share,
             "charges_by_category": charges_by_category, "status": "claimed",
             "payment_status": "unpaid", "run_id": run_id, "source_line": source_line,
             "created_at": now, "updated_at": now,

@@ -161,6 +161,8 @@ invoices = sa.Table(
     sa.Column("content_sha256", sa.String(64)),
     # The previous invoice the bill-shock sentence compared with, fixed at the claim.
     sa.Column("previous_number", sa.String(64)),
+    # ... and the bill-shock share it was rendered with (a decimal string).
+    sa.Column("shock_share", sa.String(16)),
     # Its charges per category (decimal strings): what the next invoice compares with.
     sa.Column("charges_by_category", sa.JSON),
     # The e-invoice: its format, and the XML archived beside the PDF (not Factur-X,

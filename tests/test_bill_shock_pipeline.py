@@ -147,5 +147,15 @@ def test_the_share_is_a_setting_the_bill_run_renders_with(tmp_path, monkeypatch)
                        RenderOptions(shock_share=Decimal("1.5")))
         assert services.archive.get(invoice.archive_key) == quiet
         assert quiet != _expected(_current(), None)  # the default share would speak
+        assert invoice.shock_share == "1.5"
+        # The setting changes later: the second copy keeps the share it was issued with.
+        copy_ = issue_second_copy(services.ledger, services.archive, invoice,
+                                  options=RenderOptions())
+        record = parse_record(_raw(_current()))
+        duplicate = record.model_copy(update={"invoice": record.invoice.model_copy(
+            update={"kind": InvoiceKind.duplicate})})
+        assert services.archive.get(copy_.archive_key) == render(
+            duplicate, RenderOptions(shock_share=Decimal("1.5"), previous=PreviousInvoice
+                                     .from_record(parse_record(_raw(_previous())))))
     finally:
         services.close()

@@ -6,23 +6,25 @@ Which invoice is "previous" is decided once, when the number is claimed (the led
 ``previous_number``: the account's archived original whose period ended last before
 this one began), and its figures are read from its archived canonical record. A retry,
 a resumed run and a second copy therefore compare with the same invoice and render the
-same sentence, whatever was archived in between. The figures are the previous
+same sentence, whatever was archived in between (and with the same share,
+``INVOICER_SHOCK_SHARE`` as it was then). The figures are the previous
 invoice's charges per category, kept with it in the ledger when it was claimed; an
 invoice issued before the ledger kept them is read from its archived canonical record.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
 from invoicer.billing.models import ChargeCategory
 from invoicer.delivery.archive import Archive, check_key
-from invoicer.ledger import Ledger
-from invoicer.renderer import PreviousInvoice
+from invoicer.ledger import Invoice, Ledger
+from invoicer.renderer import PreviousInvoice, RenderOptions
 
-__all__ = ["PreviousUnreadable", "previous_figures", "previous_number"]
+__all__ = ["PreviousUnreadable", "options_for", "previous_figures", "previous_number"]
 
 _CATEGORIES = frozenset(c.value for c in ChargeCategory)
 
@@ -30,6 +32,17 @@ _CATEGORIES = frozenset(c.value for c in ChargeCategory)
 class PreviousUnreadable(ValueError):
     """The previous invoice's figures cannot be read (ledger or archive): rendering without
     it would give another sentence than the one already issued, so the caller fails."""
+
+
+def options_for(ledger: Ledger, archive: Archive, invoice: Invoice,
+                options: RenderOptions) -> RenderOptions:
+    """``options`` with what the invoice's claim fixed: the previous invoice's figures
+    and the bill-shock share (when recorded; else the one of ``options``)."""
+    share = Decimal(invoice.shock_share) if invoice.shock_share else options.shock_share
+    return dataclasses.replace(
+        options, shock_share=share,
+        previous=previous_figures(ledger, archive, invoice.operator_id,
+                                  invoice.previous_number))
 
 
 def previous_number(ledger: Ledger, operator: str, account: str,

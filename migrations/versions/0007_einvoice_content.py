@@ -11,6 +11,9 @@ Create Date: 2026-12-07
 - ``invoices.previous_number``: the account's previous invoice whose figures the
   bill-shock sentence compared with, fixed when the number is claimed so that a retry,
   a resumed run and a second copy render the same sentence.
+- ``invoices.shock_share``: the bill-shock share (``INVOICER_SHOCK_SHARE``) the invoice
+  was rendered with, so its retries and second copies keep the sentence after a change
+  of the setting.
 - ``invoices.charges_by_category``: the invoice's charges summed per category (JSON,
   decimal strings): the figures the *next* invoice's bill-shock sentence compares with,
   read from the ledger instead of re-reading an archived record that may hold 100,000
@@ -37,6 +40,7 @@ depends_on: str | Sequence[str] | None = None
 _COLUMNS = (
     ("content_sha256", sa.String(64)),
     ("previous_number", sa.String(64)),
+    ("shock_share", sa.String(16)),
     ("charges_by_category", sa.JSON),
     ("einvoice_format", sa.String(16)),
     ("einvoice_sha256", sa.String(64)),
