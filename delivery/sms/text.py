@@ -247,15 +247,17 @@ def render_sms(record: BillingRecord, link: str | None = None, *,
     return SmsText(text, described.encoding, described.count)
 
 
-def render_access_code(operator_id: str, locale_id: str, code: str, minutes: int) -> SmsText:
+def render_access_code(operator_id: str, locale_id: str, code: str, minutes: int, *,
+                       name: str | None = None) -> SmsText:
     """The SMS carrying a subscriber's access code (``templates/sms/access_code/``).
 
-    Only the operator's short name (``operators.toml``, else its id), the six digits and
-    the validity: an access code never travels with account data.
+    Only the operator's short name (``operators.toml``, else derived from ``name``, its
+    name as its records or settings give it, else its id), the six digits and the
+    validity: an access code never travels with account data.
     """
     if not re.fullmatch(r"[0-9]{6}", code):
         raise ValueError("an access code is six digits")
-    context = {"operator": operator_short_name(operator_id, operator_id, locale_id),
+    context = {"operator": operator_short_name(operator_id, name or operator_id, locale_id),
                # a quantity: in the locale's digits (Persian ones for fa_IR); the code
                # itself is typed on a keypad and stays in ASCII digits
                "code": code, "minutes": formats(locale_id).integer(int(minutes))}
