@@ -21,6 +21,7 @@ from invoicer.delivery.sms import SmsGateway, gateway_from_url
 from invoicer.delivery.webhooks import HttpxPoster, WebhookPoster
 from invoicer.ledger import Ledger
 from invoicer.pipeline import Services
+from invoicer.renderer import RenderOptions
 from invoicer.runs.broker import Broker
 from invoicer.settings import Settings
 from invoicer.workflows.dispatch import Channels
@@ -35,6 +36,7 @@ __all__ = [
     "link_secret",
     "mailer",
     "readiness_checks",
+    "render_options",
     "services",
     "sms_gateway",
     "webhook_backoff",
@@ -127,7 +129,13 @@ def services(settings: Settings, *, deliver: bool = True) -> Services:
     _make_local_dirs(settings)
     return Services(ledger=ledger(settings), archive=archive(settings),
                     channels=channels(settings) if deliver else None,
-                    rejects_dir=Path(settings.rejects_dir) if settings.rejects_dir else None)
+                    rejects_dir=Path(settings.rejects_dir) if settings.rejects_dir else None,
+                    options=render_options(settings))
+
+
+def render_options(settings: Settings) -> RenderOptions:
+    """How invoices are rendered: the bill run's and the second copies' alike."""
+    return RenderOptions(shock_share=settings.shock_share)
 
 
 def _make_local_dirs(settings: Settings) -> None:

@@ -1,11 +1,11 @@
 """Webhooks to the billing system: endpoints, the events outbox, deliveries, attempts.
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-07
 
-Four new tables; nothing existing changes. (0009 follows 0006 on the branch that made
-it; 0007 and 0008 are other branches', and the merge re-chains whichever lands later.)
+Four new tables; nothing existing changes. (Made after 0006 on its branch; chained
+0006 -> 0007 -> 0009 -> 0010 when merged.)
 
 - ``webhook_endpoints``: where an operator's events go (``*``: every operator's), with
   the secret that signs them (kept as is: signing needs it).
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
-down_revision: str | None = "0006"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
