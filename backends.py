@@ -19,6 +19,7 @@ from invoicer.delivery.retry import Backoff, retry
 from invoicer.delivery.sms import SmsGateway, gateway_from_url
 from invoicer.ledger import Ledger
 from invoicer.pipeline import Services
+from invoicer.renderer import RenderOptions
 from invoicer.runs.broker import Broker
 from invoicer.settings import Settings
 from invoicer.workflows.dispatch import Channels
@@ -92,8 +93,10 @@ def services(settings: Settings, *, deliver: bool = True) -> Services:
     """The pipeline's collaborators for one process; ``deliver=False`` archives and
     records only (a later run of the same file delivers what is still pending)."""
     _make_local_dirs(settings)
+    # A summary invoice names the subscriber page where its call details are.
+    options = RenderOptions(self_service_url=settings.public_url.rstrip("/") + "/access")
     return Services(ledger=ledger(settings), archive=archive(settings),
-                    channels=channels(settings) if deliver else None)
+                    channels=channels(settings) if deliver else None, options=options)
 
 
 def _make_local_dirs(settings: Settings) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -26,6 +27,8 @@ from invoicer.renderer import RENDERER_VERSION, RenderOptions, render
 from invoicer.workflows.dispatch import Channels, dispatch
 
 log = logging.getLogger(__name__)
+
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 
 Status = Literal["archived", "already_done", "repeated", "rejected", "failed"]
 
@@ -136,6 +139,9 @@ def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id:
                                      number, "json"), canonical, metadata=meta)
     services.archive.put(key, pdf, sha256=digest, metadata=meta)
     pages = pdf.count(b"/Type /Page\n")
+    # Before the invoice counts as done, so that a crash in between redoes it: the
+    # lines a business invoice covers let each line's phone sign in to its own section.
+    ledger.fleet.record_lines(claim.invoice.id, line_phones(record))
     won = ledger.invoices.mark_archived(
         claim.invoice.id, sha256=digest, archive_key=key, renderer_version=RENDERER_VERSION,
         pages=pages, size=len(pdf), run_id=run_id, source_line=line)
@@ -149,6 +155,13 @@ def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id:
         if now is None or (now.run_id, now.source_line) != (run_id, line):
             return Outcome("already_done", line, number, deliveries=states)
     return Outcome("archived", line, number, pages=pages, deliveries=states)
+
+
+def line_phones(record: BillingRecord) -> list[str]:
+    """The phone numbers among a business record's lines (``services[].id``)."""
+    if record.account.segment.value != "business":
+        return []
+    return [s.id for s in record.services if _E164.fullmatch(s.id)]
 
 
 def _deliver(invoice, record: BillingRecord, pdf, services: Services

@@ -9,6 +9,8 @@ types, migrations; :mod:`ledger.schema`: the tables), each owning its tables' qu
     ledger.print_batches   paper invoices in batches, join/seal/close/ack  (print_batches.py)
     ledger.api_keys        the HTTP API's keys                              (api_keys.py)
     ledger.access          SMS codes, rate limits, second copies            (access.py)
+    ledger.detailed_bills  call details on demand, once per invoice and line (detailed_bills.py)
+    ledger.fleet           business accounts' fleet managers and lines      (fleet.py)
     ledger.reports         read-only views for the CLI and the operations API (reports.py)
 
 A store works only through the :class:`~ledger.db.Database` it is given and the public
@@ -39,6 +41,8 @@ from invoicer.ledger.db import (
     utcnow,
 )
 from invoicer.ledger.deliveries import TRANSITIONS, Delivery, DeliveryStore
+from invoicer.ledger.detailed_bills import DetailedBill, DetailedBillStore
+from invoicer.ledger.fleet import FleetStore, Manager
 from invoicer.ledger.invoices import Claim, Invoice, InvoiceStore, PaymentEvent
 from invoicer.ledger.print_batches import (
     BatchLimits,
@@ -85,10 +89,14 @@ __all__ = [
     "Database",
     "Delivery",
     "DeliveryStore",
+    "DetailedBill",
+    "DetailedBillStore",
+    "FleetStore",
     "Invoice",
     "InvoiceStore",
     "Ledger",
     "LedgerConflict",
+    "Manager",
     "PaymentEvent",
     "PrintBatch",
     "PrintBatchItem",
@@ -125,6 +133,8 @@ class Ledger:
         self.print_batches = PrintBatchStore(self.db)
         self.api_keys = ApiKeyStore(self.db)
         self.access = AccessStore(self.db)
+        self.detailed_bills = DetailedBillStore(self.db)
+        self.fleet = FleetStore(self.db)
         self.reports = Reports(self.db)
 
     @classmethod
