@@ -18,7 +18,17 @@ from typing import Any
 from fastapi import FastAPI
 
 from invoicer import backends
-from invoicer.api import billing, operations, print_shop, problems, subscriber, web
+from invoicer.api import (
+    billing,
+    details,
+    fleet,
+    operations,
+    print_shop,
+    problems,
+    subscriber,
+    web,
+    web_details,
+)
 from invoicer.api.access import AccessLimits, AccessService
 from invoicer.api.billrun import BillRunQueue, queue_from_settings
 from invoicer.delivery.archive import Archive
@@ -55,9 +65,13 @@ def build_app(lifespan: Any = None) -> FastAPI:
     app.include_router(print_shop.router)
     app.include_router(subscriber.router)
     app.include_router(subscriber.document_router)
+    app.include_router(details.router)
+    app.include_router(details.document_router)
     app.include_router(billing.router)
+    app.include_router(fleet.router)
     app.include_router(operations.router)
     app.include_router(web.router)
+    app.include_router(web_details.router)
     return app
 
 

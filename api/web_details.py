@@ -1,0 +1,127 @@
+"""The subscriber page's detailed bills, business lines and a line's own view.
+
+The same page as :mod:`api.web` (server-rendered, no script, the session in its
+cookie), over the same logic as the API (:mod:`api.details`)::
+
+    GET  /access/invoices/{n}/details        the invoice's detailed bill: PDF, CSV, and
+                                             per line for a business account
+    POST /access/invoices/{n}/detailed-bill  issue the PDF (of one line: ``line``), then
+                                             download it
+    GET  /access/line                        a line session: its line's invoices
+
+Texts are in ``templates/web/details.toml`` (``d`` in the templates; the page's own
+``messages.toml`` stays ``t``).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from functools import cache
+from typing import Annotated, Any
+
+from babel import Locale
+from babel.dates import format_date
+from babel.numbers import format_currency
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from invoicer.api import web
+from invoicer.api.access import AccessService, Grant
+from invoicer.api.details import issue, line_history, lines_overview
+from invoicer.api.problems import Problem
+from invoicer.api.subscriber import account_invoice
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/access", include_in_schema=False)
+
+
+@cache
+def _texts() -> dict[str, dict[str, str]]:
+    with open(web.TEMPLATES / "details.toml", "rb") as f:
+        table = tomllib.load(f)
+    english = table["en"]
+    return {code: {**english, **table.get(code, {})} for code in web.LOCALES}
+
+
+def _page(request: Request, template: str, lang: str, status: int = 200,
+          **context: Any) -> HTMLResponse:
+    return web._page(request, template, lang, status, d=_texts()[lang], **context)
+
+
+def _access(request: Request) -> AccessService:
+    return request.app.state.access
+
+
+def _line_grant(request: Request) -> Grant | None:
+    return _access(request).line_grant(request.cookies.get(web.COOKIE))
+
+
+def _expired(request: Request, lang: str) -> HTMLResponse:
+    return web._page(request, "phone.html", lang, 401, error=web._messages()[lang]["expired"])
+
+
+def _locale(lang: str) -> Locale:
+    return Locale.parse(lang)
+
+
+@router.get("/invoices/{number}/details", response_class=HTMLResponse)
+def details_page(request: Request, number: str) -> Response:
+    lang = web._lang(request)
+    grant = web._grant(request)
+    if grant is None:
+        if _line_grant(request) is not None:
+            return RedirectResponse(f"/access/line?lang={lang}", status_code=303)
+        return _expired(request, lang)
+    access = _access(request)
+    try:
+        invoice = account_invoice(access, grant, number)
+        overview = lines_overview(access, request.app.state.archive, grant, number)
+    except Problem as problem:
+        return _page(request, "phone.html", lang, problem.status,
+                     error=web._messages()[lang]["no_invoices"])
+    locale = _locale(lang)
+    lines = [{"line": ln.line, "label": ln.label, "calls": ln.calls, "csv": ln.csv,
+              "charges": format_currency(ln.charges, overview.currency, locale=locale)}
+             for ln in overview.lines]
+    token = access.detail_token(invoice, "", grant.expires)
+    return _page(request, "details.html", lang, account=grant.account,
+                 number=invoice.number, calls=sum(ln["calls"] for ln in lines),
+                 csv=f"/details/{token}.csv", lines=lines)
+
+
+@router.post("/invoices/{number}/detailed-bill")
+def issue_page(request: Request, number: str,
+               line: Annotated[str, Form(max_length=64)] = "",
+               lang: Annotated[str, Form(max_length=35)] = "") -> Response:
+    lang = web._lang(request, lang)
+    grant = web._grant(request) or _line_grant(request)
+    if grant is None:
+        return _expired(request, lang)
+    try:
+        made = issue(_access(request), request.app.state.archive, grant, number,
+                     line or None)
+    except Problem as problem:
+        message = _texts()[lang]["no_details" if problem.type.endswith("/no-call-details")
+                                 else "not_available"]
+        return _page(request, "phone.html", lang, problem.status, error=message)
+    return RedirectResponse(made.pdf, status_code=303)
+
+
+@router.get("/line", response_class=HTMLResponse)
+def line_page(request: Request) -> Response:
+    lang = web._lang(request)
+    grant = _line_grant(request)
+    if grant is None:
+        if web._grant(request) is not None:
+            return RedirectResponse(f"/access/invoices?lang={lang}", status_code=303)
+        return _expired(request, lang)
+    found = line_history(_access(request), grant)
+    locale = _locale(lang)
+    rows = [{"number": i.number, "csv": i.csv,
+             "period": f"{format_date(i.period_start, 'short', locale=locale)} – "
+                       f"{format_date(i.period_end, 'short', locale=locale)}",
+             "due_date": format_date(i.due_date, "medium", locale=locale)}
+            for i in found.invoices]
+    return _page(request, "line.html", lang, account=found.account, line=found.line,
+                 invoices=rows)
