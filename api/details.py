@@ -35,7 +35,7 @@ from invoicer.api.access import AccessService, Grant
 from invoicer.api.problems import Problem, problem_responses
 from invoicer.api.ranges import Download, ranged_response
 from invoicer.api.subscriber import PREFIX, _bearer, account_invoice, current_grant
-from invoicer.billing.fields import IDENTIFIER_PATTERN
+from invoicer.billing.fields import IDENTIFIER_PATTERN, currency_minor_units
 from invoicer.delivery.archive import Archive
 from invoicer.delivery.errors import ArchiveNotFoundError
 from invoicer.ledger import DetailedBill, Invoice
@@ -220,6 +220,8 @@ def lines_overview(access: AccessService, archive: Archive, grant: Grant, number
         record = json.loads(archive.get(canonical_key(invoice)))
     except ArchiveNotFoundError:
         raise _missing() from None
+    # Decimal money, shown with the currency's minor units ("0.00", not "0").
+    cents = Decimal(1).scaleb(-(currency_minor_units(invoice.currency) or 0))
     lines = []
     for service in record.get("services", ()):
         line = str(service["id"])
@@ -227,7 +229,7 @@ def lines_overview(access: AccessService, archive: Archive, grant: Grant, number
         lines.append(LineOut(
             line=line, label=str(service.get("label", "")),
             charges=format(sum((Decimal(c["amount"]) for c in service.get("charges", ())),
-                               Decimal(0)), "f"),
+                               Decimal(0)).quantize(cents), "f"),
             calls=len(service.get("usage", ())),
             detailed_bill=f"{PREFIX}/invoices/{invoice.number}/detailed-bill", csv=csv))
     return LinesOut(number=invoice.number, currency=invoice.currency, lines=lines,

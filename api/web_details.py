@@ -102,7 +102,7 @@ def issue_page(request: Request, number: str,
         made = issue(_access(request), request.app.state.archive, grant, number,
                      line or None)
     except Problem as problem:
-        message = _texts()[lang]["no_details" if problem.type.endswith("/no-call-details")
+        message = _texts()[lang]["no_details" if problem.type.endswith(":no-call-details")
                                  else "not_available"]
         return _page(request, "phone.html", lang, problem.status, error=message)
     return RedirectResponse(made.pdf, status_code=303)

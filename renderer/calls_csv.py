@@ -88,10 +88,8 @@ def csv_chunks(canonical: bytes, line: str | None = None) -> Iterator[bytes]:
     record = json.loads(canonical)
     buffer.seek(0)
     buffer.truncate()
-    count = 0
-    for row in call_rows(record, line):
+    for count, row in enumerate(call_rows(record, line), start=1):
         writer.writerow(row)
-        count += 1
         if count % ROWS_PER_CHUNK == 0:
             yield buffer.getvalue().encode("utf-8")
             buffer.seek(0)
