@@ -15,7 +15,6 @@ the archived canonical record and archived, the first time) and the same POST ag
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import secrets

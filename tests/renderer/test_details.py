@@ -15,7 +15,14 @@ import pytest
 from invoicer.billing import parse_record
 from invoicer.renderer import NoDetailsError, RenderOptions, render, render_details
 from invoicer.renderer.brand import SelfService, brand_for
-from invoicer.renderer.calls_csv import COLUMNS, ROWS_PER_CHUNK, csv_chunks, neutralise
+from invoicer.renderer.calls_csv import (
+    COLUMNS,
+    FIRST_CHUNK,
+    ROWS_PER_CHUNK,
+    CanonicalRecordError,
+    csv_chunks,
+    neutralise,
+)
 from invoicer.renderer.i18n import for_locale
 from tests.conftest import SPEC_EXAMPLE
 from tests.renderer.conftest import pdftotext, sample
@@ -146,8 +153,22 @@ def test_a_hundred_thousand_call_csv_streams_header_first_then_in_chunks():
     rest = list(chunks)
     total = time.perf_counter() - started
     assert header.decode("utf-8-sig").startswith("line,date,time")
-    assert first_rows.count(b"\r\n") == ROWS_PER_CHUNK
-    assert 1 + len(rest) == 100_000 // ROWS_PER_CHUNK
+    assert first_rows.count(b"\r\n") == FIRST_CHUNK
+    assert all(c.count(b"\r\n") <= ROWS_PER_CHUNK for c in rest)
+    assert len(rest) == 100_000 // ROWS_PER_CHUNK
     assert sum(c.count(b"\r\n") for c in [first_rows, *rest]) == 100_000
     # Streamed, not built whole: the first rows come long before the last.
     assert first_header < first_data < total / 2, (first_header, first_data, total)
+
+
+@pytest.mark.parametrize("change", [
+    {"start": "yesterday"}, {"amount": "=1+1"}, {"amount": 0.25}, {"type": "video"},
+    {"duration_s": -1}, {"duration_s": "12"}, {"destination": ["x"]},
+])
+def test_a_canonical_record_that_is_not_the_services_own_is_refused(change):
+    rec = json.loads(big_record(2))
+    rec["services"][0]["usage"][1].update(change)
+    chunks = csv_chunks(json.dumps(rec).encode())
+    next(chunks)
+    with pytest.raises(CanonicalRecordError):
+        list(chunks)
