@@ -303,3 +303,35 @@ def test_neighbours_cannot_open_each_others_lines(fleet):
     assert fleet.http.post(f"/v1/subscriber/invoices/{number}/detailed-bill",
                            params={"line": OI_BUSINESS[3][0]},
                            headers=auth(token)).status_code == 404
+
+
+def test_a_hundred_thousand_call_csv_starts_arriving_within_a_second(sub):
+    """Over real HTTP, from the request going out: the first byte in under a second
+    (the header, sent before the 14 MB record is read), then every row."""
+    import json
+    import time
+
+    from invoicer.pipeline import Services, process_record
+    from invoicer.renderer import RenderOptions
+    from tests.api.world import record
+
+    number = "OI-2026-12-0100000"
+    rec = record(*MAIN, number, 2026, 12)
+    usage = rec["services"][0]["usage"]
+    rec["services"][0]["usage"] = [usage[i % len(usage)] for i in range(100_000)]
+    run = sub.ledger.runs.start("big")
+    outcome = process_record(json.dumps(rec).encode(), line=1, run_id=run, services=Services(
+        ledger=sub.ledger, archive=sub.archive, options=RenderOptions(detail="summary")))
+    assert outcome.status == "archived"
+    invoice = sub.ledger.invoices.get("oi", number)
+    expires = int(sub.access.now() + 600)
+    url = f"/details/{sub.access.detail_token(invoice, '', expires)}.csv"
+    started = time.perf_counter()
+    with sub.http.stream("GET", url) as got:
+        chunks = got.iter_raw()
+        first = next(chunks)
+        first_byte = time.perf_counter() - started
+        rest = b"".join(chunks)
+    assert first_byte < 1.0, first_byte
+    assert first.decode("utf-8-sig").startswith("line,date,time")
+    assert (first + rest).count(b"\r\n") == 1 + 100_000
