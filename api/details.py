@@ -337,3 +337,8 @@ def download_detailed_csv(request: Request, token: str) -> StreamingResponse:
         "Content-Disposition": f'attachment; filename="{invoice.number}-details{suffix}.csv"',
         "Cache-Control": "private, no-store", "Referrer-Policy": "no-referrer",
         "X-Content-Type-Options": "nosniff"})
+
+
+# A download manager asks HEAD first, as for invoices.
+document_router.add_api_route("/details/{token}.pdf", download_detailed_pdf, methods=["HEAD"],
+                              include_in_schema=False, name="download_detailed_pdf_head")

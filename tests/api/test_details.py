@@ -87,6 +87,9 @@ def test_detailed_bill_is_made_once_archived_beside_the_original_and_downloads(s
     assert made.archive_key == invoice.archive_key.removesuffix(".pdf") + ".details.pdf"
     pdf = sub.http.get(body["pdf"])
     assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    head = sub.http.head(body["pdf"])
+    assert head.status_code == 200 and head.headers["etag"] == f'"{body["sha256"]}"'
+    assert sub.http.get(body["pdf"], headers={"Range": "bytes=0-3"}).content == b"%PDF"
     assert pdf.content == sub.archive.get(made.archive_key)
     # Rendered from the archived canonical record: the same bytes as rendering it now.
     record = parse_record(sub.archive.get(canonical_key(invoice)))
