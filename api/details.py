@@ -7,6 +7,7 @@ line of a business account, where the operator allows it) opens that line only::
     POST /v1/subscriber/invoices/{n}/detailed-bill[?line=…]   the call details: PDF + CSV links
     GET  /v1/subscriber/invoices/{n}/lines     per line: charges, call count, its links
     GET  /v1/subscriber/line/invoices          a line session: the invoices covering it
+    GET  /v1/subscriber/line/invoices/{n}      its line's section: charges, call count
     GET  /details/{token}.pdf                  the detailed bill's PDF (once issued)
     GET  /details/{token}.csv                  its CSV, streamed (one row per call)
 
@@ -43,7 +44,8 @@ from invoicer.renderer import NoDetailsError
 from invoicer.workflows.detailed_bill import csv_stream, issue_detailed_bill
 from invoicer.workflows.second_copy import canonical_key
 
-__all__ = ["document_router", "issue", "line_history", "lines_overview", "router"]
+__all__ = ["document_router", "issue", "line_history", "line_section", "lines_overview",
+           "router"]
 
 router = APIRouter(prefix=PREFIX, tags=["subscriber"],
                    generate_unique_id_function=lambda route: route.name)
@@ -101,6 +103,27 @@ class LineInvoice(BaseModel):
     due_date: date
     detailed_bill: str = Field(description="POST here for this line's detailed bill.")
     csv: str = Field(description="Signed link to this line's CSV.")
+
+
+class ChargeOut(BaseModel):
+    description: str
+    category: str
+    amount: str
+
+
+class LineSection(BaseModel):
+    """One line's section of one invoice: what the line's own phone may see of it."""
+
+    number: str
+    line: str
+    label: str
+    currency: str
+    charges: list[ChargeOut]
+    total: str = Field(description="The line's charges before taxes, a decimal string.")
+    calls: int
+    detailed_bill: str = Field(description="POST here (with `line`) for the PDF.")
+    csv: str
+    links_expire_at: datetime
 
 
 class LineHistory(BaseModel):
@@ -236,6 +259,38 @@ def lines_overview(access: AccessService, archive: Archive, grant: Grant, number
                     links_expire_at=datetime.fromtimestamp(grant.expires, UTC))
 
 
+def line_section(access: AccessService, archive: Archive, grant: Grant, number: str
+                 ) -> LineSection:
+    """One line's section of one of the account's invoices: its label, charges and
+    call count, with its detailed-bill links. For a line grant, its own line only; for
+    the section of another line, or of an invoice that does not cover it: 404."""
+    if grant.line is None:
+        raise Problem(403, "not-a-line", "This session is not one line's",
+                      detail="Use the invoice's lines overview.")
+    invoice = grant_invoice(access, grant, number)
+    try:
+        record = json.loads(archive.get(canonical_key(invoice)))
+    except ArchiveNotFoundError:
+        raise _missing() from None
+    service = next((s for s in record.get("services", ()) if s.get("id") == grant.line),
+                   None)
+    if service is None:
+        raise _not_found()
+    cents = Decimal(1).scaleb(-(currency_minor_units(invoice.currency) or 0))
+    charges = [ChargeOut(description=str(c.get("description", "")),
+                         category=str(c.get("category", "")),
+                         amount=format(Decimal(c["amount"]).quantize(cents), "f"))
+               for c in service.get("charges", ())]
+    total = sum((Decimal(c.amount) for c in charges), Decimal(0)).quantize(cents)
+    _, csv = _links(access, invoice, grant.line, grant.expires)
+    return LineSection(number=invoice.number, line=grant.line,
+                       label=str(service.get("label", "")), currency=invoice.currency,
+                       charges=charges, total=format(total, "f"),
+                       calls=len(service.get("usage", ())),
+                       detailed_bill=f"{PREFIX}/invoices/{invoice.number}/detailed-bill",
+                       csv=csv, links_expire_at=datetime.fromtimestamp(grant.expires, UTC))
+
+
 def line_history(access: AccessService, grant: Grant) -> LineHistory:
     """A line grant's view: the account's latest invoices that cover its line."""
     if grant.line is None:
@@ -296,6 +351,15 @@ def list_lines(request: Request, number: str, grant: GrantDep) -> LinesOut:
 def list_line_invoices(request: Request, grant: GrantDep) -> LineHistory:
     """The invoices that cover the session's line, with its own detailed-bill links."""
     return line_history(_access(request), grant)
+
+
+@router.get("/line/invoices/{number}", response_model=LineSection,
+            summary="A line session's section of one invoice",
+            responses=problem_responses(401, 403, 404, 503))
+def get_line_section(request: Request, number: str, grant: GrantDep) -> LineSection:
+    """The session's line in the invoice: label, charges (before taxes), call count,
+    and its detailed-bill links."""
+    return line_section(_access(request), _archive(request), grant, number)
 
 
 @document_router.get("/details/{token}.pdf", response_class=Response,

@@ -8,6 +8,7 @@ cookie), over the same logic as the API (:mod:`api.details`)::
     POST /access/invoices/{n}/detailed-bill  issue the PDF (of one line: ``line``), then
                                              download it
     GET  /access/line                        a line session: its line's invoices
+    GET  /access/line/{n}                    its line's section of one invoice
 
 Texts are in ``templates/web/details.toml`` (``d`` in the templates; the page's own
 ``messages.toml`` stays ``t``).
@@ -27,7 +28,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from invoicer.api import web
 from invoicer.api.access import AccessService, Grant
-from invoicer.api.details import issue, line_history, lines_overview
+from invoicer.api.details import issue, line_history, line_section, lines_overview
 from invoicer.api.problems import Problem
 from invoicer.api.subscriber import account_invoice
 
@@ -125,3 +126,25 @@ def line_page(request: Request) -> Response:
             for i in found.invoices]
     return _page(request, "line.html", lang, account=found.account, line=found.line,
                  invoices=rows)
+
+
+@router.get("/line/{number}", response_class=HTMLResponse)
+def line_section_page(request: Request, number: str) -> Response:
+    lang = web._lang(request)
+    grant = _line_grant(request)
+    if grant is None:
+        return _expired(request, lang)
+    try:
+        section = line_section(_access(request), request.app.state.archive, grant, number)
+    except Problem as problem:
+        return _page(request, "phone.html", lang, problem.status,
+                     error=_texts()[lang]["not_available"])
+    locale = _locale(lang)
+
+    def money(amount: str) -> str:
+        return format_currency(amount, section.currency, locale=locale)
+
+    return _page(request, "line_section.html", lang, account=grant.account,
+                 section=section, total=money(section.total),
+                 charges=[{"description": c.description, "amount": money(c.amount)}
+                          for c in section.charges])

@@ -266,12 +266,22 @@ def test_a_line_phone_sees_its_own_line_only_and_is_refused_the_whole_account(fl
     assert {r[0] for r in table[1:]} == {"'" + mine}
     assert fleet.http.get(listed["invoices"][0]["csv"]).content == \
         fleet.http.get(own.json()["csv"]).content
+    # Its line's section of an invoice: label, charges, calls; nothing of the others.
+    section = fleet.http.get(f"/v1/subscriber/line/invoices/{number}", headers=auth(token))
+    assert section.status_code == 200
+    assert {k: section.json()[k] for k in ("line", "label", "total", "calls", "charges")} \
+        == {"line": mine, "label": "Frota — linha 2", "total": "0.00", "calls": 2,
+            "charges": []}
+    assert fleet.http.get(f"/v1/subscriber/line/invoices/{LATEST}",
+                          headers=auth(token)).status_code == 404
     # Another account's invoice through the line session: as if it did not exist.
     assert fleet.http.post(f"/v1/subscriber/invoices/{LATEST}/detailed-bill",
                            params={"line": mine}, headers=auth(token)).status_code == 404
     # An account session is no line session.
     account = session(fleet, NORRSKEN[2])["token"]
     assert fleet.http.get("/v1/subscriber/line/invoices",
+                          headers=auth(account)).status_code == 403
+    assert fleet.http.get(f"/v1/subscriber/line/invoices/{number}",
                           headers=auth(account)).status_code == 403
 
 

@@ -138,6 +138,15 @@ def test_a_lines_own_phone_sees_only_its_line(fleet, browser, tmp_path, lang):  
         page.locator("#line-invoices li").first.locator("a[download]").click()
     rows = csv_rows(got.value, tmp_path, "mine.csv")
     assert {r[0] for r in rows[1:]} == {"'" + mine}
+    # Its section of the latest invoice: its charges and calls, its details.
+    page.locator("#line-invoices li").first.locator("a.section-link").click()
+    page.wait_for_selector("#section")
+    assert "Frota — linha 2" in page.inner_text("#section")
+    fits(page)
+    with page.expect_download() as got:
+        page.click("#section-pdf")
+    assert got.value.suggested_filename.endswith(".pdf")
+    page.goto(f"{fleet.url}/access/line?lang={lang}")
     # The account's list is not for this session.
     page.goto(f"{fleet.url}/access/invoices?lang={lang}")
     assert page.locator("ul.invoices").count() == 0
