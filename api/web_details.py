@@ -17,12 +17,10 @@ Texts are in ``templates/web/details.toml`` (``d`` in the templates; the page's 
 from __future__ import annotations
 
 import tomllib
+from decimal import Decimal
 from functools import cache
 from typing import Annotated, Any
 
-from babel import Locale
-from babel.dates import format_date
-from babel.numbers import format_currency
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -31,6 +29,8 @@ from invoicer.api.access import AccessService, Grant
 from invoicer.api.details import issue, line_history, line_section, lines_overview
 from invoicer.api.problems import Problem
 from invoicer.api.subscriber import account_invoice
+from invoicer.api.web_context import account_brand
+from invoicer.l10n import formats
 
 __all__ = ["router"]
 
@@ -62,8 +62,9 @@ def _expired(request: Request, lang: str) -> HTMLResponse:
     return web._page(request, "phone.html", lang, 401, error=web._messages()[lang]["expired"])
 
 
-def _locale(lang: str) -> Locale:
-    return Locale.parse(lang)
+def _brand(request: Request, grant: Grant):
+    return account_brand(_access(request), request.app.state.archive, grant.operator,
+                         grant.account)
 
 
 @router.get("/invoices/{number}/details", response_class=HTMLResponse)
@@ -81,13 +82,18 @@ def details_page(request: Request, number: str) -> Response:
     except Problem as problem:
         return _page(request, "phone.html", lang, problem.status,
                      error=web._messages()[lang]["no_invoices"])
-    locale = _locale(lang)
-    lines = [{"line": ln.line, "label": ln.label, "calls": ln.calls, "csv": ln.csv,
-              "charges": format_currency(ln.charges, overview.currency, locale=locale)}
+    # The same formats as the invoices and the page's list (l10n: Persian digits and
+    # the Solar Hijri calendar for fa_IR).
+    f = formats(lang)
+    lines = [{"line": ln.line, "label": ln.label, "calls": f.integer(ln.calls),
+              "has_calls": ln.calls > 0, "csv": ln.csv,
+              "charges": f.money(Decimal(ln.charges), overview.currency)}
              for ln in overview.lines]
     token = access.detail_token(invoice, "", grant.expires)
-    return _page(request, "details.html", lang, account=grant.account,
-                 number=invoice.number, calls=sum(ln["calls"] for ln in lines),
+    calls = sum(ln.calls for ln in overview.lines)
+    return _page(request, "details.html", lang, brand=_brand(request, grant),
+                 account=grant.account,
+                 number=invoice.number, calls=f.integer(calls) if calls else None,
                  csv=f"/details/{token}.csv", lines=lines)
 
 
@@ -118,14 +124,13 @@ def line_page(request: Request) -> Response:
             return RedirectResponse(f"/access/invoices?lang={lang}", status_code=303)
         return _expired(request, lang)
     found = line_history(_access(request), grant)
-    locale = _locale(lang)
+    f = formats(lang)
     rows = [{"number": i.number, "csv": i.csv,
-             "period": f"{format_date(i.period_start, 'short', locale=locale)} – "
-                       f"{format_date(i.period_end, 'short', locale=locale)}",
-             "due_date": format_date(i.due_date, "medium", locale=locale)}
+             "period": f"{f.date(i.period_start, 'short')} – {f.date(i.period_end, 'short')}",
+             "due_date": f.date(i.due_date, "medium")}
             for i in found.invoices]
-    return _page(request, "line.html", lang, account=found.account, line=found.line,
-                 invoices=rows)
+    return _page(request, "line.html", lang, brand=_brand(request, grant),
+                 account=found.account, line=found.line, invoices=rows)
 
 
 @router.get("/line/{number}", response_class=HTMLResponse)
@@ -139,12 +144,13 @@ def line_section_page(request: Request, number: str) -> Response:
     except Problem as problem:
         return _page(request, "phone.html", lang, problem.status,
                      error=_texts()[lang]["not_available"])
-    locale = _locale(lang)
+    f = formats(lang)
 
     def money(amount: str) -> str:
-        return format_currency(amount, section.currency, locale=locale)
+        return f.money(Decimal(amount), section.currency)
 
-    return _page(request, "line_section.html", lang, account=grant.account,
-                 section=section, total=money(section.total),
+    return _page(request, "line_section.html", lang, brand=_brand(request, grant),
+                 account=grant.account, section=section, calls=f.integer(section.calls),
+                 total=money(section.total),
                  charges=[{"description": c.description, "amount": money(c.amount)}
                           for c in section.charges])

@@ -11,6 +11,7 @@ types, migrations; :mod:`ledger.schema`: the tables), each owning its tables' qu
     ledger.access          SMS codes, rate limits, second copies            (access.py)
     ledger.detailed_bills  call details on demand, once per invoice and line (detailed_bills.py)
     ledger.fleet           business accounts' fleet managers and lines      (fleet.py)
+    ledger.preferences     subscribers' e-invoice/paper choices        (preferences.py)
     ledger.reports         read-only views for the CLI and the operations API (reports.py)
 
 A store works only through the :class:`~ledger.db.Database` it is given and the public
@@ -44,6 +45,7 @@ from invoicer.ledger.deliveries import TRANSITIONS, Delivery, DeliveryStore
 from invoicer.ledger.detailed_bills import DetailedBill, DetailedBillStore
 from invoicer.ledger.fleet import FleetStore, Manager
 from invoicer.ledger.invoices import Claim, Invoice, InvoiceStore, PaymentEvent
+from invoicer.ledger.preferences import Preference, PreferenceStore
 from invoicer.ledger.print_batches import (
     BatchLimits,
     PrintBatch,
@@ -98,6 +100,8 @@ __all__ = [
     "LedgerConflict",
     "Manager",
     "PaymentEvent",
+    "Preference",
+    "PreferenceStore",
     "PrintBatch",
     "PrintBatchItem",
     "PrintBatchStore",
@@ -135,6 +139,7 @@ class Ledger:
         self.access = AccessStore(self.db)
         self.detailed_bills = DetailedBillStore(self.db)
         self.fleet = FleetStore(self.db)
+        self.preferences = PreferenceStore(self.db)
         self.reports = Reports(self.db)
 
     @classmethod

@@ -11,8 +11,8 @@ Which store owns which table: ``invoices`` and ``payment_events``
 (:mod:`ledger.runs`); ``deliveries`` (:mod:`ledger.deliveries`); ``print_batches`` and
 ``print_batch_items`` (:mod:`ledger.print_batches`); ``api_keys`` (:mod:`ledger.api_keys`);
 ``sms_codes``, ``rate_limits`` and ``second_copies`` (:mod:`ledger.access`);
-``detailed_bills`` (:mod:`ledger.detailed_bills`); ``fleet_managers`` and
-``invoice_lines`` (:mod:`ledger.fleet`).
+``delivery_preferences`` (:mod:`ledger.preferences`); ``detailed_bills``
+(:mod:`ledger.detailed_bills`); ``fleet_managers`` and ``invoice_lines`` (:mod:`ledger.fleet`).
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ PRINT_BATCH_STATES = ("open", "closing", "closed", "printed")
 #: A chunk of a bill run (see :mod:`ledger.runs`).
 CHUNK_STATES = ("planned", "queued", "running", "done", "failed")
 TERMINAL_CHUNK_STATES = ("done", "failed")
+#: A subscriber's e-invoice/paper choice: ``unconfirmed`` until the e-mail link is
+#: opened (an electronic choice), ``confirmed`` (the account's choice), ``superseded``.
+PREFERENCE_STATES = ("unconfirmed", "confirmed", "superseded")
 #: What an API key may do: ``print_shop`` pulls and acknowledges its operators' print
 #: batches; ``billing`` enqueues runs and reports payments; ``operations`` watches.
 API_KEY_ROLES = ("billing", "print_shop", "operations")
@@ -352,4 +355,31 @@ invoice_lines = sa.Table(
     sa.Column("invoice_id", BigId, sa.ForeignKey("invoices.id"), primary_key=True),
     sa.Column("phone", sa.String(16), primary_key=True),
     sa.Index(None, "phone"),
+)
+
+# ---------------------------------------------------------------------------- preferences
+
+# One row per choice a subscriber made (page or API, after an SMS-code login); see
+# ``ledger.preferences`` and ``workflows.preferences``.
+delivery_preferences = sa.Table(
+    "delivery_preferences",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("operator_id", sa.String(64), nullable=False),
+    sa.Column("account", sa.String(64), nullable=False),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("email", sa.String(320)),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("requested_at", UTCDateTime, nullable=False),
+    sa.Column("requested_via", sa.String(16), nullable=False),
+    sa.Column("requested_from", sa.String(64)),
+    sa.Column("confirmed_at", UTCDateTime),
+    sa.Column("confirmed_via", sa.String(32)),
+    sa.Column("superseded_at", UTCDateTime),
+    sa.Column("applied_at", UTCDateTime),
+    sa.Column("applied_invoice", sa.String(64)),
+    sa.CheckConstraint(f"mode IN ({in_list(DELIVERY_MODES)})", name="mode"),
+    sa.CheckConstraint(f"state IN ({in_list(PREFERENCE_STATES)})", name="state"),
+    sa.CheckConstraint("mode = 'paper' OR email IS NOT NULL", name="email"),
+    sa.Index(None, "operator_id", "account", "confirmed_at"),
 )

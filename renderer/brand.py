@@ -5,8 +5,10 @@ Positions on the page derive from the brand's page size and margins, never from 
 hard-coded A4 height, so a Letter-size operator needs only a different brand file.
 
 The brand file's ``[self_service]`` table holds the operator's choices about its
-subscribers' self-service (:class:`SelfService`): whether invoices carry the call
-details or only a summary, and what a business line's own phone may see.
+subscribers' self-service; the renderer reads its ``detail`` and ``url``
+(:class:`SelfService`: whether invoices carry the call details or only a summary, and
+where that summary sends its reader), the page and API the rest
+(:mod:`invoicer.operator_settings`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ NEUTRAL = "_neutral"
 
 
 DETAIL_LEVELS = ("full", "summary")
-LINE_ACCESS = ("none", "own_line")
 
 
 @dataclass(frozen=True)
@@ -39,26 +40,21 @@ class SelfService:
     ``summary`` leaves it out and prints where to get it instead (the detailed bill on
     demand). ``url``: the subscriber page that sentence names, when the operator serves
     it under its own address (default: the service's ``public_url`` + ``/access``).
-    ``line_access``: what the phone of one line of a business account sees after the
-    SMS code: ``none`` (default; only the account's contact and fleet managers sign
-    in) or ``own_line`` (its own line's section and call details, nothing else).
+    The table's other keys are the page's and API's (:mod:`invoicer.operator_settings`).
     """
 
     detail: str = "full"
     url: str | None = None
-    line_access: str = "none"
 
     @classmethod
     def of(cls, data: dict[str, Any], brand_id: str) -> SelfService:
-        unknown = set(data) - {"detail", "url", "line_access"}
-        settings = cls(**{k: v for k, v in data.items() if k not in unknown})
-        if unknown or settings.detail not in DETAIL_LEVELS or \
-                settings.line_access not in LINE_ACCESS or \
-                (settings.url is not None and not str(settings.url).startswith("https://")):
+        settings = cls(detail=data.get("detail", "full"), url=data.get("url"))
+        if settings.detail not in DETAIL_LEVELS or (
+                settings.url is not None
+                and not (isinstance(settings.url, str) and settings.url.startswith("https://"))):
             # A typo here would silently change what subscribers get: refuse to load.
-            raise ValueError(f"brand {brand_id}: [self_service] must have detail in "
-                             f"{DETAIL_LEVELS}, line_access in {LINE_ACCESS}, an https:// "
-                             f"url, and nothing else (got {data!r})")
+            raise ValueError(f"brand {brand_id}: [self_service] detail must be one of "
+                             f"{DETAIL_LEVELS} and url an https:// address (got {data!r})")
         return settings
 
 

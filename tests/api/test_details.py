@@ -234,6 +234,10 @@ def test_the_accounts_contact_phone_opens_the_whole_account(fleet):
 
 
 def test_a_line_phone_gets_nothing_where_the_operator_keeps_lines_out(fleet):
+    from invoicer.operator_settings import operator_settings
+
+    assert operator_settings("oi").line_access == "none"
+    assert operator_settings("norrsken").line_access == "own_line"
     no_code_for(fleet, OI_BUSINESS[3][0])
 
 

@@ -71,9 +71,10 @@ def test_the_sentence_in_persian_keeps_the_address_and_number_readable():
 
 
 def test_brand_self_service_settings_are_checked():
-    assert SelfService.of({}, "x") == SelfService("full", None, "none")
-    for bad in ({"detail": "brief"}, {"line_access": "all"}, {"url": "http://x"},
-                {"detial": "summary"}):
+    assert SelfService.of({}, "x") == SelfService("full", None)
+    # The table's other keys are the page's (operator_settings): left to it.
+    assert SelfService.of({"history": 6, "detail": "summary"}, "x").detail == "summary"
+    for bad in ({"detail": "brief"}, {"url": "http://x"}, {"url": 5}):
         with pytest.raises(ValueError):
             SelfService.of(bad, "x")
 
