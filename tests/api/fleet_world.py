@@ -38,6 +38,8 @@ def business_record(operator: str, account: str, contact: str, lines: tuple[str,
     rec["account"]["segment"] = "business"
     if operator == "norrsken":
         rec["operator"]["name"] = "Norrsken Mobil AB"
+        rec["operator"]["support"] = {"phone": "+46 771 00 00 00",
+                                      "web": "https://www.norrsken.example/hjalp"}
     first = rec["services"][0]
     services = []
     for i, line in enumerate(lines):
