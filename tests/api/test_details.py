@@ -352,3 +352,26 @@ def test_a_hundred_thousand_call_csv_starts_arriving_within_a_second(sub):
     assert first_byte < 1.0, first_byte
     assert first.decode("utf-8-sig").startswith("line,date,time")
     assert (first + rest).count(b"\r\n") == 1 + 100_000
+
+
+def test_detail_links_and_line_sessions_survive_a_secret_rotation(fleet):
+    from invoicer.api.access import AccessService
+
+    old, new = b"old-secret-0123456789abcdef0123", b"new-secret-0123456789abcdef0123"
+    invoice = fleet.ledger.invoices.get("norrsken", fleet.numbers["norrsken"][0])
+    before = AccessService(fleet.ledger, None, old)
+    during = AccessService(fleet.ledger, None, (new, old))
+    after = AccessService(fleet.ledger, None, new)
+    expires = int(before.now() + 600)
+    link = before.detail_token(invoice, "", expires)
+    assert during.linked_detail(link) == (invoice, "")
+    assert after.linked_detail(link) is None
+    line = NORRSKEN[3][0]
+    from invoicer.delivery import links
+    from invoicer.delivery.links import LinkClaims
+
+    token = links.sign(LinkClaims("norrsken", NORRSKEN[1], line, expires), before._line_key)
+    assert during.line_grant(token).line == line
+    assert after.line_grant(token) is None
+    # Neither kind passes for the other, nor for an account session.
+    assert during.grant(token) is None and during.line_grant(link) is None
