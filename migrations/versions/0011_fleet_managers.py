@@ -1,7 +1,7 @@
 """Detailed bills on demand, fleet managers, and the lines of business invoices.
 
 Revision ID: 0011
-Revises: 0012
+Revises: 0010
 Create Date: 2026-12-07
 
 Three new tables; nothing existing changes.
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011"
-down_revision: str | None = "0012"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
