@@ -32,6 +32,7 @@ __all__ = [
     "ledger",
     "link_secret",
     "mailer",
+    "render_options",
     "services",
     "sms_gateway",
 ]
@@ -95,11 +96,17 @@ def services(settings: Settings, *, deliver: bool = True) -> Services:
     """The pipeline's collaborators for one process; ``deliver=False`` archives and
     records only (a later run of the same file delivers what is still pending)."""
     _make_local_dirs(settings)
-    # A summary invoice names the subscriber page where its call details are.
-    options = RenderOptions(self_service_url=settings.public_url.rstrip("/") + "/access")
     return Services(ledger=ledger(settings), archive=archive(settings),
-                    channels=channels(settings) if deliver else None, options=options,
-                    rejects_dir=Path(settings.rejects_dir) if settings.rejects_dir else None)
+                    channels=channels(settings) if deliver else None,
+                    rejects_dir=Path(settings.rejects_dir) if settings.rejects_dir else None,
+                    options=render_options(settings))
+
+
+def render_options(settings: Settings) -> RenderOptions:
+    """How invoices are rendered: the bill run's and the second copies' alike. A
+    summary invoice names the subscriber page where its call details are."""
+    return RenderOptions(shock_share=settings.shock_share,
+                         self_service_url=settings.public_url.rstrip("/") + "/access")
 
 
 def _make_local_dirs(settings: Settings) -> None:

@@ -93,12 +93,17 @@ class Channels:
         self._open_until.pop(channel, None)
 
 
-def dispatch(invoice: Invoice, record: BillingRecord, pdf: Callable[[], bytes], *,
-             ledger: Ledger, channels: Channels) -> dict[str, str]:
+Fetch = Callable[[], bytes]
+
+
+def dispatch(invoice: Invoice, record: BillingRecord, pdf: Fetch, *,
+             ledger: Ledger, channels: Channels, xml: Fetch | None = None) -> dict[str, str]:
     """Deliver on every channel the route names; returns channel -> state.
 
-    ``pdf`` fetches the archived bytes only if an e-mail attaches them. Safe to call
-    any number of times: channels already sent, failed or in flight are left alone.
+    ``pdf`` fetches the archived bytes only if an e-mail attaches them; ``xml``, for an
+    invoice whose e-invoice travels beside the PDF (XRechnung, Peppol, RO_CIUS), fetches
+    the archived XML, which the e-mail attaches next to the PDF. Safe to call any number
+    of times: channels already sent, failed or in flight are left alone.
     The subscriber's own choice may take precedence over the record's ``delivery.mode``
     (:func:`~invoicer.workflows.preferences.apply_preference`).
     """
@@ -119,12 +124,13 @@ def dispatch(invoice: Invoice, record: BillingRecord, pdf: Callable[[], bytes], 
             # ``pending`` is the print queue: print batches take paper invoices from it.
             states[channel] = delivery.state
             continue
-        states[channel] = _send(channel, delivery, invoice, record, pdf, ledger, channels)
+        states[channel] = _send(channel, delivery, invoice, record, pdf, xml, ledger,
+                                channels)
     return states
 
 
 def _send(channel: str, delivery: Delivery, invoice: Invoice, record: BillingRecord,
-          pdf: Callable[[], bytes], ledger: Ledger, channels: Channels) -> str:
+          pdf: Fetch, xml: Fetch | None, ledger: Ledger, channels: Channels) -> str:
     # An automatic retry keeps its Message-ID / reference (the receiving side may have
     # seen the first try); a deliberate resend gets the next series (see resend()).
     if delivery.state == "pending" and channels.paused(channel):
@@ -132,11 +138,12 @@ def _send(channel: str, delivery: Delivery, invoice: Invoice, record: BillingRec
     ident = delivery.message_id or identifier(channel, record, 0, channels)
     if not ledger.deliveries.transition(delivery.id, "pending", "sending", message_id=ident):
         return ledger.deliveries.get(delivery.id).state  # another caller has it, or done
-    return _attempt(channel, delivery, invoice, record, ident, pdf, ledger, channels)
+    return _attempt(channel, delivery, invoice, record, ident, pdf, xml, ledger, channels)
 
 
 def _attempt(channel: str, delivery: Delivery, invoice: Invoice, record: BillingRecord,
-             ident: str, pdf: Callable[[], bytes], ledger: Ledger, channels: Channels) -> str:
+             ident: str, pdf: Fetch, xml: Fetch | None, ledger: Ledger,
+             channels: Channels) -> str:
     """Send a delivery this caller has moved to ``sending``; record how it ended."""
     def hand_off() -> None:
         # Right before the message data goes out: from here a crash leaves the outcome
@@ -146,7 +153,7 @@ def _attempt(channel: str, delivery: Delivery, invoice: Invoice, record: Billing
 
     try:
         if channel == EMAIL:
-            call = lambda: _email(record, ident, pdf, channels, hand_off)  # noqa: E731
+            call = lambda: _email(record, ident, pdf, xml, channels, hand_off)  # noqa: E731
         else:
             call = lambda: _sms(record, ident, pdf, channels)  # noqa: E731
         result_id = channels.retry(call) if channels.retry else call()
@@ -171,8 +178,8 @@ def _attempt(channel: str, delivery: Delivery, invoice: Invoice, record: Billing
     return "sent"
 
 
-def resend(invoice: Invoice, record: BillingRecord, channel: str, pdf: Callable[[], bytes],
-           *, ledger: Ledger, channels: Channels) -> str:
+def resend(invoice: Invoice, record: BillingRecord, channel: str, pdf: Fetch,
+           *, ledger: Ledger, channels: Channels, xml: Fetch | None = None) -> str:
     """Send again, deliberately (ops): a new attempt series with its own Message-ID.
 
     Allowed from ``sent``, ``failed_permanent`` and ``unknown``; refused while another
@@ -187,7 +194,7 @@ def resend(invoice: Invoice, record: BillingRecord, channel: str, pdf: Callable[
             delivery.id, ("sent", "failed_permanent", "unknown", "pending"), "sending",
             message_id=ident):
         raise ValueError(f"{channel} delivery of {invoice.number} is being sent right now")
-    return _attempt(channel, delivery, invoice, record, ident, pdf, ledger, channels)
+    return _attempt(channel, delivery, invoice, record, ident, pdf, xml, ledger, channels)
 
 
 def identifier(channel: str, record: BillingRecord, series: int, channels: Channels) -> str:
@@ -203,7 +210,7 @@ def _link(record: BillingRecord, channels: Channels) -> str:
                         record.invoice.number, channels.link_secret)
 
 
-def _email(record: BillingRecord, ident: str, pdf: Callable[[], bytes],
+def _email(record: BillingRecord, ident: str, pdf: Fetch, xml: Fetch | None,
            channels: Channels, before_data: Callable[[], None] | None = None) -> str:
     data = pdf() if record.delivery.attach_pdf else None
     link = None
@@ -211,12 +218,13 @@ def _email(record: BillingRecord, ident: str, pdf: Callable[[], bytes],
         data, link = None, _link(record, channels)
     message = build_invoice_message(record, pdf=data, link=link, sender=channels.sender,
                                     reply_to=None, message_id=ident,
-                                    max_attachment=channels.max_attachment)
+                                    max_attachment=channels.max_attachment,
+                                    xml=None if xml is None else xml())
     channels.mailer.send(message, before_data=before_data)
     return ident
 
 
-def _sms(record: BillingRecord, ident: str, pdf: Callable[[], bytes],
+def _sms(record: BillingRecord, ident: str, pdf: Fetch,
          channels: Channels) -> str:
     # No link in the SMS: a signed link is ~160 characters and would double or
     # quadruple the parts; the notice says amount, due date and how to pay, and the

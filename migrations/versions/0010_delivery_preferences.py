@@ -1,7 +1,7 @@
 """Subscribers choose e-invoice, paper or both: ``delivery_preferences``.
 
 Revision ID: 0010
-Revises: 0006
+Revises: 0007 (re-chained on branch integration: 0006 -> 0007 -> 0010, one head)
 Create Date: 2026-12-07
 
 One new table; nothing existing changes. One row per choice a subscriber made on the
@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010"
-down_revision: str | None = "0006"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
