@@ -41,6 +41,7 @@ import zlib
 from collections.abc import Callable
 
 import reportlab
+from reportlab.lib.colors import Color
 from reportlab.lib.rl_accel import escapePDF
 from reportlab.pdfbase import pdfdoc
 from reportlab.pdfbase.pdfdoc import PDFDictionary, PDFName, PDFStream
@@ -52,8 +53,11 @@ __all__ = [
     "ShapeData",
     "ShapedStr",
     "append",
+    "ascii_prefix",
     "compress_finished_page",
     "document",
+    "escape_pdf",
+    "fill_color",
     "glyph_code",
     "line_metrics",
     "nominal_cmap",
@@ -122,15 +126,72 @@ def set_file_id(doc: pdfdoc.PDFDocument, file_id: bytes) -> None:
 # --- TrueType fonts --------------------------------------------------------------------
 
 
+#: Escapes a PDF string's parentheses and backslashes (ReportLab's C accelerator).
+escape_pdf = escapePDF
+
+
 def show_text(font: TTFont, text: str, size: float, doc: pdfdoc.PDFDocument) -> str:
     """``/F1+0 7 Tf (...) Tj`` operators showing ``text`` in ``font`` (no position).
 
     What ReportLab's text object writes for one TrueType string, without its per-call
     set-up. The glyphs are assigned to the document's subsets as a side effect.
     """
+    prefix = ascii_prefix(font, size, doc) if text.isascii() and text.isprintable() else None
+    if prefix is not None:
+        return f"{prefix}{escapePDF(text)}) Tj"
     return " ".join(
         f"{font.getSubsetInternalName(n, doc)} {size:g} Tf ({escapePDF(chunk)}) Tj"
         for n, chunk in font.splitString(text, doc))
+
+
+_ascii_identity: dict[str, bool] = {}
+
+
+def ascii_prefix(font: TTFont, size: float, doc: pdfdoc.PDFDocument) -> str | None:
+    """``/F1+0 7 Tf (`` when printable ASCII text in ``font`` is its own encoding in
+    ``doc``, else None.
+
+    With ReportLab's ``ttfAsciiReadable`` (the default) a font's first subset maps
+    U+0020..U+007E to the same byte codes in every document, fixed when the document's
+    subset state is made: ``splitString`` of such text is then the text itself, in
+    subset 0. Skipping its per-character loop halves the cost of a unique cell (a time,
+    a called number). None until the document's state exists (the first string of a
+    font takes the ordinary path, which makes it), so fonts are still registered with
+    the document in the order they are first drawn.
+    """
+    identity = _ascii_identity.get(font.fontName)
+    if identity is None:
+        face = font.face
+        identity = _ascii_identity[font.fontName] = bool(
+            font._asciiReadable and not getattr(face, "_full_font", None)
+            and all(c in face.charToGlyph for c in range(32, 127)))
+    if not identity or doc not in font.state:
+        return None
+    return f"{font.getSubsetInternalName(0, doc)} {size:g} Tf ("
+
+
+def fill_color(canvas: Canvas, color) -> None:
+    """``canvas.setFillColor(color)`` for an opaque RGB colour, with its operator cached.
+
+    Writes what ReportLab writes (``r g b rg``; an alpha of 1 is the graphics state's
+    default and writes nothing) without its type dispatch and alpha bookkeeping, which
+    cost more than the text drawn in that colour. Anything else goes to ReportLab.
+    """
+    hit = _fill_codes.get(id(color))
+    if (hit is None or hit[0] is not color or canvas._enforceColorSpace is not None
+            or canvas._extgstate._d.get("ca", 1) != 1):
+        canvas.setFillColor(color)
+        if (hit is None and type(color) is Color and color.alpha in (None, 1)
+                and len(_fill_codes) < 256):
+            # keyed by identity (the entry keeps the colour alive, so its id stays its
+            # own): brand colours are a handful of long-lived objects
+            _fill_codes[id(color)] = (color, canvas._code[-1])
+        return
+    canvas._code.append(hit[1])
+    canvas._fillColorObj = color
+
+
+_fill_codes: dict[int, tuple[Color, str]] = {}
 
 
 def subsets(font: TTFont, doc: pdfdoc.PDFDocument) -> list[tuple[str, list[int]]] | None:

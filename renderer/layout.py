@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import Canvas
 
-from invoicer.renderer import text
+from invoicer.renderer import _reportlab, text
 from invoicer.renderer.brand import Brand
 
 # DIN 5008 form B window envelope (C5/6, DL): 20 mm from the left, 45 mm from the top,
@@ -242,11 +242,11 @@ class Frame:
         x0 = x - w if physical == "right" else x - w / 2 if physical == "center" else x
         self._place(f"text {shown[:40]!r}", Box(x0, y - descent, x0 + w, y + ascent))
         if color is not None:
-            self.canvas.setFillColor(color)
+            _reportlab.fill_color(self.canvas, color)
         text.draw(self.canvas, x, y, shown, size, bold=bold, mono=mono, align=physical,
                   rtl=self.rtl)
         if color is not None:
-            self.canvas.setFillColor(self.brand.text)
+            _reportlab.fill_color(self.canvas, self.brand.text)
         return w
 
     def rule(self, y: float, offset: float = 0, width: float | None = None,
@@ -265,12 +265,12 @@ class Frame:
         width = self.width - offset if width is None else width
         x = self.span(offset, width)
         self._place("band", Box(x, y, x + width, y + height), occupy=False)
-        self.canvas.setFillColor(color)
+        _reportlab.fill_color(self.canvas, color)
         if radius:
             self.canvas.roundRect(x, y, width, height, radius, stroke=0, fill=1)
         else:
             self.canvas.rect(x, y, width, height, stroke=0, fill=1)
-        self.canvas.setFillColor(self.brand.text)
+        _reportlab.fill_color(self.canvas, self.brand.text)
 
     def outline(self, y: float, height: float, color, offset: float = 0,
                 width: float | None = None, thickness: float = 1) -> None:
