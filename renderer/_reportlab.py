@@ -43,8 +43,8 @@ from collections.abc import Callable
 import reportlab
 from reportlab.lib.colors import Color
 from reportlab.lib.rl_accel import escapePDF
-from reportlab.pdfbase import pdfdoc
-from reportlab.pdfbase.pdfdoc import PDFDictionary, PDFName, PDFStream
+from reportlab.pdfbase import pdfdoc, ttfonts
+from reportlab.pdfbase.pdfdoc import PDFArray, PDFDictionary, PDFName, PDFObject, PDFStream
 from reportlab.pdfbase.ttfonts import ShapeData, ShapedStr, TTFont
 from reportlab.pdfgen.canvas import Canvas
 
@@ -52,6 +52,7 @@ __all__ = [
     "ReportLabChanged",
     "ShapeData",
     "ShapedStr",
+    "add_font_objects",
     "append",
     "ascii_prefix",
     "compress_finished_page",
@@ -192,6 +193,82 @@ def fill_color(canvas: Canvas, color) -> None:
 
 
 _fill_codes: dict[int, tuple[Color, str]] = {}
+
+
+class _Formatted(PDFObject):
+    """A PDF object whose bytes were formatted before (the same in every document)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def format(self, document) -> bytes:
+        return self.data
+
+
+_SUBSET_CACHE_MAX = 256
+_subset_cache: dict[tuple, tuple[bytes, bytes, bytes, int]] = {}
+
+
+def add_font_objects(font: TTFont, doc: pdfdoc.PDFDocument) -> None:
+    """What ``TTFont.addObjects`` writes (every subset: font dictionary, ``Widths``,
+    ``ToUnicode`` CMap, font descriptor and font program), the same bytes, with the
+    costly parts cached per process.
+
+    A subset is a list of code points; its font program (``makeSubset``, then deflate),
+    CMap and widths depend on that list only, and small invoices of one bill run share
+    most of them (the first subset holds ASCII and the labels' letters). Building and
+    deflating a subset is otherwise a fifth of a small invoice's cost. ReportLab's own
+    ``addObjects`` is used whenever the document is not compressed.
+    """
+    if not doc.compression:
+        TTFont.addObjects(font, doc)
+        return
+    state = font.state.get(doc)
+    if state is None:
+        state = font.state[doc] = TTFont.State(font._asciiReadable)
+    state.frozen = 1
+    face = font.face
+    deflate = PDFArray([PDFName(pdfdoc.PDFZCompress.pdfname)])
+    for n, subset in enumerate(state.subsets):
+        internal_name = font.getSubsetInternalName(n, doc)[1:]
+        base_font = b"".join((ttfonts.SUBSETN(n), b"+", face.name,
+                              face.subfontNameX)).decode("pdfdoc")
+        key = (face.filename, base_font, tuple(subset))
+        hit = _subset_cache.get(key)
+        if hit is None:
+            widths = PDFArray(list(map(face.getCharWidth, subset))).format(doc)
+            cmap = zlib.compress(ttfonts.makeToUnicodeCMap(base_font, subset).encode("utf8"))
+            program = face.makeSubset(subset)
+            hit = (widths, cmap, zlib.compress(program), len(program))
+            if len(_subset_cache) >= _SUBSET_CACHE_MAX:
+                _subset_cache.clear()
+            _subset_cache[key] = hit
+        widths, cmap, program, length = hit
+
+        pdf_font = pdfdoc.PDFTrueTypeFont()
+        pdf_font.__Comment__ = f"Font {font.fontName} subset {n}"
+        pdf_font.Name = internal_name
+        pdf_font.BaseFont = base_font
+        pdf_font.FirstChar = 0
+        pdf_font.LastChar = len(subset) - 1
+        pdf_font.Widths = _Formatted(widths)
+        pdf_font.ToUnicode = doc.Reference(
+            PDFStream(PDFDictionary({"Filter": deflate}), cmap),
+            "toUnicodeCMap:" + base_font)
+        program_ref = doc.Reference(
+            PDFStream(PDFDictionary({"Length1": length, "Filter": deflate}), program),
+            f"fontFile:{face.filename}({base_font})")
+        flags = (face.flags & ~ttfonts.FF_NONSYMBOLIC) | ttfonts.FF_SYMBOLIC
+        descriptor = PDFDictionary({
+            "Type": "/FontDescriptor", "Ascent": face.ascent, "CapHeight": face.capHeight,
+            "Descent": face.descent, "Flags": flags, "FontBBox": PDFArray(face.bbox),
+            "FontName": PDFName(base_font), "ItalicAngle": face.italicAngle,
+            "StemV": face.stemV, "FontFile2": program_ref, "MissingWidth": face.defaultWidth,
+        })
+        pdf_font.FontDescriptor = doc.Reference(descriptor, "fontDescriptor:" + base_font)
+        doc.Reference(pdf_font, internal_name)
+        doc.idToObject["BasicFonts"].dict[internal_name] = pdf_font
+    del font.state[doc]
 
 
 def subsets(font: TTFont, doc: pdfdoc.PDFDocument) -> list[tuple[str, list[int]]] | None:

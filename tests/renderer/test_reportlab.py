@@ -76,6 +76,28 @@ def test_the_ascii_shortcut_writes_what_reportlab_splitstring_writes():
         assert _reportlab.show_text(font, value, 7, doc) == reportlab_ops(value), value
 
 
+def test_cached_font_objects_are_the_bytes_reportlab_writes(monkeypatch):
+    """add_font_objects (subset programs, widths and CMaps cached per process) writes
+    byte for byte what TTFont.addObjects writes, on a miss and on a hit, with a second
+    subset in use."""
+
+    def pdf() -> bytes:
+        canvas, buffer = _canvas()
+        text.draw(canvas, 72, 700, "Factură Brașov — 12:04:59 € (x)", 9)
+        text.draw(canvas, 72, 680, "Счёт Ünïcödé " + "".join(map(chr, range(0x100, 0x1C0))),
+                  9, bold=True)
+        canvas.showPage()
+        canvas.save()
+        return buffer.getvalue()
+
+    _reportlab._subset_cache.clear()
+    cached_miss, cached_hit = pdf(), pdf()
+    assert len(_reportlab._subset_cache) >= 3  # two fonts, the bold one in two subsets
+    monkeypatch.setattr(_reportlab, "add_font_objects",
+                        lambda font, doc: _reportlab.TTFont.addObjects(font, doc))
+    assert cached_miss == cached_hit == pdf()
+
+
 def test_fill_color_writes_what_setfillcolor_writes():
     from reportlab.lib.colors import Color, HexColor
 
