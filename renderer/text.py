@@ -191,13 +191,17 @@ def extent(text: str, size: float, bold: bool = False, *, mono: bool = False,
     if not text:
         return 0.0, 0.0
     if is_plain(text, bold, mono):
-        f = fonts.font(font_name(bold, mono))
-        return f.ascent * size, f.descent * size
+        em = _plain_extent.get((bold, mono))
+        if em is None:
+            f = fonts.font(font_name(bold, mono))
+            em = _plain_extent[bold, mono] = (f.ascent, f.descent)
+        return em[0] * size, em[1] * size
     line = _layout(text, mono, bold, rtl)
     return line.ascent * size, line.descent * size
 
 
 _width = width
+_plain_extent: dict[tuple[bool, bool], tuple[float, float]] = {}
 
 
 def _measure(text: str, size: float, bold: bool, mono: bool, rtl: bool) -> float:
@@ -248,6 +252,13 @@ def draw(
 
     canvas.addLiteral(_placed(_encoded(canvas, text, size, bold, mono, rtl), x, y))
     return w
+
+
+def draw_at(canvas, x: float, y: float, text: str, size: float, *, bold: bool = False,
+            mono: bool = False, rtl: bool = False) -> None:
+    """:func:`draw` of text already measured and fitted, ``x`` its left edge: for
+    callers that placed its box themselves (the layout's frames)."""
+    _reportlab.append(canvas, _placed(_encoded(canvas, text, size, bold, mono, rtl), x, y))
 
 
 # Content-stream code of each drawn string, per canvas: the 100,000-row annex repeats
