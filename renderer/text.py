@@ -78,7 +78,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Literal
-from weakref import WeakKeyDictionary
+from weakref import WeakKeyDictionary, ref
 
 import uharfbuzz as hb
 from bidi import algorithm as _uba
@@ -267,14 +267,20 @@ def draw_at(canvas, x: float, y: float, text: str, size: float, *, bold: bool = 
 # the document (its font subsets), hence one cache per canvas, dropped with it.
 _ENCODED_MAX = 20_000  # per canvas; past it strings are encoded each time
 _encoded_by_canvas: WeakKeyDictionary = WeakKeyDictionary()
+_last_encoded: list = [lambda: None, {}]  # [weak reference to a canvas, its cache]
 _ORIGIN = "BT 1 0 0 1 0 0 Tm "
 
 
 def _encoded(canvas, text: str, size: float, bold: bool, mono: bool, rtl: bool) -> str:
     """Text-object code drawing ``text`` at the origin."""
-    cache = _encoded_by_canvas.get(canvas)
-    if cache is None:
-        cache = _encoded_by_canvas[canvas] = {}
+    last_canvas, cache = _last_encoded
+    if last_canvas() is not canvas:
+        # a new canvas: one WeakKeyDictionary look-up, then plain identity checks while
+        # the same document is drawn (a weak reference: no document is kept alive)
+        cache = _encoded_by_canvas.get(canvas)
+        if cache is None:
+            cache = _encoded_by_canvas[canvas] = {}
+        _last_encoded[:] = [ref(canvas), cache]
     key = (text, size, bold, mono, rtl)
     code = cache.get(key)
     if code is not None:
