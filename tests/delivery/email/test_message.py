@@ -101,6 +101,22 @@ def test_long_and_special_display_names_keep_their_address(name):
     assert max(map(len, head.split(b"\r\n"))) <= 78
 
 
+@pytest.mark.parametrize("name", [
+    'x' * 60 + ' "q" <attacker@evil.example>', "Doe, John", 'Back\\slash "and" quote',
+    "Журавлёва Алёна Фёдоровна" * 3, "a" * 300, "", HOSTILE,
+])
+def test_the_envelope_is_what_the_header_parser_reads(name):
+    """envelope() reads build_invoice_message's own mailbox values without the header
+    parser; it must name exactly the addresses the parser finds in the same message."""
+    msg = build(with_names(BR, customer=name, operator=name),
+                reply_to=(name, "atendimento@oi.example"))
+    parsed = [a.addr_spec for h in ("From", "To") for a in msg[h].addresses]
+    sender, recipients = envelope(msg)
+    assert [sender, *recipients] == parsed == ["faturas@mail.oi.example", "maria@example.com"]
+    msg["Cc"] = '"Quoted, Name" <copy@example.com>, other@example.com'  # the parser's path
+    assert envelope(msg)[1] == ["maria@example.com", "copy@example.com", "other@example.com"]
+
+
 def test_fast_serializer_matches_the_stdlib_generator(dkim_key):
     signer = DkimSigner("s", "mail.oi.example", dkim_key[0])
     for record in SAMPLE.values():
