@@ -316,7 +316,13 @@ def build_invoice_message(
     set_raw_header(msg, "To", _mailbox(to_addr))
     if reply_addr is not None:
         set_raw_header(msg, "Reply-To", _mailbox(reply_addr))
-    msg["Subject"] = rendered.subject  # one_line() already; the policy refuses CR/LF too
+    if (rendered.subject.isascii() and rendered.subject.isprintable()
+            and len(rendered.subject) <= 78 - len("Subject: ")):
+        # What the policy would write for a short ASCII line, without parsing it
+        # again to fold it at serialization.
+        _set(msg, "Subject", rendered.subject)
+    else:
+        msg["Subject"] = rendered.subject  # one_line() already; the policy refuses CR/LF
     _set(msg, "Date", format_datetime(date or datetime.now(UTC)))
     _set(msg, "Message-ID", message_id)  # checked against MESSAGE_ID_RE above
     # RFC 3834: vacation responders and auto-repliers stay quiet.
