@@ -83,21 +83,22 @@ class DeliveryStore:
         """The (invoice, channel) delivery row, created ``pending`` if missing."""
         if channel not in CHANNELS:
             raise ValueError(f"unknown channel {channel!r}")
-        now = self._db.now()
-        stmt = (
-            self._db.insert(deliveries)
-            .values(invoice_id=invoice_id, channel=channel, state="pending", attempts=0,
-                    created_at=now, updated_at=now)
-            .on_conflict_do_nothing(index_elements=[deliveries.c.invoice_id, deliveries.c.channel])
-            .returning(*deliveries.c)
-        )
+        insert, select = self._statements.get("ensure") or self._statements.setdefault(
+            "ensure", (
+                self._db.insert(deliveries)
+                .values(invoice_id=sa.bindparam("invoice_id"), channel=sa.bindparam("channel"),
+                        state="pending", attempts=0, created_at=sa.bindparam("now"),
+                        updated_at=sa.bindparam("now"))
+                .on_conflict_do_nothing(
+                    index_elements=[deliveries.c.invoice_id, deliveries.c.channel])
+                .returning(*deliveries.c),
+                sa.select(deliveries).where(deliveries.c.invoice_id == sa.bindparam("invoice_id"),
+                                            deliveries.c.channel == sa.bindparam("channel"))))
+        params = {"invoice_id": invoice_id, "channel": channel, "now": self._db.now()}
         with self._db.write() as conn:
-            row = conn.execute(stmt).one_or_none()
+            row = conn.execute(insert, params).one_or_none()
             if row is None:
-                row = conn.execute(
-                    sa.select(deliveries).where(deliveries.c.invoice_id == invoice_id,
-                                                deliveries.c.channel == channel)
-                ).one()
+                row = conn.execute(select, params).one()
         return Delivery(**row._mapping)
 
     def start(self, invoice_id: int, channel: str, *, message_id: str) -> Delivery | None:
