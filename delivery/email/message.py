@@ -191,9 +191,17 @@ def _base64_lines(data: bytes) -> str:
     if not data:
         return ""
     b64 = binascii.b2a_base64(data, newline=False)
-    n = len(b64)
-    lines = b"\n".join(map(b64.__getitem__, map(slice, range(0, n, 76), range(76, n + 76, 76))))
+    # a list of slices: half the time of joining a map of slice objects
+    lines = b"\n".join([b64[i:i + 76] for i in range(0, len(b64), 76)])
     return lines.decode("ascii") + "\n"
+
+
+def _base64_length(size: int) -> int:
+    """``len(_base64_lines(data))`` for ``size`` bytes of data, without encoding them."""
+    if not size:
+        return 0
+    chars = 4 * -(-size // 3)
+    return chars + -(-chars // 76)  # one LF per line
 
 
 def _body_encoding(data: bytes) -> tuple[str, str]:
@@ -203,10 +211,9 @@ def _body_encoding(data: bytes) -> tuple[str, str]:
     if data.isascii() and max(map(len, data.split(b"\n"))) <= 900:
         return "7bit", data.decode("ascii")
     qp = binascii.b2a_qp(data, istext=True)
-    b64 = _base64_lines(data)
-    if len(qp) <= len(b64):
+    if len(qp) <= _base64_length(len(data)):  # base64 is encoded only if it is chosen
         return "quoted-printable", qp.decode("ascii")
-    return "base64", b64
+    return "base64", _base64_lines(data)
 
 
 def _set(part: MIMEPart, name: str, value: str) -> None:

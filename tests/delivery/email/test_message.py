@@ -161,3 +161,14 @@ def test_list_unsubscribe_headers():
     assert "List-Unsubscribe-Post" not in mailto_only
     with pytest.raises(ValueError):
         build(list_unsubscribe="https://x.example/>\r\nBcc: a@b")
+
+
+def test_base64_length_is_computed_exactly_without_encoding():
+    """_body_encoding compares quoted-printable with base64 by length only; the length
+    formula must be the encoder's, line ends included."""
+    import os
+
+    from invoicer.delivery.email.message import _base64_length, _base64_lines
+
+    for size in [*range(0, 240), 57 * 100, 57 * 100 + 1, 48_000]:
+        assert len(_base64_lines(os.urandom(size))) == _base64_length(size), size
