@@ -18,15 +18,35 @@ from typing import Any
 from fastapi import FastAPI
 
 from invoicer import backends
-from invoicer.api import billing, operations, print_shop, problems, subscriber, web
+from invoicer.api import (
+    billing,
+    operations,
+    preferences,
+    print_shop,
+    problems,
+    self_service,
+    subscriber,
+    web,
+    web_preferences,
+)
 from invoicer.api.access import AccessLimits, AccessService
 from invoicer.api.billrun import BillRunQueue, queue_from_settings
+from invoicer.api.edge import AllowedMethods, Deferred, TrustedProxies, parse_networks
 from invoicer.delivery.archive import Archive
+from invoicer.delivery.email import Mailer
+from invoicer.delivery.links import Keys, redact_tokens_in_logs
 from invoicer.delivery.sms import SmsGateway
 from invoicer.ledger import Ledger
 from invoicer.settings import Settings, get_settings
+from invoicer.workflows.preferences import ConfirmationMail, confirmation_key
 
-__all__ = ["API_VERSION", "build_app", "create_app"]
+__all__ = ["API_VERSION", "UVICORN_OPTIONS", "build_app", "create_app"]
+
+#: How uvicorn must serve the app (``invoicer serve``, and the tests' servers): its own
+#: proxy-header handling off, since it believes ``X-Forwarded-For`` from any local
+#: client and rewrites the client before the app sees the peer; the app believes it
+#: from ``INVOICER_TRUSTED_PROXIES`` only (:class:`~invoicer.api.edge.TrustedProxies`).
+UVICORN_OPTIONS: dict[str, Any] = {"proxy_headers": False, "server_header": False}
 
 API_VERSION = "1.0.0"
 """The version of the API's contract (the OpenAPI document), not of the service."""
@@ -52,19 +72,24 @@ def build_app(lifespan: Any = None) -> FastAPI:
     app = FastAPI(title="invoicer", version=API_VERSION, description=DESCRIPTION,
                   openapi_url="/openapi.json", lifespan=lifespan)
     problems.install(app)
+    app.add_middleware(AllowedMethods, routes=lambda: app.routes)
     app.include_router(print_shop.router)
     app.include_router(subscriber.router)
+    app.include_router(self_service.router)
+    app.include_router(preferences.router)
     app.include_router(subscriber.document_router)
     app.include_router(billing.router)
     app.include_router(operations.router)
     app.include_router(web.router)
+    app.include_router(web_preferences.router)
     return app
 
 
 def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None,
                archive: Archive | None = None, sms: SmsGateway | None = None,
-               link_secret: bytes | None = None, limits: AccessLimits | None = None,
-               bill_runs: BillRunQueue | None = None) -> FastAPI:
+               link_secret: Keys | None = None, limits: AccessLimits | None = None,
+               bill_runs: BillRunQueue | None = None, mailer: Mailer | None = None
+               ) -> FastAPI:
     """The API application.
 
     ``ledger``, ``archive`` and ``sms`` default to the ones ``settings`` (default: the
@@ -76,23 +101,37 @@ def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None
     first).
     """
     settings = settings or get_settings()
+    redact_tokens_in_logs()  # a link is a credential: the access log keeps the route only
     owned = ledger is None
     the_ledger = ledger or backends.ledger(settings)
     the_archive = archive or backends.archive(settings)
     secret = link_secret or backends.link_secret(settings)
     the_sms = sms or backends.sms_gateway(settings)
+    # The mailer sends subscribers' address confirmations (workflows.preferences).
+    the_mailer = mailer or backends.mailer(settings)
     queue = bill_runs or queue_from_settings(settings, the_ledger, Path("var") / "bill-runs")
+    trusted = parse_networks(settings.trusted_proxies)
+    deferred = Deferred(name="access-codes")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        deferred.close()
         if owned:
             the_ledger.close()
+        if mailer is None:
+            the_mailer.close()
 
     app = build_app(lifespan)
     app.state.ledger = the_ledger
     app.state.archive = the_archive
     app.state.settings = settings
-    app.state.access = AccessService(the_ledger, the_sms, secret, limits=limits)
+    app.state.access = AccessService(the_ledger, the_sms, secret, limits=limits,
+                                     archive=the_archive)
+    app.state.confirmations = ConfirmationMail(the_mailer, settings.mail_from,
+                                               settings.public_url, confirmation_key(secret))
     app.state.bill_runs = queue
+    app.state.deferred = deferred  # SMS codes go out here, off the request's connection
+    # Outermost: everything inside sees the client as the trusted proxies name it.
+    app.add_middleware(TrustedProxies, trusted=trusted)
     return app

@@ -32,9 +32,10 @@ from invoicer.delivery.errors import (
     TransientDeliveryError,
     UnknownDeliveryError,
 )
-from invoicer.delivery.links import invoice_link
+from invoicer.delivery.links import Keys, invoice_link
 from invoicer.delivery.sms import render_sms
 from invoicer.ledger import Delivery, Invoice, Ledger
+from invoicer.workflows.preferences import apply_preference
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class Channels:
     mailer: object          # delivery.email.Mailer
     sms: object             # delivery.sms.SmsGateway
     public_url: str
-    link_secret: bytes
+    link_secret: Keys       # one secret, or a rotation's (the first signs)
     sender: str
     max_attachment: int = 10 * 1024 * 1024
     retry: Callable | None = None  # retry(call) -> result, transient errors only
@@ -98,7 +99,10 @@ def dispatch(invoice: Invoice, record: BillingRecord, pdf: Callable[[], bytes], 
 
     ``pdf`` fetches the archived bytes only if an e-mail attaches them. Safe to call
     any number of times: channels already sent, failed or in flight are left alone.
+    The subscriber's own choice may take precedence over the record's ``delivery.mode``
+    (:func:`~invoicer.workflows.preferences.apply_preference`).
     """
+    record = apply_preference(ledger, invoice, record)
     plan = route(record)
     states = {}
     if plan.fallback:
@@ -185,6 +189,7 @@ def resend(invoice: Invoice, record: BillingRecord, channel: str, pdf: Callable[
     """
     if channel not in (EMAIL, SMS):
         raise ValueError(f"cannot resend on channel {channel!r}")
+    record = apply_preference(ledger, invoice, record)
     delivery = ledger.deliveries.ensure(invoice.id, channel)
     ident = identifier(channel, record, delivery.attempts, channels)
     if not ledger.deliveries.transition(
