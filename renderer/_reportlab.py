@@ -27,6 +27,13 @@ and ``BaseFont``, a stream's ``content``
 ``ShapedStr``, ``ShapeData`` (pdfbase.ttfonts)  pre-shaped glyph runs with positions
 ``lib.rl_accel.escapePDF``                      escaping a PDF string
 ``PDFDocument._pdfVersion``, ``._ID``           PDF/A-3: version 1.7, a fixed file ID
+``TTFont._asciiReadable``, ``TTFont.State``,    printable ASCII as its own encoding
+``TTFont.state``                                (``ascii_prefix``)
+``TTFontFace.makeSubset``, ``ttfonts.SUBSETN``,  font subsets written as ReportLab does,
+``makeToUnicodeCMap``, ``FF_SYMBOLIC``,         cached (``add_font_objects``)
+``FF_NONSYMBOLIC``, ``PDFTrueTypeFont``
+``Canvas._extgstate``, ``._enforceColorSpace``, cached fill colours (``fill_color``)
+``._fillColorObj``
 ==============================================  =========================================
 
 :func:`verify` checks that each of these still exists (cheap; run once when the fonts
@@ -352,6 +359,16 @@ def _probes() -> dict[str, Callable[[], bool]]:
         "TTFont.State (per-document subsets)": lambda: hasattr(TTFont, "State"),
         "ShapeData(cluster, x_advance, y_advance, x_offset, y_offset, width)":
             lambda: ShapeData(1, 2.0, 3.0, 4.0, 5.0, 6.0).x_offset == 4.0,
+        "TTFontFace.makeSubset, ttfonts.SUBSETN / makeToUnicodeCMap / FF_SYMBOLIC / "
+        "FF_NONSYMBOLIC, pdfdoc.PDFTrueTypeFont":
+            lambda: all(
+                hasattr(ttfonts, n) for n in ("TTFontFace", "SUBSETN", "makeToUnicodeCMap",
+                                              "FF_SYMBOLIC", "FF_NONSYMBOLIC"))
+            and callable(getattr(ttfonts.TTFontFace, "makeSubset", None))
+            and hasattr(pdfdoc, "PDFTrueTypeFont"),
+        "Canvas._extgstate._d, ._enforceColorSpace, ._fillColorObj": lambda: isinstance(
+            probe._extgstate._d, dict) and hasattr(probe, "_enforceColorSpace")
+            and hasattr(probe, "_fillColorObj"),
         "ShapedStr(text, shape data)":
             lambda: ShapedStr("x", [ShapeData(0, 1.0, 0.0, 0.0, 0.0, 1.0)]) == "x",
     }
@@ -379,5 +396,7 @@ def verify_font(font: TTFont) -> None:
                  "descent"):
         if not hasattr(face, name):
             raise ReportLabChanged(f"TTFont.face.{name}")
+    if not isinstance(getattr(font, "_asciiReadable", None), int):
+        raise ReportLabChanged("TTFont._asciiReadable")
     if not callable(getattr(getattr(font, "state", None), "get", None)):
         raise ReportLabChanged("TTFont.state (a mapping of document to subset state)")
