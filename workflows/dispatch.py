@@ -119,6 +119,15 @@ def dispatch(invoice: Invoice, record: BillingRecord, pdf: Fetch, *,
                                          error=plan.fallback)
         states[EMAIL] = "failed_permanent"
     for channel in plan.channels:
+        if channel != PRINT and not channels.paused(channel):
+            # A first dispatch: the row is created already ``sending`` (one write, not
+            # two); None when it exists, which the ordinary path below handles.
+            ident = identifier(channel, record, 0, channels)
+            started = ledger.deliveries.start(invoice.id, channel, message_id=ident)
+            if started is not None:
+                states[channel] = _attempt(channel, started, invoice, record, ident, pdf,
+                                           ledger, channels)
+                continue
         delivery = ledger.deliveries.ensure(invoice.id, channel)
         if channel == PRINT:
             # ``pending`` is the print queue: print batches take paper invoices from it.
