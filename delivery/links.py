@@ -74,6 +74,25 @@ def verify(token: str, secret: bytes, *, now: float | None = None) -> LinkClaims
     return LinkClaims(operator, account, invoice, expires)
 
 
+def tag(secret: bytes, purpose: str, value: str, *, size: int = 10) -> str:
+    """A short MAC of ``value`` for ``purpose``: lowercase base32 of the first ``size``
+    bytes of HMAC-SHA256(secret, purpose NUL value).
+
+    For identifiers that travel where case may not survive (the local part of a VERP
+    return path: some MTAs lowercase it) and where length counts. ``purpose`` keeps a
+    tag made for one use from being valid for another.
+    """
+    mac = hmac.new(secret, f"{purpose}\0{value}".encode(), hashlib.sha256).digest()[:size]
+    return base64.b32encode(mac).decode("ascii").rstrip("=").lower()
+
+
+def check_tag(secret: bytes, purpose: str, value: str, candidate: str, *,
+              size: int = 10) -> bool:
+    """Whether ``candidate`` is :func:`tag` of ``value`` (constant time, any case)."""
+    return hmac.compare_digest(tag(secret, purpose, value, size=size),
+                               candidate.lower().encode("ascii", "replace").decode())
+
+
 def invoice_link(base_url: str, operator: str, account: str, invoice: str, secret: bytes,
                  *, ttl: int = EMAIL_LINK_TTL, now: float | None = None) -> str:
     """``{base_url}/invoices/{token}.pdf``, valid ``ttl`` seconds from ``now``."""

@@ -8,8 +8,9 @@ once, for the stores to share.
 
 Which store owns which table: ``invoices`` and ``payment_events``
 (:mod:`ledger.invoices`); ``runs``, ``run_chunks``, ``rejects`` and ``run_counters``
-(:mod:`ledger.runs`); ``deliveries`` and ``suppressions`` (:mod:`ledger.deliveries`); ``print_batches`` and
-``print_batch_items`` (:mod:`ledger.print_batches`); ``api_keys`` (:mod:`ledger.api_keys`);
+(:mod:`ledger.runs`); ``deliveries`` and ``suppressions`` (:mod:`ledger.deliveries`);
+``print_batches`` and ``print_batch_items`` (:mod:`ledger.print_batches`);
+``api_keys`` (:mod:`ledger.api_keys`);
 ``sms_codes``, ``rate_limits`` and ``second_copies`` (:mod:`ledger.access`).
 """
 
