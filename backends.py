@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from invoicer.delivery.archive import Archive, archive_from_url
+from invoicer.delivery.bounces import Verp
 from invoicer.delivery.email import Mailer, mailer_from_url
 from invoicer.delivery.links import local_secret
 from invoicer.delivery.retry import Backoff, retry
@@ -22,17 +23,20 @@ from invoicer.pipeline import Services
 from invoicer.runs.broker import Broker
 from invoicer.settings import Settings
 from invoicer.workflows.dispatch import Channels
+from invoicer.workflows.fallback import Policy
 
 __all__ = [
     "INLINE_BACKOFF",
     "archive",
     "broker",
     "channels",
+    "fallback_policy",
     "ledger",
     "link_secret",
     "mailer",
     "services",
     "sms_gateway",
+    "verp",
 ]
 
 #: In-line retries of a delivery: a few quick tries (a 4xx, a blip); a longer outage is
@@ -78,14 +82,29 @@ def link_secret(settings: Settings) -> bytes:
     return local_secret(LOCAL_LINK_SECRET)
 
 
+def verp(settings: Settings) -> Verp | None:
+    """Return paths per delivery, when ``INVOICER_BOUNCE_DOMAIN`` is set (signed with
+    the links' secret)."""
+    if not settings.bounce_domain:
+        return None
+    return Verp(link_secret(settings), settings.bounce_domain, settings.bounce_local)
+
+
+def fallback_policy(settings: Settings) -> Policy:
+    """``INVOICER_FALLBACK`` and ``INVOICER_FALLBACK_OPERATORS``."""
+    return Policy.parse(settings.fallback, settings.fallback_operators)
+
+
 def channels(settings: Settings) -> Channels:
-    """What dispatch sends with: the mailer, the SMS gateway, links, retries."""
+    """What dispatch sends with: the mailer, the SMS gateway, links, retries, return
+    paths and the fallback policy."""
     return Channels(
         mailer=mailer(settings), sms=sms_gateway(settings),
         public_url=settings.public_url, link_secret=link_secret(settings),
         sender=settings.mail_from,
         max_attachment=int(settings.max_attachment_mb * 1024 * 1024),
-        retry=lambda call: retry(call, backoff=INLINE_BACKOFF))
+        retry=lambda call: retry(call, backoff=INLINE_BACKOFF),
+        verp=verp(settings), fallback=fallback_policy(settings))
 
 
 def services(settings: Settings, *, deliver: bool = True) -> Services:

@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Query parameters whose values are secrets wherever they appear in a URL.
 _SECRET_PARAMS = re.compile(r"(pass|secret|token|key|signature|credential)", re.I)
-_SECRET_FIELDS = frozenset({"link_secret", "sms_token"})
+_SECRET_FIELDS = frozenset({"link_secret", "sms_token", "callback_token"})
 
 
 class Settings(BaseSettings):
@@ -43,6 +43,26 @@ class Settings(BaseSettings):
     link_secret: str = ""
     """Secret for signed links; empty: one is made and kept in ``var/link-secret``
     (every machine of a deployment must share one: set it)."""
+    bounce_domain: str = ""
+    """The domain bounces come back to: every e-mail's envelope sender is then
+    ``bounces+<signed delivery id>@<bounce_domain>`` (VERP). Empty: the From address
+    (and bounces are not read)."""
+    bounce_local: str = "bounces"
+    """The local part of return paths (``<bounce_local>+...@<bounce_domain>``)."""
+    bounce_listen: str = "127.0.0.1:2525"
+    """Where ``invoicer bounces serve`` listens (``host:port``)."""
+    bounce_imap_url: str = ""
+    """The mailbox ``invoicer bounces fetch`` reads: ``imap://user:pass@host/INBOX`` or
+    ``imaps://...``."""
+    callback_token: str = ""
+    """The bearer token e-mail providers and the SMS gateway present on the callback
+    endpoints (``/v1/callbacks/...``); empty: the endpoints are off. At least 32
+    characters."""
+    fallback: str = "sms,print"
+    """What a bounced or failed e-mail becomes, in order: ``sms,print`` (default),
+    ``print``, ``sms``, or ``none``."""
+    fallback_operators: dict[str, str] = {}
+    """Per operator, as JSON: ``{"oi": "print", "tim": "none"}``."""
     max_attachment_mb: float = 10
     """Larger PDFs are sent as a link instead of an attachment."""
     workers: int = 0

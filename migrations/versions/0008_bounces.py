@@ -52,7 +52,8 @@ def upgrade() -> None:
                                  ["replaces_id"], ["id"])
         batch.create_unique_constraint("uq_deliveries_replaces_id", ["replaces_id"])
         batch.drop_constraint(op.f("ck_deliveries_state"), type_="check")
-        batch.create_check_constraint(op.f("ck_deliveries_state"), sa.text(f"state IN ({_NEW_STATES})"))
+        batch.create_check_constraint(op.f("ck_deliveries_state"),
+                                      sa.text(f"state IN ({_NEW_STATES})"))
     op.create_table(
         "suppressions",
         sa.Column("operator_id", sa.String(64), nullable=False),
@@ -74,7 +75,8 @@ def downgrade() -> None:
     op.execute("UPDATE deliveries SET state = 'failed_permanent' WHERE state = 'bounced'")
     with op.batch_alter_table("deliveries") as batch:
         batch.drop_constraint(op.f("ck_deliveries_state"), type_="check")
-        batch.create_check_constraint(op.f("ck_deliveries_state"), sa.text(f"state IN ({_OLD_STATES})"))
+        batch.create_check_constraint(op.f("ck_deliveries_state"),
+                                      sa.text(f"state IN ({_OLD_STATES})"))
         batch.drop_constraint("uq_deliveries_replaces_id", type_="unique")
         batch.drop_constraint("fk_deliveries_replaces_id_deliveries", type_="foreignkey")
         for column in ("owner", "reported_at", "report_status", "reference", "recipient",
