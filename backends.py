@@ -22,6 +22,7 @@ from invoicer.ledger import Ledger
 from invoicer.pipeline import Services
 from invoicer.runs.broker import Broker
 from invoicer.settings import Settings
+from invoicer.workflows.bounces import Intake
 from invoicer.workflows.dispatch import Channels
 from invoicer.workflows.fallback import Policy
 
@@ -31,6 +32,7 @@ __all__ = [
     "broker",
     "channels",
     "fallback_policy",
+    "intake",
     "ledger",
     "link_secret",
     "mailer",
@@ -105,6 +107,14 @@ def channels(settings: Settings) -> Channels:
         max_attachment=int(settings.max_attachment_mb * 1024 * 1024),
         retry=lambda call: retry(call, backoff=INLINE_BACKOFF),
         verp=verp(settings), fallback=fallback_policy(settings))
+
+
+def intake(settings: Settings, *, ledger: Ledger | None = None, send: bool = True) -> Intake:
+    """What recording bounces, complaints and receipts needs (``invoicer bounces``, the
+    API's callbacks); ``send``: with the channels, so a fallback SMS goes at once."""
+    return Intake(ledger=ledger or globals()["ledger"](settings), archive=archive(settings),
+                  verp=verp(settings), policy=fallback_policy(settings),
+                  channels=channels(settings) if send else None)
 
 
 def services(settings: Settings, *, deliver: bool = True) -> Services:
