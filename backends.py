@@ -109,12 +109,24 @@ def channels(settings: Settings) -> Channels:
         verp=verp(settings), fallback=fallback_policy(settings))
 
 
-def intake(settings: Settings, *, ledger: Ledger | None = None, send: bool = True) -> Intake:
+def intake(settings: Settings, *, ledger: Ledger | None = None,
+           archive: Archive | None = None, sms: SmsGateway | None = None,
+           link_secret: bytes | None = None) -> Intake:
     """What recording bounces, complaints and receipts needs (``invoicer bounces``, the
-    API's callbacks); ``send``: with the channels, so a fallback SMS goes at once."""
-    return Intake(ledger=ledger or globals()["ledger"](settings), archive=archive(settings),
-                  verp=verp(settings), policy=fallback_policy(settings),
-                  channels=channels(settings) if send else None)
+    API's callbacks), with the channels a fallback SMS goes out on at once. Given ``sms``
+    (the API's gateway), the channels hold no mailer: a fallback is never an e-mail."""
+    ledger = ledger or globals()["ledger"](settings)
+    archive = archive or globals()["archive"](settings)
+    if sms is None:
+        sending = channels(settings)
+    else:
+        secret = link_secret or globals()["link_secret"](settings)
+        sending = Channels(mailer=None, sms=sms, public_url=settings.public_url,
+                           link_secret=secret, sender=settings.mail_from,
+                           retry=lambda call: retry(call, backoff=INLINE_BACKOFF),
+                           verp=verp(settings), fallback=fallback_policy(settings))
+    return Intake(ledger=ledger, archive=archive, verp=verp(settings),
+                  policy=fallback_policy(settings), channels=sending)
 
 
 def services(settings: Settings, *, deliver: bool = True) -> Services:

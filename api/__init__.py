@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from invoicer import backends
-from invoicer.api import billing, operations, print_shop, problems, subscriber, web
+from invoicer.api import billing, callbacks, operations, print_shop, problems, subscriber, web
 from invoicer.api.access import AccessLimits, AccessService
 from invoicer.api.billrun import BillRunQueue, queue_from_settings
 from invoicer.delivery.archive import Archive
@@ -57,6 +57,7 @@ def build_app(lifespan: Any = None) -> FastAPI:
     app.include_router(subscriber.document_router)
     app.include_router(billing.router)
     app.include_router(operations.router)
+    app.include_router(callbacks.router)
     app.include_router(web.router)
     return app
 
@@ -95,4 +96,8 @@ def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None
     app.state.settings = settings
     app.state.access = AccessService(the_ledger, the_sms, secret, limits=limits)
     app.state.bill_runs = queue
+    # Callbacks: a fallback SMS goes out from here at once; the API holds no mailer
+    # (a fallback is never an e-mail).
+    app.state.intake = backends.intake(settings, ledger=the_ledger, archive=the_archive,
+                                       sms=the_sms, link_secret=secret)
     return app

@@ -15,34 +15,79 @@ from invoicer.cli.common import (
     out,
 )
 
+#: How each state reads in the listings.
+WORDS = {"pending": "queued", "sending": "being sent", "sent": "sent",
+         "failed_permanent": "failed", "unknown": "outcome unknown", "bounced": "bounced"}
+
+
+def _state(d) -> str:
+    word = WORDS.get(d.state, d.state)
+    if d.channel == "print" and d.state == "pending":
+        word = "queued for printing"
+    return word + (f" ({d.report_status})" if d.report_status else "")
+
 
 @app.command()
 def deliveries(
     state: Annotated[list[str] | None, typer.Option(
         help="States to list.",
-        show_default="failed_permanent, unknown, and sending untouched for --stale "
-                     "minutes")] = None,
+        show_default="failed, bounced, outcome unknown, queued e-mails and SMS, and "
+                     "sending untouched for --stale minutes")] = None,
     stale: Annotated[int, typer.Option(help="Minutes after which 'sending' is stale.")] = 30,
     limit: Annotated[int, typer.Option(min=1)] = 200,
+    invoice: Annotated[str | None, typer.Option(
+        help="Every delivery of this invoice number, fallbacks included.")] = None,
+    operator: Annotated[str | None, typer.Option(
+        help="Operator id (with --invoice, when the number exists at several).")] = None,
 ) -> None:
-    """List deliveries that need a person: failed, outcome unknown, stuck in sending."""
+    """List deliveries that are not done or need a person, with why and since when; or
+    every delivery of one invoice (--invoice), each fallback beside what it replaces."""
     from datetime import timedelta
 
     ledger = migrated_ledger()
-    if state:
-        rows = ledger.reports.deliveries(state, limit=limit)
-    else:
-        rows = ledger.reports.needing_attention(timedelta(minutes=stale), limit=limit)
-    ledger.close()
-    table = Table(title="Deliveries needing attention", title_justify="left")
-    for name in ("invoice", "operator", "channel", "state", "attempts", "updated"):
+    try:
+        if invoice is not None:
+            _invoice_chain(ledger, invoice, operator)
+            return
+        if state:
+            rows = ledger.reports.deliveries(state, limit=limit)
+        else:
+            rows = ledger.reports.needing_attention(timedelta(minutes=stale), limit=limit)
+        replaced = ledger.reports.replacements(d.id for d, _ in rows)
+    finally:
+        ledger.close()
+    table = Table(title="Deliveries not done or needing attention", title_justify="left")
+    for name in ("id", "invoice", "operator", "channel", "state", "attempts", "since"):
         table.add_column(name, overflow="fold")
-    table.add_column("last error", overflow="fold")
+    table.add_column("why", overflow="fold")
+    table.add_column("fell back to", overflow="fold")
     for d, inv in rows:
-        table.add_row(Text(inv.number), Text(inv.operator_id), d.channel, d.state,
-                      str(d.attempts), f"{d.updated_at:%Y-%m-%d %H:%M}",
-                      Text(d.last_error or ""))
+        fb = replaced.get(d.id)
+        table.add_row(str(d.id), Text(inv.number), Text(inv.operator_id), d.channel,
+                      _state(d), str(d.attempts), f"{d.updated_at:%Y-%m-%d %H:%M}",
+                      Text(d.last_error or ""),
+                      f"{fb.channel} #{fb.id}: {_state(fb)}" if fb else "")
     out.print(table if rows else Text("nothing needs attention"))
+
+
+def _invoice_chain(ledger, number: str, operator: str | None) -> None:
+    found = ledger.invoices.find(number, operator)
+    if len(found) != 1:
+        console.print(Text(f"{len(found)} invoices numbered {number}"
+                           + (": give --operator" if found else ""), style="red"))
+        raise typer.Exit(2)
+    inv = found[0]
+    rows = ledger.reports.invoice_deliveries(inv.id)
+    table = Table(title=f"Deliveries of invoice {inv.number} ({inv.operator_id})",
+                  title_justify="left")
+    for name in ("id", "channel", "state", "attempts", "since", "replaces"):
+        table.add_column(name, overflow="fold")
+    table.add_column("why", overflow="fold")
+    for d in rows:
+        table.add_row(str(d.id), d.channel, _state(d), str(d.attempts),
+                      f"{d.updated_at:%Y-%m-%d %H:%M}",
+                      f"#{d.replaces_id}" if d.replaces_id else "", Text(d.last_error or ""))
+    out.print(table if rows else Text("no deliveries yet"))
 
 
 @app.command()
