@@ -123,10 +123,14 @@ def dispatch(invoice: Invoice, record: BillingRecord, pdf: Callable[[], bytes], 
             continue
         states[channel] = _send(channel, delivery, invoice, record, pdf, ledger, channels)
     if any(s in ("failed_permanent", "bounced") for s in states.values()):
-        # Where the fallbacks stand (made now, or by an earlier dispatch).
+        # Where the fallbacks stand (made now, or earlier); a fallback SMS left queued
+        # (the gateway was down) goes now, as any queued channel does.
         for d in ledger.deliveries.for_invoice(invoice.id):
-            if d.replaces_id is not None:
-                states.setdefault(d.channel, d.state)
+            if d.replaces_id is None or d.channel in states:
+                continue
+            states[d.channel] = d.state
+            if d.channel == SMS and d.state in ("pending", "sending"):
+                states[d.channel] = _send(SMS, d, invoice, record, pdf, ledger, channels)
     return states
 
 
