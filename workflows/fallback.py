@@ -11,8 +11,9 @@ the next step a new delivery row that names the one it replaces. The ledger make
 exactly once (one replacement per delivery, one delivery per channel per invoice),
 however many copies of a bounce arrive at once. A step is skipped when it cannot
 reach the subscriber (no phone for SMS) or its channel already failed for this
-invoice; when the invoice already goes out on that channel (a paper copy queued, an SMS
-sent) the subscriber is reached and the chain stops. An SMS notice that went *with* an
+invoice; when the invoice already goes out on a channel the policy names (a paper copy
+queued for a subscriber who asked for both, an SMS notice with the payment line sent)
+the subscriber is reached and nothing is added. An SMS notice that went *with* an
 e-mail is a companion, not the invoice: its failure changes nothing.
 """
 
@@ -84,14 +85,13 @@ def fall_back(ledger: Ledger, failed: Delivery, policy: Policy) -> Delivery | No
            f"{'bounced' if failed.state == 'bounced' else 'failed'}"
            + (f" ({failed.report_status})" if failed.report_status else "")
            + (f": {failed.last_error}" if failed.last_error else ""))[:500]
+    if any(others[c].state not in _DEAD for c in chain[start:] if c in others):
+        return None  # it already goes out a way the policy names: the subscriber is reached
     for channel in chain[start:]:
         if channel == "sms" and not invoice.phone:
             continue
-        had = others.get(channel)
-        if had is not None:
-            if had.state in _DEAD:
-                continue  # that way failed too: try the next
-            return None  # the invoice already goes out that way: the subscriber is reached
+        if channel in others:
+            continue  # that way failed too: try the next
         made = ledger.deliveries.fall_back(failed, channel, why)
         if made is not None:
             log.info("delivery %s of invoice %s: fell back to %s (delivery %s)",
