@@ -32,7 +32,8 @@ def deliveries(
     state: Annotated[list[str] | None, typer.Option(
         help="States to list.",
         show_default="failed, bounced, outcome unknown, queued e-mails and SMS, and "
-                     "sending untouched for --stale minutes")] = None,
+                     "sending untouched for --stale minutes or held by a process that "
+                     "is not alive on this machine")] = None,
     stale: Annotated[int, typer.Option(help="Minutes after which 'sending' is stale.")] = 30,
     limit: Annotated[int, typer.Option(min=1)] = 200,
     invoice: Annotated[str | None, typer.Option(
@@ -53,6 +54,7 @@ def deliveries(
             rows = ledger.reports.deliveries(state, limit=limit)
         else:
             rows = ledger.reports.needing_attention(timedelta(minutes=stale), limit=limit)
+            rows += _held_elsewhere(ledger, {d.id for d, _ in rows}, limit)
         replaced = ledger.reports.replacements(d.id for d, _ in rows)
     finally:
         ledger.close()
@@ -65,9 +67,28 @@ def deliveries(
         fb = replaced.get(d.id)
         table.add_row(str(d.id), Text(inv.number), Text(inv.operator_id), d.channel,
                       _state(d), str(d.attempts), f"{d.updated_at:%Y-%m-%d %H:%M}",
-                      Text(d.last_error or ""),
-                      f"{fb.channel} #{fb.id}: {_state(fb)}" if fb else "")
+                      Text(_why(d)), f"{fb.channel} #{fb.id}: {_state(fb)}" if fb else "")
     out.print(table if rows else Text("nothing needs attention"))
+
+
+def _held_elsewhere(ledger, listed: set[int], limit: int) -> list:
+    """``sending`` rows, however fresh, whose sender is not a live process of this
+    machine: killed (the next run of the file finishes it) or on another machine."""
+    from invoicer.workflows import owner
+
+    return [(d, inv) for d, inv in ledger.reports.deliveries(["sending"], limit=limit)
+            if d.id not in listed and d.owner and owner.alive(d.owner) is not True]
+
+
+def _why(d) -> str:
+    if d.state == "sending" and d.owner:
+        from invoicer.workflows import owner
+
+        alive = owner.alive(d.owner)
+        held = {True: "a live process", False: "a process that is gone (the next run of "
+                "the file finishes it)", None: "a process this machine cannot see"}[alive]
+        return f"held by {held}: {d.owner}" + (f"; {d.last_error}" if d.last_error else "")
+    return d.last_error or ""
 
 
 def _invoice_chain(ledger, number: str, operator: str | None) -> None:
@@ -86,7 +107,7 @@ def _invoice_chain(ledger, number: str, operator: str | None) -> None:
     for d in rows:
         table.add_row(str(d.id), d.channel, _state(d), str(d.attempts),
                       f"{d.updated_at:%Y-%m-%d %H:%M}",
-                      f"#{d.replaces_id}" if d.replaces_id else "", Text(d.last_error or ""))
+                      f"#{d.replaces_id}" if d.replaces_id else "", Text(_why(d)))
     out.print(table if rows else Text("no deliveries yet"))
 
 
