@@ -31,13 +31,20 @@ COUNT = 10
 
 
 class SlowHandler:
-    """Takes every message, 0.15 s after its data arrived."""
+    """Takes every message, slowly: 0.2 s to accept a recipient (before the hand-off: a
+    kill there leaves a delivery never handed over), 0.1 s after the data (after it: a
+    kill there leaves one that may have been delivered)."""
 
     def __init__(self) -> None:
         self.received: list[str] = []
 
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        await asyncio.sleep(0.2)
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
     async def handle_DATA(self, server, session, envelope):
-        await asyncio.sleep(0.15)
+        await asyncio.sleep(0.1)
         self.received.extend(envelope.rcpt_tos)
         return "250 2.0.0 Ok"
 
@@ -126,6 +133,11 @@ def test_random_sigkills_never_send_twice_and_the_next_run_finishes(tmp_path, pe
             assert got == 1 if state == "sent" else got <= 1, (number, got, note)
     assert all(n == 1 for n in mailed.values()), note
     assert len(texted) == sum(1 for _, c, s, _ in rows if c == "sms" and s == "sent"), note
+    with sqlite3.connect(tmp_path / "ledger.db") as db:
+        taken_back = db.execute("select count(*) from deliveries where last_error like "
+                                "'%killed before handing it over%'").fetchone()[0]
+    print(f"kill test: seed {seed}, {kills} kills, {dict(states)}, {taken_back} taken back "
+          f"from a killed sender, exit {final.returncode}")
     if states["unknown"]:
         # Maybe delivered, maybe not: a person decides; the run does not say done.
         assert final.returncode == 75, note
