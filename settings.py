@@ -12,6 +12,7 @@ from functools import cache
 from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Query parameters whose values are secrets wherever they appear in a URL.
@@ -104,6 +105,23 @@ class Settings(BaseSettings):
     print_seal_every: int = 86_400
     """Seconds between two Celery beat closes of every open print batch, full or not:
     the schedule on which paper invoices go to the print shop at the latest (0: never)."""
+
+    @field_validator("callback_token")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        # A guessable token would let anyone mark deliveries bounced and make SMS go.
+        if value and len(value) < 32:
+            raise ValueError("INVOICER_CALLBACK_TOKEN must be at least 32 characters")
+        return value
+
+    @field_validator("fallback")
+    @classmethod
+    def _a_policy(cls, value: str) -> str:
+        steps = [s.strip().lower() for s in value.split(",") if s.strip()]
+        if steps != ["none"] and (not steps or any(s not in ("sms", "print") for s in steps)
+                                  or len(set(steps)) != len(steps)):
+            raise ValueError("INVOICER_FALLBACK is 'sms,print', 'print', 'sms' or 'none'")
+        return value
 
     def effective_stale_after(self) -> int:
         # Past the hard time limit the task that owned a chunk is certainly dead (the

@@ -36,7 +36,7 @@ _DEAD = frozenset({"failed_permanent", "bounced"})
 
 
 def _steps(text: str) -> tuple[str, ...]:
-    steps = tuple(s.strip().lower() for s in text.replace(">", ",").split(",") if s.strip())
+    steps = tuple(s.strip().lower() for s in text.split(",") if s.strip())
     if steps == ("none",):
         return ()
     bad = [s for s in steps if s not in _STEPS]
