@@ -56,6 +56,7 @@ def deliveries(
             rows = ledger.reports.needing_attention(timedelta(minutes=stale), limit=limit)
             rows += _held_elsewhere(ledger, {d.id for d, _ in rows}, limit)
         replaced = ledger.reports.replacements(d.id for d, _ in rows)
+        onward = {d.id: _onward(ledger, d, replaced.get(d.id)) for d, _ in rows}
     finally:
         ledger.close()
     table = Table(title="Deliveries not done or needing attention", title_justify="left")
@@ -64,11 +65,23 @@ def deliveries(
     table.add_column("why", overflow="fold")
     table.add_column("fell back to", overflow="fold")
     for d, inv in rows:
-        fb = replaced.get(d.id)
         table.add_row(str(d.id), Text(inv.number), Text(inv.operator_id), d.channel,
                       _state(d), str(d.attempts), f"{d.updated_at:%Y-%m-%d %H:%M}",
-                      Text(_why(d)), f"{fb.channel} #{fb.id}: {_state(fb)}" if fb else "")
+                      Text(_why(d)), onward[d.id])
     out.print(table if rows else Text("nothing needs attention"))
+
+
+def _onward(ledger, d, fallback) -> str:
+    """Where a failed or bounced delivery's invoice went instead: its fallback, or the
+    channel that already carried it (a subscriber who chose paper and e-mail)."""
+    if fallback is not None:
+        return f"{fallback.channel} #{fallback.id}: {_state(fallback)}"
+    if d.state not in ("bounced", "failed_permanent") or d.channel != "email":
+        return ""
+    also = [o for o in ledger.deliveries.for_invoice(d.invoice_id)
+            if o.id != d.id and o.channel != "email"
+            and o.state not in ("bounced", "failed_permanent")]
+    return "; ".join(f"already on {o.channel} #{o.id}: {_state(o)}" for o in also)
 
 
 def _held_elsewhere(ledger, listed: set[int], limit: int) -> list:

@@ -136,6 +136,8 @@ def test_every_subscriber_is_reached_once_per_channel(tmp_path, sms_gateway_serv
         ledger = Ledger.from_url(f"sqlite:///{db}")
         # The receiver records each DSN before answering 250: all are in the ledger now.
         printing.close(ledger, FileArchive(tmp_path / "archive"), "oi")
+        listed = subprocess.run([*cli, "deliveries"], env={**env, "COLUMNS": "250"},
+                                cwd=tmp_path, capture_output=True, text=True, timeout=60)
         shown = subprocess.run([*cli, "deliveries", "--invoice", "E2E-004"],
                                env={**env, "COLUMNS": "250"},
                                cwd=tmp_path, capture_output=True, text=True, timeout=60)
@@ -175,4 +177,9 @@ def test_every_subscriber_is_reached_once_per_channel(tmp_path, sms_gateway_serv
     text = " ".join(shown.stdout.split())
     # (The print row is in a closed batch now: handed to the print shop.)
     assert "bounced (5.1.1)" in text and "failed" in text and "being sent" in text, text
+    # The default listing: every bounce, with the fallback that replaced it.
+    bounced = [line for line in listed.stdout.splitlines() if "bounced (5.1.1)" in line]
+    assert len(bounced) == len(DEAD), listed.stdout
+    assert all(" sms #" in line or " print #" in line for line in bounced), listed.stdout
+    assert "already on print" in next(line for line in bounced if "E2E-006" in line)
     ledger.close()

@@ -219,3 +219,22 @@ def test_callbacks_are_off_without_a_token(sqlite_led, tmp_path):
         # An empty token configured must never match an empty Authorization.
         got = http.post("/v1/callbacks/sms-receipts", json={}, auth=("gateway", ""))
     assert got.status_code == 404
+
+
+def test_operations_see_the_bounce_and_where_it_fell_back(world, api):
+    from invoicer.api.keys import create_key
+
+    inv = world.issue("H-3")
+    world.gateway.refuse = {"+5521987654321"}
+    take_report(parse_report(dsn(world.mailer.sent[0].sender)), world.intake)
+    key = create_key(world.ledger, role="operations", operators=["oi"], name="NOC").token
+    got = api.get("/v1/operations/deliveries", headers={"Authorization": f"Bearer {key}"})
+    assert got.status_code == 200, got.text
+    rows = {d["channel"]: d for d in got.json()["deliveries"] if d["invoice"] == inv.number}
+    assert rows["email"]["state"] == "bounced" and rows["email"]["report_status"] == "5.1.1"
+    assert rows["email"]["fell_back_to"]["channel"] == "sms"
+    assert rows["sms"]["state"] == "failed_permanent"
+    assert rows["sms"]["replaces"] == rows["email"]["id"]
+    assert rows["sms"]["fell_back_to"] == {"id": rows["sms"]["fell_back_to"]["id"],
+                                           "channel": "print", "state": "pending"}
+    assert "print" not in rows  # paper waiting for its batch is normal
