@@ -190,3 +190,24 @@ def test_a_delivery_held_elsewhere_is_left_alone_and_the_run_says_so(tmp_path, p
                                text=True, timeout=300)
         assert again.returncode == 0, again.stdout
         assert smtp.received.count("sub3@example.com") == 1
+
+
+def test_a_dead_smtp_server_is_not_done_the_run_says_so_and_deliveries_lists_why(
+        tmp_path, peers):
+    smtp, port, gateway = peers
+    src = _source(tmp_path, 3)
+    env = _env(tmp_path, SmtpServer().port, gateway.url)  # nothing listens there
+    run = subprocess.run([sys.executable, "-m", "invoicer", "run", str(src)], env=env,
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 75, run.stdout + run.stderr
+    assert "3 e-mails and SMS still wait" in " ".join(run.stdout.split()), run.stdout
+    listed = subprocess.run([sys.executable, "-m", "invoicer", "deliveries"], env=env,
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    queued = [line for line in listed.stdout.splitlines() if " queued " in line]
+    assert len(queued) == 3 and all("email" in line for line in queued), listed.stdout
+    # The server is back: the same file again sends them, once, and says done.
+    again = subprocess.run([sys.executable, "-m", "invoicer", "run", str(src)],
+                           env=_env(tmp_path, port, gateway.url), cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout
+    assert sorted(smtp.received) == [f"sub{n}@example.com" for n in range(3)]
