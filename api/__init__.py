@@ -18,13 +18,26 @@ from typing import Any
 from fastapi import FastAPI
 
 from invoicer import backends
-from invoicer.api import billing, callbacks, operations, print_shop, problems, subscriber, web
+from invoicer.api import (
+    billing,
+    callbacks,
+    operations,
+    preferences,
+    print_shop,
+    problems,
+    self_service,
+    subscriber,
+    web,
+    web_preferences,
+)
 from invoicer.api.access import AccessLimits, AccessService
 from invoicer.api.billrun import BillRunQueue, queue_from_settings
 from invoicer.delivery.archive import Archive
+from invoicer.delivery.email import Mailer
 from invoicer.delivery.sms import SmsGateway
 from invoicer.ledger import Ledger
 from invoicer.settings import Settings, get_settings
+from invoicer.workflows.preferences import ConfirmationMail, confirmation_key
 
 __all__ = ["API_VERSION", "build_app", "create_app"]
 
@@ -54,18 +67,22 @@ def build_app(lifespan: Any = None) -> FastAPI:
     problems.install(app)
     app.include_router(print_shop.router)
     app.include_router(subscriber.router)
+    app.include_router(self_service.router)
+    app.include_router(preferences.router)
     app.include_router(subscriber.document_router)
     app.include_router(billing.router)
     app.include_router(operations.router)
     app.include_router(callbacks.router)
     app.include_router(web.router)
+    app.include_router(web_preferences.router)
     return app
 
 
 def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None,
                archive: Archive | None = None, sms: SmsGateway | None = None,
                link_secret: bytes | None = None, limits: AccessLimits | None = None,
-               bill_runs: BillRunQueue | None = None) -> FastAPI:
+               bill_runs: BillRunQueue | None = None, mailer: Mailer | None = None
+               ) -> FastAPI:
     """The API application.
 
     ``ledger``, ``archive`` and ``sms`` default to the ones ``settings`` (default: the
@@ -82,6 +99,8 @@ def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None
     the_archive = archive or backends.archive(settings)
     secret = link_secret or backends.link_secret(settings)
     the_sms = sms or backends.sms_gateway(settings)
+    # The mailer sends subscribers' address confirmations (workflows.preferences).
+    the_mailer = mailer or backends.mailer(settings)
     queue = bill_runs or queue_from_settings(settings, the_ledger, Path("var") / "bill-runs")
 
     @asynccontextmanager
@@ -89,12 +108,17 @@ def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None
         yield
         if owned:
             the_ledger.close()
+        if mailer is None:
+            the_mailer.close()
 
     app = build_app(lifespan)
     app.state.ledger = the_ledger
     app.state.archive = the_archive
     app.state.settings = settings
-    app.state.access = AccessService(the_ledger, the_sms, secret, limits=limits)
+    app.state.access = AccessService(the_ledger, the_sms, secret, limits=limits,
+                                     archive=the_archive)
+    app.state.confirmations = ConfirmationMail(the_mailer, settings.mail_from,
+                                               settings.public_url, confirmation_key(secret))
     app.state.bill_runs = queue
     # Callbacks: a fallback SMS goes out from here at once; the API holds no mailer
     # (a fallback is never an e-mail).

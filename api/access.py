@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import re
 import secrets
@@ -32,10 +33,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from invoicer.delivery import links
+from invoicer.delivery.archive import Archive
 from invoicer.delivery.errors import DeliveryError
 from invoicer.delivery.links import InvalidLinkError, LinkClaims
 from invoicer.delivery.sms import SmsGateway, render_access_code
 from invoicer.ledger import Invoice, Ledger
+from invoicer.operator_settings import operator_settings
+from invoicer.workflows.second_copy import canonical_key
 
 __all__ = ["AccessLimits", "AccessService", "Grant", "RateLimited"]
 
@@ -56,6 +60,9 @@ class AccessLimits:
     codes_per_client: int = 30
     tries_per_phone: int = 10
     tries_per_client: int = 60
+    #: e-invoice/paper choices per account and window: each electronic one sends an
+    #: e-mail to an address the caller picks, so it is bounded like the SMS codes.
+    choices_per_account: int = 5
 
 
 class RateLimited(Exception):
@@ -86,8 +93,10 @@ class AccessService:
 
     def __init__(self, ledger: Ledger, sms: SmsGateway | None, secret: bytes, *,
                  limits: AccessLimits | None = None,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None,
+                 archive: Archive | None = None) -> None:
         self.ledger = ledger
+        self.archive = archive  # for the operator's name in the SMS (its record)
         self.store = ledger.access
         self.sms = sms
         self.limits = limits or AccessLimits()
@@ -148,6 +157,11 @@ class AccessService:
             seconds = int(self.limits.window.total_seconds())
             raise RateLimited(seconds - int(self.now()) % seconds)
 
+    def admit_choice(self, operator: str, account: str, client: str) -> None:
+        """Count an e-invoice/paper choice; ``RateLimited`` beyond the limits."""
+        self._check((f"choice-account:{operator}:{account}", self.limits.choices_per_account),
+                    (f"code-client:{client}", self.limits.codes_per_client))
+
     # ---------------------------------------------------------------- SMS codes
 
     def _hash(self, salt: str, phone: str, code: str) -> str:
@@ -177,7 +191,8 @@ class AccessService:
                                   code_hash=self._hash(salt, phone, code),
                                   ttl=self.limits.code_ttl)
         minutes = int(self.limits.code_ttl.total_seconds() // 60)
-        text = render_access_code(invoice.operator_id, invoice.locale, code, minutes)
+        text = render_access_code(invoice.operator_id, invoice.locale, code, minutes,
+                                  name=self._operator_name(invoice))
         try:
             self.sms.send(phone, text.text, reference=f"access-code-{row.id}")
         except DeliveryError as exc:
@@ -185,6 +200,19 @@ class AccessService:
                         invoice.operator_id, exc)
             return False
         return True
+
+    def _operator_name(self, invoice: Invoice) -> str | None:
+        """The name the SMS opens with when ``operators.toml`` has none: the operator's
+        setting, else the name on its latest invoice (never its bare id)."""
+        name = operator_settings(invoice.operator_id).name
+        if name or self.archive is None or not invoice.archive_key:
+            return name
+        try:
+            record = json.loads(self.archive.get(canonical_key(invoice)))
+            return str(record["operator"]["name"])
+        except (DeliveryError, ValueError, KeyError, TypeError) as exc:
+            log.warning("operator name of %s unavailable: %s", invoice.operator_id, exc)
+            return None
 
     def redeem(self, phone: str, code: str, client: str) -> tuple[str, int, Grant] | None:
         """A session for the right, live code of ``phone``; ``None`` otherwise (no code,

@@ -6,7 +6,7 @@ an invoice link from an e-mail. Documents are fetched through signed links only:
 
     POST /v1/subscriber/sms-code             {"phone"}          a code by SMS (202, always)
     POST /v1/subscriber/session              {"phone", "code"}  -> a session token (15 min)
-    GET  /v1/subscriber/invoices             the account's last 13 invoices, with links
+    GET  /v1/subscriber/invoices             the account's last invoices (Oi: 13), with links
     POST /v1/subscriber/invoices/{n}/second-copy   the second copy of one of them
     GET  /invoices/{token}.pdf               an invoice (the link in e-mails)
     GET  /invoices/{token}/second-copy.pdf   its second copy, once issued
@@ -34,12 +34,13 @@ from invoicer.billing.fields import IDENTIFIER_PATTERN
 from invoicer.delivery.archive import Archive
 from invoicer.delivery.errors import ArchiveNotFoundError
 from invoicer.ledger import Invoice, Ledger
+from invoicer.operator_settings import DEFAULT_HISTORY, operator_settings
 from invoicer.workflows.second_copy import issue_second_copy
 
-__all__ = ["document_router", "history", "router", "second_copy"]
+__all__ = ["document_router", "effective_status", "history", "router", "second_copy"]
 
 PREFIX = "/v1/subscriber"
-HISTORY_LENGTH = 13
+HISTORY_LENGTH = DEFAULT_HISTORY  # an operator without a setting
 
 router = APIRouter(prefix=PREFIX, tags=["subscriber"],
                    generate_unique_id_function=lambda route: route.name)
@@ -115,7 +116,8 @@ class InvoiceSummary(BaseModel):
 
 
 class History(BaseModel):
-    """The account's last 13 invoices, newest first; ``latest`` is the first of them."""
+    """The account's last invoices (as many as the operator's setting says: Oi 13,
+    13 by default), newest first; ``latest`` is the first of them."""
 
     operator: str
     account: str
@@ -188,6 +190,16 @@ def _money(value) -> str | None:
     return None if value is None else format(value, "f")
 
 
+def effective_status(invoice: Invoice, today: date) -> str:
+    """The payment status to show: ``overdue`` for an invoice past its due date (UTC
+    day) that is not marked paid, without waiting for the billing system to say so."""
+    status = invoice.payment_status
+    if status in ("unpaid", "partially_paid") and invoice.due_date < today \
+            and invoice.total > 0:
+        return "overdue"
+    return status
+
+
 def summary(access: AccessService, invoice: Invoice, expires: int) -> InvoiceSummary:
     """An invoice as the history shows it, with links valid until ``expires``."""
     token = access.invoice_token(invoice, expires)
@@ -196,16 +208,18 @@ def summary(access: AccessService, invoice: Invoice, expires: int) -> InvoiceSum
         period=Period(start=invoice.period_start, end=invoice.period_end),
         issue_date=invoice.issue_date, due_date=invoice.due_date,
         amount=format(invoice.total, "f"), currency=invoice.currency, locale=invoice.locale,
-        payment_status=invoice.payment_status, paid_amount=_money(invoice.paid_amount),
+        payment_status=effective_status(invoice, access.clock().date()),
+        paid_amount=_money(invoice.paid_amount),
         paid_on=invoice.paid_on, pages=invoice.pages, document=f"/invoices/{token}.pdf",
         second_copy=f"{PREFIX}/invoices/{invoice.number}/second-copy",
         links_expire_at=datetime.fromtimestamp(expires, UTC))
 
 
 def history(access: AccessService, grant: Grant) -> History:
-    """The grant's account's last 13 archived invoices, newest first."""
-    rows = access.ledger.invoices.for_account(grant.operator, grant.account,
-                                              limit=HISTORY_LENGTH)
+    """The grant's account's last archived invoices, newest first: as many as the
+    operator's setting says (``operator_settings``: Oi 13)."""
+    rows = access.ledger.invoices.for_account(
+        grant.operator, grant.account, limit=operator_settings(grant.operator).history)
     items = [summary(access, row, grant.expires) for row in rows]
     return History(operator=grant.operator, account=grant.account,
                    latest=items[0] if items else None, invoices=items)
@@ -309,12 +323,14 @@ def open_session(request: Request, body: SessionRequest) -> Session:
                    operator=grant.operator, account=grant.account)
 
 
-@router.get("/invoices", response_model=History, summary="The account's last 13 invoices",
+@router.get("/invoices", response_model=History, summary="The account's last invoices",
             responses=problem_responses(401, 403))
 def list_invoices(request: Request, grant: Annotated[Grant, Depends(current_grant)]
                   ) -> History:
     """Number, period, dates, amount, currency, payment status and a signed document
-    link of each of the account's last 13 invoices, newest first."""
+    link of each of the account's last invoices (the operator's setting: Oi 13), newest
+    first. ``payment_status`` is ``overdue`` once an invoice not marked paid is past its
+    due date."""
     return history(_access(request), grant)
 
 

@@ -16,21 +16,25 @@ cookie for 15 minutes; the download links are the API's signed links. Texts are 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import tomllib
+from decimal import Decimal
 from functools import cache
 from typing import Annotated, Any
 
 import jinja2
-from babel import Locale, UnknownLocaleError
-from babel.dates import format_date
-from babel.numbers import format_currency
+from babel import Locale
 from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from markupsafe import Markup
 
 from invoicer.api.access import AccessService, Grant, RateLimited
 from invoicer.api.problems import Problem
 from invoicer.api.subscriber import client_address, history, second_copy
+from invoicer.api.web_context import account_context
+from invoicer.l10n import formats
 from invoicer.resources import package_path
 
 __all__ = ["LOCALES", "router"]
@@ -47,9 +51,15 @@ _SEPARATORS = re.compile(r"[\s().\-\u00a0\u200e\u200f]")
 _PHONE_RE = re.compile(r"\+[1-9][0-9]{1,14}")
 _LANG_RE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*")
 
-# No script at all; styles inline; forms post only here; never framed.
+# One small script (the payment code's copy button), allowed by its hash and by
+# nothing else; images only inline (the operator's logo); styles inline; forms post
+# only here; never framed.
+COPY_SCRIPT = (TEMPLATES / "copy.js").read_text(encoding="utf-8")
+COPY_SCRIPT_HASH = base64.b64encode(hashlib.sha256(COPY_SCRIPT.encode()).digest()).decode()
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                               "img-src data:; "
+                               f"script-src 'sha256-{COPY_SCRIPT_HASH}'; "
                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
@@ -107,7 +117,8 @@ def _page(request: Request, template: str, lang: str, status: int = 200,
     html = _environment().get_template(template).render(
         t=_messages()[lang], lang=lang, lang_tag=lang.replace("_", "-"),
         dir="rtl" if lang in RTL else "ltr", languages=_language_names(),
-        **{"error": None, "phone": None, **context})
+        copy_script=Markup(COPY_SCRIPT),  # our own file, its hash is in the CSP
+        **{"error": None, "phone": None, "brand": None, "notice": None, **context})
     return HTMLResponse(html, status_code=status, headers=_HEADERS)
 
 
@@ -135,18 +146,16 @@ def _grant(request: Request) -> Grant | None:
 
 def _row(item: Any, lang: str) -> dict[str, Any]:
     t = _messages()[lang]
-    try:
-        locale = Locale.parse(lang)
-    except (UnknownLocaleError, ValueError):  # pragma: no cover - LOCALES are known
-        locale = Locale.parse("en")
+    # The same formats as the PDF, the e-mail and the SMS (l10n): Persian gets the Solar
+    # Hijri calendar and Persian digits, as on its invoices.
+    f = formats(lang)
     start, end = item.period.start, item.period.end
     return {
         "number": item.number,
-        "period": f"{format_date(start, 'short', locale=locale)} – "
-                  f"{format_date(end, 'short', locale=locale)}",
-        "issue_date": format_date(item.issue_date, "medium", locale=locale),
-        "due_date": format_date(item.due_date, "medium", locale=locale),
-        "amount": format_currency(item.amount, item.currency, locale=locale),
+        "period": f"{f.date(start, 'short')} – {f.date(end, 'short')}",
+        "issue_date": f.date(item.issue_date, "medium"),
+        "due_date": f.date(item.due_date, "medium"),
+        "amount": f.money(Decimal(item.amount), item.currency),
         "status": t[item.payment_status], "status_code": item.payment_status,
         "document": item.document,
     }
@@ -215,8 +224,10 @@ def invoices_page(request: Request) -> Response:
         return _page(request, "phone.html", lang, 401, error=_messages()[lang]["expired"])
     found = history(_access(request), grant)
     rows = [_row(item, lang) for item in found.invoices]
+    extras = account_context(_access(request), request.app.state.archive, grant, lang,
+                             _messages()[lang])
     return _page(request, "invoices.html", lang, account=found.account,
-                 latest=rows[0] if rows else None, invoices=rows)
+                 latest=rows[0] if rows else None, invoices=rows, **extras)
 
 
 @router.post("/invoices/{number}/second-copy")

@@ -9,6 +9,7 @@ types, migrations; :mod:`ledger.schema`: the tables), each owning its tables' qu
     ledger.print_batches   paper invoices in batches, join/seal/close/ack  (print_batches.py)
     ledger.api_keys        the HTTP API's keys                              (api_keys.py)
     ledger.access          SMS codes, rate limits, second copies            (access.py)
+    ledger.preferences     subscribers' e-invoice/paper choices        (preferences.py)
     ledger.reports         read-only views for the CLI and the operations API (reports.py)
 
 A store works only through the :class:`~ledger.db.Database` it is given and the public
@@ -40,6 +41,7 @@ from invoicer.ledger.db import (
 )
 from invoicer.ledger.deliveries import TRANSITIONS, Delivery, DeliveryStore
 from invoicer.ledger.invoices import Claim, Invoice, InvoiceStore, PaymentEvent
+from invoicer.ledger.preferences import Preference, PreferenceStore
 from invoicer.ledger.print_batches import (
     BatchLimits,
     PrintBatch,
@@ -90,6 +92,8 @@ __all__ = [
     "Ledger",
     "LedgerConflict",
     "PaymentEvent",
+    "Preference",
+    "PreferenceStore",
     "PrintBatch",
     "PrintBatchItem",
     "PrintBatchStore",
@@ -125,6 +129,7 @@ class Ledger:
         self.print_batches = PrintBatchStore(self.db)
         self.api_keys = ApiKeyStore(self.db)
         self.access = AccessStore(self.db)
+        self.preferences = PreferenceStore(self.db)
         self.reports = Reports(self.db)
 
     @classmethod

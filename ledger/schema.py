@@ -9,9 +9,10 @@ once, for the stores to share.
 Which store owns which table: ``invoices`` and ``payment_events``
 (:mod:`ledger.invoices`); ``runs``, ``run_chunks``, ``rejects`` and ``run_counters``
 (:mod:`ledger.runs`); ``deliveries`` and ``suppressions`` (:mod:`ledger.deliveries`);
-``print_batches`` and ``print_batch_items`` (:mod:`ledger.print_batches`);
-``api_keys`` (:mod:`ledger.api_keys`);
-``sms_codes``, ``rate_limits`` and ``second_copies`` (:mod:`ledger.access`).
+``print_batches`` and
+``print_batch_items`` (:mod:`ledger.print_batches`); ``api_keys`` (:mod:`ledger.api_keys`);
+``sms_codes``, ``rate_limits`` and ``second_copies`` (:mod:`ledger.access`);
+``delivery_preferences`` (:mod:`ledger.preferences`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ PRINT_BATCH_STATES = ("open", "closing", "closed", "printed")
 #: A chunk of a bill run (see :mod:`ledger.runs`).
 CHUNK_STATES = ("planned", "queued", "running", "done", "failed")
 TERMINAL_CHUNK_STATES = ("done", "failed")
+#: A subscriber's e-invoice/paper choice: ``unconfirmed`` until the e-mail link is
+#: opened (an electronic choice), ``confirmed`` (the account's choice), ``superseded``.
+PREFERENCE_STATES = ("unconfirmed", "confirmed", "superseded")
 #: What an API key may do: ``print_shop`` pulls and acknowledges its operators' print
 #: batches; ``billing`` enqueues runs and reports payments; ``operations`` watches.
 API_KEY_ROLES = ("billing", "print_shop", "operations")
@@ -338,4 +342,31 @@ second_copies = sa.Table(
     sa.Column("pages", sa.Integer),
     sa.Column("renderer_version", sa.String(64), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+# ---------------------------------------------------------------------------- preferences
+
+# One row per choice a subscriber made (page or API, after an SMS-code login); see
+# ``ledger.preferences`` and ``workflows.preferences``.
+delivery_preferences = sa.Table(
+    "delivery_preferences",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("operator_id", sa.String(64), nullable=False),
+    sa.Column("account", sa.String(64), nullable=False),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("email", sa.String(320)),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("requested_at", UTCDateTime, nullable=False),
+    sa.Column("requested_via", sa.String(16), nullable=False),
+    sa.Column("requested_from", sa.String(64)),
+    sa.Column("confirmed_at", UTCDateTime),
+    sa.Column("confirmed_via", sa.String(32)),
+    sa.Column("superseded_at", UTCDateTime),
+    sa.Column("applied_at", UTCDateTime),
+    sa.Column("applied_invoice", sa.String(64)),
+    sa.CheckConstraint(f"mode IN ({in_list(DELIVERY_MODES)})", name="mode"),
+    sa.CheckConstraint(f"state IN ({in_list(PREFERENCE_STATES)})", name="state"),
+    sa.CheckConstraint("mode = 'paper' OR email IS NOT NULL", name="email"),
+    sa.Index(None, "operator_id", "account", "confirmed_at"),
 )

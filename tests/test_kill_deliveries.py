@@ -63,13 +63,13 @@ def _source(tmp_path, count=COUNT):
     return path
 
 
-def _env(tmp_path, smtp_port, gateway_url):
+def _env(tmp_path, smtp_port, gateway_url, workers=2):
     env = {k: v for k, v in os.environ.items() if not k.startswith("INVOICER_")}
     env.update(INVOICER_DB_URL=f"sqlite:///{tmp_path}/ledger.db",
                INVOICER_ARCHIVE_URL=f"file://{tmp_path}/archive",
                INVOICER_MAIL_URL=f"smtp://127.0.0.1:{smtp_port}?timeout=10",
                INVOICER_SMS_URL=f"{gateway_url}/v1/sms", INVOICER_SMS_TOKEN="tok",
-               INVOICER_LINK_SECRET="k" * 40, INVOICER_WORKERS="2",
+               INVOICER_LINK_SECRET="k" * 40, INVOICER_WORKERS=str(workers),
                INVOICER_CHUNK_LINES="2", COLUMNS="250")
     return env
 
@@ -153,7 +153,7 @@ def test_a_delivery_held_elsewhere_is_left_alone_and_the_run_says_so(tmp_path, p
                                                                      holder):
     smtp, port, gateway = peers
     src = _source(tmp_path, 4)
-    env = _env(tmp_path, port, gateway.url)
+    env = _env(tmp_path, port, gateway.url, workers=1)
     cmd = [sys.executable, "-m", "invoicer", "run", str(src), "--no-deliver"]
     assert subprocess.run(cmd, env=env, cwd=tmp_path, timeout=300).returncode == 0
     sleeper = subprocess.Popen(["sleep", "60"])
@@ -196,7 +196,7 @@ def test_a_dead_smtp_server_is_not_done_the_run_says_so_and_deliveries_lists_why
         tmp_path, peers):
     smtp, port, gateway = peers
     src = _source(tmp_path, 3)
-    env = _env(tmp_path, SmtpServer().port, gateway.url)  # nothing listens there
+    env = _env(tmp_path, SmtpServer().port, gateway.url, 1)  # nothing listens there
     run = subprocess.run([sys.executable, "-m", "invoicer", "run", str(src)], env=env,
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert run.returncode == 75, run.stdout + run.stderr
@@ -207,7 +207,7 @@ def test_a_dead_smtp_server_is_not_done_the_run_says_so_and_deliveries_lists_why
     assert len(queued) == 3 and all("email" in line for line in queued), listed.stdout
     # The server is back: the same file again sends them, once, and says done.
     again = subprocess.run([sys.executable, "-m", "invoicer", "run", str(src)],
-                           env=_env(tmp_path, port, gateway.url), cwd=tmp_path,
+                           env=_env(tmp_path, port, gateway.url, 1), cwd=tmp_path,
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stdout
     assert sorted(smtp.received) == [f"sub{n}@example.com" for n in range(3)]

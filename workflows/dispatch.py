@@ -38,6 +38,7 @@ from invoicer.delivery.sms import render_sms
 from invoicer.ledger import Delivery, Invoice, Ledger
 from invoicer.workflows import owner
 from invoicer.workflows.fallback import Policy, fall_back
+from invoicer.workflows.preferences import apply_preference
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,10 @@ def dispatch(invoice: Invoice, record: BillingRecord, pdf: Callable[[], bytes], 
 
     ``pdf`` fetches the archived bytes only if an e-mail attaches them. Safe to call
     any number of times: channels already sent, failed or in flight are left alone.
+    The subscriber's own choice may take precedence over the record's ``delivery.mode``
+    (:func:`~invoicer.workflows.preferences.apply_preference`).
     """
+    record = apply_preference(ledger, invoice, record)
     plan = route(record)
     states = {}
     if plan.fallback:
@@ -235,6 +239,7 @@ def resend(invoice: Invoice, record: BillingRecord, channel: str, pdf: Callable[
     """
     if channel not in (EMAIL, SMS):
         raise ValueError(f"cannot resend on channel {channel!r}")
+    record = apply_preference(ledger, invoice, record)
     delivery = ledger.deliveries.ensure(invoice.id, channel)
     ident = identifier(channel, record, delivery.attempts, channels)
     if not ledger.deliveries.transition(

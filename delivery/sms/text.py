@@ -245,15 +245,17 @@ def render_sms(record: BillingRecord, link: str | None = None, *,
     return SmsText(text, described.encoding, described.count)
 
 
-def render_access_code(operator_id: str, locale_id: str, code: str, minutes: int) -> SmsText:
+def render_access_code(operator_id: str, locale_id: str, code: str, minutes: int, *,
+                       name: str | None = None) -> SmsText:
     """The SMS carrying a subscriber's access code (``templates/sms/access_code/``).
 
-    Only the operator's short name (``operators.toml``, else its id), the six digits and
-    the validity: an access code never travels with account data.
+    Only the operator's short name (``operators.toml``, else derived from ``name``, its
+    name as its records or settings give it, else its id), the six digits and the
+    validity: an access code never travels with account data.
     """
     if not re.fullmatch(r"[0-9]{6}", code):
         raise ValueError("an access code is six digits")
-    context = {"operator": operator_short_name(operator_id, operator_id, locale_id),
+    context = {"operator": operator_short_name(operator_id, name or operator_id, locale_id),
                "code": code, "minutes": int(minutes)}
     template = _environment().get_template(_template_name("access_code", locale_id))
     text = _SPACES.sub(" ", template.render(context)).strip()

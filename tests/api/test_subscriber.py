@@ -13,6 +13,7 @@ import hashlib
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import pikepdf
 import pytest
@@ -25,6 +26,8 @@ from tests.api.conftest import SECRET, sms_code
 from tests.api.world import MAIN, NEIGHBOUR, OTHER_OPERATOR, STRANGER
 
 API = "/v1/subscriber"
+#: A day before the world's latest invoice falls due (2026-11-20).
+BEFORE_DUE = datetime(2026, 11, 19, 12, tzinfo=UTC)
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -56,6 +59,7 @@ def archived(sub, operator: str, number: str) -> bytes:
 
 
 def test_code_session_history_and_document(sub):
+    sub.clock.now = BEFORE_DUE  # the latest invoice is not overdue yet
     token = session(sub)
     got = sub.http.get(f"{API}/invoices", headers=bearer(token))
     assert got.status_code == 200, got.text
