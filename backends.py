@@ -15,7 +15,7 @@ from pathlib import Path
 from invoicer.delivery.archive import Archive, archive_from_url
 from invoicer.delivery.bounces import Verp
 from invoicer.delivery.email import Mailer, mailer_from_url
-from invoicer.delivery.links import local_secret
+from invoicer.delivery.links import local_secret, parse_secrets
 from invoicer.delivery.retry import Backoff, retry
 from invoicer.delivery.sms import SmsGateway, gateway_from_url
 from invoicer.ledger import Ledger
@@ -76,12 +76,14 @@ def sms_gateway(settings: Settings) -> SmsGateway:
     return gateway_from_url(settings.sms_url, token=settings.sms_token or None)
 
 
-def link_secret(settings: Settings) -> bytes:
-    """The key signed links are made with: ``INVOICER_LINK_SECRET``, else one made once
-    and kept in ``var/link-secret`` (enough for one machine)."""
+def link_secret(settings: Settings) -> tuple[bytes, ...]:
+    """The keys signed links are made and checked with: ``INVOICER_LINK_SECRET`` (one
+    secret, or ``new,old`` during a rotation: the first signs, all verify), else one
+    made once and kept in ``var/link-secret`` (enough for one machine). Each at least
+    32 bytes, else :class:`~invoicer.delivery.links.WeakSecretError`."""
     if settings.link_secret:
-        return settings.link_secret.encode()
-    return local_secret(LOCAL_LINK_SECRET)
+        return parse_secrets(settings.link_secret, "INVOICER_LINK_SECRET")
+    return (local_secret(LOCAL_LINK_SECRET),)
 
 
 def verp(settings: Settings) -> Verp | None:
@@ -134,7 +136,8 @@ def services(settings: Settings, *, deliver: bool = True) -> Services:
     records only (a later run of the same file delivers what is still pending)."""
     _make_local_dirs(settings)
     return Services(ledger=ledger(settings), archive=archive(settings),
-                    channels=channels(settings) if deliver else None)
+                    channels=channels(settings) if deliver else None,
+                    rejects_dir=Path(settings.rejects_dir) if settings.rejects_dir else None)
 
 
 def _make_local_dirs(settings: Settings) -> None:

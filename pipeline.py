@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
-from invoicer.billing import BillingRecord, RecordError, parse_record
+from invoicer.billing import BillingRecord, Issue, RecordError, parse_record
 from invoicer.delivery.archive import Archive, invoice_key
 from invoicer.delivery.errors import DeliveryError, TransientDeliveryError
 from invoicer.ledger import Ledger, LedgerConflict
+from invoicer.ledger.runs import RAW_KEPT
 from invoicer.renderer import RENDERER_VERSION, RenderOptions, render
 from invoicer.workflows.dispatch import Channels, dispatch
 
@@ -55,6 +58,9 @@ class Services:
     archive: Archive
     channels: Channels | None = None
     options: RenderOptions = field(default_factory=RenderOptions)
+    rejects_dir: Path | None = None
+    """Where a dead-lettered line longer than the ledger keeps (64 KiB) is written
+    whole (``INVOICER_REJECTS_DIR``); None: only its start is kept."""
 
     def close(self) -> None:
         """Close the ledger and the mailer's connections."""
@@ -73,11 +79,17 @@ def process_record(raw: bytes, *, line: int, run_id: int, services: Services) ->
     try:
         record = parse_record(raw, line=line)
     except RecordError as err:
-        services.ledger.runs.record_reject(run_id, line, err.to_dict(), raw)
+        dead_letter(services, run_id, line, err, raw)
         return Outcome("rejected", line, err.invoice_number, err.reason, str(err))
     number = record.invoice.number
     try:
         return _render_and_archive(record, raw, line=line, run_id=run_id, services=services)
+    except Unrenderable as err:
+        # Rendering is pure: the same record fails the same way on every run, so
+        # retrying is pointless; the line is dead-lettered with the reason instead.
+        log.warning("line %s, invoice %s: %s", line, number, err)
+        dead_letter(services, run_id, line, err.error, raw)
+        return Outcome("rejected", line, number, err.error.reason, str(err.error))
     except TransientDeliveryError as exc:
         log.warning("line %s, invoice %s: %s (will be retried)", line, number, exc)
         return Outcome("failed", line, number, "transient", str(exc))
@@ -87,6 +99,82 @@ def process_record(raw: bytes, *, line: int, run_id: int, services: Services) ->
     except Exception as exc:  # a bug must not stop the other records of the run
         log.exception("line %s, invoice %s: unexpected error", line, number)
         return Outcome("failed", line, number, "internal", f"{type(exc).__name__}: {exc}")
+
+
+def dead_letter(services: Services, run_id: int, line: int, error: RecordError,
+                raw: bytes) -> None:
+    """Dead-letter a line in the ledger; a line longer than the ledger keeps is also
+    written whole to a file of ``services.rejects_dir`` (named in the row)."""
+    path = None
+    if len(raw) > RAW_KEPT and services.rejects_dir is not None:
+        path = services.rejects_dir / f"run-{run_id}-line-{line}.jsonl"
+        try:
+            _write_whole(path, raw)
+        except OSError as exc:  # the row still has the start and the reason
+            log.warning("line %s: cannot keep the rejected line in %s: %s", line, path, exc)
+            path = None
+    services.ledger.runs.record_reject(run_id, line, error.to_dict(), raw,
+                                       raw_file=str(path) if path else None)
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    # A temporary name first, then a rename: a reader (or a killed run) never sees half
+    # a line under the final name. Leftovers of a killed run are swept by the next.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.parent not in _swept:
+        _swept.add(path.parent)
+        _sweep_dead_temporaries(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+#: Folders of dead letters this process has swept already (once is enough).
+_swept: set[Path] = set()
+
+
+def _sweep_dead_temporaries(folder: Path) -> None:
+    """Remove ``.{name}.{pid}.tmp`` files of processes that are gone (killed mid-write)."""
+    for tmp in folder.glob(".*.tmp"):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # alive (another user's), or cannot tell: leave it
+
+
+class Unrenderable(Exception):
+    """A valid record that cannot be rendered or serialised (a deterministic failure of
+    pure code: a layout that cannot fit, text no file can hold); carries the
+    :class:`RecordError` it is dead-lettered with."""
+
+    def __init__(self, error: RecordError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _render(record: BillingRecord, options: RenderOptions, line: int) -> tuple[bytes, bytes]:
+    """The PDF and the canonical record's bytes; :class:`Unrenderable` if either fails."""
+    try:
+        pdf = render(record, options)
+        canonical = record.model_dump_json(by_alias=True).encode("utf-8")
+    except MemoryError:
+        raise
+    except Exception as exc:
+        log.debug("line %s cannot be rendered", line, exc_info=True)
+        raise Unrenderable(RecordError(
+            Issue("", f"the record is valid but cannot be rendered: {type(exc).__name__}: "
+                      f"{str(exc)[:300]}", "unrenderable"),
+            line=line, invoice_number=record.invoice.number)) from exc
+    return pdf, canonical
 
 
 def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id: int,
@@ -125,13 +213,12 @@ def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id:
         # elsewhere: finish it. Rendering gives the same bytes and archiving is
         # create-only, so this is safe to redo; the ledger lets one of us mark it.
 
-    pdf = render(record, services.options)
+    pdf, canonical = _render(record, services.options, line)
     digest = hashlib.sha256(pdf).hexdigest()
     key = invoice_key(operator, record.account.number, inv.period.start, number, "pdf")
     meta = {"renderer-version": RENDERER_VERSION, "invoice": number}
     # The canonical record goes first: a second copy or a re-render needs it, and an
     # archived PDF without it would be a dead end.
-    canonical = record.model_dump_json(by_alias=True).encode("utf-8")
     services.archive.put(invoice_key(operator, record.account.number, inv.period.start,
                                      number, "json"), canonical, metadata=meta)
     services.archive.put(key, pdf, sha256=digest, metadata=meta)

@@ -16,7 +16,8 @@ from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Query parameters whose values are secrets wherever they appear in a URL.
-_SECRET_PARAMS = re.compile(r"(pass|secret|token|key|signature|credential)", re.I)
+_SECRET_PARAMS = re.compile(r"(pass|pwd|secret|token|key|sig|credential|auth|session|"
+                            r"bearer|jwt|cookie)", re.I)
 _SECRET_FIELDS = frozenset({"link_secret", "sms_token", "callback_token"})
 
 
@@ -64,6 +65,14 @@ class Settings(BaseSettings):
     ``print``, ``sms``, or ``none``."""
     fallback_operators: dict[str, str] = {}
     """Per operator, as JSON: ``{"oi": "print", "tim": "none"}``."""
+    rejects_dir: str = "var/rejects"
+    """Where a rejected line longer than 64 KiB is kept whole (the ledger's dead letter
+    keeps its first 64 KiB and names the file). At scale, a folder operators can read
+    on every machine that runs bill runs."""
+    trusted_proxies: str = ""
+    """Addresses or networks of the reverse proxies in front of the API, comma-separated
+    (``10.0.0.5, 192.168.0.0/16``): only from them is ``X-Forwarded-For`` believed.
+    Empty (the default): the header is ignored, the client is the peer."""
     max_attachment_mb: float = 10
     """Larger PDFs are sent as a link instead of an attachment."""
     workers: int = 0
@@ -143,13 +152,15 @@ def get_settings() -> Settings:
 
 
 def mask_url(url: str) -> str:
-    """``url`` with its password and secret query parameters replaced by ``***``."""
+    """``url`` with every credential replaced by ``***``: the password, a bare user
+    part (``https://TOKEN@gateway/`` carries a token there, so a user without a
+    password is masked too) and the values of secret-looking query parameters."""
     parts = urlsplit(url)
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, host = netloc.rsplit("@", 1)
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
+        user, colon, _ = userinfo.partition(":")
+        netloc = f"{user}:***@{host}" if colon else f"***@{host}"
     query = urlencode([(k, "***" if _SECRET_PARAMS.search(k) else v)
                        for k, v in parse_qsl(parts.query, keep_blank_values=True)],
                       safe="*:/")
@@ -168,7 +179,9 @@ def masked(settings: Settings) -> dict[str, str]:
     for name, value in settings.model_dump().items():
         if name in _SECRET_FIELDS:
             unset = "(generated, var/link-secret)" if name == "link_secret" else "(none)"
-            out[name] = "***" if value else unset
+            several = name == "link_secret" and "," in value
+            out[name] = ("*** (rotation: the first signs, all verify)" if several
+                         else "***") if value else unset
         else:
             out[name] = mask_url(value) if isinstance(value, str) and "://" in value \
                 else str(value)

@@ -40,6 +40,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from invoicer import backends
 from invoicer.delivery.errors import PermanentDeliveryError, TransientDeliveryError
+from invoicer.delivery.links import WeakSecretError, redact_tokens_in_logs
 from invoicer.pipeline import Services
 from invoicer.runs import ChunkNotFinished, plan, reconcile, run_chunk, source_url
 from invoicer.runs.broker import (
@@ -207,7 +208,9 @@ class MaskPersonalData(logging.Filter):
 
 
 def install_log_masking(logger: logging.Logger | None = None) -> None:
-    """Put :class:`MaskPersonalData` on every handler of ``logger`` (default: root)."""
+    """Put :class:`MaskPersonalData` on every handler of ``logger`` (default: root),
+    and take signed link tokens out of every record."""
+    redact_tokens_in_logs()
     for handler in (logger or logging.getLogger()).handlers:
         if not any(isinstance(f, MaskPersonalData) for f in handler.filters):
             handler.addFilter(MaskPersonalData())
@@ -232,8 +235,14 @@ class UnsafeConfiguration(SystemExit):
 
 def check_startup(settings: Settings) -> None:
     """Refuse (exit status 78, EX_CONFIG) a configuration that could run a task twice
-    at once; say why and what to change."""
+    at once, or sign links with a weak secret; say why and what to change."""
     problems = redelivery_problems(settings)
+    if not problems:
+        try:
+            backends.link_secret(settings)
+        except WeakSecretError as exc:
+            print(f"invoicer worker: {exc}", file=sys.stderr, flush=True)
+            raise UnsafeConfiguration(78) from None
     if problems:
         lines = ["invoicer worker: refusing to start, a task could be redelivered while "
                  "it is still running:"] + [f"  - {p}" for p in problems]

@@ -32,14 +32,22 @@ from invoicer.api import (
 )
 from invoicer.api.access import AccessLimits, AccessService
 from invoicer.api.billrun import BillRunQueue, queue_from_settings
+from invoicer.api.edge import AllowedMethods, Deferred, TrustedProxies, parse_networks
 from invoicer.delivery.archive import Archive
 from invoicer.delivery.email import Mailer
+from invoicer.delivery.links import Keys, redact_tokens_in_logs
 from invoicer.delivery.sms import SmsGateway
 from invoicer.ledger import Ledger
 from invoicer.settings import Settings, get_settings
 from invoicer.workflows.preferences import ConfirmationMail, confirmation_key
 
-__all__ = ["API_VERSION", "build_app", "create_app"]
+__all__ = ["API_VERSION", "UVICORN_OPTIONS", "build_app", "create_app"]
+
+#: How uvicorn must serve the app (``invoicer serve``, and the tests' servers): its own
+#: proxy-header handling off, since it believes ``X-Forwarded-For`` from any local
+#: client and rewrites the client before the app sees the peer; the app believes it
+#: from ``INVOICER_TRUSTED_PROXIES`` only (:class:`~invoicer.api.edge.TrustedProxies`).
+UVICORN_OPTIONS: dict[str, Any] = {"proxy_headers": False, "server_header": False}
 
 API_VERSION = "1.0.0"
 """The version of the API's contract (the OpenAPI document), not of the service."""
@@ -65,6 +73,7 @@ def build_app(lifespan: Any = None) -> FastAPI:
     app = FastAPI(title="invoicer", version=API_VERSION, description=DESCRIPTION,
                   openapi_url="/openapi.json", lifespan=lifespan)
     problems.install(app)
+    app.add_middleware(AllowedMethods, routes=lambda: app.routes)
     app.include_router(print_shop.router)
     app.include_router(subscriber.router)
     app.include_router(self_service.router)
@@ -80,7 +89,7 @@ def build_app(lifespan: Any = None) -> FastAPI:
 
 def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None,
                archive: Archive | None = None, sms: SmsGateway | None = None,
-               link_secret: bytes | None = None, limits: AccessLimits | None = None,
+               link_secret: Keys | None = None, limits: AccessLimits | None = None,
                bill_runs: BillRunQueue | None = None, mailer: Mailer | None = None
                ) -> FastAPI:
     """The API application.
@@ -94,6 +103,7 @@ def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None
     first).
     """
     settings = settings or get_settings()
+    redact_tokens_in_logs()  # a link is a credential: the access log keeps the route only
     owned = ledger is None
     the_ledger = ledger or backends.ledger(settings)
     the_archive = archive or backends.archive(settings)
@@ -102,10 +112,13 @@ def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None
     # The mailer sends subscribers' address confirmations (workflows.preferences).
     the_mailer = mailer or backends.mailer(settings)
     queue = bill_runs or queue_from_settings(settings, the_ledger, Path("var") / "bill-runs")
+    trusted = parse_networks(settings.trusted_proxies)
+    deferred = Deferred(name="access-codes")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        deferred.close()
         if owned:
             the_ledger.close()
         if mailer is None:
@@ -120,8 +133,11 @@ def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None
     app.state.confirmations = ConfirmationMail(the_mailer, settings.mail_from,
                                                settings.public_url, confirmation_key(secret))
     app.state.bill_runs = queue
-    # Callbacks: a fallback SMS goes out from here at once; the API holds no mailer
-    # (a fallback is never an e-mail).
+    # Callbacks: a fallback SMS goes out from here at once (a fallback is never an
+    # e-mail: these channels hold no mailer).
     app.state.intake = backends.intake(settings, ledger=the_ledger, archive=the_archive,
                                        sms=the_sms, link_secret=secret)
+    app.state.deferred = deferred  # SMS codes go out here, off the request's connection
+    # Outermost: everything inside sees the client as the trusted proxies name it.
+    app.add_middleware(TrustedProxies, trusted=trusted)
     return app

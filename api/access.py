@@ -9,8 +9,10 @@ operator, in one of two forms, both HMAC-signed by the service (``delivery.links
   and every invoice in it.
 
 The two are signed with different keys derived from the one link secret, so neither
-passes for the other. The links handed out in a history expire with the grant they
-were made under (an SMS session's links live 15 minutes, not 7 days).
+passes for the other. During a rotation (several secrets configured) the first secret
+signs and every one verifies, links, sessions and SMS codes alike. The links handed
+out in a history expire with the grant they were made under (an SMS session's links
+live 15 minutes, not 7 days).
 
 **SMS codes**: six random digits, valid 15 minutes, single use, stored only as a salted
 HMAC keyed with a secret the database does not hold, compared in constant time; a code
@@ -35,7 +37,7 @@ from datetime import datetime, timedelta
 from invoicer.delivery import links
 from invoicer.delivery.archive import Archive
 from invoicer.delivery.errors import DeliveryError
-from invoicer.delivery.links import InvalidLinkError, LinkClaims
+from invoicer.delivery.links import InvalidLinkError, Keys, LinkClaims, keys
 from invoicer.delivery.sms import SmsGateway, render_access_code
 from invoicer.ledger import Invoice, Ledger
 from invoicer.operator_settings import operator_settings
@@ -91,7 +93,7 @@ def _derive(secret: bytes, purpose: bytes) -> bytes:
 class AccessService:
     """Grants, links and SMS codes over the ledger, an SMS gateway and the link secret."""
 
-    def __init__(self, ledger: Ledger, sms: SmsGateway | None, secret: bytes, *,
+    def __init__(self, ledger: Ledger, sms: SmsGateway | None, secret: Keys, *,
                  limits: AccessLimits | None = None,
                  clock: Callable[[], datetime] | None = None,
                  archive: Archive | None = None) -> None:
@@ -101,10 +103,12 @@ class AccessService:
         self.sms = sms
         self.limits = limits or AccessLimits()
         self.clock = clock or ledger.clock
-        self._link_key = secret  # the e-mails' links: delivery.links, unchanged
-        self._session_key = _derive(secret, b"subscriber-session")
-        self._code_key = _derive(secret, b"sms-code")
-        self._bucket_key = _derive(secret, b"rate-limit-bucket")
+        secrets_ = keys(secret)  # the signing one first, then older ones still valid
+        self._link_key = secrets_  # the e-mails' links: delivery.links, unchanged
+        self._session_key = tuple(_derive(s, b"subscriber-session") for s in secrets_)
+        self._code_keys = tuple(_derive(s, b"sms-code") for s in secrets_)
+        # Rate-limit buckets need no rotation: a new secret starts fresh windows.
+        self._bucket_key = _derive(secrets_[0], b"rate-limit-bucket")
 
     def now(self) -> float:
         return self.clock().timestamp()
@@ -164,8 +168,8 @@ class AccessService:
 
     # ---------------------------------------------------------------- SMS codes
 
-    def _hash(self, salt: str, phone: str, code: str) -> str:
-        return hmac.new(self._code_key, f"{salt}:{phone}:{code}".encode(),
+    def _hash(self, salt: str, phone: str, code: str, key: bytes | None = None) -> str:
+        return hmac.new(key or self._code_keys[0], f"{salt}:{phone}:{code}".encode(),
                         hashlib.sha256).hexdigest()
 
     def admit_code_request(self, phone: str, client: str) -> None:
@@ -223,9 +227,12 @@ class AccessService:
         live = self.store.live_code(phone)
         salt = live.salt if live is not None else "0" * 32
         expected = live.code_hash if live is not None else "0" * 64
-        # Always one HMAC and one constant-time comparison, live code or not.
-        matched = hmac.compare_digest(self._hash(salt, phone, code if CODE_RE.fullmatch(code)
-                                                 else "x"), expected)
+        # Always one HMAC and one constant-time comparison per configured secret, live
+        # code or not (a code sent just before a rotation still works).
+        given = code if CODE_RE.fullmatch(code) else "x"
+        matched = False
+        for key in self._code_keys:
+            matched |= hmac.compare_digest(self._hash(salt, phone, given, key), expected)
         if live is None:
             return None
         if not matched:

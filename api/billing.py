@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from invoicer.api.billrun import BillRunJob, BillRunSource, foreign_operators
+from invoicer.api.billrun import BillRunJob, BillRunSource, LineSplitter, foreign_operators
 from invoicer.api.keys import require_role
 from invoicer.api.problems import Problem, problem_responses
 from invoicer.billing.fields import IDENTIFIER_PATTERN, currency_minor_units, precision_error
@@ -238,7 +238,7 @@ async def enqueue_run(request: Request, key: BillingKey) -> RunJob:
                       detail="Content-Type: application/x-ndjson (the records) or "
                              "application/json ({\"source\": \"s3://...\"}).")
     path = queue.spool_path()
-    size, foreign, tail = 0, set(), b""
+    size, foreign, lines = 0, set(), LineSplitter()
     try:
         with open(path, "wb") as f:
             async for chunk in request.stream():
@@ -247,10 +247,8 @@ async def enqueue_run(request: Request, key: BillingKey) -> RunJob:
                     raise Problem(413, "too-large", "The upload is too large",
                                   detail=f"At most {MAX_UPLOAD} bytes; use an s3:// source.")
                 f.write(chunk)
-                lines = (tail + chunk).split(b"\n")
-                tail = lines.pop()
-                foreign |= foreign_operators(lines, key.operators)
-            foreign |= foreign_operators([tail], key.operators)
+                foreign |= foreign_operators(lines.feed(chunk), key.operators)
+            foreign |= foreign_operators([lines.rest()], key.operators)
         if size == 0:
             raise Problem(422, "empty-run", "The bill run has no records")
         if foreign:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from invoicer import backends
+from invoicer.billing.fields import IDENTIFIER_PATTERN
 from invoicer.delivery.s3 import S3Object
 from invoicer.ledger import Ledger
 from invoicer.runner import run_file as run_in_pool
@@ -29,10 +32,12 @@ from invoicer.runs import enqueue
 from invoicer.runs.broker import Send
 from invoicer.settings import Settings
 
-__all__ = ["BillRunJob", "BillRunQueue", "BillRunSource", "CeleryBillRunQueue",
+__all__ = ["BillRunJob", "BillRunQueue", "BillRunSource", "CeleryBillRunQueue", "LineSplitter",
            "ThreadBillRunQueue", "foreign_operators", "queue_from_settings"]
 
 log = logging.getLogger(__name__)
+
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,18 +83,45 @@ class BillRunQueue(Protocol):
 
 def foreign_operators(lines: Iterable[bytes], allowed: Iterable[str]) -> set[str]:
     """Operator ids of records in ``lines`` outside ``allowed``. Lines that are not
-    JSON objects with an operator id are left for the run to reject with the reason."""
+    JSON objects with an operator id that is an identifier (the contract's) are left
+    for the run to reject with the reason."""
     allowed = set(allowed)
     found: set[str] = set()
     for raw in lines:
         try:
             doc = json.loads(raw)
             operator = doc["operator"]["id"]
-        except (ValueError, KeyError, TypeError):
-            continue
-        if isinstance(operator, str) and operator not in allowed:
+        except (ValueError, KeyError, TypeError, RecursionError):
+            continue  # the run dead-letters it (RecursionError: nested too deep)
+        if isinstance(operator, str) and operator not in allowed \
+                and _IDENTIFIER.fullmatch(operator):
             found.add(operator)
     return found
+
+
+class LineSplitter:
+    """Whole lines out of a stream of blocks, in time linear in the bytes: a line that
+    spans many blocks is gathered as a list of parts and joined once (gluing the tail
+    to each new block instead copied a 50 MB line some thousand times)."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def feed(self, block: bytes) -> list[bytes]:
+        """The lines ``block`` completes (without their ``\n``)."""
+        lines, at = [], 0
+        while (nl := block.find(b"\n", at)) >= 0:
+            self._parts.append(block[at:nl])
+            lines.append(b"".join(self._parts))
+            self._parts, at = [], nl + 1
+        if at < len(block):
+            self._parts.append(block[at:])
+        return lines
+
+    def rest(self) -> bytes:
+        """The last line, when the stream does not end with ``\n``."""
+        rest, self._parts = b"".join(self._parts), []
+        return rest
 
 
 def _s3_download(url: str, dest: Path, endpoint: str | None) -> None:
@@ -105,9 +137,25 @@ class _Jobs:
     _lock: threading.Lock
 
     def spool_path(self) -> Path:
-        """A fresh file to spool an upload into."""
+        """A fresh file to spool an upload into, named after this process (see
+        :meth:`sweep`)."""
         self.spool.mkdir(parents=True, exist_ok=True)
-        return self.spool / f"upload-{uuid.uuid4().hex}.jsonl"
+        return self.spool / f"upload-{os.getpid()}-{uuid.uuid4().hex}.jsonl"
+
+    def sweep(self) -> int:
+        """Remove spooled files that a process which is gone left behind (killed before
+        its run ended), on this machine; returns how many. A file of a live process,
+        this one's included, is left alone: its run may still be reading it."""
+        removed = 0
+        for path in self.spool.glob("upload-*-*.jsonl") if self.spool.is_dir() else ():
+            try:
+                pid = int(path.name.split("-")[1])
+            except ValueError:
+                continue
+            if pid != os.getpid() and not _alive(pid):
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
 
     def _set(self, job_id: str, **changes: Any) -> None:
         with self._lock:
@@ -125,6 +173,16 @@ class _Jobs:
                       error="records of operators this key does not act for: "
                             + ", ".join(sorted(foreign)))
         return not foreign
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive, not ours to judge
+        return True
+    return True
 
 
 class ThreadBillRunQueue(_Jobs):
@@ -149,6 +207,7 @@ class ThreadBillRunQueue(_Jobs):
         self._sources: queue.Queue[tuple[str, BillRunSource]] = queue.Queue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self.sweep()  # what a killed API process left (its runs died with it)
 
     def enqueue(self, source: BillRunSource) -> BillRunJob:
         job = BillRunJob(uuid.uuid4().hex, "queued", datetime.now(UTC),
@@ -182,12 +241,19 @@ class ThreadBillRunQueue(_Jobs):
     def _run(self, job_id: str, source: BillRunSource) -> None:
         self._set(job_id, state="running")
         path = source.path
-        if path is None:
-            path = self.spool_path()
-            if not self._fetch_checked(job_id, source, path):
-                return
-        run_file = self._run_file or run_in_pool
-        summary = run_file(path, self.settings, workers=self.workers, deliver=self.deliver)
+        try:
+            if path is None:
+                path = self.spool_path()
+                if not self._fetch_checked(job_id, source, path):
+                    return
+            run_file = self._run_file or run_in_pool
+            summary = run_file(path, self.settings, workers=self.workers,
+                               deliver=self.deliver)
+        finally:
+            # The spooled copy is ours alone (the ledger keeps the run, its counts and
+            # its dead letters); a re-submitted file is spooled afresh.
+            if path is not None and path.parent == self.spool:
+                path.unlink(missing_ok=True)
         self._set(job_id, state="done", run_id=summary.run_id,
                   outcomes=dict(summary.outcomes), finished_at=datetime.now(UTC))
 
@@ -211,6 +277,7 @@ class CeleryBillRunQueue(_Jobs):
         self.s3_endpoint = s3_endpoint
         self._send = send
         self._jobs: dict[str, BillRunJob] = {}
+        self._spooled: dict[str, Path] = {}  # uploads to remove once their run ends
         self._lock = threading.Lock()
 
     def _enqueue_url(self, job_id: str, url: str) -> None:
@@ -225,6 +292,7 @@ class CeleryBillRunQueue(_Jobs):
         with self._lock:
             self._jobs[job.id] = job
         if source.path is not None:  # checked by the endpoint as it was uploaded
+            self._spooled[job.id] = source.path
             self._enqueue_url(job.id, source.path.resolve().as_uri())
         else:
             threading.Thread(target=self._check_then_enqueue, args=(job.id, source),
@@ -255,6 +323,9 @@ class CeleryBillRunQueue(_Jobs):
         chunks = {state: n for state, n in progress.chunks.items() if n}
         if progress.finished:
             state = "failed" if chunks.get("failed") else "done"
+            spooled = self._spooled.pop(job_id, None)
+            if spooled is not None:  # the workers are done reading it
+                spooled.unlink(missing_ok=True)
         elif set(chunks) - {"planned", "queued"}:
             state = "running"
         else:

@@ -16,6 +16,7 @@ prober cannot tell another shop's batch from a made-up id by the body).
 
 from __future__ import annotations
 
+import json
 from http import HTTPStatus
 from typing import Any
 
@@ -70,8 +71,18 @@ def problem_response(problem: Problem) -> JSONResponse:
     if problem.detail is not None:
         body["detail"] = problem.detail
     body.update(problem.extensions)
-    return JSONResponse(body, status_code=problem.status, headers=problem.headers,
-                        media_type=MEDIA_TYPE)
+    return _AsciiJSON(body, status_code=problem.status, headers=problem.headers,
+                      media_type=MEDIA_TYPE)
+
+
+class _AsciiJSON(JSONResponse):
+    """JSON with every non-ASCII character escaped: a problem may quote what a client
+    sent (an operator id, a field), and a lone surrogate in it must not turn a 4xx
+    answer into a 500 (``"\\ud800"`` is valid JSON; the raw code point is not UTF-8)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False,
+                          separators=(",", ":")).encode("ascii")
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

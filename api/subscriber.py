@@ -22,7 +22,7 @@ import re
 from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
@@ -152,7 +152,8 @@ def _archive(request: Request) -> Archive:
 
 
 def client_address(request: Request) -> str:
-    """The caller's address (uvicorn puts a trusted proxy's X-Forwarded-For here)."""
+    """The caller's address (behind a trusted proxy, the one its X-Forwarded-For
+    names: :class:`~invoicer.api.edge.TrustedProxies`)."""
     return request.client.host if request.client else "unknown"
 
 
@@ -282,17 +283,17 @@ def _document(request: Request, token: str, which: str) -> Response:
 @router.post("/sms-code", status_code=202, response_model=CodeRequested,
              summary="Send an access code by SMS",
              responses=problem_responses(422, 429))
-def request_code(request: Request, body: CodeRequest, tasks: BackgroundTasks
-                 ) -> CodeRequested:
+def request_code(request: Request, body: CodeRequest) -> CodeRequested:
     """If the number received invoices, a 6-digit code goes to it by SMS, valid 15
     minutes. The answer is the same whether or not it did: the lookup and the SMS
-    happen after the answer has gone. Rate-limited per number and per client (429)."""
+    happen after the answer has gone, in a worker thread, so they delay no later
+    request either. Rate-limited per number and per client (429)."""
     access = _access(request)
     try:
         access.admit_code_request(body.phone, client_address(request))
     except RateLimited as exc:
         raise _too_many(exc) from None
-    tasks.add_task(access.send_code, body.phone)
+    request.app.state.deferred.submit(access.send_code, body.phone)
     return CodeRequested(
         detail="If this number receives our invoices, a code is on its way by SMS.",
         expires_in=int(access.limits.code_ttl.total_seconds()))

@@ -26,11 +26,12 @@ from typing import Annotated, Any
 
 import jinja2
 from babel import Locale
-from fastapi import APIRouter, BackgroundTasks, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
 from invoicer.api.access import AccessService, Grant, RateLimited
+from invoicer.api.edge import require_same_origin
 from invoicer.api.problems import Problem
 from invoicer.api.subscriber import client_address, history, second_copy
 from invoicer.api.web_context import account_context
@@ -172,8 +173,12 @@ def phone_form(request: Request) -> HTMLResponse:
     return _page(request, "phone.html", lang)
 
 
-@router.post("/code", response_class=HTMLResponse)
-def send_code(request: Request, tasks: BackgroundTasks,
+#: Every form post of the page: from the page itself only (``api.edge``).
+_FORM = [Depends(require_same_origin)]
+
+
+@router.post("/code", response_class=HTMLResponse, dependencies=_FORM)
+def send_code(request: Request,
               phone: Annotated[str, Form(max_length=64)] = "",
               lang: Annotated[str, Form(max_length=35)] = "") -> HTMLResponse:
     lang = _lang(request, lang)
@@ -186,13 +191,11 @@ def send_code(request: Request, tasks: BackgroundTasks,
         access.admit_code_request(number, client_address(request))
     except RateLimited:
         return _page(request, "phone.html", lang, 429, error=t["rate_limited"], phone=phone)
-    tasks.add_task(access.send_code, number)
-    response = _page(request, "code.html", lang, phone=number)
-    response.background = tasks
-    return response
+    request.app.state.deferred.submit(access.send_code, number)
+    return _page(request, "code.html", lang, phone=number)
 
 
-@router.post("/session", response_class=HTMLResponse)
+@router.post("/session", response_class=HTMLResponse, dependencies=_FORM)
 def open_session(request: Request, phone: Annotated[str, Form(max_length=64)] = "",
                  code: Annotated[str, Form(max_length=16)] = "",
                  lang: Annotated[str, Form(max_length=35)] = "") -> Response:
@@ -230,7 +233,7 @@ def invoices_page(request: Request) -> Response:
                  latest=rows[0] if rows else None, invoices=rows, **extras)
 
 
-@router.post("/invoices/{number}/second-copy")
+@router.post("/invoices/{number}/second-copy", dependencies=_FORM)
 def second_copy_page(request: Request, number: str,
                      lang: Annotated[str, Form(max_length=35)] = "") -> Response:
     lang = _lang(request, lang)

@@ -14,9 +14,10 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
+from invoicer.api.edge import require_same_origin
 from invoicer.api.preferences import (
     ChoiceIn,
     change_preference,
@@ -60,7 +61,8 @@ def delivery_form(request: Request) -> Response:
                  brand=_brand(request, grant.operator, grant.account))
 
 
-@router.post("/delivery", response_class=HTMLResponse)
+@router.post("/delivery", response_class=HTMLResponse,
+             dependencies=[Depends(require_same_origin)])
 def delivery_choose(request: Request, mode: Annotated[str, Form(max_length=16)] = "",
                     email: Annotated[str, Form(max_length=320)] = "",
                     lang: Annotated[str, Form(max_length=35)] = "") -> Response:
@@ -102,7 +104,8 @@ def confirm_form(request: Request, token: str) -> Response:
                  brand=_brand(request, pref.operator_id, pref.account))
 
 
-@router.post("/confirm/{token}", response_class=HTMLResponse)
+@router.post("/confirm/{token}", response_class=HTMLResponse,
+             dependencies=[Depends(require_same_origin)])
 def confirm_post(request: Request, token: str,
                  lang: Annotated[str, Form(max_length=35)] = "") -> Response:
     lang = _lang(request, lang)

@@ -75,7 +75,7 @@ def end_to_end(path: Path, workers: int, tmp: Path, *deliver: str
     env = {**os.environ, "INVOICER_DB_URL": f"sqlite:///{tmp}/ledger.db",
            "INVOICER_ARCHIVE_URL": f"file://{tmp}/archive",
            "INVOICER_MAIL_URL": f"file://{tmp}/outbox", "INVOICER_SMS_URL": f"file://{tmp}/sms",
-           "INVOICER_LINK_SECRET": "bench"}
+           "INVOICER_LINK_SECRET": "bench-link-secret-0123456789abcdef0123"}
     t0, c0 = time.perf_counter(), _cpu()
     extra = [*deliver, *(["--workers", str(workers)] if workers else [])]
     out = subprocess.run([sys.executable, "-m", "invoicer", "run", str(path), *extra],

@@ -88,7 +88,8 @@ def _env(tmp: Path, db_url: str, smtp: CountingSmtp) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), "INVOICER_DB_URL": db_url,
             "INVOICER_ARCHIVE_URL": f"file://{tmp}/archive",
             "INVOICER_MAIL_URL": smtp.url, "INVOICER_MAIL_FROM": "bills@bench.test",
-            "INVOICER_SMS_URL": f"file://{tmp}/sms", "INVOICER_LINK_SECRET": "bench",
+            "INVOICER_SMS_URL": f"file://{tmp}/sms",
+            "INVOICER_LINK_SECRET": "bench-link-secret-0123456789abcdef0123",
             "INVOICER_BROKER_URL": BROKER}
 
 

@@ -81,17 +81,27 @@ class RecordError(ValueError):
         )
 
     def to_dict(self) -> dict:
-        """JSON-ready form, as written to dead-letter files and the ledger."""
+        """JSON-ready form, as written to dead-letter files and the ledger: every string
+        a valid Unicode scalar sequence without NUL (a lone surrogate or a NUL quoted
+        from a hostile record is escaped), so any file or database can store it."""
         return {
             "line": self.line,
-            "invoice_number": self.invoice_number,
+            "invoice_number": _storable(self.invoice_number),
             "reason": self.reason,
-            "path": self.path,
-            "message": self.message,
+            "path": _storable(self.path),
+            "message": _storable(self.message),
             "issues": [
-                {"path": i.path, "message": i.message, "reason": i.reason} for i in self.issues
+                {"path": _storable(i.path), "message": _storable(i.message),
+                 "reason": i.reason} for i in self.issues
             ],
         }
+
+
+def _storable(text: str | None) -> str | None:
+    """``text`` with lone surrogates and NUL escaped (``\\ud800``, ``\\x00``)."""
+    if text is None or (text.isascii() and "\x00" not in text):
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 def format_path(loc: Iterable[str | int]) -> str:

@@ -86,6 +86,9 @@ def _decimal_or_int(value: Any) -> Decimal:
     # Quantities and rates are not money, but they are still exact: a JSON integer is
     # exact so it is allowed; a JSON float is not.
     if isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) >= _MAX_WHOLE:
+            raise PydanticCustomError("decimal_format", "{value} has more than 18 digits",
+                                      {"value": _short_int(value)})
         return Decimal(value)
     return _parse_decimal(value, "a decimal")
 
@@ -144,12 +147,27 @@ def _count(value: Any) -> int:
         )
     if value < 0:
         raise PydanticCustomError("negative", "must not be negative, got {value}",
-                                  {"value": value})
+                                  {"value": _short_int(value)})
+    if value >= _MAX_WHOLE:
+        # Seconds and kilobytes beyond 10^18 are a broken producer; unbounded, a
+        # 5,000-digit number would reach the renderer.
+        raise PydanticCustomError("too_large", "{value} is too large (at most 18 digits)",
+                                  {"value": _short_int(value)})
     return value
 
 
+#: Whole numbers have at most 18 digits, like the decimals of the contract.
+_MAX_WHOLE = 10**18
+
+
+def _short_int(value: int) -> str:
+    text = str(value)
+    return text if len(text) <= 24 else f"{text[:12]}…({len(text)} digits)"
+
+
 Count = Annotated[int, PlainValidator(_count),
-                  WithJsonSchema({"type": "integer", "minimum": 0})]
+                  WithJsonSchema({"type": "integer", "minimum": 0,
+                                  "maximum": 999_999_999_999_999_999})]
 """A non-negative whole number (seconds, kilobytes)."""
 
 # --- text -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ JSON Lines reader, the Celery task, the HTTP endpoint) goes through
 from __future__ import annotations
 
 import json
+import logging
 from functools import cache
 from typing import Any
 
@@ -17,6 +18,8 @@ from invoicer.billing.checks import check_record
 from invoicer.billing.errors import Issue, RecordError, format_path
 from invoicer.billing.fields import currency_minor_units, precision_error
 from invoicer.billing.models import SCHEMA_VERSION, SCHEMA_VERSIONS, BillingRecord, Usage
+
+log = logging.getLogger(__name__)
 
 #: A record with a broken CDR table could report 100,000 errors; the first few are
 #: enough to fix the producer.
@@ -68,7 +71,29 @@ def parse_record(data: str | bytes | dict, *, line: int | None = None) -> Billin
 
     Returns the frozen :class:`BillingRecord`; raises :class:`RecordError` naming the
     line, the invoice number where readable, the field path and what is wrong.
+
+    Total: whatever the input holds (nesting past the interpreter's recursion limit,
+    numbers too long to convert, anything the contract's own code trips on), the
+    answer is a record or a :class:`RecordError`, never another exception, so a bill
+    run dead-letters the line with a reason and goes on with the next.
     """
+    try:
+        return _parse_record(data, line=line)
+    except RecordError:
+        raise
+    except RecursionError:
+        raise RecordError(Issue("", "the record nests objects or arrays too deeply to be "
+                                "read (a billing record is a few levels deep)", "too_deep"),
+                          line=line) from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # a gap in the contract's checks: dead-letter, and say so
+        log.exception("line %s: unexpected error while validating a record", line)
+        raise RecordError(Issue("", f"the record could not be read: {type(exc).__name__}",
+                                "unreadable"), line=line) from None
+
+
+def _parse_record(data: str | bytes | dict, *, line: int | None = None) -> BillingRecord:
     early = False
     if isinstance(data, str | bytes):
         try:

@@ -9,6 +9,7 @@ commands; importing them registers their commands on :data:`app`.
 from __future__ import annotations
 
 import logging
+import sys
 
 # isort: off
 # Each module registers its commands on `app`; `invoicer --help` lists them in this order.
@@ -23,4 +24,14 @@ def main() -> None:
     """Console-script entry point."""
     # Warnings (e.g. a locale without labels) go to stderr, named by their module.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    app()
+    from invoicer.delivery.links import WeakSecretError, redact_tokens_in_logs
+
+    redact_tokens_in_logs()
+
+    try:
+        app()
+    except WeakSecretError as exc:
+        # A configuration the service refuses to run with: one clear line, no traceback,
+        # exit status 78 (EX_CONFIG) as the Celery worker's start-up check.
+        print(f"invoicer: {exc}", file=sys.stderr, flush=True)
+        sys.exit(78)

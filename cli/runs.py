@@ -12,6 +12,7 @@ from rich.text import Text
 
 from invoicer.cli.app import app
 from invoicer.cli.common import (
+    SHOWN_REJECTS,
     console,
     migrated_ledger,
     out,
@@ -158,6 +159,11 @@ def _show_progress(ledger, p, elapsed: float, first) -> None:
     for chunk in ledger.runs.chunks(p.run.id, ["failed"])[:10]:
         out.print(Text(f"chunk {chunk.seq} (lines {chunk.first_line}-): "
                        f"{chunk.last_error}", style="red"))
+    for reject in ledger.runs.rejects(p.run.id, limit=SHOWN_REJECTS):
+        # Text, never markup: the message may quote the hostile record.
+        where = f"; whole line in {reject.raw_file}" if reject.raw_file else ""
+        out.print(Text(f"rejected: line {reject.line}: {reject.reason}: "
+                       f"{reject.message[:200]}{where}"))
 
 
 @app.command()

@@ -23,11 +23,17 @@ def serve(
     """Run the HTTP API under uvicorn (migrating the ledger first)."""
     import uvicorn
 
+    from invoicer import backends
+    from invoicer.settings import get_settings
+
+    backends.link_secret(get_settings())  # a weak or missing secret stops us here, clearly
     migrated_ledger().close()
     # The factory form: each uvicorn worker process builds its own app, ledger pool and
     # archive client (none of them survives a fork).
+    from invoicer.api import UVICORN_OPTIONS
+
     uvicorn.run("invoicer.api:create_app", factory=True, host=host, port=port, workers=workers,
-                proxy_headers=True, server_header=False)
+                **UVICORN_OPTIONS)
 
 
 @app.command()

@@ -12,14 +12,32 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import os
+import re
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 #: Default validity of a link in an e-mail.
 EMAIL_LINK_TTL = 7 * 24 * 3600
+
+#: The shortest signing secret accepted, in bytes: an HMAC-SHA256 key shorter than its
+#: 32-byte output is the weak link (an empty one lets anybody forge every token).
+MIN_SECRET_BYTES = 32
+
+#: What separates the secrets of a rotation in ``INVOICER_LINK_SECRET``.
+SECRET_SEPARATOR = ","
+
+#: One secret, or several for a rotation: the first signs, every one verifies.
+Keys = bytes | Sequence[bytes]
+
+
+class WeakSecretError(ValueError):
+    """A signing secret that is missing, empty or shorter than :data:`MIN_SECRET_BYTES`
+    (or a secret file that cannot be made): the service refuses to start with it."""
 
 
 class InvalidLinkError(ValueError):
@@ -44,23 +62,90 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def sign(claims: LinkClaims, secret: bytes) -> str:
-    """A token for ``claims``: ``payload.signature``, both base64url."""
+#: A signed token inside any text (a URL, a log line): a base64url payload of at least
+#: 16 characters, a dot, and the 43 characters of an HMAC-SHA256.
+_TOKEN_IN_TEXT = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{43}"
+                            r"(?![A-Za-z0-9_-])")
+
+
+def redact_tokens(text: str) -> str:
+    """``text`` with every signed token replaced by ``{token}``: a link is a
+    credential, so logs keep the route (``/invoices/{token}.pdf``), never the token."""
+    return _TOKEN_IN_TEXT.sub("{token}", text) if "." in text else text
+
+
+class RedactLinkTokens(logging.Filter):
+    """A logging filter (on a logger or a handler) that takes signed tokens out of a
+    record's message and arguments (uvicorn's access log formats its arguments
+    itself, so they are redacted one by one, not collapsed into the message)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact_tokens(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_tokens(a) if isinstance(a, str) else a
+                                for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: redact_tokens(v) if isinstance(v, str) else v
+                           for k, v in record.args.items()}
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_tokens(record.exc_text)
+        return True
+
+
+def redact_tokens_in_logs() -> None:
+    """From now on, every log record this process makes has its signed tokens
+    redacted as it is made (a record factory, not a handler filter: uvicorn's access
+    log, the application's loggers and libraries' alike, whatever handlers they end
+    in). Idempotent."""
+    factory = logging.getLogRecordFactory()
+    if getattr(factory, "redacts_link_tokens", False):
+        return
+    redact = RedactLinkTokens()
+
+    def make(*args, **kwargs):
+        record = factory(*args, **kwargs)
+        redact.filter(record)
+        return record
+
+    make.redacts_link_tokens = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(make)
+
+
+def keys(secret: Keys) -> tuple[bytes, ...]:
+    """``secret`` as a tuple of keys, the signing one first; ``ValueError`` if empty."""
+    found = (secret,) if isinstance(secret, bytes | bytearray) else tuple(secret)
+    if not found:
+        raise ValueError("no signing key")
+    return tuple(bytes(k) for k in found)
+
+
+def sign(claims: LinkClaims, secret: Keys) -> str:
+    """A token for ``claims``: ``payload.signature``, both base64url, signed with the
+    first key of ``secret``."""
     payload = json.dumps([claims.operator, claims.account, claims.invoice, claims.expires],
                          separators=(",", ":")).encode()
-    mac = hmac.new(secret, payload, hashlib.sha256).digest()
+    mac = hmac.new(keys(secret)[0], payload, hashlib.sha256).digest()
     return f"{_b64(payload)}.{_b64(mac)}"
 
 
-def verify(token: str, secret: bytes, *, now: float | None = None) -> LinkClaims:
-    """The claims of a valid, unexpired token; :class:`InvalidLinkError` otherwise."""
+def verify(token: str, secret: Keys, *, now: float | None = None) -> LinkClaims:
+    """The claims of a valid, unexpired token signed with any key of ``secret``;
+    :class:`InvalidLinkError` otherwise."""
     try:
         payload_b64, mac_b64 = token.split(".")
         payload, mac = _unb64(payload_b64), _unb64(mac_b64)
     except (ValueError, TypeError):
         raise InvalidLinkError("malformed token") from None
-    expected = hmac.new(secret, payload, hashlib.sha256).digest()
-    if not hmac.compare_digest(mac, expected):  # constant time
+    # Every key is tried, whichever matches (constant time each): how long this takes
+    # tells nothing about which key, if any, signed the token.
+    matched = False
+    for key in keys(secret):
+        expected = hmac.new(key, payload, hashlib.sha256).digest()
+        matched |= hmac.compare_digest(mac, expected)
+    if not matched:
         raise InvalidLinkError("bad signature")
     try:
         operator, account, invoice, expires = json.loads(payload)
@@ -74,26 +159,34 @@ def verify(token: str, secret: bytes, *, now: float | None = None) -> LinkClaims
     return LinkClaims(operator, account, invoice, expires)
 
 
-def tag(secret: bytes, purpose: str, value: str, *, size: int = 10) -> str:
+def tag(secret: Keys, purpose: str, value: str, *, size: int = 10) -> str:
     """A short MAC of ``value`` for ``purpose``: lowercase base32 of the first ``size``
-    bytes of HMAC-SHA256(secret, purpose NUL value).
+    bytes of HMAC-SHA256(key, purpose NUL value), with the first (signing) key.
 
     For identifiers that travel where case may not survive (the local part of a VERP
     return path: some MTAs lowercase it) and where length counts. ``purpose`` keeps a
     tag made for one use from being valid for another.
     """
-    mac = hmac.new(secret, f"{purpose}\0{value}".encode(), hashlib.sha256).digest()[:size]
+    return _tag(keys(secret)[0], purpose, value, size)
+
+
+def _tag(key: bytes, purpose: str, value: str, size: int) -> str:
+    mac = hmac.new(key, f"{purpose}\0{value}".encode(), hashlib.sha256).digest()[:size]
     return base64.b32encode(mac).decode("ascii").rstrip("=").lower()
 
 
-def check_tag(secret: bytes, purpose: str, value: str, candidate: str, *,
+def check_tag(secret: Keys, purpose: str, value: str, candidate: str, *,
               size: int = 10) -> bool:
-    """Whether ``candidate`` is :func:`tag` of ``value`` (constant time, any case)."""
-    return hmac.compare_digest(tag(secret, purpose, value, size=size),
-                               candidate.lower().encode("ascii", "replace").decode())
+    """Whether ``candidate`` is :func:`tag` of ``value`` under any key of ``secret``
+    (constant time, any case): a rotation keeps earlier return paths valid."""
+    given = candidate.lower().encode("ascii", "replace").decode()
+    matched = False
+    for key in keys(secret):
+        matched |= hmac.compare_digest(_tag(key, purpose, value, size), given)
+    return matched
 
 
-def invoice_link(base_url: str, operator: str, account: str, invoice: str, secret: bytes,
+def invoice_link(base_url: str, operator: str, account: str, invoice: str, secret: Keys,
                  *, ttl: int = EMAIL_LINK_TTL, now: float | None = None) -> str:
     """``{base_url}/invoices/{token}.pdf``, valid ``ttl`` seconds from ``now``."""
     expires = int((now if now is not None else time.time()) + ttl)
@@ -101,20 +194,74 @@ def invoice_link(base_url: str, operator: str, account: str, invoice: str, secre
     return f"{base_url.rstrip('/')}/invoices/{token}.pdf"
 
 
+def check_secret(value: bytes, where: str) -> bytes:
+    """``value`` if it is long enough to sign with; :class:`WeakSecretError` naming
+    ``where`` it came from otherwise."""
+    if len(value) < MIN_SECRET_BYTES:
+        state = "empty" if not value else f"only {len(value)} bytes long"
+        raise WeakSecretError(
+            f"the signing secret from {where} is {state}: at least {MIN_SECRET_BYTES} "
+            "bytes are needed (e.g. `python3 -c 'import secrets; "
+            "print(secrets.token_urlsafe(48))'`). Refusing to start: links and SMS "
+            "sessions signed with it could be forged.")
+    return value
+
+
+def parse_secrets(text: str, where: str) -> tuple[bytes, ...]:
+    """The secrets of a rotation: ``new,old,...`` (separated by
+    :data:`SECRET_SEPARATOR`, spaces around each ignored), every one checked."""
+    parts = [p.strip() for p in text.split(SECRET_SEPARATOR)]
+    return tuple(check_secret(p.encode("utf-8"), f"{where} (secret {n} of {len(parts)})"
+                              if len(parts) > 1 else where)
+                 for n, p in enumerate(parts, start=1))
+
+
 def local_secret(path: Path) -> bytes:
     """The embedded default's secret: made once, kept in a 0600 file next to the ledger.
 
-    At scale every machine must share one secret: set ``INVOICER_LINK_SECRET``.
+    At scale every machine must share one secret: set ``INVOICER_LINK_SECRET``. The file
+    appears whole or not at all (written to a temporary file, flushed to disk, then
+    linked into place), so a crash or a full disk never leaves an empty key behind; a
+    file that is nevertheless too short (an older version's leftover) is refused with
+    :class:`WeakSecretError`, as is a file that cannot be made.
     """
     try:
-        return path.read_bytes()
+        return check_secret(path.read_bytes(), str(path))
     except FileNotFoundError:
+        pass
+    value = secrets.token_bytes(MIN_SECRET_BYTES)
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        value = secrets.token_bytes(32)
+        _publish(path, value)
+    except FileExistsError:  # another process made it first: use theirs
+        return check_secret(path.read_bytes(), str(path))
+    except OSError as exc:
+        raise WeakSecretError(f"cannot create the signing secret {path}: "
+                              f"{exc.strerror or exc}; free space or set "
+                              "INVOICER_LINK_SECRET") from exc
+    return value
+
+
+def _publish(path: Path, value: bytes) -> None:
+    """Create ``path`` holding ``value``, mode 0600, atomically; ``FileExistsError`` if
+    it exists. ``os.link`` rather than ``os.replace``: two processes making the secret
+    at once must not each keep their own, so the second one's link fails and it reads
+    the first one's."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first: use theirs
-            return path.read_bytes()
-        with os.fdopen(fd, "wb") as f:
-            f.write(value)
-        return value
+            view = memoryview(value)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # the new name itself survives a power cut
+    finally:
+        os.close(dir_fd)

@@ -93,7 +93,21 @@ class Reject:
     message: str
     issues: list[dict[str, Any]]
     raw: bytes
+    """The line, or its first :data:`RAW_KEPT` bytes when it is longer."""
+    raw_size: int | None
+    """The line's whole length (None: dead-lettered before the length was kept)."""
+    raw_file: str | None
+    """Where the whole line is when ``raw`` is only its start, else None."""
     created_at: datetime
+
+    @property
+    def truncated(self) -> bool:
+        """True when ``raw`` is only the start of the line."""
+        return self.raw_size is not None and self.raw_size > len(self.raw)
+
+
+#: Bytes of a dead-lettered line kept in its ``rejects`` row.
+RAW_KEPT = 64 << 10
 
 
 class RunStore:
@@ -338,13 +352,16 @@ class RunStore:
         return key
 
     def record_reject(self, run_id: int, line: int, error: Mapping[str, Any],
-                      raw: bytes | str) -> bool:
-        """Dead-letter a line: its errors (``RecordError.to_dict()``) and raw bytes.
+                      raw: bytes | str, *, raw_file: str | None = None) -> bool:
+        """Dead-letter a line: its errors (``RecordError.to_dict()``) and raw bytes, of
+        which the row keeps the first :data:`RAW_KEPT` (a 50 MB line does not belong in
+        a database row; ``raw_file`` names where the caller put the whole of it).
 
         Once per (source, line): True when recorded now, False when that line of that
         source (same file hash, or the same run without one) was already dead-lettered.
         """
-        raw_bytes = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
+        whole = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+        raw_bytes, raw_size = bytes(whole[:RAW_KEPT]), len(whole)
         issues = list(error.get("issues") or [])
         first = issues[0] if issues else {}
         with self._db.write() as conn:
@@ -357,20 +374,23 @@ class RunStore:
                     reason=str(error.get("reason") or first.get("reason") or "invalid"),
                     path=str(error.get("path") or first.get("path") or ""),
                     message=str(error.get("message") or first.get("message") or ""),
-                    issues=issues, raw=raw_bytes, created_at=self._db.now(),
+                    issues=issues, raw=raw_bytes, raw_size=raw_size,
+                    raw_file=raw_file if raw_size > RAW_KEPT else None,
+                    created_at=self._db.now(),
                 )
                 .on_conflict_do_nothing(index_elements=[rejects.c.source_key, rejects.c.line])
                 .returning(rejects.c.id)
             )
             return conn.execute(stmt).one_or_none() is not None
 
-    def rejects(self, run_id: int) -> list[Reject]:
-        """The dead letters a run recorded, in line order."""
+    def rejects(self, run_id: int, limit: int | None = None) -> list[Reject]:
+        """The dead letters a run recorded, in line order (the first ``limit``)."""
         with self._db.read() as conn:
             rows = conn.execute(
                 sa.select(*(rejects.c[f.name] for f in fields(Reject)))
                 .where(rejects.c.run_id == run_id)
                 .order_by(rejects.c.line)
+                .limit(limit)
             ).all()
         return [Reject(**r._mapping) for r in rows]
 

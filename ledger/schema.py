@@ -120,7 +120,11 @@ rejects = sa.Table(
     sa.Column("path", sa.Text, nullable=False),
     sa.Column("message", sa.Text, nullable=False),
     sa.Column("issues", sa.JSON, nullable=False),
+    # At most RAW_KEPT bytes of the line (ledger.runs); a longer line is whole in the
+    # file ``raw_file`` names, and ``raw_size`` is its length (migration 0012).
     sa.Column("raw", sa.LargeBinary, nullable=False),
+    sa.Column("raw_size", sa.BigInteger),
+    sa.Column("raw_file", sa.Text),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("source_key", "line"),
     sa.Index(None, "run_id", "reason"),

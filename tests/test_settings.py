@@ -18,6 +18,13 @@ from invoicer.settings import Settings, mask_url, masked
      "https://:***@sms.example/v1?token=***&account=a"),
     ("amqp://guest:guest@127.0.0.1:5672//", "amqp://guest:***@127.0.0.1:5672//"),
     ("s3://bucket/p?endpoint=http://127.0.0.1:9000", "s3://bucket/p?endpoint=http://127.0.0.1:9000"),
+    # Class (issue 13): a credential shown in clear. A bare token in the user part,
+    # a user without password, secret-looking parameters under other names.
+    ("https://Zm9vYmFyLXRva2Vu@gateway.example/send", "https://***@gateway.example/send"),
+    ("postgresql://billing@db/ledger", "postgresql://***@db/ledger"),
+    ("redis://:pw@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
+    ("https://gw.example/v1?apikey=A&auth=B&sig=C&x-session=D&to=+55",
+     "https://gw.example/v1?apikey=***&auth=***&sig=***&x-session=***&to=+55"),
 ])
 def test_urls_are_shown_as_written_with_secrets_masked(url, shown):
     assert mask_url(url) == shown
@@ -28,6 +35,8 @@ def test_secret_settings_are_never_shown():
     assert shown["link_secret"] == shown["sms_token"] == "***"
     unset = masked(Settings(link_secret="", sms_token=""))
     assert unset["link_secret"] == "(generated, var/link-secret)" and unset["sms_token"] == "(none)"
+    rotating = masked(Settings(link_secret="n" * 32 + "," + "o" * 32))
+    assert "n" * 32 not in rotating["link_secret"] and "rotation" in rotating["link_secret"]
 
 
 @pytest.mark.parametrize(("name", "value"), [

@@ -33,7 +33,7 @@ from invoicer.delivery.errors import (
     TransientDeliveryError,
     UnknownDeliveryError,
 )
-from invoicer.delivery.links import invoice_link
+from invoicer.delivery.links import Keys, invoice_link
 from invoicer.delivery.sms import render_sms
 from invoicer.ledger import Delivery, Invoice, Ledger
 from invoicer.workflows import owner
@@ -75,7 +75,7 @@ class Channels:
     mailer: object          # delivery.email.Mailer
     sms: object             # delivery.sms.SmsGateway
     public_url: str
-    link_secret: bytes
+    link_secret: Keys       # one secret, or a rotation's (the first signs)
     sender: str
     max_attachment: int = 10 * 1024 * 1024
     retry: Callable | None = None  # retry(call) -> result, transient errors only

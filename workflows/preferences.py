@@ -43,7 +43,7 @@ from email_validator import EmailNotValidError, validate_email
 from invoicer.billing.models import BillingRecord, DeliveryMode
 from invoicer.delivery import links
 from invoicer.delivery.email.notice import build_notice_message
-from invoicer.delivery.links import InvalidLinkError, LinkClaims
+from invoicer.delivery.links import InvalidLinkError, Keys, LinkClaims
 from invoicer.ledger import Invoice, Ledger, Preference
 from invoicer.operator_settings import operator_settings
 from invoicer.resources import package_path
@@ -80,12 +80,14 @@ class ConfirmationMail:
     mailer: object
     sender: str
     public_url: str
-    key: bytes
+    key: Keys
 
 
-def confirmation_key(link_secret: bytes) -> bytes:
-    """The confirmation links' key, derived from the service's link secret."""
-    return hmac.new(link_secret, b"invoicer/email-confirmation", hashlib.sha256).digest()
+def confirmation_key(link_secret: Keys) -> tuple[bytes, ...]:
+    """The confirmation links' keys, derived from the service's link secret(s): during a
+    rotation the first signs and every one verifies, as for every other token."""
+    return tuple(hmac.new(secret, b"invoicer/email-confirmation", hashlib.sha256).digest()
+                 for secret in links.keys(link_secret))
 
 
 def is_pending(pref: Preference) -> bool:
@@ -149,7 +151,7 @@ def choose(ledger: Ledger, mail: ConfirmationMail, *, operator: str, account: st
     return pref
 
 
-def awaiting(ledger: Ledger, key: bytes, token: str, *, now: float) -> Preference | None:
+def awaiting(ledger: Ledger, key: Keys, token: str, *, now: float) -> Preference | None:
     """The choice a link names if the link would confirm it now (to show before the
     subscriber presses "Confirm"; opening the link changes nothing, so a mail scanner
     that follows links confirms nothing). ``None`` for a link altered, expired, already
@@ -167,7 +169,7 @@ def awaiting(ledger: Ledger, key: bytes, token: str, *, now: float) -> Preferenc
     return row if row.state == "unconfirmed" else None
 
 
-def confirm(ledger: Ledger, key: bytes, token: str, *, now: float) -> Preference | None:
+def confirm(ledger: Ledger, key: Keys, token: str, *, now: float) -> Preference | None:
     """Confirm the choice a link names: the confirmed row, once; ``None`` for every
     link :func:`awaiting` refuses, and for the second use of a good one."""
     row = awaiting(ledger, key, token, now=now)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
 import itertools
 import json
@@ -72,8 +73,14 @@ def _write_new(path: Path, fill: Callable[[BinaryIO], object], *, mode: int, syn
     With ``xattr``, also set it as :data:`META_XATTR` before the data is synced, so the
     metadata is as durable as the bytes. Returns the errno with which the file system
     refused the attribute, or ``None``.
+
+    The file is created owner-writable and given ``mode`` only once its bytes and its
+    attribute are written: the kernel checks write permission on the file itself (not
+    the open descriptor) before setting a ``user.`` attribute, so on a file already
+    read-only it refuses every process but root's (EACCES), and with it every record of
+    a service that, as it should, does not run as root.
     """
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     refused = None
     with os.fdopen(fd, "wb") as f:
         fill(f)
@@ -85,9 +92,51 @@ def _write_new(path: Path, fill: Callable[[BinaryIO], object], *, mode: int, syn
                 if exc.errno not in _NO_XATTR_ERRNOS:
                     raise
                 refused = exc.errno
+        os.fchmod(fd, mode & ~_UMASK)  # read-only from here on (for 0o444 objects)
         if sync:
             os.fsync(fd)
     return refused
+
+
+def _read_umask() -> int:
+    # os.umask can only be read by setting it: once, at import, before any thread
+    # writes. Modes were always subject to it (os.open applies it, fchmod does not).
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def sweep_temporaries(path: Path) -> int:
+    """Remove the temporary files a killed process left while writing ``path``
+    (``.{name}.{pid}.{token}.{n}.tmp``): those of a process that is gone, or of an
+    earlier process that had this one's pid. Returns how many. Called before ``path``
+    is written again, so a killed run's leftovers go with the next run's put of the
+    same object, at the cost of one small directory listing."""
+    removed = 0
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        parts = tmp.name[len(path.name) + 2:].split(".")
+        if len(parts) != 4 or not parts[0].isdigit():
+            continue
+        pid, token = int(parts[0]), parts[1]
+        stale = token != _TMP_TOKEN if pid == os.getpid() else not _pid_alive(pid)
+        if stale:
+            with contextlib.suppress(OSError):  # gone meanwhile, or not ours to remove
+                tmp.unlink()
+                removed += 1
+    return removed
 
 
 def _meta_body(info: ObjectInfo) -> bytes:
@@ -224,6 +273,8 @@ class FileArchive:
             if path.exists():  # a re-run: answer without writing a temp file
                 return self._existing(path, info)
             new_folders = _make_folders(path.parent)
+            if not new_folders:
+                sweep_temporaries(path)  # a killed attempt's leftovers, if any
             tmp = path.with_name(f".{path.name}.{os.getpid()}.{_TMP_TOKEN}."
                                  f"{next(_tmp_counter)}.tmp")
             try:

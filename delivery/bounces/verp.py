@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from invoicer.delivery.links import check_tag, tag
+from invoicer.delivery.links import Keys, check_tag, tag
 
 __all__ = ["Verp"]
 
@@ -24,7 +24,7 @@ _PURPOSE = "verp"
 class Verp:
     """Return paths for one bounce domain, signed with ``secret``."""
 
-    secret: bytes
+    secret: Keys
     domain: str
     local: str = "bounces"
 

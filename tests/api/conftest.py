@@ -19,7 +19,7 @@ import httpx
 import pytest
 import uvicorn
 
-from invoicer.api import create_app
+from invoicer.api import UVICORN_OPTIONS, create_app
 from invoicer.api.keys import create_key
 from invoicer.delivery.archive import FileArchive, S3Archive
 from invoicer.ledger import Ledger
@@ -40,7 +40,9 @@ class LiveServer:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._socket.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+        # As `invoicer serve` runs it (uvicorn's own X-Forwarded-For handling off).
+        config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False,
+                                **UVICORN_OPTIONS)
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run,
                                         kwargs={"sockets": [self._socket]}, daemon=True)

@@ -2,11 +2,15 @@
 ``fa_IR`` (right to left): the payment code copied with the button, a QR code, direct
 debit, overdue, the operator's branding; e-invoice/paper through the e-mailed link.
 
-Every flow saves its screenshots to ``docs/img/`` (shown in ``docs/self-service.md``).
+Every flow takes its screenshots; with ``INVOICER_SCREENSHOTS=docs`` they replace those
+in ``docs/img/`` (shown in ``docs/self-service.md``), otherwise they go to a temporary
+folder, so that a test run never changes the checkout.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -21,6 +25,8 @@ from tests.api.world import MAIN
 
 WIDTH = 390
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
+SHOTS = (DOCS_IMG if os.environ.get("INVOICER_SCREENSHOTS") == "docs"
+         else Path(tempfile.gettempdir()) / "invoicer-screenshots")
 #: After the world's November due dates: unpaid invoices are overdue.
 AFTER_DUE = datetime(2026, 11, 25, 12, tzinfo=UTC)
 LANGS = {"pt_BR": ("pt-BR", "ltr"), "fa_IR": ("fa-IR", "rtl")}
@@ -51,8 +57,8 @@ def _fits(page):
 
 
 def _shot(page, name):
-    DOCS_IMG.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(DOCS_IMG / f"{name}.png"), full_page=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 @pytest.mark.parametrize("lang", list(LANGS))

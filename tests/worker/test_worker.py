@@ -86,7 +86,7 @@ class Harness:
                     "INVOICER_DB_URL": pg_url, "INVOICER_ARCHIVE_URL": archive_url,
                     "INVOICER_MAIL_URL": smtp.url, "INVOICER_MAIL_FROM": "bills@oi.test",
                     "INVOICER_SMS_URL": f"file://{tmp_path}/sms",
-                    "INVOICER_LINK_SECRET": "test-secret", **TIMEOUTS}
+                    "INVOICER_LINK_SECRET": "worker-tests-link-secret-0123456789abcdef", **TIMEOUTS}
         self.env.pop("CELERY_BROKER_URL", None)
         self.celery = Celery(self.env, tmp_path)
         self.ledger = Ledger.from_url(pg_url)

@@ -108,3 +108,29 @@ def test_unused_path_is_untouched(tmp_path: Path):
     # Opening an archive does no I/O: a URL can be checked before the folder exists.
     archive = FileArchive(tmp_path / "later")
     assert archive.list() == [] and not (tmp_path / "later").exists()
+
+
+def test_a_killed_attempts_temporaries_are_swept_by_the_next_put(tmp_path):
+    """Class (issue 13): leftovers of a killed run stay forever. A temporary of a dead
+    process (and one of an earlier process that had our pid) goes with the next put of
+    the same object; a live process's temporary stays."""
+    import subprocess
+    import sys
+
+    from invoicer.delivery.archive import file as file_module
+
+    archive = FileArchive(tmp_path)
+    archive.put("oi/1/2026-11/N-0.pdf", b"%PDF-1.7 other")  # the folder exists
+    folder = tmp_path / "oi" / "1" / "2026-11"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stale = [folder / f".N-1.pdf.{dead}.abcd1234.0.tmp",
+             folder / f".N-1.pdf.{os.getpid()}.00000000.3.tmp"]  # our pid, not our token
+    live = folder / f".N-1.pdf.{os.getppid()}.abcd1234.0.tmp"
+    for path in (*stale, live):
+        path.write_bytes(b"half a PDF")
+        path.chmod(0o444)
+    assert file_module._TMP_TOKEN != "00000000"
+    assert archive.put("oi/1/2026-11/N-1.pdf", b"%PDF-1.7 x").created
+    left = sorted(p.name for p in folder.iterdir() if not p.name.endswith(".meta.json"))
+    assert left == sorted(["N-0.pdf", "N-1.pdf", live.name]), left

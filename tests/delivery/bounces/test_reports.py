@@ -35,8 +35,11 @@ def test_a_forged_or_foreign_return_path_names_nothing(forged):
     assert VERP.delivery_of(forged(VERP.address(4711))) is None
 
 
-def test_another_secret_does_not_verify():
+def test_another_secret_does_not_verify_and_a_rotation_keeps_old_return_paths():
     assert Verp(b"z" * 32, "bounce.oi.example").delivery_of(VERP.address(1)) is None
+    rotated = Verp((b"z" * 32, SECRET), "bounce.oi.example")  # new signs, old verifies
+    assert rotated.delivery_of(VERP.address(1)) == 1
+    assert rotated.address(1) != VERP.address(1) and rotated.delivery_of(rotated.address(1)) == 1
 
 
 # ---------------------------------------------------------------------------- DSN
