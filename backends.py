@@ -20,6 +20,7 @@ from invoicer.delivery.retry import Backoff, retry
 from invoicer.delivery.sms import SmsGateway, gateway_from_url
 from invoicer.ledger import Ledger
 from invoicer.pipeline import Services
+from invoicer.renderer import RenderOptions
 from invoicer.runs.broker import Broker
 from invoicer.settings import Settings
 from invoicer.workflows.bounces import Intake
@@ -36,6 +37,7 @@ __all__ = [
     "ledger",
     "link_secret",
     "mailer",
+    "render_options",
     "services",
     "sms_gateway",
     "verp",
@@ -137,7 +139,13 @@ def services(settings: Settings, *, deliver: bool = True) -> Services:
     _make_local_dirs(settings)
     return Services(ledger=ledger(settings), archive=archive(settings),
                     channels=channels(settings) if deliver else None,
-                    rejects_dir=Path(settings.rejects_dir) if settings.rejects_dir else None)
+                    rejects_dir=Path(settings.rejects_dir) if settings.rejects_dir else None,
+                    options=render_options(settings))
+
+
+def render_options(settings: Settings) -> RenderOptions:
+    """How invoices are rendered: the bill run's and the second copies' alike."""
+    return RenderOptions(shock_share=settings.shock_share)
 
 
 def _make_local_dirs(settings: Settings) -> None:

@@ -1,7 +1,7 @@
 """The plain functions that walk a billing record through the service.
 
     raw line -> parse (billing) -> claim the invoice number (ledger) -> render
-    -> archive PDF and canonical record -> mark archived (ledger)
+    -> archive canonical record, e-invoice XML and PDF -> mark archived (ledger)
     -> deliver per the subscriber's preference (workflows.dispatch)
 
 Nothing here knows whether it runs in the CLI's process pool, a Celery worker or a
@@ -9,6 +9,11 @@ test (``invoicer.runs`` walks a run's chunks through it). Every step is idempote
 ledger's unique (operator, number) decides who works on an invoice, rendering is
 deterministic and archiving is create-only, so a record handed over twice, or a run
 resumed after a crash, yields one archived invoice.
+
+An invoice number is issued with one content (contract 1.1): the claim stores the
+record's content hash, and a record that finds its number issued with another content
+is rejected as ``conflict`` (dead-lettered, naming the first field that differs),
+never reported "already done". The same content again stays "already done".
 """
 
 from __future__ import annotations
@@ -21,12 +26,16 @@ from pathlib import Path
 from typing import Literal
 
 from invoicer.billing import BillingRecord, Issue, RecordError, parse_record
+from invoicer.billing.content import content_sha256, first_difference
 from invoicer.delivery.archive import Archive, invoice_key
-from invoicer.delivery.errors import DeliveryError, TransientDeliveryError
-from invoicer.ledger import Ledger, LedgerConflict
+from invoicer.delivery.errors import ArchiveNotFoundError, DeliveryError, TransientDeliveryError
+from invoicer.ledger import Invoice, Ledger, LedgerConflict
 from invoicer.ledger.runs import RAW_KEPT
-from invoicer.renderer import RENDERER_VERSION, RenderOptions, render
+from invoicer.renderer import RENDERER_VERSION, Rendered, RenderOptions, render_document
+from invoicer.renderer.einvoice import EInvoiceError
+from invoicer.renderer.shock import by_category
 from invoicer.workflows.dispatch import Channels, dispatch
+from invoicer.workflows.previous import PreviousUnreadable, options_for, previous_number
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +56,8 @@ class Outcome:
     message: str | None = None
     pages: int = 0
     deliveries: tuple[tuple[str, str], ...] = ()
+    einvoice: str | None = None
+    """The e-invoice format issued with it (``xrechnung-cii``, ``factur-x``...), if any."""
 
 
 @dataclass
@@ -90,6 +101,15 @@ def process_record(raw: bytes, *, line: int, run_id: int, services: Services) ->
         log.warning("line %s, invoice %s: %s", line, number, err)
         dead_letter(services, run_id, line, err.error, raw)
         return Outcome("rejected", line, number, err.error.reason, str(err.error))
+    except RecordError as err:  # the number was issued with another content
+        dead_letter(services, run_id, line, err, raw)
+        log.error("line %s: %s", line, err)
+        return Outcome("rejected", line, number, err.reason, str(err))
+    except (EInvoiceError, PreviousUnreadable) as exc:
+        # Nothing of it was archived or sent; the claim stays, the next run retries.
+        log.error("line %s, invoice %s: %s", line, number, exc)
+        return Outcome("failed", line, number,
+                       "einvoice" if isinstance(exc, EInvoiceError) else "previous", str(exc))
     except TransientDeliveryError as exc:
         log.warning("line %s, invoice %s: %s (will be retried)", line, number, exc)
         return Outcome("failed", line, number, "transient", str(exc))
@@ -161,12 +181,15 @@ class Unrenderable(Exception):
         self.error = error
 
 
-def _render(record: BillingRecord, options: RenderOptions, line: int) -> tuple[bytes, bytes]:
-    """The PDF and the canonical record's bytes; :class:`Unrenderable` if either fails."""
+def _render(record: BillingRecord, options: RenderOptions, line: int
+            ) -> tuple[Rendered, bytes]:
+    """The rendered documents and the canonical record's bytes; :class:`Unrenderable`
+    if either fails. An e-invoice that fails its schema is not dead-lettered here: it
+    raises :class:`EInvoiceError`, a failure of ours to look at (the claim stays)."""
     try:
-        pdf = render(record, options)
+        rendered = render_document(record, options)
         canonical = record.model_dump_json(by_alias=True).encode("utf-8")
-    except MemoryError:
+    except (MemoryError, EInvoiceError):
         raise
     except Exception as exc:
         log.debug("line %s cannot be rendered", line, exc_info=True)
@@ -174,25 +197,33 @@ def _render(record: BillingRecord, options: RenderOptions, line: int) -> tuple[b
             Issue("", f"the record is valid but cannot be rendered: {type(exc).__name__}: "
                       f"{str(exc)[:300]}", "unrenderable"),
             line=line, invoice_number=record.invoice.number)) from exc
-    return pdf, canonical
+    return rendered, canonical
 
 
 def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id: int,
                         services: Services) -> Outcome:
     inv, ledger = record.invoice, services.ledger
     operator, number = record.operator.id, inv.number
+    account = record.account.number
+    content_hash = content_sha256(record)
     claim = ledger.invoices.claim(
         operator, number,
-        account=record.account.number, period_start=inv.period.start,
+        account=account, period_start=inv.period.start,
         period_end=inv.period.end, issue_date=inv.issue_date, due_date=inv.due_date,
         total=record.totals.total_due, currency=inv.currency, locale=inv.locale,
         delivery_mode=record.delivery.mode.value, kind=inv.kind.value,
         postal_code=record.account.customer.address.postal_code or None,
         country=record.account.customer.address.country, phone=record.delivery.phone,
-        record_sha256=hashlib.sha256(raw).hexdigest(), run_id=run_id, source_line=line,
+        record_sha256=hashlib.sha256(raw).hexdigest(), content_sha256=content_hash,
+        previous_number=previous_number(ledger, operator, account, inv.period.start),
+        shock_share=str(services.options.shock_share),
+        charges_by_category={k: str(v) for k, v in by_category(record).items()},
+        run_id=run_id, source_line=line,
     )
+    first = claim.invoice
     if not claim.created:
-        first = claim.invoice
+        if first.content_sha256 is not None and first.content_sha256 != content_hash:
+            raise _conflict(record, first, services.archive, line)
         ours = (first.run_id, first.source_line) == (run_id, line)
         if first.run_id == run_id and first.source_line is not None and not ours:
             # The number appeared on another line of this same run: processed once, there.
@@ -203,45 +234,84 @@ def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id:
             # Archived earlier; a channel left pending (e.g. SMTP was down) goes now.
             # Archived by this very line (an earlier attempt of its chunk): still this
             # line's invoice, counted as archived here and nowhere else.
-            key = first.archive_key
-            states = _deliver(first, record, lambda: services.archive.get(key), services)
+            key, xml_key = first.archive_key, first.einvoice_key
+            states = _deliver(first, record, lambda: services.archive.get(key),
+                              None if xml_key is None else (lambda: services.archive.get(xml_key)),
+                              services)
             if ours:
                 return Outcome("archived", line, number, pages=first.pages or 0,
-                               deliveries=states)
+                               deliveries=states, einvoice=first.einvoice_format)
             return Outcome("already_done", line, number, deliveries=states)
         # A claim left by a crashed or failed attempt, or one still in progress
-        # elsewhere: finish it. Rendering gives the same bytes and archiving is
-        # create-only, so this is safe to redo; the ledger lets one of us mark it.
+        # elsewhere: finish it. Rendering gives the same bytes (with the previous
+        # invoice the claim fixed) and archiving is create-only, so this is safe to
+        # redo; the ledger lets one of us mark it.
 
-    pdf, canonical = _render(record, services.options, line)
+    options = options_for(ledger, services.archive, first, services.options)
+    rendered, canonical = _render(record, options, line)
+    pdf, xml = rendered.pdf, rendered.xml
     digest = hashlib.sha256(pdf).hexdigest()
-    key = invoice_key(operator, record.account.number, inv.period.start, number, "pdf")
+    key = invoice_key(operator, account, inv.period.start, number, "pdf")
     meta = {"renderer-version": RENDERER_VERSION, "invoice": number}
     # The canonical record goes first: a second copy or a re-render needs it, and an
-    # archived PDF without it would be a dead end.
-    services.archive.put(invoice_key(operator, record.account.number, inv.period.start,
-                                     number, "json"), canonical, metadata=meta)
+    # archived PDF without it would be a dead end. The XML goes before the PDF for the
+    # same reason: the PDF (and the ledger's mark) says the invoice is complete.
+    services.archive.put(invoice_key(operator, account, inv.period.start, number, "json"),
+                         canonical, metadata=meta)
+    einvoice = None
+    if xml is not None and xml.embedded:
+        einvoice = (xml.format, None, None)  # Factur-X: inside the PDF
+    elif xml is not None:
+        xml_sha = hashlib.sha256(xml.xml).hexdigest()
+        services.archive.put(invoice_key(operator, account, inv.period.start, number, "xml"),
+                             xml.xml, sha256=xml_sha,
+                             metadata={**meta, "einvoice-format": xml.format})
+        einvoice = (xml.format, xml_sha, len(xml.xml))
     services.archive.put(key, pdf, sha256=digest, metadata=meta)
     pages = pdf.count(b"/Type /Page\n")
     won = ledger.invoices.mark_archived(
-        claim.invoice.id, sha256=digest, archive_key=key, renderer_version=RENDERER_VERSION,
-        pages=pages, size=len(pdf), run_id=run_id, source_line=line)
+        first.id, sha256=digest, archive_key=key, renderer_version=RENDERER_VERSION,
+        pages=pages, size=len(pdf), einvoice=einvoice, run_id=run_id, source_line=line)
     # Delivery starts only once the invoice is archived and recorded: what a
     # subscriber receives is always what the archive holds.
-    states = _deliver(claim.invoice, record, lambda: pdf, services)
+    beside = xml.xml if xml is not None and not xml.embedded else None
+    states = _deliver(first, record, lambda: pdf,
+                      None if beside is None else (lambda: beside), services)
     if not won:
         # Another process archived the same bytes first: the invoice counts on the line
         # that did (this one, if it was a second attempt of the same chunk), not twice.
-        now = ledger.invoices.get_by_id(claim.invoice.id)
+        now = ledger.invoices.get_by_id(first.id)
         if now is None or (now.run_id, now.source_line) != (run_id, line):
             return Outcome("already_done", line, number, deliveries=states)
-    return Outcome("archived", line, number, pages=pages, deliveries=states)
+    return Outcome("archived", line, number, pages=pages, deliveries=states,
+                   einvoice=xml.format if xml is not None else None)
 
 
-def _deliver(invoice, record: BillingRecord, pdf, services: Services
+def _conflict(record: BillingRecord, first: Invoice, archive: Archive,
+              line: int) -> RecordError:
+    """The ``conflict`` rejection of a record whose number was issued with another
+    content: names the invoice, the content hash issued and, when the issued record is
+    archived, the first field that differs."""
+    number = record.invoice.number
+    where = None
+    if first.archive_key:
+        try:
+            issued = parse_record(archive.get(first.archive_key.removesuffix(".pdf") + ".json"))
+            where = first_difference(issued, record)
+        except (ArchiveNotFoundError, RecordError):
+            pass  # the hash alone still tells the two apart
+    message = (f"invoice {number} of {record.operator.id} was already issued with other "
+               f"content (content sha256 {first.content_sha256}); this record differs"
+               + (f" at {where}" if where else "")
+               + ": a correction needs a new invoice number or a credit note")
+    return RecordError(Issue(where or "invoice.number", message, "conflict"), line=line,
+                       invoice_number=number)
+
+
+def _deliver(invoice, record: BillingRecord, pdf, xml, services: Services
              ) -> tuple[tuple[str, str], ...]:
     if services.channels is None:
         return ()
-    states = dispatch(invoice, record, pdf, ledger=services.ledger,
+    states = dispatch(invoice, record, pdf, xml=xml, ledger=services.ledger,
                       channels=services.channels)
     return tuple(sorted(states.items()))

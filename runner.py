@@ -43,13 +43,19 @@ class RunSummary:
     interrupted: bool = False
     failures: list[Outcome] = field(default_factory=list)
     repeats: list[Outcome] = field(default_factory=list)
+    conflicts: list[Outcome] = field(default_factory=list)
+    """Lines refused because their invoice number was issued with other content."""
     unread: list[tuple[int, str]] = field(default_factory=list)
     """Chunks that could not be read at all: ``(seq, why)``."""
     deliveries: Counter[tuple[str, str]] = field(default_factory=Counter)
+    einvoices: Counter[str] = field(default_factory=Counter)
+    """E-invoices issued by this run, per format."""
 
     def add(self, outcome: Outcome) -> None:
         self.outcomes[outcome.status] += 1
         self.deliveries.update(outcome.deliveries)
+        if outcome.status == "archived" and outcome.einvoice:
+            self.einvoices[outcome.einvoice] += 1
         self.pages += outcome.pages
         if outcome.reason:
             self.reasons[outcome.status, outcome.reason] += 1
@@ -57,6 +63,8 @@ class RunSummary:
             self.failures.append(outcome)
         if outcome.status == "repeated" and len(self.repeats) < 100:
             self.repeats.append(outcome)
+        if outcome.reason == "conflict" and len(self.conflicts) < 100:
+            self.conflicts.append(outcome)
 
     def add_chunk(self, result: ChunkResult) -> None:
         for outcome in result.outcomes:

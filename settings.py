@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import re
+from decimal import Decimal
 from functools import cache
 from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Query parameters whose values are secrets wherever they appear in a URL.
@@ -74,6 +75,9 @@ class Settings(BaseSettings):
     (``10.0.0.5, 192.168.0.0/16``): only from them is ``X-Forwarded-For`` believed.
     Empty (the default): the header is ignored, the client is the peer."""
     max_attachment_mb: float = 10
+    shock_share: Decimal = Field(Decimal("0.20"), ge=0)
+    """The bill-shock sentence appears on page 1 when this period's charges differ from
+    the previous invoice's amount by more than this share (0.20: 20 %)."""
     """Larger PDFs are sent as a link instead of an attachment."""
     workers: int = 0
     """Processes for ``invoicer run``; 0 means one per core plus one."""

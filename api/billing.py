@@ -5,6 +5,7 @@ operators: an invoice of another operator is the same 404 as one that does not e
 
     GET  /v1/billing/operators/{op}/invoices/{n}/payment-status   status and its history
     PUT  /v1/billing/operators/{op}/invoices/{n}/payment-status   {"status", "date", "amount"}
+    GET  /v1/billing/operators/{op}/invoices/{n}/documents        signed links: PDF, e-invoice XML
     POST /v1/billing/runs        a JSON Lines upload, or {"source": "s3://bucket/key"}
     GET  /v1/billing/runs/{job}  the run's state and outcome counts
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -82,6 +83,22 @@ class PaymentState(BaseModel):
     history: list[PaymentEventOut]
 
 
+class Documents(BaseModel):
+    """Signed links to an invoice's documents, relative to the API's address, valid
+    until ``expires_at`` (15 minutes): the same links a subscriber gets."""
+
+    operator: str
+    invoice: str
+    pdf: str = Field(description="The PDF (a PDF/A-3b; a Factur-X one carries its XML).")
+    einvoice_format: str | None = Field(
+        None, description="`factur-x`, `xrechnung-cii`, `xrechnung-ubl`, `peppol-bis3`, "
+                          "`ro-cius`, or null.")
+    einvoice: str | None = Field(
+        None, description="The e-invoice XML archived beside the PDF (not for Factur-X, "
+                          "whose XML is inside the PDF); null when there is none.")
+    expires_at: datetime
+
+
 class RunRequest(BaseModel):
     """A bill run already in object storage."""
 
@@ -101,6 +118,9 @@ class RunJob(BaseModel):
     outcomes: dict[str, int] = Field(default_factory=dict,
                                      description="Records per outcome (archived, "
                                                  "already_done, rejected, failed...).")
+    einvoices: dict[str, int] = Field(default_factory=dict,
+                                      description="E-invoices the run issued, per format "
+                                                  "(`xrechnung-cii`: 3, ...).")
     error: str | None = None
     finished_at: datetime | None = None
     status_url: str
@@ -205,6 +225,28 @@ def set_payment_status(request: Request, key: BillingKey, operator: str, number:
     return _state(request, updated)
 
 
+#: How long the links of :class:`Documents` live.
+DOCUMENT_LINK_TTL = 900
+
+
+@router.get("/operators/{operator}/invoices/{number}/documents", response_model=Documents,
+            summary="Signed links to an invoice's PDF and e-invoice XML",
+            responses=problem_responses(404))
+def get_documents(request: Request, key: BillingKey, operator: str, number: str
+                  ) -> Documents:
+    """Links to download the archived PDF and, for XRechnung, Peppol BIS 3 and RO_CIUS,
+    the XML archived beside it (``GET`` them without a key: the link is the
+    credential, for 15 minutes)."""
+    invoice = _invoice(request, key, operator, number)
+    access = request.app.state.access  # its clock: tests move it
+    expires = int(access.now()) + DOCUMENT_LINK_TTL
+    token = access.invoice_token(invoice, expires)
+    return Documents(operator=invoice.operator_id, invoice=invoice.number,
+                     pdf=f"/invoices/{token}.pdf", einvoice_format=invoice.einvoice_format,
+                     einvoice=f"/invoices/{token}.xml" if invoice.einvoice_key else None,
+                     expires_at=datetime.fromtimestamp(expires, UTC))
+
+
 _RUN_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -269,4 +311,8 @@ def get_run(request: Request, key: BillingKey, job: str) -> RunJob:
         else None
     if found is None or not set(found.operators) & set(key.operators):
         raise Problem(404, "run-not-found", "No such bill run")
-    return _job(found)
+    job = _job(found)
+    if found.run_id is not None:
+        ledger: Ledger = request.app.state.ledger
+        job.einvoices = {fmt: n for fmt, n, _ in ledger.reports.run_einvoices(found.run_id)}
+    return job

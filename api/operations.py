@@ -6,6 +6,7 @@ operators. What the CLI does on the ledger machine (``invoicer deliveries``,
 
     GET  /v1/operations/deliveries             not done or needing a person: failed,
                                                bounced, unknown, queued, stuck in sending
+    GET  /v1/operations/conflicts              invoice numbers sent again with other content
     GET  /v1/operations/print-batches          batches and their states
     POST /v1/operations/print-batches/close    seal and close the open batches (202)
 
@@ -101,6 +102,24 @@ class CloseAccepted(BaseModel):
     operators: list[str]
 
 
+class ConflictOut(BaseModel):
+    """A line refused because its invoice number was issued with other content."""
+
+    run_id: int
+    line: int
+    invoice: str | None
+    field: str = Field(description="The first field that differs from the issued invoice "
+                                   "(`invoice.number` when the issued one is not archived).")
+    message: str
+    recorded_at: datetime
+
+
+class Conflicts(BaseModel):
+    """Conflicts, newest first."""
+
+    conflicts: list[ConflictOut]
+
+
 def _ledger(request: Request) -> Ledger:
     return request.app.state.ledger
 
@@ -146,6 +165,25 @@ def needing_attention(
                     fell_back_to=FallbackOut(id=fb.id, channel=fb.channel, state=fb.state)
                     if (fb := replaced.get(d.id)) else None)
         for d, inv in rows])
+
+
+@router.get("/conflicts", response_model=Conflicts,
+            summary="Invoice numbers sent again with other content",
+            responses=problem_responses(422))
+def conflicts(
+    request: Request,
+    key: OpsKey,
+    operator: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> Conflicts:
+    """Dead-lettered lines whose invoice number was already issued with other content
+    (reason ``conflict``): a correction the billing system must send as a new number
+    or a credit note."""
+    ops = _operators(key, operator)
+    found = _ledger(request).reports.conflicts(ops, limit=limit) if ops else []
+    return Conflicts(conflicts=[
+        ConflictOut(run_id=r.run_id, line=r.line, invoice=r.invoice_number, field=r.path,
+                    message=r.message, recorded_at=r.created_at) for r in found])
 
 
 @router.get("/print-batches", response_model=Batches, summary="Print batches",

@@ -9,6 +9,7 @@ an invoice link from an e-mail. Documents are fetched through signed links only:
     GET  /v1/subscriber/invoices             the account's last invoices (Oi: 13), with links
     POST /v1/subscriber/invoices/{n}/second-copy   the second copy of one of them
     GET  /invoices/{token}.pdf               an invoice (the link in e-mails)
+    GET  /invoices/{token}.xml               its e-invoice, when it travels beside the PDF
     GET  /invoices/{token}/second-copy.pdf   its second copy, once issued
 
 Every refusal of a document (a link altered, expired, for another operator or
@@ -35,6 +36,7 @@ from invoicer.delivery.archive import Archive
 from invoicer.delivery.errors import ArchiveNotFoundError
 from invoicer.ledger import Invoice, Ledger
 from invoicer.operator_settings import DEFAULT_HISTORY, operator_settings
+from invoicer.renderer import RenderOptions
 from invoicer.workflows.second_copy import issue_second_copy
 
 __all__ = ["document_router", "effective_status", "history", "router", "second_copy"]
@@ -112,6 +114,12 @@ class InvoiceSummary(BaseModel):
     document: str = Field(description="Signed link to the PDF, relative to the API's "
                                       "address; it expires with the session or link.")
     second_copy: str = Field(description="POST here for a second copy.")
+    einvoice_format: str | None = Field(
+        None, description="The e-invoice issued with it (`xrechnung-cii`, `xrechnung-ubl`, "
+                          "`peppol-bis3`, `ro-cius`, or `factur-x`: inside the PDF).")
+    einvoice: str | None = Field(
+        None, description="Signed link to the e-invoice XML archived beside the PDF "
+                          "(XRechnung, Peppol BIS 3, RO_CIUS); null otherwise.")
     links_expire_at: datetime
 
 
@@ -149,6 +157,11 @@ def _ledger(request: Request) -> Ledger:
 
 def _archive(request: Request) -> Archive:
     return request.app.state.archive
+
+
+def render_options(request: Request) -> RenderOptions:
+    """The bill run's rendering options (the bill-shock share), for second copies."""
+    return RenderOptions(shock_share=request.app.state.settings.shock_share)
 
 
 def client_address(request: Request) -> str:
@@ -213,6 +226,8 @@ def summary(access: AccessService, invoice: Invoice, expires: int) -> InvoiceSum
         paid_amount=_money(invoice.paid_amount),
         paid_on=invoice.paid_on, pages=invoice.pages, document=f"/invoices/{token}.pdf",
         second_copy=f"{PREFIX}/invoices/{invoice.number}/second-copy",
+        einvoice_format=invoice.einvoice_format,
+        einvoice=f"/invoices/{token}.xml" if invoice.einvoice_key else None,
         links_expire_at=datetime.fromtimestamp(expires, UTC))
 
 
@@ -236,12 +251,12 @@ def account_invoice(access: AccessService, grant: Grant, number: str) -> Invoice
     return invoice
 
 
-def second_copy(access: AccessService, archive: Archive, grant: Grant, number: str
-                ) -> SecondCopyOut:
+def second_copy(access: AccessService, archive: Archive, grant: Grant, number: str,
+                options: RenderOptions | None = None) -> SecondCopyOut:
     """Issue (once) and describe the second copy of one of the grant's invoices."""
     invoice = account_invoice(access, grant, number)
     try:
-        copy = issue_second_copy(access.ledger, archive, invoice)
+        copy = issue_second_copy(access.ledger, archive, invoice, options=options)
     except ArchiveNotFoundError:
         raise Problem(503, "original-missing", "The original is not available",
                       detail="Try again later; operations have been told.") from None
@@ -249,6 +264,15 @@ def second_copy(access: AccessService, archive: Archive, grant: Grant, number: s
     return SecondCopyOut(number=invoice.number, sha256=copy.sha256, size=copy.size,
                          pages=copy.pages, created_at=copy.created_at,
                          document=f"/invoices/{token}/second-copy.pdf")
+
+
+def einvoice_download(invoice: Invoice) -> Download | None:
+    """The e-invoice XML archived beside the invoice's PDF, or None if it has none."""
+    key = invoice.einvoice_key
+    if key is None or not invoice.einvoice_sha256:
+        return None
+    return Download(key, invoice.einvoice_size or 0, invoice.einvoice_sha256,
+                    "application/xml", f"{invoice.number}.xml")
 
 
 def _document(request: Request, token: str, which: str) -> Response:
@@ -261,6 +285,10 @@ def _document(request: Request, token: str, which: str) -> Response:
     if which == "original":
         download = Download(invoice.archive_key, invoice.size or 0, invoice.sha256,
                             "application/pdf", f"{invoice.number}.pdf")
+    elif which == "einvoice":
+        download = einvoice_download(invoice)
+        if download is None:
+            raise _not_found()
     else:
         copy = access.store.second_copy(invoice.id)
         if copy is None:
@@ -342,7 +370,8 @@ def make_second_copy(request: Request, number: str,
                      grant: Annotated[Grant, Depends(current_grant)]) -> SecondCopyOut:
     """The archived original re-issued with the duplicate mark, archived and recorded
     once: asking again gives the same copy (same SHA-256)."""
-    return second_copy(_access(request), _archive(request), grant, number)
+    return second_copy(_access(request), _archive(request), grant, number,
+                       render_options(request))
 
 
 _PDF_RESPONSES = {
@@ -367,7 +396,25 @@ def download_invoice(request: Request, token: str) -> Response:
     return _document(request, token, "original")
 
 
+_XML_RESPONSES = {
+    **problem_responses(404, 416, 503),
+    200: {"description": "The e-invoice (EN 16931 XML).", "content": {"application/xml": {}}},
+    206: {"description": "The requested byte range (`Content-Range`)."},
+    304: {"description": "Not modified (`If-None-Match` matched the ETag)."},
+}
+
+
+@document_router.get("/invoices/{token}.xml", response_class=Response,
+                     summary="Download an invoice's e-invoice XML", responses=_XML_RESPONSES)
+def download_einvoice(request: Request, token: str) -> Response:
+    """The e-invoice XML (XRechnung, Peppol BIS 3, RO_CIUS) archived beside the PDF of
+    the invoice the signed link names; 404 for an invoice without one (a Factur-X
+    invoice carries it inside its PDF)."""
+    return _document(request, token, "einvoice")
+
+
 for _route, _path in ((download_second_copy, "/invoices/{token}/second-copy.pdf"),
-                      (download_invoice, "/invoices/{token}.pdf")):
+                      (download_invoice, "/invoices/{token}.pdf"),
+                      (download_einvoice, "/invoices/{token}.xml")):
     document_router.add_api_route(_path, _route, methods=["HEAD"], include_in_schema=False,
                                   name=f"{_route.__name__}_head")

@@ -33,7 +33,7 @@ from markupsafe import Markup
 from invoicer.api.access import AccessService, Grant, RateLimited
 from invoicer.api.edge import require_same_origin
 from invoicer.api.problems import Problem
-from invoicer.api.subscriber import client_address, history, second_copy
+from invoicer.api.subscriber import client_address, history, render_options, second_copy
 from invoicer.api.web_context import account_context
 from invoicer.l10n import formats
 from invoicer.resources import package_path
@@ -158,7 +158,7 @@ def _row(item: Any, lang: str) -> dict[str, Any]:
         "due_date": f.date(item.due_date, "medium"),
         "amount": f.money(Decimal(item.amount), item.currency),
         "status": t[item.payment_status], "status_code": item.payment_status,
-        "document": item.document,
+        "document": item.document, "einvoice": item.einvoice,
     }
 
 
@@ -241,7 +241,8 @@ def second_copy_page(request: Request, number: str,
     if grant is None:
         return _page(request, "phone.html", lang, 401, error=_messages()[lang]["expired"])
     try:
-        made = second_copy(_access(request), request.app.state.archive, grant, number)
+        made = second_copy(_access(request), request.app.state.archive, grant, number,
+                           render_options(request))
     except Problem as problem:
         return _page(request, "phone.html", lang, problem.status,
                      error=_messages()[lang]["no_invoices"])

@@ -152,9 +152,12 @@ def resend(
         raise typer.Exit(2)
     record = parse_record(services.archive.get(inv.archive_key.removesuffix(".pdf") + ".json"))
     try:
+        xml_key = inv.einvoice_key  # the e-invoice beside the PDF goes again with it
         state = resend_delivery(inv, record, channel,
                                 lambda: services.archive.get(inv.archive_key),
-                                ledger=ledger, channels=services.channels)
+                                ledger=ledger, channels=services.channels,
+                                xml=None if xml_key is None else (
+                                    lambda: services.archive.get(xml_key)))
     except ValueError as exc:
         console.print(Text(str(exc), style="red"))
         raise typer.Exit(2) from None

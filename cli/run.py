@@ -129,6 +129,16 @@ def _print_run_summary(summary, elapsed: float) -> None:
                 "take them, held by another process, or outcome unknown): "
                 "`invoicer deliveries` lists them with why; run the same file again "
                 "to send what is queued", style="yellow"))
+    if summary.einvoices:
+        einvoices = Table(title="E-invoices", title_justify="left")
+        einvoices.add_column("format")
+        einvoices.add_column("XML")
+        einvoices.add_column("invoices", justify="right")
+        for fmt, n in sorted(summary.einvoices.items()):
+            where = ("inside the PDF (factur-x.xml)" if fmt == "factur-x"
+                     else "archived beside the PDF (.xml), sent with the e-mail")
+            einvoices.add_row(fmt, where, str(n))
+        out.print(einvoices)
     rate = summary.records / elapsed if elapsed else 0.0
     out.print(Text(f"{summary.records} records, {summary.pages} pages in {elapsed:.1f} s "
                    f"({rate:,.1f} records/s, {summary.pages / elapsed if elapsed else 0:,.1f}"
@@ -136,12 +146,13 @@ def _print_run_summary(summary, elapsed: float) -> None:
     for outcome in summary.failures[:10]:
         out.print(Text(f"failed: line {outcome.line}, invoice {outcome.invoice_number}: "
                        f"{outcome.message}", style="red"))
+    for outcome in summary.conflicts[:10]:
+        out.print(Text(f"conflict: {outcome.message}", style="red"))
     for outcome in summary.repeats[:10]:
         out.print(Text(f"repeated: line {outcome.line}: {outcome.message}"))
     for seq, error in summary.unread[:10]:
         out.print(Text(f"failed: chunk {seq} of the file could not be read: {error}",
                        style="red"))
     if summary.outcomes["rejected"]:
-        out.print(Text(f"rejected lines are dead-lettered in the ledger (run "
-                       f"{summary.run_id}); `invoicer validate FILE` lists them with "
-                       "their field paths"))
+        out.print(Text(f"rejected lines are dead-lettered in the ledger: `invoicer runs "
+                       f"show {summary.run_id}` lists them with their field paths"))

@@ -156,14 +156,42 @@ def _show_progress(ledger, p, elapsed: float, first) -> None:
         for channel, state, n in rows:
             table.add_row(channel, state, f"{n:,}")
         out.print(table)
+    formats = ledger.reports.run_einvoices(p.run.id)
+    if formats:
+        table = Table(title="E-invoices (invoices this run issued)", title_justify="left")
+        for name in ("format", "invoices", "where the XML is"):
+            table.add_column(name, justify="right" if name == "invoices" else "left")
+        for fmt, n, beside in formats:
+            table.add_row(fmt, f"{n:,}", _einvoice_place(n, beside))
+        out.print(table)
+    dead = ledger.runs.rejects(p.run.id, limit=SHOWN_REJECTS + 1)
+    if dead:
+        # Dead letters are for a person: a conflict above all (an invoice number sent
+        # again with other content) must be seen, not only counted.
+        table = Table(title="Rejected lines (dead-lettered)", title_justify="left")
+        for name in ("line", "invoice", "reason", "field", "why"):
+            table.add_column(name, justify="right" if name == "line" else "left",
+                             overflow="fold")
+        for r in dead[:SHOWN_REJECTS]:
+            # Text, never markup: the message may quote the hostile record.
+            why = r.message[:300] + (f"; whole line in {r.raw_file}" if r.raw_file else "")
+            table.add_row(str(r.line), r.invoice_number or "", r.reason, r.path,
+                          Text(why), style="red" if r.reason == "conflict" else None)
+        out.print(table)
+        if len(dead) > SHOWN_REJECTS:
+            out.print(Text(f"… and more rejected lines than the first {SHOWN_REJECTS} "
+                           "shown (all are in the ledger's rejects, with their raw line)"))
     for chunk in ledger.runs.chunks(p.run.id, ["failed"])[:10]:
         out.print(Text(f"chunk {chunk.seq} (lines {chunk.first_line}-): "
                        f"{chunk.last_error}", style="red"))
-    for reject in ledger.runs.rejects(p.run.id, limit=SHOWN_REJECTS):
-        # Text, never markup: the message may quote the hostile record.
-        where = f"; whole line in {reject.raw_file}" if reject.raw_file else ""
-        out.print(Text(f"rejected: line {reject.line}: {reject.reason}: "
-                       f"{reject.message[:200]}{where}"))
+
+
+def _einvoice_place(n: int, beside: int) -> str:
+    if beside == n:
+        return "archived beside the PDF (.xml)"
+    if beside == 0:
+        return "inside the PDF"
+    return f"{beside:,} beside the PDF, {n - beside:,} inside it"
 
 
 @app.command()

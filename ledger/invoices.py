@@ -57,6 +57,21 @@ class Invoice:
     created_at: datetime
     updated_at: datetime
     archived_at: datetime | None
+    content_sha256: str | None = None
+    previous_number: str | None = None
+    shock_share: str | None = None
+    charges_by_category: dict[str, str] | None = None
+    einvoice_format: str | None = None
+    einvoice_sha256: str | None = None
+    einvoice_size: int | None = None
+
+    @property
+    def einvoice_key(self) -> str | None:
+        """Where the e-invoice XML is archived (beside the PDF, ``….xml``), or None when
+        the invoice has none apart from its PDF (none at all, or Factur-X inside it)."""
+        if not self.einvoice_sha256 or not self.archive_key:
+            return None
+        return self.archive_key.removesuffix(".pdf") + ".xml"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +131,9 @@ class InvoiceStore:
                     archive_key=sa.bindparam("archive_key"),
                     renderer_version=sa.bindparam("renderer_version"),
                     pages=sa.bindparam("pages"), size=sa.bindparam("size"),
+                    einvoice_format=sa.bindparam("einvoice_format", type_=sa.String),
+                    einvoice_sha256=sa.bindparam("einvoice_sha256", type_=sa.String),
+                    einvoice_size=sa.bindparam("einvoice_size", type_=sa.BigInteger),
                     run_id=sa.func.coalesce(sa.bindparam("run_id", type_=sa.BigInteger),
                                             invoices.c.run_id),
                     source_line=sa.func.coalesce(
@@ -145,6 +163,10 @@ class InvoiceStore:
         country: str | None = None,
         phone: str | None = None,
         record_sha256: str | None = None,
+        content_sha256: str | None = None,
+        previous_number: str | None = None,
+        shock_share: str | None = None,
+        charges_by_category: dict[str, str] | None = None,
         run_id: int | None = None,
         source_line: int | None = None,
     ) -> Claim:
@@ -154,6 +176,14 @@ class InvoiceStore:
         caller whose insert lands gets ``created=True``; every other gets the existing
         row. On PostgreSQL a racing insert waits for the winner's commit, so the row is
         always there to read; on SQLite the write lock serializes the two statements.
+
+        ``content_sha256`` (the record's content, :func:`billing.content_sha256`) and
+        ``previous_number`` (the invoice the bill-shock sentence compares with) are
+        fixed by the first claim: a caller that finds the row compares its content with
+        it (``conflict``) and renders with the same previous invoice.
+        ``shock_share`` (a decimal string) is the bill-shock share it is rendered with;
+        ``charges_by_category`` (category -> decimal string) is what a later invoice of
+        the account compares with.
         """
         now = self._db.now()
         values = {
@@ -162,7 +192,9 @@ class InvoiceStore:
             "issue_date": issue_date, "due_date": due_date, "total": total,
             "currency": currency, "locale": locale, "delivery_mode": delivery_mode,
             "postal_code": postal_code, "country": country, "phone": phone,
-            "record_sha256": record_sha256, "status": "claimed",
+            "record_sha256": record_sha256, "content_sha256": content_sha256,
+            "previous_number": previous_number, "shock_share": shock_share,
+            "charges_by_category": charges_by_category, "status": "claimed",
             "payment_status": "unpaid", "run_id": run_id, "source_line": source_line,
             "created_at": now, "updated_at": now,
         }
@@ -186,6 +218,7 @@ class InvoiceStore:
         renderer_version: str,
         pages: int | None = None,
         size: int | None = None,
+        einvoice: tuple[str, str | None, int | None] | None = None,
         run_id: int | None = None,
         source_line: int | None = None,
     ) -> bool:
@@ -195,13 +228,17 @@ class InvoiceStore:
         checksum (a retry or a racing worker: fine). A different checksum raises
         :class:`LedgerConflict`; the first archived bytes are the invoice, for good.
         ``run_id`` and ``source_line`` (when given) name the line that archived it: the
-        invoice is counted there, whichever run claimed it first.
+        invoice is counted there, whichever run claimed it first. ``einvoice`` is
+        ``(format, sha256, size)`` of the XML archived beside the PDF (sha256 and size
+        None for Factur-X, whose XML is inside the PDF).
         """
+        fmt, xml_sha, xml_size = einvoice or (None, None, None)
         now = self._db.now()
         with self._db.write() as conn:
             done = conn.execute(self._mark_archived_stmt, {
                 "invoice_id": invoice_id, "sha256": sha256, "archive_key": archive_key,
                 "renderer_version": renderer_version, "pages": pages, "size": size,
+                "einvoice_format": fmt, "einvoice_sha256": xml_sha, "einvoice_size": xml_size,
                 "run_id": run_id, "source_line": source_line, "now": now}).rowcount
             if done:
                 return True
@@ -252,6 +289,21 @@ class InvoiceStore:
                 .limit(limit)
             ).all()
         return [Invoice(**r._mapping) for r in rows]
+
+    def previous(self, operator_id: str, account: str, before: date) -> Invoice | None:
+        """The account's archived original invoice whose period ended last before
+        ``before`` (ties: the highest number), or ``None``: the previous invoice the
+        bill-shock sentence compares with."""
+        with self._db.read() as conn:
+            row = conn.execute(
+                sa.select(invoices)
+                .where(invoices.c.operator_id == operator_id, invoices.c.account == account,
+                       invoices.c.status == "archived", invoices.c.kind == "original",
+                       invoices.c.period_end < before)
+                .order_by(invoices.c.period_end.desc(), invoices.c.number.desc())
+                .limit(1)
+            ).one_or_none()
+        return Invoice(**row._mapping) if row else None
 
     def account_invoice(self, operator_id: str, account: str, number: str) -> Invoice | None:
         """The archived invoice ``number`` if it is this account's, else ``None``."""

@@ -8,8 +8,9 @@ of the API. Nothing here writes; the stores (``ledger.runs``, ...) own every cha
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -18,12 +19,13 @@ from invoicer.ledger.db import Database
 from invoicer.ledger.deliveries import Delivery
 from invoicer.ledger.invoices import Invoice
 from invoicer.ledger.print_batches import PrintBatch
-from invoicer.ledger.runs import Run
+from invoicer.ledger.runs import Reject, Run
 from invoicer.ledger.schema import (
     TERMINAL_CHUNK_STATES,
     deliveries,
     invoices,
     print_batches,
+    rejects,
     run_chunks,
     runs,
 )
@@ -122,6 +124,19 @@ class Reports:
                 .order_by(deliveries.c.channel, deliveries.c.state)).all()
         return [(channel, state, int(n)) for channel, state, n in rows]
 
+    def run_einvoices(self, run_id: int) -> list[tuple[str, int, int]]:
+        """``(format, invoices, with XML archived beside the PDF)`` of the e-invoices
+        this run issued (Factur-X counts 0 beside: its XML is inside the PDF)."""
+        with self._db.read() as conn:
+            rows = conn.execute(
+                sa.select(invoices.c.einvoice_format, sa.func.count(),
+                          sa.func.count(invoices.c.einvoice_sha256))
+                .where(invoices.c.run_id == run_id, invoices.c.status == "archived",
+                       invoices.c.einvoice_format.is_not(None))
+                .group_by(invoices.c.einvoice_format)
+                .order_by(invoices.c.einvoice_format)).all()
+        return [(fmt, int(n), int(beside)) for fmt, n, beside in rows]
+
     # ---------------------------------------------------------------- deliveries
 
     def deliveries(self, states: Iterable[str], *, older_than: datetime | None = None,
@@ -183,6 +198,30 @@ class Reports:
                                 .order_by(deliveries.c.id)).all()
         return [Delivery(**r._mapping) for r in rows]
 
+    # ---------------------------------------------------------------- conflicts
+
+    def conflicts(self, operators: Iterable[str], *, limit: int = 200) -> list[Reject]:
+        """Lines dead-lettered as ``conflict`` (an invoice number sent again with other
+        content) for these operators, newest first."""
+        ops = set(operators)
+        found: list[Reject] = []
+        with self._db.read() as conn:
+            rows = conn.execute(
+                sa.select(*(rejects.c[f.name] for f in fields(Reject)))
+                .join(invoices, invoices.c.number == rejects.c.invoice_number)
+                .where(rejects.c.reason == "conflict", invoices.c.operator_id.in_(ops))
+                .order_by(rejects.c.id.desc())
+                .limit(limit * 2)).all()
+        seen = set()
+        for row in rows:
+            # Numbers are unique per operator only: the line itself says whose it is.
+            reject = Reject(**row._mapping)
+            if reject.id in seen or _operator_of(reject.raw) not in ops:
+                continue
+            seen.add(reject.id)
+            found.append(reject)
+        return found[:limit]
+
     # ---------------------------------------------------------------- print batches
 
     def print_batches(self, operators: Iterable[str] | None = None, *,
@@ -199,3 +238,10 @@ class Reports:
         with self._db.read() as conn:
             rows = conn.execute(query).all()
         return [PrintBatch(**r._mapping) for r in rows]
+
+
+def _operator_of(raw: bytes) -> str | None:
+    try:
+        return json.loads(raw)["operator"]["id"]
+    except (ValueError, KeyError, TypeError):
+        return None

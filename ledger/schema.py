@@ -169,6 +169,20 @@ invoices = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("archived_at", UTCDateTime),
+    # Contract 1.1: a number is issued with one content (SHA-256 of the canonical
+    # record without ``delivery``); another content under it is a ``conflict``.
+    sa.Column("content_sha256", sa.String(64)),
+    # The previous invoice the bill-shock sentence compared with, fixed at the claim.
+    sa.Column("previous_number", sa.String(64)),
+    # ... and the bill-shock share it was rendered with (a decimal string).
+    sa.Column("shock_share", sa.String(16)),
+    # Its charges per category (decimal strings): what the next invoice compares with.
+    sa.Column("charges_by_category", sa.JSON),
+    # The e-invoice: its format, and the XML archived beside the PDF (not Factur-X,
+    # whose XML is inside the PDF).
+    sa.Column("einvoice_format", sa.String(16)),
+    sa.Column("einvoice_sha256", sa.String(64)),
+    sa.Column("einvoice_size", sa.BigInteger),
     sa.UniqueConstraint("operator_id", "number"),
     sa.CheckConstraint(f"status IN ({in_list(INVOICE_STATUSES)})", name="status"),
     sa.CheckConstraint(f"payment_status IN ({in_list(PAYMENT_STATUSES)})", name="payment_status"),

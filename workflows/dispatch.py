@@ -99,12 +99,17 @@ class Channels:
         self._open_until.pop(channel, None)
 
 
-def dispatch(invoice: Invoice, record: BillingRecord, pdf: Callable[[], bytes], *,
-             ledger: Ledger, channels: Channels) -> dict[str, str]:
+Fetch = Callable[[], bytes]
+
+
+def dispatch(invoice: Invoice, record: BillingRecord, pdf: Fetch, *,
+             ledger: Ledger, channels: Channels, xml: Fetch | None = None) -> dict[str, str]:
     """Deliver on every channel the route names; returns channel -> state.
 
-    ``pdf`` fetches the archived bytes only if an e-mail attaches them. Safe to call
-    any number of times: channels already sent, failed or in flight are left alone.
+    ``pdf`` fetches the archived bytes only if an e-mail attaches them; ``xml``, for an
+    invoice whose e-invoice travels beside the PDF (XRechnung, Peppol, RO_CIUS), fetches
+    the archived XML, which the e-mail attaches next to the PDF. Safe to call any number
+    of times: channels already sent, failed or in flight are left alone.
     The subscriber's own choice may take precedence over the record's ``delivery.mode``
     (:func:`~invoicer.workflows.preferences.apply_preference`).
     """
@@ -125,7 +130,8 @@ def dispatch(invoice: Invoice, record: BillingRecord, pdf: Callable[[], bytes], 
             # ``pending`` is the print queue: print batches take paper invoices from it.
             states[channel] = delivery.state
             continue
-        states[channel] = _send(channel, delivery, invoice, record, pdf, ledger, channels)
+        states[channel] = _send(channel, delivery, invoice, record, pdf, xml, ledger,
+                                channels)
     if any(s in ("failed_permanent", "bounced") for s in states.values()):
         # Where the fallbacks stand (made now, or earlier); a fallback SMS left queued
         # (the gateway was down) goes now, as any queued channel does.
@@ -134,12 +140,13 @@ def dispatch(invoice: Invoice, record: BillingRecord, pdf: Callable[[], bytes], 
                 continue
             states[d.channel] = d.state
             if d.channel == SMS and d.state in ("pending", "sending"):
-                states[d.channel] = _send(SMS, d, invoice, record, pdf, ledger, channels)
+                states[d.channel] = _send(SMS, d, invoice, record, pdf, xml, ledger,
+                                          channels)
     return states
 
 
 def _send(channel: str, delivery: Delivery, invoice: Invoice, record: BillingRecord,
-          pdf: Callable[[], bytes], ledger: Ledger, channels: Channels) -> str:
+          pdf: Fetch, xml: Fetch | None, ledger: Ledger, channels: Channels) -> str:
     # An automatic retry keeps its Message-ID / reference (the receiving side may have
     # seen the first try); a deliberate resend gets the next series (see resend()).
     if delivery.state == "sending":
@@ -161,9 +168,9 @@ def _send(channel: str, delivery: Delivery, invoice: Invoice, record: BillingRec
             ledger.deliveries.transition(
                 delivery.id, "sending", "failed_permanent",
                 error=f"e-mail to this address is suppressed ({why})")
-            _fall_back(delivery.id, invoice, record, pdf, ledger, channels)
+            _fall_back(delivery.id, invoice, record, ledger, channels)
             return "failed_permanent"
-    return _attempt(channel, delivery, invoice, record, ident, pdf, ledger, channels)
+    return _attempt(channel, delivery, invoice, record, ident, pdf, xml, ledger, channels)
 
 
 def _ident(channel: str, record: BillingRecord, delivery: Delivery, channels: Channels) -> str:
@@ -192,7 +199,8 @@ def _take_back(delivery: Delivery, ledger: Ledger) -> bool:
 
 
 def _attempt(channel: str, delivery: Delivery, invoice: Invoice, record: BillingRecord,
-             ident: str, pdf: Callable[[], bytes], ledger: Ledger, channels: Channels) -> str:
+             ident: str, pdf: Fetch, xml: Fetch | None, ledger: Ledger,
+             channels: Channels) -> str:
     """Send a delivery this caller has moved to ``sending``; record how it ended."""
     def hand_off() -> None:
         # Right before the message data goes out: from here a crash leaves the outcome
@@ -203,8 +211,8 @@ def _attempt(channel: str, delivery: Delivery, invoice: Invoice, record: Billing
     try:
         if channel == EMAIL:
             return_path = channels.verp.address(delivery.id) if channels.verp else None
-            call = lambda: _email(record, ident, pdf, channels, hand_off,  # noqa: E731
-                                  return_path)
+            call = lambda: _email(record, ident, pdf, xml, channels,  # noqa: E731
+                                  hand_off, return_path)
         else:
             call = lambda: _sms(record, ident, pdf, channels)  # noqa: E731
         result_id = channels.retry(call) if channels.retry else call()
@@ -223,15 +231,15 @@ def _attempt(channel: str, delivery: Delivery, invoice: Invoice, record: Billing
         # leave the row in ``sending``, where it would look like a send in flight.
         ledger.deliveries.transition(delivery.id, "sending", "failed_permanent",
                                      error=str(exc))
-        _fall_back(delivery.id, invoice, record, pdf, ledger, channels)
+        _fall_back(delivery.id, invoice, record, ledger, channels)
         return "failed_permanent"
     channels.reset(channel)
     ledger.deliveries.transition(delivery.id, "sending", "sent", message_id=result_id or ident)
     return "sent"
 
 
-def resend(invoice: Invoice, record: BillingRecord, channel: str, pdf: Callable[[], bytes],
-           *, ledger: Ledger, channels: Channels) -> str:
+def resend(invoice: Invoice, record: BillingRecord, channel: str, pdf: Fetch,
+           *, ledger: Ledger, channels: Channels, xml: Fetch | None = None) -> str:
     """Send again, deliberately (ops): a new attempt series with its own Message-ID.
 
     Allowed from ``sent``, ``failed_permanent`` and ``unknown``; refused while another
@@ -247,7 +255,7 @@ def resend(invoice: Invoice, record: BillingRecord, channel: str, pdf: Callable[
             "sending", message_id=ident, owner=owner.me(), reference=ident,
             recipient=record.delivery.email if channel == EMAIL else record.delivery.phone):
         raise ValueError(f"{channel} delivery of {invoice.number} is being sent right now")
-    return _attempt(channel, delivery, invoice, record, ident, pdf, ledger, channels)
+    return _attempt(channel, delivery, invoice, record, ident, pdf, xml, ledger, channels)
 
 
 def identifier(channel: str, record: BillingRecord, series: int, channels: Channels) -> str:
@@ -264,7 +272,7 @@ def _link(record: BillingRecord, channels: Channels) -> str:
 
 
 def _fall_back(delivery_id: int, invoice: Invoice, record: BillingRecord,
-               pdf: Callable[[], bytes], ledger: Ledger, channels: Channels) -> None:
+               ledger: Ledger, channels: Channels) -> None:
     """The policy's next step for a delivery that just failed for good."""
     failed = ledger.deliveries.get(delivery_id)
     if failed is not None:
@@ -276,7 +284,7 @@ def send_fallback(delivery: Delivery, invoice: Invoice, record: BillingRecord, *
     """Send a waiting fallback SMS (made when a bounce arrived); returns its state."""
     if delivery.channel != SMS or delivery.replaces_id is None:
         raise ValueError(f"delivery {delivery.id} is not a fallback SMS")
-    return _send(SMS, delivery, invoice, record, lambda: b"", ledger, channels)
+    return _send(SMS, delivery, invoice, record, lambda: b"", None, ledger, channels)
 
 
 def settle(failed: Delivery, invoice: Invoice, record: BillingRecord, *, ledger: Ledger,
@@ -286,11 +294,11 @@ def settle(failed: Delivery, invoice: Invoice, record: BillingRecord, *, ledger:
     turn); paper is a ``pending`` print delivery: the next print batch takes it."""
     made = fall_back(ledger, failed, channels.fallback)
     if made is not None and made.channel == SMS:
-        _send(SMS, made, invoice, record, lambda: b"", ledger, channels)
+        _send(SMS, made, invoice, record, lambda: b"", None, ledger, channels)
     return made
 
 
-def _email(record: BillingRecord, ident: str, pdf: Callable[[], bytes],
+def _email(record: BillingRecord, ident: str, pdf: Fetch, xml: Fetch | None,
            channels: Channels, before_data: Callable[[], None] | None = None,
            return_path: str | None = None) -> str:
     data = pdf() if record.delivery.attach_pdf else None
@@ -299,12 +307,13 @@ def _email(record: BillingRecord, ident: str, pdf: Callable[[], bytes],
         data, link = None, _link(record, channels)
     message = build_invoice_message(record, pdf=data, link=link, sender=channels.sender,
                                     reply_to=None, message_id=ident,
-                                    max_attachment=channels.max_attachment)
+                                    max_attachment=channels.max_attachment,
+                                    xml=None if xml is None else xml())
     channels.mailer.send(message, before_data=before_data, return_path=return_path)
     return ident
 
 
-def _sms(record: BillingRecord, ident: str, pdf: Callable[[], bytes],
+def _sms(record: BillingRecord, ident: str, pdf: Fetch,
          channels: Channels) -> str:
     # No link in the SMS: a signed link is ~160 characters and would double or
     # quadruple the parts; the notice says amount, due date and how to pay, and the

@@ -6,6 +6,9 @@ PDF (``….json`` beside ``….pdf``), never from the ledger's summary, with
 key (``….duplicate.pdf`` beside the original) and recorded in the ledger, once per
 invoice: asking again, or two requests racing, gives the same bytes and the same row
 (rendering is deterministic and the archive create-only, so a race stores one object).
+It compares with the same previous invoice as the original, with the same share (the
+ledger's ``previous_number`` and ``shock_share``), so its bill-shock sentence is the
+original's.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from invoicer.billing.models import InvoiceKind
 from invoicer.delivery.archive import Archive, check_key
 from invoicer.ledger import Invoice, Ledger, SecondCopy
 from invoicer.renderer import RENDERER_VERSION, RenderOptions, render
+from invoicer.workflows.previous import options_for
 
 __all__ = ["canonical_key", "issue_second_copy", "second_copy_key"]
 
@@ -46,7 +50,7 @@ def issue_second_copy(ledger: Ledger, archive: Archive, invoice: Invoice, *,
     record = parse_record(archive.get(canonical_key(invoice)))
     duplicate = record.model_copy(update={
         "invoice": record.invoice.model_copy(update={"kind": InvoiceKind.duplicate})})
-    pdf = render(duplicate, options or RenderOptions())
+    pdf = render(duplicate, options_for(ledger, archive, invoice, options or RenderOptions()))
     digest = hashlib.sha256(pdf).hexdigest()
     key = second_copy_key(invoice)
     archive.put(key, pdf, sha256=digest,

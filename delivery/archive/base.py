@@ -26,8 +26,10 @@ MAX_URL_EXPIRES = 900
 CHUNK_SIZE = 1 << 20
 """Bytes per chunk when a file is hashed, copied or streamed (1 MiB)."""
 
-CONTENT_TYPES: Mapping[str, str] = {"pdf": "application/pdf", "json": "application/json"}
-"""The object kinds an invoice key may name (the PDF and its canonical record)."""
+CONTENT_TYPES: Mapping[str, str] = {"pdf": "application/pdf", "json": "application/json",
+                                    "xml": "application/xml"}
+"""The object kinds an invoice key may name: the PDF, its canonical record and, for an
+e-invoice that travels beside the PDF (XRechnung, Peppol BIS 3, RO_CIUS), its XML."""
 
 
 # --- results ---------------------------------------------------------------------------

@@ -83,7 +83,7 @@ def check_prefix(prefix: str) -> str:
 def invoice_key(
     operator: str, account: str, period_start_date: date, invoice_number: str, ext: str
 ) -> str:
-    """Build ``{operator}/{account}/{YYYY-MM}/{invoice_number}.{pdf|json}``.
+    """Build ``{operator}/{account}/{YYYY-MM}/{invoice_number}.{pdf|json|xml}``.
 
     The identifiers were validated by the billing-record contract already; they are
     checked again against the same pattern here because this is where they become
@@ -109,7 +109,8 @@ def account_prefix(operator: str, account: str) -> str:
 
 
 def content_type_for(key: str) -> str:
-    """``application/pdf`` for ``.pdf``, ``application/json`` for ``.json``."""
+    """``application/pdf`` for ``.pdf``, ``application/json`` for ``.json``,
+    ``application/xml`` for ``.xml``."""
     return CONTENT_TYPES.get(key.rpartition(".")[2], "application/octet-stream")
 
 

@@ -5,8 +5,10 @@ PDF as an ``application/pdf`` attachment, or a download link when the subscriber
 for no attachment or the PDF is over the size limit. Names are flattened to one line,
 addresses are parsed by ``email.headerregistry.Address``, display names travel as
 RFC 2047 encoded words (immune to CPython's quote-dropping folder, gh-80222), the
-subject is folded by the ``EmailMessage`` policy, and the remaining headers are composed
-from checked tokens. ``Message-ID`` is deterministic (:func:`message_id`); DKIM and
+subject is folded by the ``EmailMessage`` policy when it is plain ASCII words and written
+as encoded words otherwise (so a client shows exactly the template's text), and the
+remaining headers are composed from checked tokens. An e-invoice XML travels as a
+second attachment. ``Message-ID`` is deterministic (:func:`message_id`); DKIM and
 ``List-Unsubscribe`` are optional.
 """
 
@@ -171,6 +173,24 @@ def _mailbox(address: Address) -> str:
     return "\n ".join(words)
 
 
+# A subject of plain ASCII words folds at its spaces and unfolds to the same text. Any
+# other is written here as RFC 2047 encoded words: CPython's folder drops the space
+# between an encoded word and the next word in some folds (a fa_IR subject read
+# "ارتباطاتسیار"), and text that merely looks like an encoded word ("=?utf-8?b?...?=")
+# would be decoded by the reader into something the template never said.
+_PLAIN_SUBJECT = re.compile(r"[\x21-\x7e]{1,70}(?: [\x21-\x7e]{1,70})*")
+
+
+def _subject(text: str) -> str | None:
+    """The Subject header value as written on the wire, or None when the policy's own
+    folding keeps ``text`` exact (plain ASCII words, no encoded-word lookalike)."""
+    if _PLAIN_SUBJECT.fullmatch(text) and "=?" not in text:
+        return None
+    # Each word holds its own spaces: readers join adjacent encoded words without the
+    # whitespace between them (RFC 2047 §6.2), so the folds add and lose nothing.
+    return "\n ".join(_encoded_words(text))
+
+
 def _unsubscribe_urls(value: str | Sequence[str] | None) -> list[str]:
     urls = [value] if isinstance(value, str) else list(value or ())
     return [check_url(u, ("https", "http", "mailto"), "List-Unsubscribe") for u in urls]
@@ -232,9 +252,10 @@ def _text_part(text: str, subtype: str, policy: email_policy.EmailPolicy) -> MIM
     return part
 
 
-def _pdf_part(pdf: bytes, filename: str, policy: email_policy.EmailPolicy) -> MIMEPart:
+def _file_part(pdf: bytes, filename: str, policy: email_policy.EmailPolicy,
+              content_type: str = "application/pdf") -> MIMEPart:
     part = MIMEPart(policy=policy)
-    _set(part, "Content-Type", "application/pdf")
+    _set(part, "Content-Type", content_type)
     _set(part, "Content-Transfer-Encoding", "base64")
     if _FILENAME.fullmatch(filename):  # invoice numbers are identifiers: no quoting needed
         _set(part, "Content-Disposition", f'attachment; filename="{filename}"')
@@ -265,6 +286,7 @@ def build_invoice_message(
     dkim: DkimSigner | None = None,
     max_attachment: int = DEFAULT_MAX_ATTACHMENT,
     date: datetime | None = None,
+    xml: bytes | None = None,
 ) -> EmailMessage:
     """The "invoice issued" e-mail for ``record``, ready for any :class:`Mailer`.
 
@@ -286,6 +308,11 @@ def build_invoice_message(
     List-Unsubscribe=One-Click`` when one is https, RFC 8058). ``dkim`` signs the
     result last, so it must be the final change to the message. ``date`` defaults to
     now (UTC).
+
+    ``xml``: the e-invoice that travels beside the PDF (XRechnung, Peppol BIS 3,
+    RO_CIUS), attached as ``application/xml`` named ``<invoice number>.xml`` after the
+    PDF, or alone beside the text when the PDF goes as a link: it is the invoice the
+    buyer's system books, and a few kilobytes. (Factur-X is inside the PDF.)
     """
     to_spec = record.delivery.email
     if not to_spec:
@@ -316,7 +343,11 @@ def build_invoice_message(
     set_raw_header(msg, "To", _mailbox(to_addr))
     if reply_addr is not None:
         set_raw_header(msg, "Reply-To", _mailbox(reply_addr))
-    msg["Subject"] = rendered.subject  # one_line() already; the policy refuses CR/LF too
+    subject = _subject(rendered.subject)  # one_line() already; no CR/LF can reach it
+    if subject is None:
+        msg["Subject"] = rendered.subject  # the policy folds plain words exactly
+    else:
+        set_raw_header(msg, "Subject", subject)
     _set(msg, "Date", format_datetime(date or datetime.now(UTC)))
     _set(msg, "Message-ID", message_id)  # checked against MESSAGE_ID_RE above
     # RFC 3834: vacation responders and auto-repliers stay quiet.
@@ -328,11 +359,16 @@ def build_invoice_message(
     _set(msg, "MIME-Version", "1.0")
     texts = [_text_part(rendered.text, "plain", policy),
              _text_part(rendered.html, "html", policy)]
+    files = []
     if attach:
         assert pdf is not None
+        files.append(_file_part(bytes(pdf), f"{record.invoice.number}.pdf", policy))
+    if xml is not None:
+        files.append(_file_part(bytes(xml), f"{record.invoice.number}.xml", policy,
+                               "application/xml"))
+    if files:
         alternative = _multipart(MIMEPart(policy=policy), "alternative", texts)
-        pdf_part = _pdf_part(bytes(pdf), f"{record.invoice.number}.pdf", policy)
-        _multipart(msg, "mixed", [alternative, pdf_part])
+        _multipart(msg, "mixed", [alternative, *files])
     else:
         _multipart(msg, "alternative", texts)
     _set(msg, "Content-Language", rendered.locale.replace("_", "-"))

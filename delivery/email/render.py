@@ -23,6 +23,7 @@ from babel.core import Locale, UnknownLocaleError
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from invoicer.billing.models import BillingRecord, PaymentMethod, PaymentScheme
+from invoicer.l10n import formats
 from invoicer.renderer.brand import brand_for
 from invoicer.renderer.i18n import for_locale
 from invoicer.resources import package_path
@@ -184,10 +185,14 @@ def _context(record: BillingRecord, locale: str, *, link: str | None,
             return loc.label(key, **values)
         return text.format_map(values) if values else text
 
-    def money(amount: Any) -> str:
-        return loc.money(amount, inv.currency)
+    # Amounts and dates as the PDF writes them (invoicer.l10n): for fa_IR the Solar
+    # Hijri calendar and Persian digits; identifiers and payment codes stay as printed.
+    fmt = formats(inv.locale)
 
-    due_date = loc.date(inv.due_date)
+    def money(amount: Any) -> str:
+        return fmt.money(amount, inv.currency)
+
+    due_date = fmt.date(inv.due_date)
     support = record.operator.support
     lang, rtl = _language_facts(locale)
     return {
@@ -215,9 +220,9 @@ def _context(record: BillingRecord, locale: str, *, link: str | None,
         "amount": money(record.totals.total_due),
         "due": record.totals.total_due > 0,
         "due_date": due_date,
-        "issue_date": loc.date(inv.issue_date),
-        "period": label("period_range", start=loc.date(inv.period.start),
-                        end=loc.date(inv.period.end)),
+        "issue_date": fmt.date(inv.issue_date),
+        "period": label("period_range", start=fmt.date(inv.period.start),
+                        end=fmt.date(inv.period.end)),
         "pay": _payment(record, label, money, due_date),
         "link": link,
         "filename": f"{inv.number}.pdf",

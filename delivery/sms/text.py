@@ -25,7 +25,7 @@ import jinja2
 from invoicer.billing.models import BillingRecord, PaymentMethod, PaymentScheme
 from invoicer.billing.paycodes import febraban
 from invoicer.delivery.sms import gsm
-from invoicer.renderer.i18n import for_locale
+from invoicer.l10n import formats
 from invoicer.resources import package_path
 
 __all__ = [
@@ -216,7 +216,9 @@ def render_sms(record: BillingRecord, link: str | None = None, *,
     Runs of whitespace in the rendered template become one space: an SMS is one
     paragraph, and the templates stay readable.
     """
-    loc = for_locale(record.invoice.locale)
+    # The PDF's formatting (invoicer.l10n): fa_IR dates in the Solar Hijri calendar and
+    # amounts in Persian digits; the typeable line, reference and number stay as printed.
+    loc = formats(record.invoice.locale)
     currency = record.invoice.currency
     due: Decimal = record.totals.total_due
     payment = record.payment
@@ -256,7 +258,9 @@ def render_access_code(operator_id: str, locale_id: str, code: str, minutes: int
     if not re.fullmatch(r"[0-9]{6}", code):
         raise ValueError("an access code is six digits")
     context = {"operator": operator_short_name(operator_id, name or operator_id, locale_id),
-               "code": code, "minutes": int(minutes)}
+               # a quantity: in the locale's digits (Persian ones for fa_IR); the code
+               # itself is typed on a keypad and stays in ASCII digits
+               "code": code, "minutes": formats(locale_id).integer(int(minutes))}
     template = _environment().get_template(_template_name("access_code", locale_id))
     text = _SPACES.sub(" ", template.render(context)).strip()
     described = gsm.describe(text)

@@ -104,3 +104,36 @@ def test_locale_choice_and_phone_normalisation():
     assert choose_locale("fa-IR", None) == "fa_IR"
     assert normalize_phone("0055 21 98765-4321") == "+5521987654321"
     assert normalize_phone("21 98765-4321") is None
+
+
+def _solar_hijri(day) -> str:
+    """``day`` as Iran writes it, computed here with jdatetime and a digit table (not
+    with the code under test): ``۱۴ آبان ۱۴۰۵``."""
+    import jdatetime
+
+    persian = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
+    j = jdatetime.date.fromgregorian(date=day)
+    months = ["فروردین", "اردیبهشت", "خرداد", "تیر", "مرداد", "شهریور", "مهر", "آبان",
+              "آذر", "دی", "بهمن", "اسفند"]
+    return f"{str(j.day).translate(persian)} {months[j.month - 1]} {str(j.year).translate(persian)}"
+
+
+def test_the_persian_page_reads_solar_hijri_dates_and_persian_digits(sub):
+    """Issue 12: in fa_IR every date on the page is Solar Hijri and every amount in
+    Persian digits; invoice numbers stay as printed."""
+    from datetime import date
+
+    phone = MAIN[2]
+    assert sub.http.post("/access/code", data={"phone": phone, "lang": "fa_IR"}
+                         ).status_code == 200
+    code = sms_code(sub.outbox, phone)
+    opened = sub.http.post("/access/session", data={"phone": phone, "code": code,
+                                                     "lang": "fa_IR"}, follow_redirects=True)
+    assert opened.status_code == 200, opened.text
+    page = opened.text
+    latest = page[page.index('id="latest"'):page.index('class="invoices"')]
+    assert _solar_hijri(date(2026, 11, 5)) in latest  # issue date
+    assert _solar_hijri(date(2026, 11, 20)) in latest  # due date
+    assert "۱۰۴٫۷۵" in latest and "104" not in latest.replace("OI-2026-11-0000123", "")
+    assert "OI-2026-11-0000123" in latest  # the identifier as printed
+    assert "Nov" not in page and "2026-11-05" not in page

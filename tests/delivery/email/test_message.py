@@ -50,6 +50,25 @@ def test_message_parts_and_attachment_bytes():
     assert b"\r\n" in data and b"\n" not in data.replace(b"\r\n", b"")
 
 
+XML = '<?xml version="1.0" encoding="UTF-8"?>\n<Invoice>Ünïcødé &amp; ۱۲۳</Invoice>\n'.encode()
+
+
+def test_an_einvoice_xml_goes_next_to_the_pdf_or_alone_beside_a_link():
+    msg = parse(serialize(build(xml=XML)))
+    assert [p.get_content_type() for p in msg.walk()] == [
+        "multipart/mixed", "multipart/alternative", "text/plain", "text/html",
+        "application/pdf", "application/xml"]
+    pdf, xml = msg.iter_attachments()
+    assert (pdf.get_filename(), pdf.get_content()) == ("OI-2026-11-0000123.pdf", PDF)
+    assert (xml.get_filename(), xml.get_content()) == ("OI-2026-11-0000123.xml", XML)
+    assert xml.get_content_disposition() == "attachment"
+    # The PDF as a link (attach_pdf false): the XML still travels in the message.
+    link = "https://invoices.example/d/x"
+    alone = parse(serialize(build(with_names(BR, attach_pdf=False), link=link, xml=XML)))
+    assert [p.get_filename() for p in alone.iter_attachments()] == ["OI-2026-11-0000123.xml"]
+    assert link in alone.get_body(("plain",)).get_content()
+
+
 def test_link_instead_of_attachment_when_asked_or_too_big():
     link = "https://invoices.example/d/OI-2026-11-0000123?token=abc"
     no_attach = with_names(BR, attach_pdf=False)

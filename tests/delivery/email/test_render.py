@@ -138,3 +138,21 @@ def test_subject_is_one_line_whatever_the_names(name):
     head = data.split(b"\r\n\r\n", 1)[0].decode("ascii")
     assert not re.search(r"^(Bcc|X|Subject: hi)", head, re.M | re.I)
     assert [k for k in parse(data) if k.lower() == "subject"] == ["Subject"]
+
+
+def test_persian_mail_reads_solar_hijri_dates_and_persian_digits():
+    """Issue 12: the fa_IR e-mail says the PDF's dates and amounts (Solar Hijri, Persian
+    digits); ASCII digits remain only in identifiers, codes, phones and addresses."""
+    import re
+
+    record = SAMPLE["AB-2026-11-0000721"]  # due 2026-11-17 = 26 Aban 1405
+    mail = render_invoice_email(record)
+    assert "۲۶ آبان ۱۴۰۵" in mail.subject and "۴٬۱۸۰٬۹۹۰" in mail.subject
+    assert "۲۶ آبان ۱۴۰۵" in mail.text and "۲۶ آبان ۱۴۰۵" in mail.html
+    allowed = {record.invoice.number, record.account.number, record.payment.code,
+               record.operator.support.phone}
+    text = mail.text
+    for value in sorted(filter(None, allowed), key=len, reverse=True):
+        text = text.replace(value, "")
+    text = re.sub(r"https?://\S+", "", text)
+    assert not re.search(r"[0-9]", text), re.findall(r".{0,20}[0-9]+.{0,20}", text)

@@ -15,7 +15,7 @@ from invoicer.delivery.sms import (
     operator_short_name,
     render_sms,
 )
-from invoicer.renderer.i18n import for_locale
+from invoicer.l10n import formats
 
 SAMPLES = Path(__file__).resolve().parents[3] / "samples" / "invoices.jsonl"
 LINK = "https://t.example/i/Ab3dE9"
@@ -99,7 +99,8 @@ def test_golden_texts(samples):
         "Polder Telecom: uw factuur van € 98,49 moet uiterlijk 18-11-2026 betaald zijn. "
         f"Betaal of bekijk: {LINK}")
     assert render_sms(samples["AB-2026-11-0900001"]).text == (
-        "البرز: مبلغ ریال 10,345,500 در 2026/11/17 خودکار برداشت می\u200cشود.")
+        # fa_IR as Iran reads it: Persian digits, the Solar Hijri date (issue 12)
+        "البرز: مبلغ ریال ۱۰٬۳۴۵٬۵۰۰ در ۲۶ آبان ۱۴۰۵ خودکار برداشت می\u200cشود.")
     assert render_sms(samples["AM-2026-11-0031337"]).text == (
         "Albion Mobile: your bill of £42.90 will be collected by Direct Debit on "
         "Nov 16, 2026. No action needed.")
@@ -115,8 +116,9 @@ def test_hostile_values_stay_literal_text(samples):
 
 def test_unknown_locale_falls_back_to_english_with_its_own_formats(samples):
     sms = render_sms(samples["AF-2026-11-000777"])
+    # de_CH's own date, as its PDF prints it (invoicer.l10n), in English words
     assert sms.text == ("Alpenfunk: your bill of CHF 59.46 will be collected by Direct "
-                        "Debit on 30.11.2026. No action needed.")
+                        "Debit on 30.11.26. No action needed.")
 
 
 def with_changes(record: BillingRecord, *, payment: dict | None = None,
@@ -166,7 +168,7 @@ def test_every_locale_and_case_fits_its_budget(samples, locale, scenario):
     assert sms.text.startswith(operator_short_name(record.operator.id, record.operator.name,
                                                    locale) + ":")
     if scenario in ("typeable", "reference", "link", "nothing", "debit"):
-        loc = for_locale(locale)
+        loc = formats(locale)  # what the PDF prints
         amount = loc.money(record.totals.total_due, record.invoice.currency)
         assert amount.replace("\u00a0", " ").replace("\u202f", " ") in sms.text
         assert loc.date(record.invoice.due_date) in sms.text
