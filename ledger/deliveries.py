@@ -120,6 +120,10 @@ class DeliveryStore:
     def __init__(self, db: Database) -> None:
         self._db = db
         self.listeners: list[Listener] = []
+        # Statements built once, values bound per call: building and hashing a new
+        # statement cost SQLAlchemy more than SQLite's whole write (a bill run makes
+        # three to four of these per invoice).
+        self._statements: dict[Any, Any] = {}
 
     def _changed(self, conn: Connection, kind: str, delivery_id: int,
                  detail: str | None = None) -> None:
@@ -137,22 +141,57 @@ class DeliveryStore:
         """The (invoice, channel) delivery row, created ``pending`` if missing."""
         if channel not in CHANNELS:
             raise ValueError(f"unknown channel {channel!r}")
-        now = self._db.now()
-        stmt = (
-            self._db.insert(deliveries)
-            .values(invoice_id=invoice_id, channel=channel, state="pending", attempts=0,
-                    created_at=now, updated_at=now)
-            .on_conflict_do_nothing(index_elements=[deliveries.c.invoice_id, deliveries.c.channel])
-            .returning(*deliveries.c)
-        )
+        insert, select = self._statements.get("ensure") or self._statements.setdefault(
+            "ensure", (
+                self._db.insert(deliveries)
+                .values(invoice_id=sa.bindparam("invoice_id"), channel=sa.bindparam("channel"),
+                        state="pending", attempts=0, created_at=sa.bindparam("now"),
+                        updated_at=sa.bindparam("now"))
+                .on_conflict_do_nothing(
+                    index_elements=[deliveries.c.invoice_id, deliveries.c.channel])
+                .returning(*deliveries.c),
+                sa.select(deliveries).where(deliveries.c.invoice_id == sa.bindparam("invoice_id"),
+                                            deliveries.c.channel == sa.bindparam("channel"))))
+        params = {"invoice_id": invoice_id, "channel": channel, "now": self._db.now()}
         with self._db.write() as conn:
-            row = conn.execute(stmt).one_or_none()
+            row = conn.execute(insert, params).one_or_none()
             if row is None:
-                row = conn.execute(
-                    sa.select(deliveries).where(deliveries.c.invoice_id == invoice_id,
-                                                deliveries.c.channel == channel)
-                ).one()
+                row = conn.execute(select, params).one()
         return Delivery(**row._mapping)
+
+    def start(self, invoice_id: int, channel: str, *, message_id: str,
+              owner: str | None = None, recipient: str | None = None) -> Delivery | None:
+        """Create the (invoice, channel) delivery already ``sending`` with ``message_id``
+        (its first attempt), or None if the row exists (then :meth:`ensure` and
+        :meth:`transition` decide, as for any later dispatch).
+
+        One statement for what a first dispatch does in two (create ``pending``, then
+        compare-and-set to ``sending``): nobody can have seen the row in between, so
+        inserting it as ``sending`` hands it to this caller exactly as the
+        compare-and-set would. A bill run's deliveries are nearly all first ones.
+        ``owner`` is the sending process (``host:pid:start``) and ``recipient`` where it
+        goes; ``message_id`` is also kept as the attempt's ``reference``.
+        """
+        if channel not in CHANNELS:
+            raise ValueError(f"unknown channel {channel!r}")
+        now = self._db.now()
+        stmt = self._statements.get("start")
+        if stmt is None:
+            stmt = self._statements["start"] = (
+                self._db.insert(deliveries)
+                .values(invoice_id=sa.bindparam("invoice_id"), channel=sa.bindparam("channel"),
+                        state="sending", attempts=1, message_id=sa.bindparam("message_id"),
+                        reference=sa.bindparam("message_id"), owner=sa.bindparam("owner"),
+                        recipient=sa.bindparam("recipient"),
+                        created_at=sa.bindparam("now"), updated_at=sa.bindparam("now"))
+                .on_conflict_do_nothing(
+                    index_elements=[deliveries.c.invoice_id, deliveries.c.channel])
+                .returning(*deliveries.c))
+        with self._db.write() as conn:
+            row = conn.execute(stmt, {"invoice_id": invoice_id, "channel": channel,
+                                      "message_id": message_id, "now": now, "owner": owner,
+                                      "recipient": recipient}).one_or_none()
+        return Delivery(**row._mapping) if row is not None else None
 
     def get(self, delivery_id: int) -> Delivery | None:
         """The delivery, or ``None``."""
@@ -212,20 +251,30 @@ class DeliveryStore:
         bad = sorted(s for s in sources if to_state not in TRANSITIONS.get(s, ()))
         if not sources or bad:
             raise ValueError(f"no transition {bad or sources} -> {to_state!r}")
-        values = entering(to_state, self._db.now())
-        if error is not None:
-            values["last_error"] = error
-        if message_id is not None:
-            values["message_id"] = message_id
-        for name, value in (("owner", owner), ("recipient", recipient),
-                            ("reference", reference)):
-            if value is not None:
-                values[name] = value
-        where = [deliveries.c.id == delivery_id, deliveries.c.state.in_(sorted(sources))]
-        if owned_by is not None:
-            where.append(deliveries.c.owner == owned_by)
+        key = ("transition", to_state, error is not None, message_id is not None,
+               owner is not None, recipient is not None, reference is not None,
+               owned_by is not None)
+        stmt = self._statements.get(key)
+        if stmt is None:
+            stamp = self._db.now()  # stands for the time of each execution
+            values = {k: sa.bindparam("now") if v is stamp else v
+                      for k, v in entering(to_state, stamp).items()}
+            for name, given in (("last_error", error), ("message_id", message_id),
+                                ("owner", owner), ("recipient", recipient),
+                                ("reference", reference)):
+                if given is not None:
+                    values[name] = sa.bindparam(f"v_{name}")
+            where = [deliveries.c.id == sa.bindparam("delivery_id"),
+                     deliveries.c.state.in_(sa.bindparam("sources", expanding=True))]
+            if owned_by is not None:
+                where.append(deliveries.c.owner == sa.bindparam("owned_by"))
+            stmt = self._statements[key] = deliveries.update().where(*where).values(values)
+        params = {"delivery_id": delivery_id, "sources": sorted(sources),
+                  "now": self._db.now(), "v_last_error": error, "v_message_id": message_id,
+                  "v_owner": owner, "v_recipient": recipient, "v_reference": reference,
+                  "owned_by": owned_by}
         with self._db.write() as conn:
-            moved = conn.execute(deliveries.update().where(*where).values(values)).rowcount
+            moved = conn.execute(stmt, params).rowcount
             if moved == 1 and to_state == "failed_permanent":
                 self._changed(conn, "delivery.failed", delivery_id, error)
         return moved == 1
@@ -237,13 +286,16 @@ class DeliveryStore:
         ``sending`` row with this mark into ``unknown`` instead of sending it again.
         False if the row is not ``sending`` (it is not this caller's to send).
         """
-        now = self._db.now()
-        with self._db.write() as conn:
-            moved = conn.execute(
+        stmt = self._statements.get("hand_off")
+        if stmt is None:
+            stmt = self._statements["hand_off"] = (
                 deliveries.update()
-                .where(deliveries.c.id == delivery_id, deliveries.c.state == "sending")
-                .values(handed_off_at=now, updated_at=now)
-            ).rowcount
+                .where(deliveries.c.id == sa.bindparam("delivery_id"),
+                       deliveries.c.state == "sending")
+                .values(handed_off_at=sa.bindparam("now"), updated_at=sa.bindparam("now")))
+        with self._db.write() as conn:
+            moved = conn.execute(stmt, {"delivery_id": delivery_id,
+                                        "now": self._db.now()}).rowcount
         return moved == 1
 
     # ---------------------------------------------------------------- the far end's word

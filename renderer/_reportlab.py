@@ -27,6 +27,13 @@ and ``BaseFont``, a stream's ``content``
 ``ShapedStr``, ``ShapeData`` (pdfbase.ttfonts)  pre-shaped glyph runs with positions
 ``lib.rl_accel.escapePDF``                      escaping a PDF string
 ``PDFDocument._pdfVersion``, ``._ID``           PDF/A-3: version 1.7, a fixed file ID
+``TTFont._asciiReadable``, ``TTFont.State``,    printable ASCII as its own encoding
+``TTFont.state``                                (``ascii_prefix``)
+``TTFontFace.makeSubset``, ``ttfonts.SUBSETN``,  font subsets written as ReportLab does,
+``makeToUnicodeCMap``, ``FF_SYMBOLIC``,         cached (``add_font_objects``)
+``FF_NONSYMBOLIC``, ``PDFTrueTypeFont``
+``Canvas._extgstate``, ``._enforceColorSpace``, cached fill colours (``fill_color``)
+``._fillColorObj``
 ==============================================  =========================================
 
 :func:`verify` checks that each of these still exists (cheap; run once when the fonts
@@ -41,9 +48,10 @@ import zlib
 from collections.abc import Callable
 
 import reportlab
+from reportlab.lib.colors import Color
 from reportlab.lib.rl_accel import escapePDF
-from reportlab.pdfbase import pdfdoc
-from reportlab.pdfbase.pdfdoc import PDFDictionary, PDFName, PDFStream
+from reportlab.pdfbase import pdfdoc, ttfonts
+from reportlab.pdfbase.pdfdoc import PDFArray, PDFDictionary, PDFName, PDFObject, PDFStream
 from reportlab.pdfbase.ttfonts import ShapeData, ShapedStr, TTFont
 from reportlab.pdfgen.canvas import Canvas
 
@@ -51,9 +59,13 @@ __all__ = [
     "ReportLabChanged",
     "ShapeData",
     "ShapedStr",
+    "add_font_objects",
     "append",
+    "ascii_prefix",
     "compress_finished_page",
     "document",
+    "escape_pdf",
+    "fill_color",
     "glyph_code",
     "line_metrics",
     "nominal_cmap",
@@ -122,15 +134,148 @@ def set_file_id(doc: pdfdoc.PDFDocument, file_id: bytes) -> None:
 # --- TrueType fonts --------------------------------------------------------------------
 
 
+#: Escapes a PDF string's parentheses and backslashes (ReportLab's C accelerator).
+escape_pdf = escapePDF
+
+
 def show_text(font: TTFont, text: str, size: float, doc: pdfdoc.PDFDocument) -> str:
     """``/F1+0 7 Tf (...) Tj`` operators showing ``text`` in ``font`` (no position).
 
     What ReportLab's text object writes for one TrueType string, without its per-call
     set-up. The glyphs are assigned to the document's subsets as a side effect.
     """
+    prefix = ascii_prefix(font, size, doc) if text.isascii() and text.isprintable() else None
+    if prefix is not None:
+        return f"{prefix}{escapePDF(text)}) Tj"
     return " ".join(
         f"{font.getSubsetInternalName(n, doc)} {size:g} Tf ({escapePDF(chunk)}) Tj"
         for n, chunk in font.splitString(text, doc))
+
+
+_ascii_identity: dict[str, bool] = {}
+
+
+def ascii_prefix(font: TTFont, size: float, doc: pdfdoc.PDFDocument) -> str | None:
+    """``/F1+0 7 Tf (`` when printable ASCII text in ``font`` is its own encoding in
+    ``doc``, else None.
+
+    With ReportLab's ``ttfAsciiReadable`` (the default) a font's first subset maps
+    U+0020..U+007E to the same byte codes in every document, fixed when the document's
+    subset state is made: ``splitString`` of such text is then the text itself, in
+    subset 0. Skipping its per-character loop halves the cost of a unique cell (a time,
+    a called number). None until the document's state exists (the first string of a
+    font takes the ordinary path, which makes it), so fonts are still registered with
+    the document in the order they are first drawn.
+    """
+    identity = _ascii_identity.get(font.fontName)
+    if identity is None:
+        face = font.face
+        identity = _ascii_identity[font.fontName] = bool(
+            font._asciiReadable and not getattr(face, "_full_font", None)
+            and all(c in face.charToGlyph for c in range(32, 127)))
+    if not identity or doc not in font.state:
+        return None
+    return f"{font.getSubsetInternalName(0, doc)} {size:g} Tf ("
+
+
+def fill_color(canvas: Canvas, color) -> None:
+    """``canvas.setFillColor(color)`` for an opaque RGB colour, with its operator cached.
+
+    Writes what ReportLab writes (``r g b rg``; an alpha of 1 is the graphics state's
+    default and writes nothing) without its type dispatch and alpha bookkeeping, which
+    cost more than the text drawn in that colour. Anything else goes to ReportLab.
+    """
+    hit = _fill_codes.get(id(color))
+    if (hit is None or hit[0] is not color or canvas._enforceColorSpace is not None
+            or canvas._extgstate._d.get("ca", 1) != 1):
+        canvas.setFillColor(color)
+        if (hit is None and type(color) is Color and color.alpha in (None, 1)
+                and len(_fill_codes) < 256):
+            # keyed by identity (the entry keeps the colour alive, so its id stays its
+            # own): brand colours are a handful of long-lived objects
+            _fill_codes[id(color)] = (color, canvas._code[-1])
+        return
+    canvas._code.append(hit[1])
+    canvas._fillColorObj = color
+
+
+_fill_codes: dict[int, tuple[Color, str]] = {}
+
+
+class _Formatted(PDFObject):
+    """A PDF object whose bytes were formatted before (the same in every document)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def format(self, document) -> bytes:
+        return self.data
+
+
+_SUBSET_CACHE_MAX = 256
+_subset_cache: dict[tuple, tuple[bytes, bytes, bytes, int]] = {}
+
+
+def add_font_objects(font: TTFont, doc: pdfdoc.PDFDocument) -> None:
+    """What ``TTFont.addObjects`` writes (every subset: font dictionary, ``Widths``,
+    ``ToUnicode`` CMap, font descriptor and font program), the same bytes, with the
+    costly parts cached per process.
+
+    A subset is a list of code points; its font program (``makeSubset``, then deflate),
+    CMap and widths depend on that list only, and small invoices of one bill run share
+    most of them (the first subset holds ASCII and the labels' letters). Building and
+    deflating a subset is otherwise a fifth of a small invoice's cost. ReportLab's own
+    ``addObjects`` is used whenever the document is not compressed.
+    """
+    if not doc.compression:
+        TTFont.addObjects(font, doc)
+        return
+    state = font.state.get(doc)
+    if state is None:
+        state = font.state[doc] = TTFont.State(font._asciiReadable)
+    state.frozen = 1
+    face = font.face
+    deflate = PDFArray([PDFName(pdfdoc.PDFZCompress.pdfname)])
+    for n, subset in enumerate(state.subsets):
+        internal_name = font.getSubsetInternalName(n, doc)[1:]
+        base_font = b"".join((ttfonts.SUBSETN(n), b"+", face.name,
+                              face.subfontNameX)).decode("pdfdoc")
+        key = (face.filename, base_font, tuple(subset))
+        hit = _subset_cache.get(key)
+        if hit is None:
+            widths = PDFArray(list(map(face.getCharWidth, subset))).format(doc)
+            cmap = zlib.compress(ttfonts.makeToUnicodeCMap(base_font, subset).encode("utf8"))
+            program = face.makeSubset(subset)
+            hit = (widths, cmap, zlib.compress(program), len(program))
+            if len(_subset_cache) >= _SUBSET_CACHE_MAX:
+                _subset_cache.clear()
+            _subset_cache[key] = hit
+        widths, cmap, program, length = hit
+
+        pdf_font = pdfdoc.PDFTrueTypeFont()
+        pdf_font.__Comment__ = f"Font {font.fontName} subset {n}"
+        pdf_font.Name = internal_name
+        pdf_font.BaseFont = base_font
+        pdf_font.FirstChar = 0
+        pdf_font.LastChar = len(subset) - 1
+        pdf_font.Widths = _Formatted(widths)
+        pdf_font.ToUnicode = doc.Reference(
+            PDFStream(PDFDictionary({"Filter": deflate}), cmap),
+            "toUnicodeCMap:" + base_font)
+        program_ref = doc.Reference(
+            PDFStream(PDFDictionary({"Length1": length, "Filter": deflate}), program),
+            f"fontFile:{face.filename}({base_font})")
+        flags = (face.flags & ~ttfonts.FF_NONSYMBOLIC) | ttfonts.FF_SYMBOLIC
+        descriptor = PDFDictionary({
+            "Type": "/FontDescriptor", "Ascent": face.ascent, "CapHeight": face.capHeight,
+            "Descent": face.descent, "Flags": flags, "FontBBox": PDFArray(face.bbox),
+            "FontName": PDFName(base_font), "ItalicAngle": face.italicAngle,
+            "StemV": face.stemV, "FontFile2": program_ref, "MissingWidth": face.defaultWidth,
+        })
+        pdf_font.FontDescriptor = doc.Reference(descriptor, "fontDescriptor:" + base_font)
+        doc.Reference(pdf_font, internal_name)
+        doc.idToObject["BasicFonts"].dict[internal_name] = pdf_font
+    del font.state[doc]
 
 
 def subsets(font: TTFont, doc: pdfdoc.PDFDocument) -> list[tuple[str, list[int]]] | None:
@@ -214,6 +359,16 @@ def _probes() -> dict[str, Callable[[], bool]]:
         "TTFont.State (per-document subsets)": lambda: hasattr(TTFont, "State"),
         "ShapeData(cluster, x_advance, y_advance, x_offset, y_offset, width)":
             lambda: ShapeData(1, 2.0, 3.0, 4.0, 5.0, 6.0).x_offset == 4.0,
+        "TTFontFace.makeSubset, ttfonts.SUBSETN / makeToUnicodeCMap / FF_SYMBOLIC / "
+        "FF_NONSYMBOLIC, pdfdoc.PDFTrueTypeFont":
+            lambda: all(
+                hasattr(ttfonts, n) for n in ("TTFontFace", "SUBSETN", "makeToUnicodeCMap",
+                                              "FF_SYMBOLIC", "FF_NONSYMBOLIC"))
+            and callable(getattr(ttfonts.TTFontFace, "makeSubset", None))
+            and hasattr(pdfdoc, "PDFTrueTypeFont"),
+        "Canvas._extgstate._d, ._enforceColorSpace, ._fillColorObj": lambda: isinstance(
+            probe._extgstate._d, dict) and hasattr(probe, "_enforceColorSpace")
+            and hasattr(probe, "_fillColorObj"),
         "ShapedStr(text, shape data)":
             lambda: ShapedStr("x", [ShapeData(0, 1.0, 0.0, 0.0, 0.0, 1.0)]) == "x",
     }
@@ -241,5 +396,7 @@ def verify_font(font: TTFont) -> None:
                  "descent"):
         if not hasattr(face, name):
             raise ReportLabChanged(f"TTFont.face.{name}")
+    if not isinstance(getattr(font, "_asciiReadable", None), int):
+        raise ReportLabChanged("TTFont._asciiReadable")
     if not callable(getattr(getattr(font, "state", None), "get", None)):
         raise ReportLabChanged("TTFont.state (a mapping of document to subset state)")

@@ -25,7 +25,6 @@ from itertools import accumulate
 from operator import attrgetter
 
 from reportlab.lib.units import mm
-from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfgen.canvas import Canvas
 
 from invoicer.billing.models import BillingRecord, Service, Usage, UsageType
@@ -177,16 +176,28 @@ class RowWriter:
         self.font = fonts.font(self.font_name)
         self._ops: dict[str, tuple[str, float]] = {}
         self._fit: dict[tuple[str, float], str] = {}
+        self._prefix: str | None = None
+
+    def _ascii_prefix(self) -> str | None:
+        self._prefix = _reportlab.ascii_prefix(self.font, SIZE, self.doc)
+        return self._prefix
 
     def encoded(self, value: str) -> tuple[str, float] | None:
         """PDF operators and width for ``value``, or None if it needs shaping/bidi."""
         hit = self._ops.get(value)
         if hit is None:
-            if not text.is_plain(value):
+            if value.isascii() and value.isprintable():
+                # Most unique cells (times, called numbers): printable ASCII is its own
+                # encoding in the font's first subset (see _reportlab.ascii_prefix).
+                prefix = self._prefix or self._ascii_prefix()
+                ops = (f"{prefix}{_reportlab.escape_pdf(value)}) Tj" if prefix else
+                       _reportlab.show_text(self.font, value, SIZE, self.doc))
+                hit = (ops, self.font.stringWidth(value, SIZE))
+            elif not text.is_plain(value):
                 hit = ("", -1.0)
             else:
                 hit = (_reportlab.show_text(self.font, value, SIZE, self.doc),
-                       pdfmetrics.stringWidth(value, self.font_name, SIZE))
+                       self.font.stringWidth(value, SIZE))
             if len(self._ops) >= CACHE_LIMIT:
                 # Called numbers and times are mostly unique: a bounded cache keeps the
                 # repeats (dates, destinations, amounts) without growing with the CDRs.

@@ -173,6 +173,10 @@ class ShapingFont(TTFont):
     def addObjects(self, doc) -> None:
         """Embed the subsets as ReportLab does, then fix ``ToUnicode`` of private codes."""
         subsets = _reportlab.subsets(self, doc)
+        if not any(code in self._texts or code > 0xFFFF
+                   for _, subset in subsets or () for code in subset):
+            _reportlab.add_font_objects(self, doc)  # ReportLab's bytes, cached
+            return
         super().addObjects(doc)
         for name, subset in subsets or ():
             # ReportLab writes "%04X": wrong for characters beyond U+FFFF (𝄞), which

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import Canvas
 
-from invoicer.renderer import text
+from invoicer.renderer import _reportlab, text
 from invoicer.renderer.brand import Brand
 
 # DIN 5008 form B window envelope (C5/6, DL): 20 mm from the left, 45 mm from the top,
@@ -157,6 +157,26 @@ def mark_box(brand: Brand) -> Box:
 # --- drawing inside a box ----------------------------------------------------------------
 
 
+_PHYSICAL = {"start": "left", "end": "right", "center": "center"}
+_PHYSICAL_RTL = {"start": "right", "end": "left", "center": "center"}
+
+
+def _named(what: str, detail: str | None) -> str:
+    return what if detail is None else f"{what} {detail[:40]!r}"
+
+
+class _Name:
+    """A drawn box's name, formatted only if an error needs it."""
+
+    __slots__ = ("detail", "what")
+
+    def __init__(self, what: str, detail: str) -> None:
+        self.what, self.detail = what, detail
+
+    def __str__(self) -> str:
+        return _named(self.what, self.detail)
+
+
 class Frame:
     """Drawing in logical coordinates inside one box, refusing to leave it or overprint.
 
@@ -177,7 +197,7 @@ class Frame:
         self.width = box.width
         self.top = box.y1
         self.bottom = box.y0
-        self._drawn: list[tuple[str, Box]] = []
+        self._drawn: list[tuple[float, float, float, float, str | _Name, Box]] = []
 
     def sub(self, box: Box, name: str) -> Frame:
         """A frame for a part of this one (``box`` must lie inside it)."""
@@ -194,14 +214,25 @@ class Frame:
 
     # -- checks --------------------------------------------------------------------------
 
-    def _place(self, what: str, box: Box, occupy: bool = True) -> None:
-        if not box.inside(self.box):
-            raise LayoutError(self.invoice, what, box, "leave", self.name, self.box)
+    def _place(self, what: str, box: Box, occupy: bool = True,
+               detail: str | None = None) -> None:
+        # ``detail`` (the text drawn) joins ``what`` only in an error: formatting a name
+        # for each of a page's labels cost more than checking them.
+        frame = self.box
+        if not (box.x0 >= frame.x0 - EPSILON and box.x1 <= frame.x1 + EPSILON
+                and box.y0 >= frame.y0 - EPSILON and box.y1 <= frame.y1 + EPSILON):
+            raise LayoutError(self.invoice, _named(what, detail), box, "leave", self.name,
+                              frame)
         if occupy:
-            for other, other_box in self._drawn:
-                if box.overlaps(other_box):
-                    raise LayoutError(self.invoice, what, box, "cross", other, other_box)
-            self._drawn.append((what, box))
+            # Box.overlaps, with each drawn box's far edges less EPSILON kept beside it
+            x0, y0 = box.x0, box.y0
+            x1, y1 = box.x1 - EPSILON, box.y1 - EPSILON
+            for ox0, oy0, ox1, oy1, other, other_box in self._drawn:
+                if x0 < ox1 and ox0 < x1 and y0 < oy1 and oy0 < y1:
+                    raise LayoutError(self.invoice, _named(what, detail), box, "cross",
+                                      str(other), other_box)
+            self._drawn.append((x0, y0, x1, y1, what if detail is None
+                                else _Name(what, detail), box))
 
     def room(self, offset: float, align: str) -> float:
         """Width available from a logical offset to the box's edge, per alignment."""
@@ -236,17 +267,15 @@ class Frame:
             return 0.0
         ascent, descent = text.extent(shown, size, bold, mono=mono, rtl=self.rtl)
         x = self.x(offset)
-        physical = {"start": "right" if self.rtl else "left",
-                    "end": "left" if self.rtl else "right",
-                    "center": "center"}[align]
+        physical = (_PHYSICAL_RTL if self.rtl else _PHYSICAL)[align]
         x0 = x - w if physical == "right" else x - w / 2 if physical == "center" else x
-        self._place(f"text {shown[:40]!r}", Box(x0, y - descent, x0 + w, y + ascent))
+        self._place("text", Box(x0, y - descent, x0 + w, y + ascent), detail=shown)
         if color is not None:
-            self.canvas.setFillColor(color)
-        text.draw(self.canvas, x, y, shown, size, bold=bold, mono=mono, align=physical,
-                  rtl=self.rtl)
+            _reportlab.fill_color(self.canvas, color)
+        # what text.draw(x, align=physical) does, with the width and left edge known
+        text.draw_at(self.canvas, x0, y, shown, size, bold=bold, mono=mono, rtl=self.rtl)
         if color is not None:
-            self.canvas.setFillColor(self.brand.text)
+            _reportlab.fill_color(self.canvas, self.brand.text)
         return w
 
     def rule(self, y: float, offset: float = 0, width: float | None = None,
@@ -265,12 +294,12 @@ class Frame:
         width = self.width - offset if width is None else width
         x = self.span(offset, width)
         self._place("band", Box(x, y, x + width, y + height), occupy=False)
-        self.canvas.setFillColor(color)
+        _reportlab.fill_color(self.canvas, color)
         if radius:
             self.canvas.roundRect(x, y, width, height, radius, stroke=0, fill=1)
         else:
             self.canvas.rect(x, y, width, height, stroke=0, fill=1)
-        self.canvas.setFillColor(self.brand.text)
+        _reportlab.fill_color(self.canvas, self.brand.text)
 
     def outline(self, y: float, height: float, color, offset: float = 0,
                 width: float | None = None, thickness: float = 1) -> None:

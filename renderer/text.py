@@ -78,7 +78,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Literal
-from weakref import WeakKeyDictionary
+from weakref import WeakKeyDictionary, ref
 
 import uharfbuzz as hb
 from bidi import algorithm as _uba
@@ -191,13 +191,17 @@ def extent(text: str, size: float, bold: bool = False, *, mono: bool = False,
     if not text:
         return 0.0, 0.0
     if is_plain(text, bold, mono):
-        f = fonts.font(font_name(bold, mono))
-        return f.ascent * size, f.descent * size
+        em = _plain_extent.get((bold, mono))
+        if em is None:
+            f = fonts.font(font_name(bold, mono))
+            em = _plain_extent[bold, mono] = (f.ascent, f.descent)
+        return em[0] * size, em[1] * size
     line = _layout(text, mono, bold, rtl)
     return line.ascent * size, line.descent * size
 
 
 _width = width
+_plain_extent: dict[tuple[bool, bool], tuple[float, float]] = {}
 
 
 def _measure(text: str, size: float, bold: bool, mono: bool, rtl: bool) -> float:
@@ -250,20 +254,33 @@ def draw(
     return w
 
 
+def draw_at(canvas, x: float, y: float, text: str, size: float, *, bold: bool = False,
+            mono: bool = False, rtl: bool = False) -> None:
+    """:func:`draw` of text already measured and fitted, ``x`` its left edge: for
+    callers that placed its box themselves (the layout's frames)."""
+    _reportlab.append(canvas, _placed(_encoded(canvas, text, size, bold, mono, rtl), x, y))
+
+
 # Content-stream code of each drawn string, per canvas: the 100,000-row annex repeats
 # dates, destinations and amounts, and re-encoding them (font subset lookup, escaping,
 # shaped-glyph adjustments) is most of ReportLab's per-string cost. The code depends on
 # the document (its font subsets), hence one cache per canvas, dropped with it.
 _ENCODED_MAX = 20_000  # per canvas; past it strings are encoded each time
 _encoded_by_canvas: WeakKeyDictionary = WeakKeyDictionary()
+_last_encoded: list = [lambda: None, {}]  # [weak reference to a canvas, its cache]
 _ORIGIN = "BT 1 0 0 1 0 0 Tm "
 
 
 def _encoded(canvas, text: str, size: float, bold: bool, mono: bool, rtl: bool) -> str:
     """Text-object code drawing ``text`` at the origin."""
-    cache = _encoded_by_canvas.get(canvas)
-    if cache is None:
-        cache = _encoded_by_canvas[canvas] = {}
+    last_canvas, cache = _last_encoded
+    if last_canvas() is not canvas:
+        # a new canvas: one WeakKeyDictionary look-up, then plain identity checks while
+        # the same document is drawn (a weak reference: no document is kept alive)
+        cache = _encoded_by_canvas.get(canvas)
+        if cache is None:
+            cache = _encoded_by_canvas[canvas] = {}
+        _last_encoded[:] = [ref(canvas), cache]
     key = (text, size, bold, mono, rtl)
     code = cache.get(key)
     if code is not None:

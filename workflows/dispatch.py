@@ -125,6 +125,20 @@ def dispatch(invoice: Invoice, record: BillingRecord, pdf: Fetch, *,
                                          error=plan.fallback)
         states[EMAIL] = "failed_permanent"
     for channel in plan.channels:
+        to = record.delivery.email if channel == EMAIL else record.delivery.phone
+        if channel != PRINT and not channels.paused(channel) and not (
+                channel == EMAIL and to
+                and ledger.deliveries.suppressed(invoice.operator_id, to)):
+            # A first dispatch: the row is created already ``sending`` (one write, not
+            # two); None when it exists, which the ordinary path below handles (as it
+            # does a suppressed address).
+            ident = identifier(channel, record, 0, channels)
+            started = ledger.deliveries.start(invoice.id, channel, message_id=ident,
+                                              owner=owner.me(), recipient=to)
+            if started is not None:
+                states[channel] = _attempt(channel, started, invoice, record, ident, pdf,
+                                           xml, ledger, channels)
+                continue
         delivery = ledger.deliveries.ensure(invoice.id, channel)
         if channel == PRINT:
             # ``pending`` is the print queue: print batches take paper invoices from it.

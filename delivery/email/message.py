@@ -211,9 +211,17 @@ def _base64_lines(data: bytes) -> str:
     if not data:
         return ""
     b64 = binascii.b2a_base64(data, newline=False)
-    n = len(b64)
-    lines = b"\n".join(map(b64.__getitem__, map(slice, range(0, n, 76), range(76, n + 76, 76))))
+    # a list of slices: half the time of joining a map of slice objects
+    lines = b"\n".join([b64[i:i + 76] for i in range(0, len(b64), 76)])
     return lines.decode("ascii") + "\n"
+
+
+def _base64_length(size: int) -> int:
+    """``len(_base64_lines(data))`` for ``size`` bytes of data, without encoding them."""
+    if not size:
+        return 0
+    chars = 4 * -(-size // 3)
+    return chars + -(-chars // 76)  # one LF per line
 
 
 def _body_encoding(data: bytes) -> tuple[str, str]:
@@ -223,10 +231,9 @@ def _body_encoding(data: bytes) -> tuple[str, str]:
     if data.isascii() and max(map(len, data.split(b"\n"))) <= 900:
         return "7bit", data.decode("ascii")
     qp = binascii.b2a_qp(data, istext=True)
-    b64 = _base64_lines(data)
-    if len(qp) <= len(b64):
+    if len(qp) <= _base64_length(len(data)):  # base64 is encoded only if it is chosen
         return "quoted-printable", qp.decode("ascii")
-    return "base64", b64
+    return "base64", _base64_lines(data)
 
 
 def _set(part: MIMEPart, name: str, value: str) -> None:
@@ -344,10 +351,14 @@ def build_invoice_message(
     if reply_addr is not None:
         set_raw_header(msg, "Reply-To", _mailbox(reply_addr))
     subject = _subject(rendered.subject)  # one_line() already; no CR/LF can reach it
-    if subject is None:
-        msg["Subject"] = rendered.subject  # the policy folds plain words exactly
-    else:
+    if subject is not None:
         set_raw_header(msg, "Subject", subject)
+    elif len(rendered.subject) <= 78 - len("Subject: "):
+        # Plain ASCII words on one line: what the policy would write, without parsing
+        # it again to fold it at serialization.
+        _set(msg, "Subject", rendered.subject)
+    else:
+        msg["Subject"] = rendered.subject  # the policy folds plain words exactly
     _set(msg, "Date", format_datetime(date or datetime.now(UTC)))
     _set(msg, "Message-ID", message_id)  # checked against MESSAGE_ID_RE above
     # RFC 3834: vacation responders and auto-repliers stay quiet.

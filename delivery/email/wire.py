@@ -88,7 +88,22 @@ def _flatten(part: Any, policy: email_policy.EmailPolicy, out: list[bytes]) -> b
     return True
 
 
+# A one-mailbox value as build_invoice_message writes it (message._mailbox): an optional
+# plain or RFC 2047 encoded phrase, then <addr-spec>; or a bare addr-spec. Nothing in
+# such a value can be read two ways, so its address is taken without the header
+# parser (a quarter of building and writing an invoice e-mail). Anything else (quoted
+# names, groups, comments, several addresses) goes through the parser.
+_SPEC = r'[^<>\s"@,;:()\\\[\]]+@[^<>\s"@,;:()\\\[\]]+'
+_OWN_MAILBOX = re.compile(rf'(?:[^<>"@,;:()\\\[\]]*\s)?<({_SPEC})>|({_SPEC})')
+
+
 def _addresses(message: EmailMessage, name: str) -> list[str]:
+    wanted = name.lower()
+    values = [v for n, v in raw_headers(message) if n.lower() == wanted]
+    if all(type(v) is str for v in values):
+        own = [_OWN_MAILBOX.fullmatch(v) for v in values]
+        if all(own):
+            return [m.group(1) or m.group(2) for m in own if m]
     specs: list[str] = []
     for header in message.get_all(name, []):
         addresses = getattr(header, "addresses", None)

@@ -57,6 +57,26 @@ def test_transitions_follow_the_state_machine(led: Ledger, facts):
     assert led.deliveries.get(10**9) is None
 
 
+def test_start_creates_a_first_attempt_once_and_only_for_a_new_row(led: Ledger, facts, race):
+    invoice = led.invoices.claim("oi", "D-5", **facts()).invoice
+    started = race(RACERS, lambda i: led.deliveries.start(invoice.id, "email",
+                                                          message_id=f"<D-5.{i}@invoicer>"))
+    winners = [d for d in started if d is not None]
+    assert len(winners) == 1  # the others find the row and must take the ordinary path
+    d = winners[0]
+    assert (d.state, d.attempts, d.handed_off_at) == ("sending", 1, None)
+    assert led.deliveries.ensure(invoice.id, "email") == led.deliveries.get(d.id)
+    assert led.deliveries.get(d.id).message_id == d.message_id
+    assert not led.deliveries.transition(d.id, "pending", "sending")  # nobody else sends
+    assert led.deliveries.hand_off(d.id)
+    assert led.deliveries.transition(d.id, "sending", "sent")
+    later = led.deliveries.ensure(invoice.id, "sms")  # an existing row: start says None
+    assert led.deliveries.start(invoice.id, "sms", message_id="oi:D-5:sms:0") is None
+    assert led.deliveries.get(later.id).state == "pending"
+    with pytest.raises(ValueError):
+        led.deliveries.start(invoice.id, "fax", message_id="x")
+
+
 def test_row_dataclass_follows_its_tables_column_order():
     # reports.deliveries() builds rows positionally from a join; that relies on this order.
     assert [f.name for f in dataclasses.fields(Delivery)] == list(deliveries.c.keys())

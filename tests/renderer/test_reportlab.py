@@ -54,6 +54,63 @@ def test_show_text_and_append_write_extractable_text_in_the_documents_subsets():
     assert "Ligações São Paulo 12,50" in pdftotext(buffer.getvalue())
 
 
+def test_the_ascii_shortcut_writes_what_reportlab_splitstring_writes():
+    """show_text skips splitString for printable ASCII; the operators must be the same
+    ReportLab itself would write, in the same document, before and after other text
+    took subset codes (an ASCII letter never moves)."""
+    canvas, _ = _canvas()
+    doc = _reportlab.document(canvas)
+    font = fonts.font("Sans")
+
+    def reportlab_ops(value: str) -> str:
+        return " ".join(f"{font.getSubsetInternalName(n, doc)} 7 Tf "
+                        f"({_reportlab.escape_pdf(chunk)}) Tj"
+                        for n, chunk in font.splitString(value, doc))
+
+    assert _reportlab.ascii_prefix(font, 7, doc) is None  # no state yet: ReportLab's path
+    samples = ["12:04:59", "+40 721 000 111", "a(b)\\c ~", "Brașov", "€ 1.234,50", " "]
+    for value in samples:
+        assert _reportlab.show_text(font, value, 7, doc) == reportlab_ops(value), value
+    assert _reportlab.ascii_prefix(font, 7, doc) is not None
+    for value in ["Ünïcödé — " * 30, *samples]:  # past a subset's 256 codes
+        assert _reportlab.show_text(font, value, 7, doc) == reportlab_ops(value), value
+
+
+def test_cached_font_objects_are_the_bytes_reportlab_writes(monkeypatch):
+    """add_font_objects (subset programs, widths and CMaps cached per process) writes
+    byte for byte what TTFont.addObjects writes, on a miss and on a hit, with a second
+    subset in use."""
+
+    def pdf() -> bytes:
+        canvas, buffer = _canvas()
+        text.draw(canvas, 72, 700, "Factură Brașov — 12:04:59 € (x)", 9)
+        text.draw(canvas, 72, 680, "Счёт Ünïcödé " + "".join(map(chr, range(0x100, 0x1C0))),
+                  9, bold=True)
+        canvas.showPage()
+        canvas.save()
+        return buffer.getvalue()
+
+    _reportlab._subset_cache.clear()
+    cached_miss, cached_hit = pdf(), pdf()
+    assert len(_reportlab._subset_cache) >= 3  # two fonts, the bold one in two subsets
+    monkeypatch.setattr(_reportlab, "add_font_objects",
+                        lambda font, doc: _reportlab.TTFont.addObjects(font, doc))
+    assert cached_miss == cached_hit == pdf()
+
+
+def test_fill_color_writes_what_setfillcolor_writes():
+    from reportlab.lib.colors import Color, HexColor
+
+    colours = [HexColor("#1a4f8b"), Color(0.2, 0.4, 0.6), Color(0.1, 0.1, 0.1, alpha=0.5)]
+    ours, theirs = _canvas()[0], _canvas()[0]
+    for _ in range(2):  # the second round takes the cached operators
+        for colour in colours + colours[:2]:
+            _reportlab.fill_color(ours, colour)
+            theirs.setFillColor(colour)
+    assert ours._code == theirs._code
+    assert ours._fillColorObj == theirs._fillColorObj
+
+
 def test_subsets_and_to_unicode_rewrite_keep_shaped_persian_and_astral_text_searchable():
     canvas, buffer = _canvas()
     text.draw(canvas, 300, 700, "لطفاً مبلغ را پرداخت کنید", 12, align="right", rtl=True)

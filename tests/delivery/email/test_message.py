@@ -120,6 +120,22 @@ def test_long_and_special_display_names_keep_their_address(name):
     assert max(map(len, head.split(b"\r\n"))) <= 78
 
 
+@pytest.mark.parametrize("name", [
+    'x' * 60 + ' "q" <attacker@evil.example>', "Doe, John", 'Back\\slash "and" quote',
+    "Журавлёва Алёна Фёдоровна" * 3, "a" * 300, "", HOSTILE,
+])
+def test_the_envelope_is_what_the_header_parser_reads(name):
+    """envelope() reads build_invoice_message's own mailbox values without the header
+    parser; it must name exactly the addresses the parser finds in the same message."""
+    msg = build(with_names(BR, customer=name, operator=name),
+                reply_to=(name, "atendimento@oi.example"))
+    parsed = [a.addr_spec for h in ("From", "To") for a in msg[h].addresses]
+    sender, recipients = envelope(msg)
+    assert [sender, *recipients] == parsed == ["faturas@mail.oi.example", "maria@example.com"]
+    msg["Cc"] = '"Quoted, Name" <copy@example.com>, other@example.com'  # the parser's path
+    assert envelope(msg)[1] == ["maria@example.com", "copy@example.com", "other@example.com"]
+
+
 def test_fast_serializer_matches_the_stdlib_generator(dkim_key):
     signer = DkimSigner("s", "mail.oi.example", dkim_key[0])
     for record in SAMPLE.values():
@@ -164,3 +180,14 @@ def test_list_unsubscribe_headers():
     assert "List-Unsubscribe-Post" not in mailto_only
     with pytest.raises(ValueError):
         build(list_unsubscribe="https://x.example/>\r\nBcc: a@b")
+
+
+def test_base64_length_is_computed_exactly_without_encoding():
+    """_body_encoding compares quoted-printable with base64 by length only; the length
+    formula must be the encoder's, line ends included."""
+    import os
+
+    from invoicer.delivery.email.message import _base64_length, _base64_lines
+
+    for size in [*range(0, 240), 57 * 100, 57 * 100 + 1, 48_000]:
+        assert len(_base64_lines(os.urandom(size))) == _base64_length(size), size

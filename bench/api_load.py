@@ -1,0 +1,155 @@
+"""Subscriber API under wrk: history and PDF download against a trivial request, one run.
+
+    python bench/api_load.py [--connections 200] [--duration 10] [--workers 2] [--pg URL]
+
+Needs ``wrk`` (Debian: ``apt-get install wrk``). Starts a real ``uvicorn`` with
+``--workers`` processes on 127.0.0.1, the ledger in PostgreSQL (127.0.0.1:5432, trust,
+database ``test``, a schema of its own dropped afterwards) and a file archive holding the
+subscriber world of the tests (``tests/api/world.py``), then runs wrk with
+``--connections`` open connections for ``--duration`` seconds against, in turn:
+
+- ``trivial``: a path the API does not have (a 404 problem document): the whole server
+  stack, routing and middleware, no database and no archive: the ceiling of this server
+  configuration;
+- ``history``: ``GET /v1/subscriber/invoices`` with a link grant (token check, ledger
+  query, JSON);
+- ``pdf``: ``GET /invoices/<token>.pdf`` (signed link, ledger look-up, archive read).
+
+Prints requests/s, p50 and p99 latency (wrk's ``--latency``) for each and history's
+throughput as a share of the trivial one. Loopback only; bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+
+from bench.api import _admin, _free_port  # noqa: E402
+from invoicer.delivery import links  # noqa: E402
+from invoicer.delivery.archive import FileArchive  # noqa: E402
+from invoicer.delivery.links import LinkClaims  # noqa: E402
+from invoicer.ledger import Ledger  # noqa: E402
+from tests.api.world import MAIN, populate  # noqa: E402
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()
+    return float(number) * _UNITS[unit]
+
+
+def wrk(url: str, connections: int, duration: int, header: str | None) -> dict[str, float]:
+    """One wrk run; requests/s, p50, p99 (ms) and non-2xx/3xx responses."""
+    threads = max(1, min(4, os.cpu_count() or 1))
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s",
+           "--latency", "--timeout", "10s"]
+    if header:
+        cmd += ["-H", header]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True,
+                         timeout=duration + 60).stdout
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sockets = re.search(r"Socket errors: (.*)", out)
+    if not (p50 and p99 and rps):
+        raise SystemExit(f"unexpected wrk output:\n{out}")
+    return {"rps": float(rps.group(1)), "p50": _ms(p50.group(1)), "p99": _ms(p99.group(1)),
+            "non2xx": int(errors.group(1)) if errors else 0,
+            "socket_errors": sockets.group(1) if sockets else ""}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--connections", type=int, default=200)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per endpoint")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn processes")
+    parser.add_argument("--pg", default=None, help="PostgreSQL URL (default: local trust)")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
+
+    admin, pg_url = _admin(args.pg)
+    schema = f"bench_api_load_{os.getpid()}_{secrets.token_hex(3)}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    db_url = f"{pg_url}?options=-csearch_path%3D{schema}"
+    secret = secrets.token_hex(32)
+    server = None
+    results: dict[str, dict[str, float]] = {}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            ledger = Ledger.from_url(db_url)
+            ledger.migrate()
+            populate(ledger, FileArchive(Path(tmp) / "archive"))
+            invoice = ledger.invoices.get(MAIN[0], "OI-2026-11-0000123")
+            ledger.close()
+            token = links.sign(LinkClaims(MAIN[0], MAIN[1], invoice.number,
+                                          int(time.time() + 3600)), secret.encode())
+            port = _free_port()
+            env = {**os.environ, "PYTHONPATH": str(ROOT), "INVOICER_DB_URL": db_url,
+                   "INVOICER_ARCHIVE_URL": f"file://{tmp}/archive",
+                   "INVOICER_SMS_URL": f"file://{tmp}/sms", "INVOICER_LINK_SECRET": secret}
+            server = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "api:create_app", "--factory",
+                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+                 "--no-access-log", "--workers", str(args.workers)], cwd=tmp, env=env)
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    httpx.get(f"{base}/openapi.json", timeout=2)
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline or server.poll() is not None:
+                        raise SystemExit("the server did not start") from None
+                    time.sleep(0.3)
+            auth = f"Authorization: Bearer {token}"
+            checks = [("trivial", "/no-such-path", None, 404),
+                      ("history", "/v1/subscriber/invoices", auth, 200),
+                      ("pdf", f"/invoices/{token}.pdf", None, 200)]
+            for name, path, header, status in checks:
+                got = httpx.get(base + path, headers=dict([header.split(": ", 1)])
+                                if header else None, timeout=10)
+                if got.status_code != status:
+                    raise SystemExit(f"{name}: {got.status_code} {got.text[:200]}")
+                wrk(base + path, 20, 2, header)  # warm-up: pools, caches, every worker
+                results[name] = wrk(base + path, args.connections, args.duration, header)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(15)
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+    print(f"wrk -c {args.connections} -d {args.duration}s per endpoint; uvicorn "
+          f"{args.workers} worker(s); PostgreSQL ledger; PDF of {invoice.size:,} bytes")
+    print(f"{'endpoint':10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}  errors")
+    for name, r in results.items():
+        bad = r["non2xx"] if name != "trivial" else 0
+        print(f"{name:10} {r['rps']:9.0f} {r['p50']:8.1f} {r['p99']:8.1f}  "
+              f"{bad} {r['socket_errors']}".rstrip())
+    share = results["history"]["rps"] / results["trivial"]["rps"]
+    worst = max(results["history"]["p99"], results["pdf"]["p99"])
+    print(f"history throughput = {share:.0%} of trivial (target >= 30 %); "
+          f"worst p99 {worst:.0f} ms (target <= 150 ms)")
+
+
+if __name__ == "__main__":
+    main()
