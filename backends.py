@@ -144,8 +144,10 @@ def services(settings: Settings, *, deliver: bool = True) -> Services:
 
 
 def render_options(settings: Settings) -> RenderOptions:
-    """How invoices are rendered: the bill run's and the second copies' alike."""
-    return RenderOptions(shock_share=settings.shock_share)
+    """How invoices are rendered: the bill run's and the second copies' alike. A
+    summary invoice names the subscriber page where its call details are."""
+    return RenderOptions(shock_share=settings.shock_share,
+                         self_service_url=settings.public_url.rstrip("/") + "/access")
 
 
 def _make_local_dirs(settings: Settings) -> None:

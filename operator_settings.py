@@ -11,6 +11,12 @@ page uses too); an operator without a brand, or without the table, gets the defa
                                   # confirmed choice overrides it (workflows.preferences)
     name = "Oi"                   # the name on the page and in the SMS code
     support = { phone = "*144", web = "https://www.oi.com.br/ajuda", email = "..." }
+    line_access = "own_line"      # "none" (default): what a business line's own phone
+                                  # sees after the SMS code: nothing, or its own line
+                                  # (api.access, api.details)
+
+The same table's ``detail`` and ``url`` (full or summary invoices, and the page the
+summary names) are the renderer's: :class:`renderer.brand.SelfService`.
 
 Read once per process; frozen.
 """
@@ -43,6 +49,7 @@ class OperatorSettings:
     operator_id: str
     history: int = DEFAULT_HISTORY
     preference_owner: Literal["billing", "service"] = "billing"
+    line_access: Literal["none", "own_line"] = "none"
     name: str | None = None
     support_phone: str | None = None
     support_web: str | None = None
@@ -79,6 +86,9 @@ def operator_settings(operator_id: str) -> OperatorSettings:
     owner = own.get("preference_owner", "billing")
     if owner not in ("billing", "service"):
         raise ValueError(f"{folder.name}: self_service.preference_owner is billing or service")
+    line_access = own.get("line_access", "none")
+    if line_access not in ("none", "own_line"):
+        raise ValueError(f"{folder.name}: self_service.line_access is none or own_line")
     logo = None
     if data.get("logo"):
         path = folder / data["logo"]
@@ -88,6 +98,7 @@ def operator_settings(operator_id: str) -> OperatorSettings:
             logo = f"data:{kind};base64,{base64.b64encode(path.read_bytes()).decode()}"
     return OperatorSettings(
         operator_id=operator_id, history=history, preference_owner=owner,
+        line_access=line_access,
         name=own.get("name"), support_phone=support.get("phone"),
         support_web=support.get("web"), support_email=support.get("email"),
         primary=_colour(colours.get("primary"), "#33475b"),

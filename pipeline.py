@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -38,6 +39,8 @@ from invoicer.workflows.dispatch import Channels, dispatch
 from invoicer.workflows.previous import PreviousUnreadable, options_for, previous_number
 
 log = logging.getLogger(__name__)
+
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 
 Status = Literal["archived", "already_done", "repeated", "rejected", "failed"]
 
@@ -269,6 +272,9 @@ def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id:
         einvoice = (xml.format, xml_sha, len(xml.xml))
     services.archive.put(key, pdf, sha256=digest, metadata=meta)
     pages = pdf.count(b"/Type /Page\n")
+    # Before the invoice counts as done, so that a crash in between redoes it: the
+    # lines a business invoice covers let each line's phone sign in to its own section.
+    ledger.fleet.record_lines(first.id, line_phones(record))
     won = ledger.invoices.mark_archived(
         first.id, sha256=digest, archive_key=key, renderer_version=RENDERER_VERSION,
         pages=pages, size=len(pdf), einvoice=einvoice, run_id=run_id, source_line=line)
@@ -285,6 +291,13 @@ def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id:
             return Outcome("already_done", line, number, deliveries=states)
     return Outcome("archived", line, number, pages=pages, deliveries=states,
                    einvoice=xml.format if xml is not None else None)
+
+
+def line_phones(record: BillingRecord) -> list[str]:
+    """The phone numbers among a business record's lines (``services[].id``)."""
+    if record.account.segment.value != "business":
+        return []
+    return [s.id for s in record.services if _E164.fullmatch(s.id)]
 
 
 def _conflict(record: BillingRecord, first: Invoice, archive: Archive,

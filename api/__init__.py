@@ -21,6 +21,8 @@ from invoicer import backends
 from invoicer.api import (
     billing,
     callbacks,
+    details,
+    fleet,
     operations,
     preferences,
     print_shop,
@@ -28,6 +30,7 @@ from invoicer.api import (
     self_service,
     subscriber,
     web,
+    web_details,
     web_preferences,
 )
 from invoicer.api.access import AccessLimits, AccessService
@@ -79,11 +82,15 @@ def build_app(lifespan: Any = None) -> FastAPI:
     app.include_router(self_service.router)
     app.include_router(preferences.router)
     app.include_router(subscriber.document_router)
+    app.include_router(details.router)
+    app.include_router(details.document_router)
     app.include_router(billing.router)
+    app.include_router(fleet.router)
     app.include_router(operations.router)
     app.include_router(callbacks.router)
     app.include_router(web.router)
     app.include_router(web_preferences.router)
+    app.include_router(web_details.router)
     return app
 
 

@@ -10,9 +10,18 @@ operator, in one of two forms, both HMAC-signed by the service (``delivery.links
 
 The two are signed with different keys derived from the one link secret, so neither
 passes for the other. During a rotation (several secrets configured) the first secret
-signs and every one verifies, links, sessions and SMS codes alike. The links handed
-out in a history expire with the grant they were made under (an SMS session's links
-live 15 minutes, not 7 days).
+signs and every one verifies, links, sessions and SMS codes alike.
+
+**Business accounts** (:mod:`api.fleet`): the SMS code also opens the account for the
+phones the billing system registered as its **fleet managers** (checked first), and,
+where the operator's brand says ``[self_service] line_access = "own_line"``, opens
+**one line** of it for that line's own phone (a phone among ``services[].id``). A line
+session is signed with a key of its own: :meth:`AccessService.grant` never accepts it,
+so nothing account-wide (history, invoices, second copies) opens for it; only
+:meth:`AccessService.line_grant` does, for that line's section and call details.
+
+The links handed out in a history expire with the grant they were made under (an SMS
+session's links live 15 minutes, not 7 days).
 
 **SMS codes**: six random digits, valid 15 minutes, single use, stored only as a salted
 HMAC keyed with a secret the database does not hold, compared in constant time; a code
@@ -83,7 +92,13 @@ class Grant:
     account: str
     expires: int
     invoice: str | None = None  # set for an invoice link
-    kind: str = "session"  # or "link"
+    kind: str = "session"  # or "link", or "line" (one line of a business account)
+    line: str | None = None  # set for a line session: the line's phone
+
+
+def line_access(operator: str) -> str:
+    """The operator's ``[self_service] line_access``: ``none`` or ``own_line``."""
+    return operator_settings(operator).line_access
 
 
 def _derive(secret: bytes, purpose: bytes) -> bytes:
@@ -109,6 +124,9 @@ class AccessService:
         self._code_keys = tuple(_derive(s, b"sms-code") for s in secrets_)
         # Rate-limit buckets need no rotation: a new secret starts fresh windows.
         self._bucket_key = _derive(secrets_[0], b"rate-limit-bucket")
+        # A business line's session, and detailed-bill links: keys of their own.
+        self._line_key = tuple(_derive(s, b"line-session") for s in secrets_)
+        self._detail_key = tuple(_derive(s, b"detailed-bill-link") for s in secrets_)
 
     def now(self) -> float:
         return self.clock().timestamp()
@@ -185,7 +203,7 @@ class AccessService:
         when the number has no archived invoice. A failing gateway is logged; the
         subscriber asks again.
         """
-        invoice = self.ledger.invoices.latest_for_phone(phone)
+        invoice = self.sign_in_invoice(phone)
         if invoice is None or self.sms is None:
             return False
         code = f"{secrets.randbelow(10**6):06d}"
@@ -240,6 +258,85 @@ class AccessService:
             return None
         if not self.store.use_code(live.id):
             return None  # a racing right answer, or the code died meanwhile
+        line = self.scope(phone, live.operator_id, live.account)
+        if line is None:
+            return None  # no longer entitled (a manager removed meanwhile, a setting)
+        if line:
+            expires = int(self.now() + self.limits.session_ttl.total_seconds())
+            token = links.sign(LinkClaims(live.operator_id, live.account, line, expires),
+                               self._line_key)
+            return token, expires, Grant(live.operator_id, live.account, expires,
+                                         kind="line", line=line)
         token, expires = self.session_token(live.operator_id, live.account)
         return token, expires, Grant(live.operator_id, live.account, expires)
+
+    # ---------------------------------------------------------------- business accounts
+
+    def sign_in_invoice(self, phone: str) -> Invoice | None:
+        """The invoice whose account (and language) an SMS code for ``phone`` is for:
+        the latest of the account it manages, else the latest sent to it, else (where
+        the operator lets lines in) the latest that covers it as a line."""
+        invoices, fleet = self.ledger.invoices, self.ledger.fleet
+        managed = fleet.managed_by(phone)
+        if managed is not None:
+            latest = invoices.for_account(managed.operator_id, managed.account, limit=1)
+            if latest:
+                return latest[0]
+        invoice = invoices.latest_for_phone(phone)
+        if invoice is not None:
+            return invoice
+        invoice = fleet.latest_for_line(phone)
+        if invoice is not None and line_access(invoice.operator_id) == "own_line":
+            return invoice
+        return None
+
+    def scope(self, phone: str, operator: str, account: str) -> str | None:
+        """What a right code of ``phone`` opens on the account: "" for all of it (a
+        fleet manager, or the phone the account's invoices are sent to), the phone
+        itself for its own line only, ``None`` for nothing. The least it can be."""
+        if self.ledger.fleet.is_manager(operator, account, phone):
+            return ""
+        sent = self.ledger.invoices.latest_for_phone(phone)
+        if sent is not None and (sent.operator_id, sent.account) == (operator, account):
+            return ""
+        line = self.ledger.fleet.latest_for_line(phone)
+        if line is not None and (line.operator_id, line.account) == (operator, account) \
+                and line_access(operator) == "own_line":
+            return phone
+        return None
+
+    def line_grant(self, token: str | None) -> Grant | None:
+        """The grant of a line session token, or ``None`` for anything else."""
+        if not token or len(token) > 1024:
+            return None
+        try:
+            claims = links.verify(token, self._line_key, now=self.now())
+        except InvalidLinkError:
+            return None
+        if line_access(claims.operator) != "own_line":
+            return None  # the operator closed lines' access since
+        return Grant(claims.operator, claims.account, claims.expires, kind="line",
+                     line=claims.invoice)
+
+    # ---------------------------------------------------------------- detailed bills
+
+    def detail_token(self, invoice: Invoice, line: str, expires: int) -> str:
+        """The token of ``/details/<token>.pdf|.csv``: the detailed bill of ``invoice``
+        (of its line ``line``, "" for all), until ``expires``."""
+        return links.sign(LinkClaims(invoice.operator_id, invoice.account,
+                                     f"{invoice.number}/{line}", expires), self._detail_key)
+
+    def linked_detail(self, token: str) -> tuple[Invoice, str] | None:
+        """The archived invoice and line a detailed-bill link names, if the link is
+        valid and the invoice is the account's; else ``None``."""
+        try:
+            claims = links.verify(token, self._detail_key, now=self.now())
+        except InvalidLinkError:
+            return None
+        number, sep, line = claims.invoice.partition("/")
+        if not sep:
+            return None
+        invoice = self.ledger.invoices.account_invoice(claims.operator, claims.account,
+                                                       number)
+        return None if invoice is None else (invoice, line)
 

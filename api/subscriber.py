@@ -89,6 +89,9 @@ class Session(BaseModel):
     expires_at: datetime
     operator: str
     account: str
+    line: str | None = Field(default=None, description="Set when the session opens one "
+                             "line of a business account only (its own phone): see "
+                             "`/v1/subscriber/line/invoices`.")
 
 
 class Period(BaseModel):
@@ -349,7 +352,7 @@ def open_session(request: Request, body: SessionRequest) -> Session:
                       detail="It is wrong, expired or used. Ask for a new code.")
     token, expires, grant = got
     return Session(token=token, expires_at=datetime.fromtimestamp(expires, UTC),
-                   operator=grant.operator, account=grant.account)
+                   operator=grant.operator, account=grant.account, line=grant.line)
 
 
 @router.get("/invoices", response_model=History, summary="The account's last invoices",

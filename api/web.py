@@ -211,7 +211,9 @@ def open_session(request: Request, phone: Annotated[str, Form(max_length=64)] = 
     if got is None:
         return _page(request, "code.html", lang, 403, error=t["wrong_code"], phone=number)
     token = got[0]
-    response = RedirectResponse(f"/access/invoices?lang={lang}", status_code=303)
+    # A line's own phone (api/web_details.py) has its own page.
+    target = "/access/line" if got[2].line else "/access/invoices"
+    response = RedirectResponse(f"{target}?lang={lang}", status_code=303)
     response.set_cookie(COOKIE, token, max_age=int(_access(request).limits.session_ttl
                                                     .total_seconds()),
                         path=COOKIE_PATH, httponly=True, samesite="strict",

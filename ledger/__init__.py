@@ -9,6 +9,8 @@ types, migrations; :mod:`ledger.schema`: the tables), each owning its tables' qu
     ledger.print_batches   paper invoices in batches, join/seal/close/ack  (print_batches.py)
     ledger.api_keys        the HTTP API's keys                              (api_keys.py)
     ledger.access          SMS codes, rate limits, second copies            (access.py)
+    ledger.detailed_bills  call details on demand, once per invoice and line (detailed_bills.py)
+    ledger.fleet           business accounts' fleet managers and lines      (fleet.py)
     ledger.preferences     subscribers' e-invoice/paper choices        (preferences.py)
     ledger.reports         read-only views for the CLI and the operations API (reports.py)
 
@@ -40,6 +42,8 @@ from invoicer.ledger.db import (
     utcnow,
 )
 from invoicer.ledger.deliveries import TRANSITIONS, Delivery, DeliveryStore
+from invoicer.ledger.detailed_bills import DetailedBill, DetailedBillStore
+from invoicer.ledger.fleet import FleetStore, Manager
 from invoicer.ledger.invoices import Claim, Invoice, InvoiceStore, PaymentEvent
 from invoicer.ledger.preferences import Preference, PreferenceStore
 from invoicer.ledger.print_batches import (
@@ -87,10 +91,14 @@ __all__ = [
     "Database",
     "Delivery",
     "DeliveryStore",
+    "DetailedBill",
+    "DetailedBillStore",
+    "FleetStore",
     "Invoice",
     "InvoiceStore",
     "Ledger",
     "LedgerConflict",
+    "Manager",
     "PaymentEvent",
     "Preference",
     "PreferenceStore",
@@ -129,6 +137,8 @@ class Ledger:
         self.print_batches = PrintBatchStore(self.db)
         self.api_keys = ApiKeyStore(self.db)
         self.access = AccessStore(self.db)
+        self.detailed_bills = DetailedBillStore(self.db)
+        self.fleet = FleetStore(self.db)
         self.preferences = PreferenceStore(self.db)
         self.reports = Reports(self.db)
 

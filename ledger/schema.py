@@ -12,7 +12,8 @@ Which store owns which table: ``invoices`` and ``payment_events``
 ``print_batches`` and
 ``print_batch_items`` (:mod:`ledger.print_batches`); ``api_keys`` (:mod:`ledger.api_keys`);
 ``sms_codes``, ``rate_limits`` and ``second_copies`` (:mod:`ledger.access`);
-``delivery_preferences`` (:mod:`ledger.preferences`).
+``delivery_preferences`` (:mod:`ledger.preferences`); ``detailed_bills``
+(:mod:`ledger.detailed_bills`); ``fleet_managers`` and ``invoice_lines`` (:mod:`ledger.fleet`).
 """
 
 from __future__ import annotations
@@ -360,6 +361,44 @@ second_copies = sa.Table(
     sa.Column("pages", sa.Integer),
     sa.Column("renderer_version", sa.String(64), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+# The detailed bill on demand (the call-details annex as a PDF of its own), once per
+# invoice and line: ``line`` is a line's ``services[].id``, or "" for the whole account.
+detailed_bills = sa.Table(
+    "detailed_bills",
+    metadata,
+    sa.Column("invoice_id", BigId, sa.ForeignKey("invoices.id"), primary_key=True),
+    sa.Column("line", sa.String(64), primary_key=True),
+    sa.Column("archive_key", sa.String(512), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("pages", sa.Integer),
+    sa.Column("renderer_version", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Business accounts: the phones (and e-mail addresses) the billing system lets sign in
+# as the account's fleet managers.
+fleet_managers = sa.Table(
+    "fleet_managers",
+    metadata,
+    sa.Column("operator_id", sa.String(64), primary_key=True),
+    sa.Column("account", sa.String(64), primary_key=True),
+    sa.Column("phone", sa.String(16), primary_key=True),
+    sa.Column("email", sa.String(254)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index(None, "phone"),
+)
+
+# The lines (phone numbers among ``services[].id``) each business invoice covers: which
+# account a line's own phone belongs to, and which invoices it may see a section of.
+invoice_lines = sa.Table(
+    "invoice_lines",
+    metadata,
+    sa.Column("invoice_id", BigId, sa.ForeignKey("invoices.id"), primary_key=True),
+    sa.Column("phone", sa.String(16), primary_key=True),
+    sa.Index(None, "phone"),
 )
 
 # ---------------------------------------------------------------------------- preferences

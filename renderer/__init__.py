@@ -39,7 +39,12 @@ rl_config.useA85 = 0
 class RenderOptions:
     """How to render one invoice.
 
-    ``detail="summary"`` leaves out the call-details annex.
+    ``detail``: ``"full"`` draws the call-details annex, ``"summary"`` leaves it out
+    and prints in its place where to get it (``self_service_url``, the SMS-code page,
+    and the invoice's phone); ``None`` (default) follows the operator's setting
+    (``[self_service] detail`` in its brand file, itself ``full`` by default).
+    ``self_service_url``: the subscriber page that sentence names, unless the brand
+    names its own (the pipeline passes the service's ``public_url`` + ``/access``).
 
     ``previous``: the account's previous invoice (see
     :class:`~renderer.shock.PreviousInvoice`: its period, currency and charges per
@@ -49,7 +54,8 @@ class RenderOptions:
     amount (``history[-1]``), beyond which that sentence appears (default 0.20).
     """
 
-    detail: Literal["full", "summary"] = "full"
+    detail: Literal["full", "summary"] | None = None
+    self_service_url: str | None = None
     previous: PreviousInvoice | None = None
     shock_share: Decimal = DEFAULT_SHARE
 
@@ -83,6 +89,22 @@ def render(invoice: BillingRecord, options: RenderOptions | None = None) -> byte
     return render_document(invoice, options).pdf
 
 
+def self_service_url(brand_url: str | None, options: RenderOptions) -> str | None:
+    """The page a summary invoice sends its reader to: the brand's, else the service's."""
+    return brand_url or options.self_service_url
+
+
+def detail_note(ctx: Context, options: RenderOptions) -> str:
+    """The sentence a summary invoice prints instead of the call details: the page's
+    address and the phone to enter there for the SMS code, when both are known; the
+    general "on request" sentence otherwise (it promises no page that does not exist)."""
+    url = self_service_url(ctx.brand.self_service.url, options)
+    phone = ctx.record.delivery.phone
+    if url and phone:
+        return ctx.label("detail_at_page", url=url, phone=phone)
+    return ctx.label("detail_on_request")
+
+
 def _draw(invoice: BillingRecord, options: RenderOptions | None,
           attachment: bytes | None) -> bytes:
     options = options or RenderOptions()
@@ -90,13 +112,14 @@ def _draw(invoice: BillingRecord, options: RenderOptions | None,
     loc = for_locale(invoice.invoice.locale)
     brand = brand_for(invoice.operator.id)
     ctx = Context.of(invoice, loc, brand)
-    summary_only = options.detail == "summary"
+    summary_only = (options.detail or brand.self_service.detail) == "summary"
 
     # Plan every page before drawing any: "page X of Y" needs the count.
     fixed = FixedParts(ctx)
     first, following = fixed.first_page(), fixed.next_pages()
     body = Body(ctx, summary_only=summary_only, previous=options.previous,
-                shock_share=options.shock_share)
+                shock_share=options.shock_share,
+                detail_note=detail_note(ctx, options) if summary_only else None)
     pages = flow(body.rows(), first, following, ctx.invoice)
     annex = None if summary_only else Annex(ctx)
     if annex is not None:
@@ -138,5 +161,8 @@ def _draw(invoice: BillingRecord, options: RenderOptions | None,
     return buffer.getvalue()
 
 
-__all__ = ["RENDERER_VERSION", "LayoutError", "PreviousInvoice", "RenderOptions", "Rendered",
-           "render", "render_document"]
+# Last: the detailed bill reads RENDERER_VERSION from this package when it renders.
+from invoicer.renderer.details import NoDetailsError, render_details  # noqa: E402
+
+__all__ = ["RENDERER_VERSION", "LayoutError", "NoDetailsError", "PreviousInvoice",
+           "RenderOptions", "Rendered", "render", "render_details", "render_document"]

@@ -3,6 +3,12 @@
 A brand is data (``templates/brands/<operator id>/brand.toml``), frozen once loaded.
 Positions on the page derive from the brand's page size and margins, never from a
 hard-coded A4 height, so a Letter-size operator needs only a different brand file.
+
+The brand file's ``[self_service]`` table holds the operator's choices about its
+subscribers' self-service; the renderer reads its ``detail`` and ``url``
+(:class:`SelfService`: whether invoices carry the call details or only a summary, and
+where that summary sends its reader), the page and API the rest
+(:mod:`invoicer.operator_settings`).
 """
 
 from __future__ import annotations
@@ -21,6 +27,35 @@ from invoicer.resources import package_path
 
 BRANDS_DIR = package_path("templates", "brands")
 NEUTRAL = "_neutral"
+
+
+DETAIL_LEVELS = ("full", "summary")
+
+
+@dataclass(frozen=True)
+class SelfService:
+    """An operator's self-service settings (``[self_service]`` in its brand file).
+
+    ``detail``: ``full`` (default) puts the call-details annex in every invoice;
+    ``summary`` leaves it out and prints where to get it instead (the detailed bill on
+    demand). ``url``: the subscriber page that sentence names, when the operator serves
+    it under its own address (default: the service's ``public_url`` + ``/access``).
+    The table's other keys are the page's and API's (:mod:`invoicer.operator_settings`).
+    """
+
+    detail: str = "full"
+    url: str | None = None
+
+    @classmethod
+    def of(cls, data: dict[str, Any], brand_id: str) -> SelfService:
+        settings = cls(detail=data.get("detail", "full"), url=data.get("url"))
+        if settings.detail not in DETAIL_LEVELS or (
+                settings.url is not None
+                and not (isinstance(settings.url, str) and settings.url.startswith("https://"))):
+            # A typo here would silently change what subscribers get: refuse to load.
+            raise ValueError(f"brand {brand_id}: [self_service] detail must be one of "
+                             f"{DETAIL_LEVELS} and url an https:// address (got {data!r})")
+        return settings
 
 
 @dataclass(frozen=True)
@@ -42,6 +77,7 @@ class Brand:
     logo_width: float
     legal_footer: dict[str, str] = field(repr=False)
     label_overrides: dict[str, dict[str, str]] = field(repr=False)
+    self_service: SelfService = field(default_factory=SelfService)
 
     @property
     def content_width(self) -> float:
@@ -93,4 +129,5 @@ def _load(brand_id: str) -> Brand:
         logo_width=data.get("logo_width_mm", 30) * mm,
         legal_footer=data.get("legal_footer", {}),
         label_overrides=data.get("labels", {}),
+        self_service=SelfService.of(data.get("self_service", {}), brand_id),
     )

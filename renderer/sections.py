@@ -29,10 +29,12 @@ class Body:
     """The flowing rows of one invoice."""
 
     def __init__(self, ctx: Context, *, summary_only: bool,
-                 previous: PreviousInvoice | None, shock_share: Decimal) -> None:
+                 previous: PreviousInvoice | None, shock_share: Decimal,
+                 detail_note: str | None = None) -> None:
         self.ctx = ctx
         self.r = ctx.record
         self.summary_only = summary_only
+        self.detail_note = detail_note
         self.previous = previous
         self.shock_share = shock_share
         self.w = ctx.brand.content_width
@@ -52,8 +54,9 @@ class Body:
         if self.r.history:
             rows += [space(4 * mm), history_row(self.ctx)]
         if self.summary_only and any(s.usage for s in self.r.services):
-            rows.append(paragraph(self.ctx, self.ctx.label("detail_on_request"),
-                                  color=self.ctx.brand.muted, max_lines=3, space=5 * mm,
+            rows.append(paragraph(self.ctx,
+                                  self.detail_note or self.ctx.label("detail_on_request"),
+                                  color=self.ctx.brand.muted, max_lines=4, space=5 * mm,
                                   name="detail note"))
         return rows
 

@@ -2,9 +2,9 @@
 ``fa_IR`` (right to left): the payment code copied with the button, a QR code, direct
 debit, overdue, the operator's branding; e-invoice/paper through the e-mailed link.
 
-Every flow takes its screenshots; with ``INVOICER_SCREENSHOTS=docs`` they replace those
-in ``docs/img/`` (shown in ``docs/self-service.md``), otherwise they go to a temporary
-folder, so that a test run never changes the checkout.
+Every flow takes its screenshots; with ``INVOICER_SCREENSHOTS=docs/img`` they replace
+those shown in ``docs/self-service.md``, otherwise they go to a temporary folder, so that
+a test run never changes the checkout.
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ from tests.api.test_self_service import EXTRA, add_samples, link_of, mails
 from tests.api.world import MAIN
 
 WIDTH = 390
-DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
-SHOTS = (DOCS_IMG if os.environ.get("INVOICER_SCREENSHOTS") == "docs"
-         else Path(tempfile.gettempdir()) / "invoicer-screenshots")
+SHOTS = Path(os.environ.get("INVOICER_SCREENSHOTS")
+             or Path(tempfile.gettempdir()) / "invoicer-screenshots")
 #: After the world's November due dates: unpaid invoices are overdue.
 AFTER_DUE = datetime(2026, 11, 25, 12, tzinfo=UTC)
 LANGS = {"pt_BR": ("pt-BR", "ltr"), "fa_IR": ("fa-IR", "rtl")}
