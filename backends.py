@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from invoicer.delivery.archive import Archive, archive_from_url
+from invoicer.delivery.bounces import Verp
 from invoicer.delivery.email import Mailer, mailer_from_url
 from invoicer.delivery.links import local_secret, parse_secrets
 from invoicer.delivery.retry import Backoff, retry
@@ -24,7 +25,9 @@ from invoicer.pipeline import Services
 from invoicer.renderer import RenderOptions
 from invoicer.runs.broker import Broker
 from invoicer.settings import Settings
+from invoicer.workflows.bounces import Intake
 from invoicer.workflows.dispatch import Channels
+from invoicer.workflows.fallback import Policy
 from invoicer.workflows.webhooks import Backoff as WebhookBackoff
 
 __all__ = [
@@ -32,6 +35,8 @@ __all__ = [
     "archive",
     "broker",
     "channels",
+    "fallback_policy",
+    "intake",
     "ledger",
     "link_secret",
     "mailer",
@@ -39,6 +44,7 @@ __all__ = [
     "render_options",
     "services",
     "sms_gateway",
+    "verp",
     "webhook_backoff",
     "webhook_poster",
 ]
@@ -113,14 +119,49 @@ def link_secret(settings: Settings) -> tuple[bytes, ...]:
     return (local_secret(LOCAL_LINK_SECRET),)
 
 
+def verp(settings: Settings) -> Verp | None:
+    """Return paths per delivery, when ``INVOICER_BOUNCE_DOMAIN`` is set (signed with
+    the links' secret)."""
+    if not settings.bounce_domain:
+        return None
+    return Verp(link_secret(settings), settings.bounce_domain, settings.bounce_local)
+
+
+def fallback_policy(settings: Settings) -> Policy:
+    """``INVOICER_FALLBACK`` and ``INVOICER_FALLBACK_OPERATORS``."""
+    return Policy.parse(settings.fallback, settings.fallback_operators)
+
+
 def channels(settings: Settings) -> Channels:
-    """What dispatch sends with: the mailer, the SMS gateway, links, retries."""
+    """What dispatch sends with: the mailer, the SMS gateway, links, retries, return
+    paths and the fallback policy."""
     return Channels(
         mailer=mailer(settings), sms=sms_gateway(settings),
         public_url=settings.public_url, link_secret=link_secret(settings),
         sender=settings.mail_from,
         max_attachment=int(settings.max_attachment_mb * 1024 * 1024),
-        retry=lambda call: retry(call, backoff=INLINE_BACKOFF))
+        retry=lambda call: retry(call, backoff=INLINE_BACKOFF),
+        verp=verp(settings), fallback=fallback_policy(settings))
+
+
+def intake(settings: Settings, *, ledger: Ledger | None = None,
+           archive: Archive | None = None, sms: SmsGateway | None = None,
+           link_secret: bytes | None = None) -> Intake:
+    """What recording bounces, complaints and receipts needs (``invoicer bounces``, the
+    API's callbacks), with the channels a fallback SMS goes out on at once. Given ``sms``
+    (the API's gateway), the channels hold no mailer: a fallback is never an e-mail."""
+    ledger = ledger or globals()["ledger"](settings)
+    archive = archive or globals()["archive"](settings)
+    if sms is None:
+        sending = channels(settings)
+    else:
+        secret = link_secret or globals()["link_secret"](settings)
+        sending = Channels(mailer=None, sms=sms, public_url=settings.public_url,
+                           link_secret=secret, sender=settings.mail_from,
+                           retry=lambda call: retry(call, backoff=INLINE_BACKOFF),
+                           verp=verp(settings), fallback=fallback_policy(settings))
+    return Intake(ledger=ledger, archive=archive, verp=verp(settings),
+                  policy=fallback_policy(settings), channels=sending)
 
 
 def services(settings: Settings, *, deliver: bool = True) -> Services:

@@ -13,13 +13,13 @@ from functools import cache
 from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Query parameters whose values are secrets wherever they appear in a URL.
 _SECRET_PARAMS = re.compile(r"(pass|pwd|secret|token|key|sig|credential|auth|session|"
                             r"bearer|jwt|cookie)", re.I)
-_SECRET_FIELDS = frozenset({"link_secret", "sms_token"})
+_SECRET_FIELDS = frozenset({"link_secret", "sms_token", "callback_token"})
 
 
 class Settings(BaseSettings):
@@ -46,6 +46,26 @@ class Settings(BaseSettings):
     link_secret: str = ""
     """Secret for signed links; empty: one is made and kept in ``var/link-secret``
     (every machine of a deployment must share one: set it)."""
+    bounce_domain: str = ""
+    """The domain bounces come back to: every e-mail's envelope sender is then
+    ``bounces+<signed delivery id>@<bounce_domain>`` (VERP). Empty: the From address
+    (and bounces are not read)."""
+    bounce_local: str = "bounces"
+    """The local part of return paths (``<bounce_local>+...@<bounce_domain>``)."""
+    bounce_listen: str = "127.0.0.1:2525"
+    """Where ``invoicer bounces serve`` listens (``host:port``)."""
+    bounce_imap_url: str = ""
+    """The mailbox ``invoicer bounces fetch`` reads: ``imap://user:pass@host/INBOX`` or
+    ``imaps://...``."""
+    callback_token: str = ""
+    """The bearer token e-mail providers and the SMS gateway present on the callback
+    endpoints (``/v1/callbacks/...``); empty: the endpoints are off. At least 32
+    characters."""
+    fallback: str = "sms,print"
+    """What a bounced or failed e-mail becomes, in order: ``sms,print`` (default),
+    ``print``, ``sms``, or ``none``."""
+    fallback_operators: dict[str, str] = {}
+    """Per operator, as JSON: ``{"oi": "print", "tim": "none"}``."""
     rejects_dir: str = "var/rejects"
     """Where a rejected line longer than 64 KiB is kept whole (the ledger's dead letter
     keeps its first 64 KiB and names the file). At scale, a folder operators can read
@@ -133,6 +153,22 @@ class Settings(BaseSettings):
         # A sender must finish its batch within its lease, or another may send the
         # same events meanwhile (harmless, same ids, but wasteful).
         return self.webhook_lease or int(self.webhook_batch * self.webhook_timeout) + 30
+    @field_validator("callback_token")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        # A guessable token would let anyone mark deliveries bounced and make SMS go.
+        if value and len(value) < 32:
+            raise ValueError("INVOICER_CALLBACK_TOKEN must be at least 32 characters")
+        return value
+
+    @field_validator("fallback")
+    @classmethod
+    def _a_policy(cls, value: str) -> str:
+        steps = [s.strip().lower() for s in value.split(",") if s.strip()]
+        if steps != ["none"] and (not steps or any(s not in ("sms", "print") for s in steps)
+                                  or len(set(steps)) != len(steps)):
+            raise ValueError("INVOICER_FALLBACK is 'sms,print', 'print', 'sms' or 'none'")
+        return value
 
     def effective_stale_after(self) -> int:
         # Past the hard time limit the task that owned a chunk is certainly dead (the

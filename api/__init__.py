@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from invoicer import backends
 from invoicer.api import (
     billing,
+    callbacks,
     details,
     fleet,
     health,
@@ -87,6 +88,7 @@ def build_app(lifespan: Any = None) -> FastAPI:
     app.include_router(billing.router)
     app.include_router(fleet.router)
     app.include_router(operations.router)
+    app.include_router(callbacks.router)
     app.include_router(web.router)
     app.include_router(web_preferences.router)
     app.include_router(web_details.router)
@@ -143,6 +145,10 @@ def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None
     app.state.bill_runs = queue
     app.state.readiness = (readiness if readiness is not None
                            else backends.readiness_checks(settings, the_ledger, the_archive))
+    # Callbacks: a fallback SMS goes out from here at once (a fallback is never an
+    # e-mail: these channels hold no mailer).
+    app.state.intake = backends.intake(settings, ledger=the_ledger, archive=the_archive,
+                                       sms=the_sms, link_secret=secret)
     app.state.deferred = deferred  # SMS codes go out here, off the request's connection
     # Outermost: everything inside sees the client as the trusted proxies name it.
     app.add_middleware(TrustedProxies, trusted=trusted)

@@ -4,7 +4,8 @@ Every route needs an ``operations`` key (:mod:`api.keys`) and sees only the key'
 operators. What the CLI does on the ledger machine (``invoicer deliveries``,
 ``invoicer print close``), an operator's on-call can do from anywhere:
 
-    GET  /v1/operations/deliveries             failed, outcome unknown, stuck in sending
+    GET  /v1/operations/deliveries             not done or needing a person: failed,
+                                               bounced, unknown, queued, stuck in sending
     GET  /v1/operations/conflicts              invoice numbers sent again with other content
     GET  /v1/operations/print-batches          batches and their states
     POST /v1/operations/print-batches/close    seal and close the open batches (202)
@@ -37,21 +38,36 @@ router = APIRouter(prefix=PREFIX, tags=["operations"], responses=problem_respons
                    generate_unique_id_function=lambda route: route.name)
 
 OpsKey = Annotated[ApiKey, Depends(require_role("operations"))]
-DeliveryState = Literal["pending", "sending", "sent", "failed_permanent", "unknown"]
+DeliveryState = Literal["pending", "sending", "sent", "failed_permanent", "unknown",
+                        "bounced"]
 BatchState = Literal["open", "closing", "closed", "printed"]
+
+
+class FallbackOut(BaseModel):
+    """The delivery that replaced this one (per the operator's fallback policy)."""
+
+    id: int
+    channel: str
+    state: str
 
 
 class DeliveryOut(BaseModel):
     """One channel of one invoice, and where it stands."""
 
+    id: int
     operator: str
     invoice: str
     account: str
     channel: str = Field(description="`email`, `sms` or `print`.")
     state: str
     attempts: int
-    updated_at: datetime
-    last_error: str | None = Field(None, description="The last failure, as recorded.")
+    updated_at: datetime = Field(description="Since when it is in this state.")
+    last_error: str | None = Field(None, description="Why: the last failure, as recorded.")
+    report_status: str | None = Field(
+        None, description="The far end's word: a DSN status (`5.1.1`) or an SMS receipt "
+                          "status (`delivered`, `failed`, `expired`).")
+    replaces: int | None = Field(None, description="The delivery this fallback replaces.")
+    fell_back_to: FallbackOut | None = None
 
 
 class Deliveries(BaseModel):
@@ -122,13 +138,15 @@ def needing_attention(
     request: Request,
     key: OpsKey,
     state: Annotated[list[DeliveryState] | None, Query(
-        description="States to list [default: failed_permanent, unknown, and sending "
-                    "untouched for `stale_minutes`].")] = None,
+        description="States to list [default: failed_permanent, bounced, unknown, "
+                    "e-mails and SMS still pending, and sending untouched for "
+                    "`stale_minutes`].")] = None,
     stale_minutes: Annotated[int, Query(ge=1, le=10_080)] = 30,
     operator: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> Deliveries:
-    """Failed, unknown and stuck deliveries of the key's operators."""
+    """Deliveries of the key's operators that are not done or need a person, with why
+    and since when, and the fallback that replaced each, if any."""
     ledger, ops = _ledger(request), _operators(key, operator)
     if not ops:
         return Deliveries(deliveries=[])
@@ -137,11 +155,16 @@ def needing_attention(
     else:
         rows = ledger.reports.needing_attention(timedelta(minutes=stale_minutes),
                                                 limit=limit, operators=ops)
+    rows = rows[:limit]
+    replaced = ledger.reports.replacements(d.id for d, _ in rows)
     return Deliveries(deliveries=[
-        DeliveryOut(operator=inv.operator_id, invoice=inv.number, account=inv.account,
-                    channel=d.channel, state=d.state, attempts=d.attempts,
-                    updated_at=d.updated_at, last_error=d.last_error)
-        for d, inv in rows[:limit]])
+        DeliveryOut(id=d.id, operator=inv.operator_id, invoice=inv.number,
+                    account=inv.account, channel=d.channel, state=d.state,
+                    attempts=d.attempts, updated_at=d.updated_at, last_error=d.last_error,
+                    report_status=d.report_status, replaces=d.replaces_id,
+                    fell_back_to=FallbackOut(id=fb.id, channel=fb.channel, state=fb.state)
+                    if (fb := replaced.get(d.id)) else None)
+        for d, inv in rows])
 
 
 @router.get("/conflicts", response_model=Conflicts,

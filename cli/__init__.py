@@ -12,7 +12,7 @@ import sys
 
 # isort: off
 # Each module registers its commands on `app`; `invoicer --help` lists them in this order.
-from invoicer.cli import records, run, deliveries, config, printing, keys, serve, runs, webhooks, metrics  # noqa: F401,E501
+from invoicer.cli import records, run, deliveries, bounces, config, printing, keys, serve, runs, webhooks, metrics  # noqa: F401,E501
 from invoicer.cli.app import app
 # isort: on
 

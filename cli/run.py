@@ -33,8 +33,11 @@ def run(
 
     Resumable: running the same file again finishes what is missing and redoes
     nothing. Exit status 0 when every record reached an end state (archived, already
-    done, repeated or rejected), 1 when some failed (run again to retry them), 130
-    when interrupted.
+    done, repeated or rejected) and every e-mail and SMS was handed over; 1 when some
+    records failed (run again to retry them); 75 when the records are done but some
+    e-mails or SMS could not be handed over (queued for a dead server, held by another
+    live process, or outcome unknown: `invoicer deliveries` lists them); 130 when
+    interrupted.
     """
 
     from invoicer.runner import run_file
@@ -74,6 +77,19 @@ def run(
         raise typer.Exit(130)
     if summary.outcomes["failed"] or summary.unread:
         raise typer.Exit(1)
+    if waiting(summary):
+        raise typer.Exit(EXIT_WAITING)
+
+
+#: Exit status of a run whose records are done while e-mails or SMS are not handed over
+#: (sysexits' EX_TEMPFAIL: try again later).
+EXIT_WAITING = 75
+
+
+def waiting(summary) -> int:
+    """E-mails and SMS of the run not handed over: queued, held elsewhere, unknown."""
+    return sum(n for (channel, state), n in summary.deliveries.items()
+               if channel in ("email", "sms") and state in ("pending", "sending", "unknown"))
 
 
 def _print_run_summary(summary, elapsed: float) -> None:
@@ -94,8 +110,9 @@ def _print_run_summary(summary, elapsed: float) -> None:
                 table.add_row(Text(f"  {reason}"), str(n))
     out.print(table)
     if summary.deliveries:
-        words = {"sent": "sent", "pending": "queued" , "failed_permanent": "failed",
-                 "unknown": "outcome unknown", "sending": "being sent elsewhere"}
+        words = {"sent": "sent", "pending": "queued", "failed_permanent": "failed",
+                 "unknown": "outcome unknown", "sending": "being sent elsewhere",
+                 "bounced": "bounced"}
         channels = {"email": "e-mail", "sms": "SMS notice", "print": "print queue"}
         deliveries = Table(title="Deliveries", title_justify="left")
         deliveries.add_column("channel")
@@ -105,9 +122,17 @@ def _print_run_summary(summary, elapsed: float) -> None:
             shown = "queued for printing" if channel == "print" and state == "pending" \
                 else words.get(state, state)
             deliveries.add_row(channels.get(channel, channel), shown, str(n),
-                               style="red" if state in ("failed_permanent", "unknown")
+                               style="red" if state in ("failed_permanent", "unknown",
+                                                        "bounced")
                                else None)
         out.print(deliveries)
+        still = waiting(summary)
+        if still:
+            out.print(Text(
+                f"{still} e-mails and SMS still wait (queued for a server that did not "
+                "take them, held by another process, or outcome unknown): "
+                "`invoicer deliveries` lists them with why; run the same file again "
+                "to send what is queued", style="yellow"))
     if summary.einvoices:
         einvoices = Table(title="E-invoices", title_justify="left")
         einvoices.add_column("format")

@@ -159,6 +159,33 @@ def verify(token: str, secret: Keys, *, now: float | None = None) -> LinkClaims:
     return LinkClaims(operator, account, invoice, expires)
 
 
+def tag(secret: Keys, purpose: str, value: str, *, size: int = 10) -> str:
+    """A short MAC of ``value`` for ``purpose``: lowercase base32 of the first ``size``
+    bytes of HMAC-SHA256(key, purpose NUL value), with the first (signing) key.
+
+    For identifiers that travel where case may not survive (the local part of a VERP
+    return path: some MTAs lowercase it) and where length counts. ``purpose`` keeps a
+    tag made for one use from being valid for another.
+    """
+    return _tag(keys(secret)[0], purpose, value, size)
+
+
+def _tag(key: bytes, purpose: str, value: str, size: int) -> str:
+    mac = hmac.new(key, f"{purpose}\0{value}".encode(), hashlib.sha256).digest()[:size]
+    return base64.b32encode(mac).decode("ascii").rstrip("=").lower()
+
+
+def check_tag(secret: Keys, purpose: str, value: str, candidate: str, *,
+              size: int = 10) -> bool:
+    """Whether ``candidate`` is :func:`tag` of ``value`` under any key of ``secret``
+    (constant time, any case): a rotation keeps earlier return paths valid."""
+    given = candidate.lower().encode("ascii", "replace").decode()
+    matched = False
+    for key in keys(secret):
+        matched |= hmac.compare_digest(_tag(key, purpose, value, size), given)
+    return matched
+
+
 def invoice_link(base_url: str, operator: str, account: str, invoice: str, secret: Keys,
                  *, ttl: int = EMAIL_LINK_TTL, now: float | None = None) -> str:
     """``{base_url}/invoices/{token}.pdf``, valid ``ttl`` seconds from ``now``."""

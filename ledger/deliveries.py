@@ -2,6 +2,11 @@
 
     pending -> sending -> sent | failed_permanent | unknown
                   '-> pending   (a transient failure, put back for a retry)
+    sent | unknown -> bounced   (the far end said later it could not be delivered)
+
+A bounced or permanently failed delivery may be replaced by a fallback on another
+channel (:meth:`DeliveryStore.fall_back`): a new row naming the one it replaces, at most
+one per replaced delivery and one per (invoice, channel), whoever races.
 
 Only the caller whose compare-and-set moves a row from ``pending`` to ``sending`` sends,
 so a second dispatch (a retry, a redelivered task, fifty racing processes) is a no-op.
@@ -13,7 +18,7 @@ with :func:`entering`'s rules).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,11 +27,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from invoicer.ledger.db import Database
-from invoicer.ledger.schema import CHANNELS, deliveries, invoices
+from invoicer.ledger.schema import (
+    CHANNELS,
+    SUPPRESSION_REASONS,
+    deliveries,
+    invoices,
+    suppressions,
+)
 from invoicer.ledger.webhooks import emit
 
-__all__ = ["DELIVERY_EVENTS", "TRANSITIONS", "Delivery", "DeliveryStore", "announce",
-           "entering"]
+__all__ = ["DELIVERY_EVENTS", "TRANSITIONS", "Delivery", "DeliveryEvent", "DeliveryStore",
+           "announce", "announce_event", "entering"]
 
 #: The delivery state machine. ``sending -> pending`` is a transient failure put back for
 #: a retry; leaving ``sent``, ``failed_permanent`` or ``unknown`` is a deliberate re-send
@@ -34,20 +45,21 @@ __all__ = ["DELIVERY_EVENTS", "TRANSITIONS", "Delivery", "DeliveryStore", "annou
 TRANSITIONS: Mapping[str, frozenset[str]] = {
     "pending": frozenset({"sending"}),
     "sending": frozenset({"sent", "failed_permanent", "unknown", "pending"}),
-    "sent": frozenset({"sending"}),
+    "sent": frozenset({"sending", "bounced"}),
     "failed_permanent": frozenset({"sending"}),
-    "unknown": frozenset({"sending"}),
+    "unknown": frozenset({"sending", "bounced"}),
+    "bounced": frozenset({"sending"}),
 }
 
 #: The webhook event a delivery entering a state announces (states absent here announce
-#: nothing: ``pending`` and ``sending`` are steps, ``unknown`` waits for a person). A new
-#: state gets its event by a line here; :func:`announce` is called wherever a delivery
-#: changes state, in that change's transaction.
+#: nothing: ``pending`` and ``sending`` are steps, ``unknown`` waits for a person;
+#: ``delivery.fell_back`` is announced by the new row :meth:`DeliveryStore.fall_back`
+#: makes). Every announcement is written to the webhooks outbox in the transaction of
+#: the change, through :func:`announce_event`.
 DELIVERY_EVENTS: Mapping[str, str] = {
     "sent": "delivery.sent",
     "failed_permanent": "delivery.failed",
     "bounced": "delivery.bounced",
-    "fell_back": "delivery.fell_back",
 }
 
 
@@ -55,8 +67,17 @@ def announce(db: Database, conn: Connection, delivery_ids: Iterable[int], state:
     """Emit the :data:`DELIVERY_EVENTS` event of ``state`` for each delivery just moved
     into it, on ``conn`` (the transaction that moved them). Returns how many."""
     event = DELIVERY_EVENTS.get(state)
+    if event is None:
+        return 0
+    return announce_event(db, conn, event, delivery_ids)
+
+
+def announce_event(db: Database, conn: Connection, event: str, delivery_ids: Iterable[int],
+                   ) -> int:
+    """Write ``event`` (``delivery.*``) to the webhooks outbox for each delivery, on
+    ``conn``, with the rows as they are now. Returns how many."""
     ids = sorted(delivery_ids)
-    if event is None or not ids:
+    if not ids:
         return 0
     rows = conn.execute(
         sa.select(deliveries, invoices.c.operator_id, invoices.c.number,
@@ -68,9 +89,14 @@ def announce(db: Database, conn: Connection, delivery_ids: Iterable[int], state:
             "invoice": {"number": r.number, "account": r.account},
             "delivery": {"id": r.id, "channel": r.channel, "state": r.state,
                          "attempts": r.attempts, "error": r.last_error,
-                         "message_id": r.message_id},
+                         "message_id": r.message_id, "replaces": r.replaces_id,
+                         "report_status": r.report_status},
         }, invoice_id=r.invoice_id)
     return len(rows)
+
+
+#: Changes of a delivery that the rest of the world hears of (:class:`DeliveryEvent`).
+EVENTS = ("delivery.bounced", "delivery.failed", "delivery.fell_back")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +116,33 @@ class Delivery:
     handed_off_at: datetime | None = None
     """When this attempt's message data went to the server (see
     :meth:`DeliveryStore.hand_off`)."""
+    replaces_id: int | None = None
+    """The delivery this one is the fallback of."""
+    recipient: str | None = None
+    """The address or number the last attempt went to."""
+    reference: str | None = None
+    """Our identifier of the attempt (Message-ID, SMS reference)."""
+    report_status: str | None = None
+    """The far end's last word: a DSN status (``5.1.1``) or an SMS receipt status."""
+    reported_at: datetime | None = None
+    owner: str | None = None
+    """The process sending it, while ``sending`` (``host:pid:start``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryEvent:
+    """A change the billing system hears of: ``kind`` is one of :data:`EVENTS`.
+
+    ``delivery`` is the row after the change (for ``delivery.fell_back``, the new
+    fallback row; its ``replaces_id`` names the one it replaces)."""
+
+    kind: str
+    delivery: Delivery
+    detail: str | None = None
+
+
+#: ``listener(conn, event)``, called inside the transaction that made the change.
+Listener = Callable[[Connection, DeliveryEvent], None]
 
 
 def entering(state: str, now: datetime) -> dict[str, Any]:
@@ -100,20 +153,42 @@ def entering(state: str, now: datetime) -> dict[str, Any]:
     if state == "sending":
         values["attempts"] = deliveries.c.attempts + 1
         values["handed_off_at"] = None
+    else:
+        values["owner"] = None  # only a sending row has a sender
     if state == "sent":
         values["sent_at"] = now
     return values
 
 
 class DeliveryStore:
-    """The ``deliveries`` table."""
+    """The ``deliveries`` and ``suppressions`` tables.
+
+    Every change the billing system must hear of (a bounce, a permanent failure, a
+    fallback: :data:`EVENTS`) goes through :meth:`_changed`, inside the transaction
+    that makes it: append a :data:`Listener` to :attr:`listeners` to record them (a
+    webhook outbox row written there is committed, or not, with the change itself).
+    """
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self.listeners: list[Listener] = []
         # Statements built once, values bound per call: building and hashing a new
         # statement cost SQLAlchemy more than SQLite's whole write (a bill run makes
         # three to four of these per invoice).
         self._statements: dict[Any, Any] = {}
+
+    def _changed(self, conn: Connection, kind: str, delivery_id: int,
+                 detail: str | None = None) -> None:
+        """The one place the changes in :data:`EVENTS` pass: tell the listeners."""
+        if kind not in EVENTS:
+            raise ValueError(f"unknown delivery event {kind!r}")
+        announce_event(self._db, conn, kind, [delivery_id])  # the webhooks outbox
+        if not self.listeners:
+            return
+        row = conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id)).one()
+        event = DeliveryEvent(kind, Delivery(**row._mapping), detail)
+        for listener in self.listeners:
+            listener(conn, event)
 
     def ensure(self, invoice_id: int, channel: str) -> Delivery:
         """The (invoice, channel) delivery row, created ``pending`` if missing."""
@@ -137,7 +212,8 @@ class DeliveryStore:
                 row = conn.execute(select, params).one()
         return Delivery(**row._mapping)
 
-    def start(self, invoice_id: int, channel: str, *, message_id: str) -> Delivery | None:
+    def start(self, invoice_id: int, channel: str, *, message_id: str,
+              owner: str | None = None, recipient: str | None = None) -> Delivery | None:
         """Create the (invoice, channel) delivery already ``sending`` with ``message_id``
         (its first attempt), or None if the row exists (then :meth:`ensure` and
         :meth:`transition` decide, as for any later dispatch).
@@ -146,6 +222,8 @@ class DeliveryStore:
         compare-and-set to ``sending``): nobody can have seen the row in between, so
         inserting it as ``sending`` hands it to this caller exactly as the
         compare-and-set would. A bill run's deliveries are nearly all first ones.
+        ``owner`` is the sending process (``host:pid:start``) and ``recipient`` where it
+        goes; ``message_id`` is also kept as the attempt's ``reference``.
         """
         if channel not in CHANNELS:
             raise ValueError(f"unknown channel {channel!r}")
@@ -156,13 +234,16 @@ class DeliveryStore:
                 self._db.insert(deliveries)
                 .values(invoice_id=sa.bindparam("invoice_id"), channel=sa.bindparam("channel"),
                         state="sending", attempts=1, message_id=sa.bindparam("message_id"),
+                        reference=sa.bindparam("message_id"), owner=sa.bindparam("owner"),
+                        recipient=sa.bindparam("recipient"),
                         created_at=sa.bindparam("now"), updated_at=sa.bindparam("now"))
                 .on_conflict_do_nothing(
                     index_elements=[deliveries.c.invoice_id, deliveries.c.channel])
                 .returning(*deliveries.c))
         with self._db.write() as conn:
             row = conn.execute(stmt, {"invoice_id": invoice_id, "channel": channel,
-                                      "message_id": message_id, "now": now}).one_or_none()
+                                      "message_id": message_id, "now": now, "owner": owner,
+                                      "recipient": recipient}).one_or_none()
         return Delivery(**row._mapping) if row is not None else None
 
     def get(self, delivery_id: int) -> Delivery | None:
@@ -203,39 +284,54 @@ class DeliveryStore:
         *,
         error: str | None = None,
         message_id: str | None = None,
+        owner: str | None = None,
+        owned_by: str | None = None,
+        recipient: str | None = None,
+        reference: str | None = None,
     ) -> bool:
         """Move a delivery from one of ``from_states`` to ``to_state``; compare-and-set.
 
         One ``UPDATE ... WHERE id = ? AND state IN (...)``: True if this caller moved it,
         False if it was in another state (another process won, or it is done). Entering
-        ``sending`` counts an attempt; ``error`` and ``message_id`` are stored when given.
+        ``sending`` counts an attempt; ``error``, ``message_id``, ``owner`` (the sending
+        process, ``host:pid:start``),
+        ``recipient`` and ``reference`` are stored when given. ``owned_by``: move it only
+        if that process is its sender (taking a dead sender's row back). Entering
+        ``failed_permanent`` is a ``delivery.failed`` event (:meth:`_changed`).
         Transitions outside :data:`TRANSITIONS` are a programming error (``ValueError``).
         """
         sources = {from_states} if isinstance(from_states, str) else set(from_states)
         bad = sorted(s for s in sources if to_state not in TRANSITIONS.get(s, ()))
         if not sources or bad:
             raise ValueError(f"no transition {bad or sources} -> {to_state!r}")
-        key = ("transition", to_state, error is not None, message_id is not None)
+        key = ("transition", to_state, error is not None, message_id is not None,
+               owner is not None, recipient is not None, reference is not None,
+               owned_by is not None)
         stmt = self._statements.get(key)
         if stmt is None:
             stamp = self._db.now()  # stands for the time of each execution
             values = {k: sa.bindparam("now") if v is stamp else v
                       for k, v in entering(to_state, stamp).items()}
-            if error is not None:
-                values["last_error"] = sa.bindparam("error")
-            if message_id is not None:
-                values["message_id"] = sa.bindparam("message_id")
-            stmt = self._statements[key] = (
-                deliveries.update()
-                .where(deliveries.c.id == sa.bindparam("delivery_id"),
-                       deliveries.c.state.in_(sa.bindparam("sources", expanding=True)))
-                .values(values))
+            for name, given in (("last_error", error), ("message_id", message_id),
+                                ("owner", owner), ("recipient", recipient),
+                                ("reference", reference)):
+                if given is not None:
+                    values[name] = sa.bindparam(f"v_{name}")
+            where = [deliveries.c.id == sa.bindparam("delivery_id"),
+                     deliveries.c.state.in_(sa.bindparam("sources", expanding=True))]
+            if owned_by is not None:
+                where.append(deliveries.c.owner == sa.bindparam("owned_by"))
+            stmt = self._statements[key] = deliveries.update().where(*where).values(values)
         params = {"delivery_id": delivery_id, "sources": sorted(sources),
-                  "now": self._db.now(), "error": error, "message_id": message_id}
+                  "now": self._db.now(), "v_last_error": error, "v_message_id": message_id,
+                  "v_owner": owner, "v_recipient": recipient, "v_reference": reference,
+                  "owned_by": owned_by}
         with self._db.write() as conn:
             moved = conn.execute(stmt, params).rowcount
-            if moved:
-                announce(self._db, conn, [delivery_id], to_state)
+            if moved == 1 and to_state == "failed_permanent":
+                self._changed(conn, "delivery.failed", delivery_id, error)
+            elif moved == 1:
+                announce(self._db, conn, [delivery_id], to_state)  # delivery.sent
         return moved == 1
 
     def hand_off(self, delivery_id: int) -> bool:
@@ -256,3 +352,111 @@ class DeliveryStore:
             moved = conn.execute(stmt, {"delivery_id": delivery_id,
                                         "now": self._db.now()}).rowcount
         return moved == 1
+
+    # ---------------------------------------------------------------- the far end's word
+
+    def find(self, channel: str, identifier: str) -> Delivery | None:
+        """The ``channel`` delivery whose Message-ID, SMS reference or gateway id is
+        ``identifier`` (the newest, if several)."""
+        with self._db.read() as conn:
+            row = conn.execute(
+                sa.select(deliveries)
+                .where(deliveries.c.channel == channel,
+                       sa.or_(deliveries.c.message_id == identifier,
+                              deliveries.c.reference == identifier))
+                .order_by(deliveries.c.id.desc()).limit(1)).one_or_none()
+        return Delivery(**row._mapping) if row else None
+
+    def report(self, delivery_id: int, status: str, *, hard: bool,
+               diagnostic: str | None = None) -> bool:
+        """Record the far end's word on a handed-over delivery.
+
+        ``hard`` (a DSN ``5.x.x``, an undeliverable SMS): ``sent`` or ``unknown`` ->
+        ``bounced`` with ``status`` and ``diagnostic`` (a ``delivery.bounced`` event);
+        True if this call moved it. Otherwise (``4.x.x``, a delivery receipt) the status
+        is only recorded, on a row that is not bounced already; False. A second copy of
+        the same bounce changes nothing.
+        """
+        now = self._db.now()
+        values: dict[str, Any] = {"report_status": status[:32], "reported_at": now}
+        if diagnostic:
+            values["last_error"] = diagnostic
+        with self._db.write() as conn:
+            if not hard:
+                conn.execute(deliveries.update()
+                             .where(deliveries.c.id == delivery_id,
+                                    deliveries.c.state != "bounced").values(values))
+                return False
+            moved = conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id == delivery_id,
+                       deliveries.c.state.in_(("sent", "unknown")))
+                .values(state="bounced", updated_at=now, **values)).rowcount
+            if moved == 1:
+                self._changed(conn, "delivery.bounced", delivery_id, diagnostic)
+        return moved == 1
+
+    # ---------------------------------------------------------------- fallback
+
+    def fall_back(self, replaced: Delivery, channel: str, reason: str) -> Delivery | None:
+        """A new ``pending`` delivery on ``channel`` replacing ``replaced``; ``None`` if
+        ``replaced`` already has a replacement or the invoice already has a ``channel``
+        delivery (every channel once per invoice). A ``delivery.fell_back`` event."""
+        if channel not in CHANNELS:
+            raise ValueError(f"unknown channel {channel!r}")
+        now = self._db.now()
+        stmt = (
+            self._db.insert(deliveries)
+            .values(invoice_id=replaced.invoice_id, channel=channel, state="pending",
+                    attempts=0, created_at=now, updated_at=now, replaces_id=replaced.id,
+                    last_error=reason)
+            .on_conflict_do_nothing()
+            .returning(deliveries.c.id)
+        )
+        with self._db.write() as conn:
+            new_id = conn.execute(stmt).scalar_one_or_none()
+            if new_id is None:
+                return None
+            self._changed(conn, "delivery.fell_back", new_id, reason)
+            row = conn.execute(sa.select(deliveries).where(deliveries.c.id == new_id)).one()
+        return Delivery(**row._mapping)
+
+    def replacement(self, delivery_id: int) -> Delivery | None:
+        """The fallback that replaced ``delivery_id``, if any."""
+        with self._db.read() as conn:
+            row = conn.execute(sa.select(deliveries)
+                               .where(deliveries.c.replaces_id == delivery_id)).one_or_none()
+        return Delivery(**row._mapping) if row else None
+
+    def waiting_fallbacks(self, limit: int = 1000) -> list[Delivery]:
+        """Fallback SMS still ``pending`` (paper needs no sender: it is the print queue)."""
+        with self._db.read() as conn:
+            rows = conn.execute(
+                sa.select(deliveries)
+                .where(deliveries.c.replaces_id.is_not(None), deliveries.c.channel == "sms",
+                       deliveries.c.state == "pending")
+                .order_by(deliveries.c.id).limit(limit)).all()
+        return [Delivery(**r._mapping) for r in rows]
+
+    # ---------------------------------------------------------------- suppressions
+
+    def suppress(self, operator_id: str, address: str, reason: str, *,
+                 detail: str | None = None, delivery_id: int | None = None) -> bool:
+        """Stop e-mail to ``address`` for ``operator_id``; False if it already was."""
+        if reason not in SUPPRESSION_REASONS:
+            raise ValueError(f"unknown suppression reason {reason!r}")
+        stmt = (self._db.insert(suppressions)
+                .values(operator_id=operator_id, address=address.strip().lower(),
+                        reason=reason, detail=detail, delivery_id=delivery_id,
+                        created_at=self._db.now())
+                .on_conflict_do_nothing())
+        with self._db.write() as conn:
+            return conn.execute(stmt).rowcount == 1
+
+    def suppressed(self, operator_id: str, address: str) -> str | None:
+        """Why e-mail no longer goes to ``address`` (``complaint``, ``bounce``), or None."""
+        with self._db.read() as conn:
+            return conn.execute(
+                sa.select(suppressions.c.reason)
+                .where(suppressions.c.operator_id == operator_id,
+                       suppressions.c.address == address.strip().lower())).scalar_one_or_none()

@@ -33,8 +33,9 @@ from invoicer.ledger.schema import (
 
 __all__ = ["ATTENTION", "Reports", "RunProgress"]
 
-#: Delivery states that need a person whatever their age.
-ATTENTION = ("failed_permanent", "unknown")
+#: Delivery states that need a person (or at least a look) whatever their age: failed
+#: for good, outcome unknown, bounced (with the fallback that replaced it, if any).
+ATTENTION = ("failed_permanent", "unknown", "bounced")
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +141,8 @@ class Reports:
     # ---------------------------------------------------------------- deliveries
 
     def deliveries(self, states: Iterable[str], *, older_than: datetime | None = None,
-                   limit: int = 1000, operators: Iterable[str] | None = None
+                   limit: int = 1000, operators: Iterable[str] | None = None,
+                   channels: Iterable[str] | None = None
                    ) -> list[tuple[Delivery, Invoice]]:
         """Deliveries in ``states`` (oldest change first) with their invoices.
 
@@ -152,6 +154,8 @@ class Reports:
             where.append(invoices.c.operator_id.in_(sorted(operators)))
         if older_than is not None:
             where.append(deliveries.c.updated_at < older_than)
+        if channels is not None:
+            where.append(deliveries.c.channel.in_(sorted(channels)))
         stmt = (sa.select(deliveries, invoices)
                 .join(invoices, invoices.c.id == deliveries.c.invoice_id)
                 .where(*where).order_by(deliveries.c.updated_at).limit(limit))
@@ -163,13 +167,37 @@ class Reports:
     def needing_attention(self, stale: timedelta, *, limit: int = 200,
                           operators: Iterable[str] | None = None
                           ) -> list[tuple[Delivery, Invoice]]:
-        """Deliveries that need a person: failed for good, outcome unknown (up to
-        ``limit``), then those stuck in ``sending`` for ``stale`` (up to ``limit``)."""
+        """Deliveries not in a final state, or that need a person: failed for good,
+        outcome unknown, bounced (up to ``limit``); e-mails and SMS still queued
+        (``pending``: a dead server, a retry to come; up to ``limit``); those stuck in
+        ``sending`` for ``stale`` (up to ``limit``). A paper invoice in the print queue
+        is not listed: waiting for its batch is its normal state."""
         ops = None if operators is None else list(operators)
         rows = self.deliveries(ATTENTION, limit=limit, operators=ops)
+        rows += self.deliveries(["pending"], limit=limit, operators=ops,
+                                channels=("email", "sms"))
         rows += self.deliveries(["sending"], older_than=self._db.now() - stale, limit=limit,
                                 operators=ops)
         return rows
+
+    def replacements(self, delivery_ids: Iterable[int]) -> dict[int, Delivery]:
+        """The fallback that replaced each of ``delivery_ids`` (those that have one)."""
+        ids = sorted(set(delivery_ids))
+        if not ids:
+            return {}
+        with self._db.read() as conn:
+            rows = conn.execute(sa.select(deliveries)
+                                .where(deliveries.c.replaces_id.in_(ids))).all()
+        return {r.replaces_id: Delivery(**r._mapping) for r in rows}
+
+    def invoice_deliveries(self, invoice_id: int) -> list[Delivery]:
+        """Every delivery of one invoice, fallbacks included, in the order they were
+        made."""
+        with self._db.read() as conn:
+            rows = conn.execute(sa.select(deliveries)
+                                .where(deliveries.c.invoice_id == invoice_id)
+                                .order_by(deliveries.c.id)).all()
+        return [Delivery(**r._mapping) for r in rows]
 
     # ---------------------------------------------------------------- conflicts
 

@@ -8,7 +8,8 @@ once, for the stores to share.
 
 Which store owns which table: ``invoices`` and ``payment_events``
 (:mod:`ledger.invoices`); ``runs``, ``run_chunks``, ``rejects`` and ``run_counters``
-(:mod:`ledger.runs`); ``deliveries`` (:mod:`ledger.deliveries`); ``print_batches`` and
+(:mod:`ledger.runs`); ``deliveries`` and ``suppressions`` (:mod:`ledger.deliveries`);
+``print_batches`` and
 ``print_batch_items`` (:mod:`ledger.print_batches`); ``api_keys`` (:mod:`ledger.api_keys`);
 ``sms_codes``, ``rate_limits`` and ``second_copies`` (:mod:`ledger.access`);
 ``delivery_preferences`` (:mod:`ledger.preferences`); ``detailed_bills``
@@ -27,7 +28,11 @@ INVOICE_STATUSES = ("claimed", "archived")
 PAYMENT_STATUSES = ("unpaid", "paid", "overdue", "partially_paid")
 DELIVERY_MODES = ("electronic", "paper", "both")
 CHANNELS = ("email", "sms", "print")
-DELIVERY_STATES = ("pending", "sending", "sent", "failed_permanent", "unknown")
+#: ``bounced``: handed over, then the far end said it could not be delivered (a DSN
+#: ``5.x.x``, a provider's bounce event, an SMS receipt "undeliverable").
+DELIVERY_STATES = ("pending", "sending", "sent", "failed_permanent", "unknown", "bounced")
+#: Why e-mail no longer goes to an address (``suppressions``).
+SUPPRESSION_REASONS = ("complaint", "bounce")
 #: A print batch's life: ``open`` takes paper invoices; ``closing`` has its membership
 #: and order frozen (sealed by size or on demand) while its PDF is made; ``closed`` is
 #: archived and handed to the print shop; ``printed`` is acknowledged by the shop.
@@ -219,10 +224,31 @@ deliveries = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("sent_at", UTCDateTime),
     sa.Column("handed_off_at", UTCDateTime),
+    # A fallback (SMS, then paper) names the delivery it replaces: at most once each.
+    sa.Column("replaces_id", BigId, sa.ForeignKey("deliveries.id")),
+    sa.Column("recipient", sa.Text),
+    sa.Column("reference", sa.String(255)),
+    sa.Column("report_status", sa.String(32)),
+    sa.Column("reported_at", UTCDateTime),
+    sa.Column("owner", sa.String(128)),
     sa.UniqueConstraint("invoice_id", "channel"),
+    sa.UniqueConstraint("replaces_id"),
     sa.CheckConstraint(f"channel IN ({in_list(CHANNELS)})", name="channel"),
     sa.CheckConstraint(f"state IN ({in_list(DELIVERY_STATES)})", name="state"),
     sa.Index(None, "state", "updated_at"),
+)
+
+# E-mail no longer goes to these addresses (a complaint, a hard bounce), per operator.
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("operator_id", sa.String(64), primary_key=True),
+    sa.Column("address", sa.String(320), primary_key=True),
+    sa.Column("reason", sa.String(16), nullable=False),
+    sa.Column("detail", sa.Text),
+    sa.Column("delivery_id", BigId, sa.ForeignKey("deliveries.id")),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.CheckConstraint(f"reason IN ({in_list(SUPPRESSION_REASONS)})", name="reason"),
 )
 
 # ---------------------------------------------------------------------------- print batches

@@ -37,3 +37,25 @@ def test_secret_settings_are_never_shown():
     assert unset["link_secret"] == "(generated, var/link-secret)" and unset["sms_token"] == "(none)"
     rotating = masked(Settings(link_secret="n" * 32 + "," + "o" * 32))
     assert "n" * 32 not in rotating["link_secret"] and "rotation" in rotating["link_secret"]
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("callback_token", "too-short"), ("fallback", "email"), ("fallback", "sms,sms"),
+    ("fallback", ""), ("fallback_operators", '{"oi": "fax"}'),
+])
+def test_a_weak_callback_token_or_a_bad_fallback_policy_is_refused_at_start(
+        monkeypatch, name, value):
+    from invoicer import backends
+
+    monkeypatch.setenv(f"INVOICER_{name.upper()}", value)
+    with pytest.raises(ValueError):
+        backends.fallback_policy(Settings())
+
+
+def test_the_fallback_policy_per_operator(monkeypatch):
+    from invoicer import backends
+
+    monkeypatch.setenv("INVOICER_FALLBACK_OPERATORS", '{"oi": "print", "tim": "none"}')
+    policy = backends.fallback_policy(Settings())
+    assert (policy.steps("oi"), policy.steps("tim"), policy.steps("vivo")) == (
+        ("print",), (), ("sms", "print"))

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from invoicer.billing.models import BillingRecord, DeliveryMode
+from invoicer.delivery.bounces import Verp
 from invoicer.delivery.email import build_invoice_message, message_id
 from invoicer.delivery.errors import (
     PermanentDeliveryError,
@@ -35,6 +36,8 @@ from invoicer.delivery.errors import (
 from invoicer.delivery.links import Keys, invoice_link
 from invoicer.delivery.sms import render_sms
 from invoicer.ledger import Delivery, Invoice, Ledger
+from invoicer.workflows import owner
+from invoicer.workflows.fallback import Policy, fall_back
 from invoicer.workflows.preferences import apply_preference
 
 log = logging.getLogger(__name__)
@@ -76,6 +79,9 @@ class Channels:
     sender: str
     max_attachment: int = 10 * 1024 * 1024
     retry: Callable | None = None  # retry(call) -> result, transient errors only
+    verp: Verp | None = None
+    """Return paths per delivery (VERP); None: the envelope sender is the From."""
+    fallback: Policy = field(default_factory=Policy)
     cooldown: float = 30.0
     clock: Callable[[], float] = time.monotonic
     _open_until: dict[str, float] = field(default_factory=dict)
@@ -119,14 +125,19 @@ def dispatch(invoice: Invoice, record: BillingRecord, pdf: Fetch, *,
                                          error=plan.fallback)
         states[EMAIL] = "failed_permanent"
     for channel in plan.channels:
-        if channel != PRINT and not channels.paused(channel):
+        to = record.delivery.email if channel == EMAIL else record.delivery.phone
+        if channel != PRINT and not channels.paused(channel) and not (
+                channel == EMAIL and to
+                and ledger.deliveries.suppressed(invoice.operator_id, to)):
             # A first dispatch: the row is created already ``sending`` (one write, not
-            # two); None when it exists, which the ordinary path below handles.
+            # two); None when it exists, which the ordinary path below handles (as it
+            # does a suppressed address).
             ident = identifier(channel, record, 0, channels)
-            started = ledger.deliveries.start(invoice.id, channel, message_id=ident)
+            started = ledger.deliveries.start(invoice.id, channel, message_id=ident,
+                                              owner=owner.me(), recipient=to)
             if started is not None:
                 states[channel] = _attempt(channel, started, invoice, record, ident, pdf,
-                                           ledger, channels)
+                                           xml, ledger, channels)
                 continue
         delivery = ledger.deliveries.ensure(invoice.id, channel)
         if channel == PRINT:
@@ -135,6 +146,16 @@ def dispatch(invoice: Invoice, record: BillingRecord, pdf: Fetch, *,
             continue
         states[channel] = _send(channel, delivery, invoice, record, pdf, xml, ledger,
                                 channels)
+    if any(s in ("failed_permanent", "bounced") for s in states.values()):
+        # Where the fallbacks stand (made now, or earlier); a fallback SMS left queued
+        # (the gateway was down) goes now, as any queued channel does.
+        for d in ledger.deliveries.for_invoice(invoice.id):
+            if d.replaces_id is None or d.channel in states:
+                continue
+            states[d.channel] = d.state
+            if d.channel == SMS and d.state in ("pending", "sending"):
+                states[d.channel] = _send(SMS, d, invoice, record, pdf, xml, ledger,
+                                          channels)
     return states
 
 
@@ -142,12 +163,53 @@ def _send(channel: str, delivery: Delivery, invoice: Invoice, record: BillingRec
           pdf: Fetch, xml: Fetch | None, ledger: Ledger, channels: Channels) -> str:
     # An automatic retry keeps its Message-ID / reference (the receiving side may have
     # seen the first try); a deliberate resend gets the next series (see resend()).
+    if delivery.state == "sending":
+        if not _take_back(delivery, ledger):
+            return ledger.deliveries.get(delivery.id).state  # live, elsewhere, or unknown
+        delivery = ledger.deliveries.get(delivery.id)
     if delivery.state == "pending" and channels.paused(channel):
         return "pending"  # the backend is down: left queued, nothing attempted
-    ident = delivery.message_id or identifier(channel, record, 0, channels)
-    if not ledger.deliveries.transition(delivery.id, "pending", "sending", message_id=ident):
+    ident = delivery.reference or delivery.message_id or _ident(channel, record, delivery,
+                                                                 channels)
+    to = record.delivery.email if channel == EMAIL else record.delivery.phone
+    if not ledger.deliveries.transition(delivery.id, "pending", "sending", message_id=ident,
+                                        owner=owner.me(), recipient=to, reference=ident):
         return ledger.deliveries.get(delivery.id).state  # another caller has it, or done
+    if channel == EMAIL and to:
+        why = ledger.deliveries.suppressed(invoice.operator_id, to)
+        if why is not None:
+            # A complaint or an earlier hard bounce: never mail that address again.
+            ledger.deliveries.transition(
+                delivery.id, "sending", "failed_permanent",
+                error=f"e-mail to this address is suppressed ({why})")
+            _fall_back(delivery.id, invoice, record, ledger, channels)
+            return "failed_permanent"
     return _attempt(channel, delivery, invoice, record, ident, pdf, xml, ledger, channels)
+
+
+def _ident(channel: str, record: BillingRecord, delivery: Delivery, channels: Channels) -> str:
+    if delivery.replaces_id is not None and channel == SMS:
+        # A fallback SMS is its own message, never the companion notice's retry.
+        return f"{record.operator.id}:{record.invoice.number}:sms:f{delivery.id}"
+    return identifier(channel, record, 0, channels)
+
+
+def _take_back(delivery: Delivery, ledger: Ledger) -> bool:
+    """A ``sending`` row whose sender was killed on this machine: finish it. Never handed
+    over -> back to ``pending`` (this caller sends it, same identifier); handed over ->
+    ``unknown``, never sent twice blindly. False if a live process (or one this machine
+    cannot judge) holds it."""
+    if delivery.owner is None or owner.alive(delivery.owner) is not False:
+        return False
+    if delivery.handed_off_at is not None:
+        ledger.deliveries.transition(
+            delivery.id, "sending", "unknown", owned_by=delivery.owner,
+            error="the process sending it was killed after handing the message over: it "
+                  "may have been delivered, so it is not sent again automatically")
+        return False
+    return ledger.deliveries.transition(
+        delivery.id, "sending", "pending", owned_by=delivery.owner,
+        error="the process sending it was killed before handing it over; sent again")
 
 
 def _attempt(channel: str, delivery: Delivery, invoice: Invoice, record: BillingRecord,
@@ -162,7 +224,9 @@ def _attempt(channel: str, delivery: Delivery, invoice: Invoice, record: Billing
 
     try:
         if channel == EMAIL:
-            call = lambda: _email(record, ident, pdf, xml, channels, hand_off)  # noqa: E731
+            return_path = channels.verp.address(delivery.id) if channels.verp else None
+            call = lambda: _email(record, ident, pdf, xml, channels,  # noqa: E731
+                                  hand_off, return_path)
         else:
             call = lambda: _sms(record, ident, pdf, channels)  # noqa: E731
         result_id = channels.retry(call) if channels.retry else call()
@@ -181,6 +245,7 @@ def _attempt(channel: str, delivery: Delivery, invoice: Invoice, record: Billing
         # leave the row in ``sending``, where it would look like a send in flight.
         ledger.deliveries.transition(delivery.id, "sending", "failed_permanent",
                                      error=str(exc))
+        _fall_back(delivery.id, invoice, record, ledger, channels)
         return "failed_permanent"
     channels.reset(channel)
     ledger.deliveries.transition(delivery.id, "sending", "sent", message_id=result_id or ident)
@@ -200,8 +265,9 @@ def resend(invoice: Invoice, record: BillingRecord, channel: str, pdf: Fetch,
     delivery = ledger.deliveries.ensure(invoice.id, channel)
     ident = identifier(channel, record, delivery.attempts, channels)
     if not ledger.deliveries.transition(
-            delivery.id, ("sent", "failed_permanent", "unknown", "pending"), "sending",
-            message_id=ident):
+            delivery.id, ("sent", "failed_permanent", "unknown", "pending", "bounced"),
+            "sending", message_id=ident, owner=owner.me(), reference=ident,
+            recipient=record.delivery.email if channel == EMAIL else record.delivery.phone):
         raise ValueError(f"{channel} delivery of {invoice.number} is being sent right now")
     return _attempt(channel, delivery, invoice, record, ident, pdf, xml, ledger, channels)
 
@@ -219,8 +285,36 @@ def _link(record: BillingRecord, channels: Channels) -> str:
                         record.invoice.number, channels.link_secret)
 
 
+def _fall_back(delivery_id: int, invoice: Invoice, record: BillingRecord,
+               ledger: Ledger, channels: Channels) -> None:
+    """The policy's next step for a delivery that just failed for good."""
+    failed = ledger.deliveries.get(delivery_id)
+    if failed is not None:
+        settle(failed, invoice, record, ledger=ledger, channels=channels)
+
+
+def send_fallback(delivery: Delivery, invoice: Invoice, record: BillingRecord, *,
+                  ledger: Ledger, channels: Channels) -> str:
+    """Send a waiting fallback SMS (made when a bounce arrived); returns its state."""
+    if delivery.channel != SMS or delivery.replaces_id is None:
+        raise ValueError(f"delivery {delivery.id} is not a fallback SMS")
+    return _send(SMS, delivery, invoice, record, lambda: b"", None, ledger, channels)
+
+
+def settle(failed: Delivery, invoice: Invoice, record: BillingRecord, *, ledger: Ledger,
+           channels: Channels) -> Delivery | None:
+    """Fall back from ``failed`` (bounced, or failed for good) per the policy; returns
+    the fallback made, if any. An SMS goes at once (its own failure falls back in
+    turn); paper is a ``pending`` print delivery: the next print batch takes it."""
+    made = fall_back(ledger, failed, channels.fallback)
+    if made is not None and made.channel == SMS:
+        _send(SMS, made, invoice, record, lambda: b"", None, ledger, channels)
+    return made
+
+
 def _email(record: BillingRecord, ident: str, pdf: Fetch, xml: Fetch | None,
-           channels: Channels, before_data: Callable[[], None] | None = None) -> str:
+           channels: Channels, before_data: Callable[[], None] | None = None,
+           return_path: str | None = None) -> str:
     data = pdf() if record.delivery.attach_pdf else None
     link = None
     if data is None or len(data) > channels.max_attachment:
@@ -229,7 +323,7 @@ def _email(record: BillingRecord, ident: str, pdf: Fetch, xml: Fetch | None,
                                     reply_to=None, message_id=ident,
                                     max_attachment=channels.max_attachment,
                                     xml=None if xml is None else xml())
-    channels.mailer.send(message, before_data=before_data)
+    channels.mailer.send(message, before_data=before_data, return_path=return_path)
     return ident
 
 

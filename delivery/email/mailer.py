@@ -47,8 +47,13 @@ class Mailer(Protocol):
     """
 
     def send(self, message: EmailMessage, *,
-             before_data: Callable[[], None] | None = None) -> SendResult:
+             before_data: Callable[[], None] | None = None,
+             return_path: str | None = None) -> SendResult:
         """Deliver one message or raise a ``DeliveryError``.
+
+        ``return_path``: the envelope sender (``MAIL FROM``) of this message, where
+        bounces go (a VERP address per delivery); default: the mailer's own, or the
+        message's Sender/From.
 
         ``before_data`` is called once the server has taken the envelope, right before
         the message data goes out: the point after which a crash or a lost connection

@@ -56,10 +56,11 @@ class MemoryMailer(BatchSending):
             self._failures.extend(errors)
 
     def send(self, message: EmailMessage, *,
-             before_data: Callable[[], None] | None = None) -> SendResult:
+             before_data: Callable[[], None] | None = None,
+             return_path: str | None = None) -> SendResult:
         """Keep the message (see the class for scripted failures)."""
         mid = message_id_of(message)
-        sender, recipients = envelope(message)
+        sender, recipients = envelope(message, return_path)
         data = serialize(message)
         with self._lock:
             failure = self._failures.pop(0) if self._failures else None

@@ -67,11 +67,13 @@ class FileMailer(BatchSending):
         return self.root / outbox_name(message_id)
 
     def send(self, message: EmailMessage, *,
-             before_data: Callable[[], None] | None = None) -> SendResult:
+             before_data: Callable[[], None] | None = None,
+             return_path: str | None = None) -> SendResult:
         """Write the message unless its Message-ID is already in the outbox.
 
         ``before_data`` is not called: writing the same Message-ID again is a no-op,
-        so a crash mid-write is safely repeated."""
+        so a crash mid-write is safely repeated. ``return_path`` is not kept: a file
+        has no envelope, and nothing bounces from the outbox."""
         mid = message_id_of(message)
         _, recipients = envelope(message)
         path = self.path_for(mid)

@@ -216,18 +216,20 @@ class SmtpMailer(BatchSending):
     # -- synchronous face --
 
     def send(self, message: EmailMessage, *,
-             before_data: Callable[[], None] | None = None) -> SendResult:
+             before_data: Callable[[], None] | None = None,
+             return_path: str | None = None) -> SendResult:
         """Send one message and wait for the server's verdict (see the class and
-        :meth:`Mailer.send` for ``before_data``)."""
-        return self._submit(message, before_data).result()
+        :meth:`Mailer.send` for ``before_data`` and ``return_path``)."""
+        return self._submit(message, before_data, return_path).result()
 
     async def asend(self, message: EmailMessage) -> SendResult:
         """``send`` for callers that run their own event loop."""
         return await asyncio.wrap_future(self._submit(message))
 
-    def _submit(self, message: EmailMessage, before_data: Callable[[], None] | None = None
-                ) -> concurrent.futures.Future[SendResult]:
-        out = _prepare(message, self.envelope_from)  # CPU work stays in the caller's thread
+    def _submit(self, message: EmailMessage, before_data: Callable[[], None] | None = None,
+                return_path: str | None = None) -> concurrent.futures.Future[SendResult]:
+        # CPU work stays in the caller's thread
+        out = _prepare(message, return_path or self.envelope_from)
         if before_data is not None:
             out = dataclasses.replace(out, before_data=before_data)
         loop = self._ensure_loop()

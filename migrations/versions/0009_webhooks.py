@@ -1,11 +1,11 @@
 """Webhooks to the billing system: endpoints, the events outbox, deliveries, attempts.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-07
 
 Four new tables; nothing existing changes. (Made after 0006 on its branch; chained
-0006 -> 0007 -> 0009 -> 0010 when merged.)
+0007 -> 0008 -> 0009 -> 0010 when merged.)
 
 - ``webhook_endpoints``: where an operator's events go (``*``: every operator's), with
   the secret that signs them (kept as is: signing needs it).
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """Subscribers choose e-invoice, paper or both: ``delivery_preferences``.
 
 Revision ID: 0010
-Revises: 0009 (re-chained at merges: 0006 -> 0007 -> 0009 -> 0010, one head)
+Revises: 0009 (re-chained at merges: 0006 -> 0007 -> 0008 -> 0009 -> 0010, one head)
 Create Date: 2026-12-07
 
 One new table; nothing existing changes. One row per choice a subscriber made on the

@@ -219,6 +219,13 @@ class ReceivedRequest:
         return json.loads(self.body)
 
 
+def _to(body: bytes) -> str | None:
+    try:
+        return json.loads(body).get("to")
+    except (ValueError, AttributeError):
+        return None
+
+
 class SmsGatewayServer:
     """A real HTTP SMS gateway on 127.0.0.1: scripted replies first, then 200s.
 
@@ -228,6 +235,8 @@ class SmsGatewayServer:
 
     def __init__(self) -> None:
         self.script: list[SmsReply] = []
+        self.refuse: set[str] = set()
+        """Numbers answered 400 (an unknown subscriber), whatever the script says."""
         self.received: list[ReceivedRequest] = []
         self.accepted: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -263,6 +272,8 @@ class SmsGatewayServer:
             self.received.append(ReceivedRequest(
                 req.command, req.path, {k.lower(): v for k, v in req.headers.items()}, body))
             reply = self.script.pop(0) if self.script else SmsReply()
+            if self.refuse and _to(body) in self.refuse:
+                reply = SmsReply(400, {"error": "unknown subscriber"})
             key = req.headers.get("Idempotency-Key", "")
             if 200 <= reply.status <= 299 and reply.body is None:
                 message_id = self.accepted.setdefault(key, f"gw-{len(self.accepted) + 1}")

@@ -130,13 +130,15 @@ def test_550_is_permanent_and_not_retried(tmp_path, ledger, smtp_server):
     record = _record(mode="electronic")
     invoice = _invoice(ledger, record)
     channels = _channels(tmp_path, smtp_server.url)
+    # Failed for good: the default policy falls back; no phone on file, so paper.
     assert dispatch(invoice, record, lambda: PDF, ledger=ledger,
-                    channels=channels) == {EMAIL: "failed_permanent"}
+                    channels=channels) == {EMAIL: "failed_permanent", PRINT: "pending"}
     assert dispatch(invoice, record, lambda: PDF, ledger=ledger,
-                    channels=channels) == {EMAIL: "failed_permanent"}
+                    channels=channels) == {EMAIL: "failed_permanent", PRINT: "pending"}
     assert smtp_server.handler.data_attempts == 1
-    (row,) = ledger.deliveries.for_invoice(invoice.id)
+    row, paper = ledger.deliveries.for_invoice(invoice.id)
     assert "550" in row.last_error
+    assert paper.replaces_id == row.id and paper.channel == PRINT
 
 
 def test_server_down_then_up_delivers_once_after_recovery(tmp_path, ledger, smtp_server):
