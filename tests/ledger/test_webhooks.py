@@ -66,7 +66,8 @@ def test_every_announced_change_leaves_one_event_and_nothing_else_does(led: Ledg
     issued, sent, failed, paid, rejected, pref = (b["data"] for b in bodies)
     assert issued["invoice"]["total"] == "104.75" and issued["invoice"]["number"] == "W-1"
     assert sent["delivery"] == {"id": email, "channel": "email", "state": "sent",
-                                "attempts": 1, "error": None, "message_id": "<m@x>"}
+                                "attempts": 1, "error": None, "message_id": "<m@x>",
+                                "replaces": None, "report_status": None}
     assert failed["delivery"]["error"] == "no such number"
     assert paid["payment"] == {"status": "paid", "previous_status": "unpaid",
                                "amount": "104.75", "paid_on": "2026-11-19",
