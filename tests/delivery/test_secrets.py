@@ -180,6 +180,8 @@ def test_rotation_keeps_sessions_and_sms_codes(tmp_path):
                                salt=salt, code_hash=before._hash(salt, "+5521987654321",
                                                                  "123456"),
                                ttl=timedelta(minutes=15))
+        # The phone is entitled to the account (a code opens nothing otherwise).
+        ledger.fleet.set_managers("oi", "1", [("+5521987654321", None)])
         after = AccessService(ledger, None, (NEW, OLD))
         grant = after.grant(token)
         assert grant is not None and grant.account == "1"
