@@ -35,11 +35,19 @@ from pydantic import BaseModel, Field
 from invoicer.api.access import AccessService, Grant
 from invoicer.api.problems import Problem, problem_responses
 from invoicer.api.ranges import Download, ranged_response
-from invoicer.api.subscriber import PREFIX, _bearer, account_invoice, current_grant
-from invoicer.billing.fields import IDENTIFIER_PATTERN, currency_minor_units
+from invoicer.api.subscriber import (
+    _NUMBER_RE,
+    _TOKEN_RE,
+    PREFIX,
+    _bearer,
+    account_invoice,
+    current_grant,
+)
+from invoicer.billing.fields import currency_minor_units
 from invoicer.delivery.archive import Archive
 from invoicer.delivery.errors import ArchiveNotFoundError
 from invoicer.ledger import DetailedBill, Invoice
+from invoicer.operator_settings import operator_settings
 from invoicer.renderer import NoDetailsError
 from invoicer.workflows.detailed_bill import csv_stream, issue_detailed_bill
 from invoicer.workflows.second_copy import canonical_key
@@ -52,10 +60,7 @@ router = APIRouter(prefix=PREFIX, tags=["subscriber"],
 document_router = APIRouter(tags=["subscriber"],
                             generate_unique_id_function=lambda route: route.name)
 
-_NUMBER_RE = re.compile(IDENTIFIER_PATTERN)
-_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,600}\.[A-Za-z0-9_-]{43}")
 _LINE_RE = re.compile(r"[^\x00-\x1f\x7f/]{1,64}")
-HISTORY_LENGTH = 13
 
 
 # ---------------------------------------------------------------------------- models
@@ -297,7 +302,7 @@ def line_history(access: AccessService, grant: Grant) -> LineHistory:
         raise Problem(403, "not-a-line", "This session is not one line's",
                       detail="Use the account's invoice list.")
     rows = access.ledger.fleet.line_invoices(grant.operator, grant.account, grant.line,
-                                             limit=HISTORY_LENGTH)
+                                             limit=operator_settings(grant.operator).history)
     items = []
     for invoice in rows:
         _, csv = _links(access, invoice, grant.line, grant.expires)
