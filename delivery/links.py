@@ -59,7 +59,12 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    # One spelling per token: the last character of unpadded base64 carries unused
+    # bits, and a decoder that ignores them would take several strings for one MAC.
+    if _b64(data) != text:
+        raise ValueError("not canonical base64")
+    return data
 
 
 #: A signed token inside any text (a URL, a log line): a base64url payload of at least

@@ -8,6 +8,8 @@ server, with two operators' closed print batches and keys of every kind.
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import threading
 import time
@@ -25,6 +27,7 @@ from invoicer.delivery.archive import FileArchive, S3Archive
 from invoicer.ledger import Ledger
 from invoicer.settings import Settings
 from invoicer.workflows import printing
+from tests.api.fleet_world import populate_business
 from tests.support.servers import s3_url
 from tests.workflows.print_world import queue
 
@@ -189,3 +192,34 @@ def client(base_url: str) -> httpx.Client:
     transport = httpx.HTTPTransport(
         socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
     return httpx.Client(base_url=base_url, timeout=30, transport=transport)
+
+
+# --- shared by the page tests and the detailed-bill tests ---------------------------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        reason = "chromium is not installed (scripts/install --test installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                     args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def fleet(sub):
+    """The subscriber world plus the business accounts, and a billing key for both
+    operators."""
+    sub.numbers = populate_business(sub.ledger, sub.archive)
+    sub.billing = create_key(sub.ledger, role="billing", operators=["oi", "norrsken"],
+                             name="Billing fleet").token
+    return sub

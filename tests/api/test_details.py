@@ -8,9 +8,6 @@ from __future__ import annotations
 import csv
 import io
 
-import pytest
-
-from invoicer.api.keys import create_key
 from invoicer.billing import parse_record
 from invoicer.renderer import render_details
 from invoicer.workflows.second_copy import canonical_key
@@ -20,22 +17,11 @@ from tests.api.fleet_world import (
     MANAGER,
     NORRSKEN,
     OI_BUSINESS,
-    populate_business,
 )
 from tests.api.world import MAIN, NEIGHBOUR
 
 LATEST = "OI-2026-11-0000123"
 NEIGHBOURS = "OI-2026-11-0000777"
-
-
-@pytest.fixture
-def fleet(sub):
-    """The subscriber world plus the business accounts, and a billing key for both
-    operators."""
-    sub.numbers = populate_business(sub.ledger, sub.archive)
-    sub.billing = create_key(sub.ledger, role="billing", operators=["oi", "norrsken"],
-                             name="Billing fleet").token
-    return sub
 
 
 def session(sub, phone: str) -> dict:

@@ -3,33 +3,12 @@ Playwright): phone number, the code read from the SMS outbox, the invoices, the 
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
 from invoicer.api.web import LOCALES, choose_locale, normalize_phone
 from tests.api.conftest import sms_code
 from tests.api.test_subscriber import BEFORE_DUE
 from tests.api.world import MAIN
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        reason = "chromium is not installed (scripts/install --test installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 def test_the_whole_flow_on_a_phone_sized_screen(sub, browser, tmp_path):

@@ -20,8 +20,6 @@ from invoicer.renderer import render_details
 from invoicer.workflows.second_copy import canonical_key
 from tests.api.conftest import auth, sms_code
 from tests.api.fleet_world import HOSTILE, MANAGER, NORRSKEN, OI_BUSINESS
-from tests.api.test_details import fleet  # noqa: F401  (the fixture)
-from tests.api.test_page import browser  # noqa: F401  (the fixture)
 from tests.api.world import MAIN
 
 WIDTH = 390
@@ -37,7 +35,7 @@ def screenshot(page, tmp_path: Path, name: str) -> None:
         page.screenshot(path=str(Path(target) / name), full_page=True)
 
 
-def sign_in(sub, browser, lang: str, phone: str):  # noqa: F811
+def sign_in(sub, browser, lang: str, phone: str):
     context = browser.new_context(viewport={"width": WIDTH, "height": 844},
                                   accept_downloads=True, locale=LANGS[lang])
     page = context.new_page()
@@ -64,7 +62,7 @@ def csv_rows(download, tmp_path: Path, name: str) -> list[list[str]]:
 
 
 @pytest.mark.parametrize("lang", ["pt_BR", "fa_IR"])
-def test_a_subscriber_gets_the_detailed_bill_as_pdf_and_csv(sub, browser, tmp_path,  # noqa: F811
+def test_a_subscriber_gets_the_detailed_bill_as_pdf_and_csv(sub, browser, tmp_path,
                                                             lang):
     context, page = sign_in(sub, browser, lang, MAIN[2])
     page.wait_for_selector("#latest")
@@ -90,7 +88,7 @@ def test_a_subscriber_gets_the_detailed_bill_as_pdf_and_csv(sub, browser, tmp_pa
 
 
 @pytest.mark.parametrize("lang", ["pt_BR", "fa_IR"])
-def test_a_fleet_manager_sees_every_line_and_each_lines_details(fleet, browser,  # noqa: F811
+def test_a_fleet_manager_sees_every_line_and_each_lines_details(fleet, browser,
                                                                 tmp_path, lang):
     url = f"/v1/billing/operators/oi/accounts/{OI_BUSINESS[1]}/managers"
     assert fleet.http.put(url, json={"managers": [{"phone": MANAGER}]},
@@ -129,7 +127,7 @@ def test_a_fleet_manager_sees_every_line_and_each_lines_details(fleet, browser, 
 
 
 @pytest.mark.parametrize("lang", ["pt_BR", "fa_IR"])
-def test_a_lines_own_phone_sees_only_its_line(fleet, browser, tmp_path, lang):  # noqa: F811
+def test_a_lines_own_phone_sees_only_its_line(fleet, browser, tmp_path, lang):
     mine = NORRSKEN[3][1]
     context, page = sign_in(fleet, browser, lang, mine)
     page.wait_for_selector("#line-invoices")

@@ -19,7 +19,6 @@ from playwright.sync_api import expect
 
 from invoicer.billing.paycodes import febraban
 from tests.api.conftest import sms_code
-from tests.api.test_page import browser  # noqa: F401 - the fixture, shared
 from tests.api.test_self_service import EXTRA, add_samples, link_of, mails
 from tests.api.world import MAIN
 
@@ -31,7 +30,7 @@ AFTER_DUE = datetime(2026, 11, 25, 12, tzinfo=UTC)
 LANGS = {"pt_BR": ("pt-BR", "ltr"), "fa_IR": ("fa-IR", "rtl")}
 
 
-def _context(browser, lang):  # noqa: F811 - the fixture's name
+def _context(browser, lang):
     tag, _ = LANGS[lang]
     context = browser.new_context(viewport={"width": WIDTH, "height": 844}, locale=tag,
                                   device_scale_factor=1)
@@ -61,7 +60,7 @@ def _shot(page, name):
 
 
 @pytest.mark.parametrize("lang", list(LANGS))
-def test_payment_code_copy_qr_debit_overdue_and_branding(sub, browser, lang):  # noqa: F811
+def test_payment_code_copy_qr_debit_overdue_and_branding(sub, browser, lang):
     add_samples(sub)
     sub.clock.now = AFTER_DUE
     context = _context(browser, lang)
@@ -117,7 +116,7 @@ def test_payment_code_copy_qr_debit_overdue_and_branding(sub, browser, lang):  #
 
 
 @pytest.mark.parametrize("lang", list(LANGS))
-def test_switch_to_e_invoice_through_the_link_then_to_paper(sub, browser, lang):  # noqa: F811
+def test_switch_to_e_invoice_through_the_link_then_to_paper(sub, browser, lang):
     context = _context(browser, lang)
     page = context.new_page()
     _sign_in(sub, page, lang, MAIN[2])
