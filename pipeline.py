@@ -227,20 +227,52 @@ class Unrenderable(Exception):
 def _render(record: BillingRecord, options: RenderOptions, line: int
             ) -> tuple[Rendered, bytes]:
     """The rendered documents and the canonical record's bytes; :class:`Unrenderable`
-    if either fails. An e-invoice that fails its schema is not dead-lettered here: it
-    raises :class:`EInvoiceError`, a failure of ours to look at (the claim stays)."""
+    if either fails, and fails again. An e-invoice that fails its schema is not
+    dead-lettered here: it raises :class:`EInvoiceError`, a failure of ours to look at
+    (the claim stays)."""
     try:
-        rendered = render_document(record, options)
-        canonical = record.model_dump_json(by_alias=True).encode("utf-8")
+        return _render_once(record, options)
     except (MemoryError, EInvoiceError):
         raise
     except Exception as exc:
+        if _interrupted(exc):
+            raise  # the process is stopping: the record is not at fault
         log.debug("line %s cannot be rendered", line, exc_info=True)
+    # Rendering is pure, so a record's own fault repeats; one that does not repeat was
+    # the process's (a signal handled mid-call), and must never dead-letter a good record.
+    try:
+        return _render_once(record, options)
+    except (MemoryError, EInvoiceError):
+        raise
+    except Exception as exc:
+        if _interrupted(exc):
+            raise
         raise Unrenderable(RecordError(
             Issue("", f"the record is valid but cannot be rendered: {type(exc).__name__}: "
                       f"{str(exc)[:300]}", "unrenderable"),
             line=line, invoice_number=record.invoice.number)) from exc
-    return rendered, canonical
+
+
+def _render_once(record: BillingRecord, options: RenderOptions) -> tuple[Rendered, bytes]:
+    rendered = render_document(record, options)
+    return rendered, record.model_dump_json(by_alias=True).encode("utf-8")
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` carries a process exit or an interrupt: directly in its chain, or
+    as text, the way pydantic's serializer reports what a function raised inside it
+    (Celery's pool stops a child with ``SystemExit`` from a signal handler)."""
+    seen: BaseException | None = exc
+    for _ in range(20):
+        if seen is None:
+            break
+        if isinstance(seen, (SystemExit, KeyboardInterrupt)):
+            return True
+        if type(seen).__name__ == "PydanticSerializationError" and any(
+                f"{name}:" in str(seen) for name in ("SystemExit", "KeyboardInterrupt")):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id: int,

@@ -78,3 +78,58 @@ def test_a_second_attempt_of_the_same_line_still_counts_it_archived(ledger, tmp_
     rerun = ledger.runs.start("a.jsonl")
     assert process_record(RAW, line=3, run_id=rerun, services=services).status == \
         "already_done"
+
+
+def test_a_process_stopping_mid_render_never_dead_letters_a_good_record(ledger, tmp_path,
+                                                                          monkeypatch):
+    """Class: a transient fault of the process taken for the record's. Celery stops a
+    pool child with ``SystemExit`` from a signal handler; raised inside pydantic's
+    serializer it arrives as a ``PydanticSerializationError`` naming it. Seen with a
+    broker restart: a valid invoice was dead-lettered as ``unrenderable``."""
+    import pydantic
+    from pydantic_core import PydanticSerializationError
+
+    from invoicer import pipeline
+
+    services = Services(ledger=ledger, archive=FileArchive(tmp_path / "archive"))
+    run = ledger.runs.start("a.jsonl")
+    real = pipeline.render_document
+    calls = []
+
+    class Stopping(pydantic.BaseModel):
+        @pydantic.field_serializer("x")
+        def _stop(self, _):
+            raise SystemExit(-15)
+
+        x: int = 0
+
+    def render_once_interrupted(record, options=None):
+        calls.append(1)
+        if len(calls) == 1:
+            Stopping().model_dump_json()  # raises the wrapped SystemExit
+        return real(record, options)
+
+    monkeypatch.setattr(pipeline, "render_document", render_once_interrupted)
+    stopped = process_record(RAW, line=1, run_id=run, services=services)
+    assert (stopped.status, stopped.reason) == ("failed", "internal")
+    assert PydanticSerializationError.__name__ in stopped.message
+    assert len(calls) == 1  # not rendered again: the process is stopping
+    assert ledger.runs.rejects(run) == []  # not dead-lettered: the claim waits
+    # The chunk's next attempt finishes it.
+    assert process_record(RAW, line=1, run_id=run, services=services).status == "archived"
+
+    # A fault that does not repeat (the process's, not the record's) is rendered again.
+    calls.clear()
+
+    def render_once_failing(record, options=None):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a passing fault")
+        return real(record, options)
+
+    monkeypatch.setattr(pipeline, "render_document", render_once_failing)
+    other = json.loads(RAW)
+    other["invoice"]["number"] += "-B"
+    got = process_record(json.dumps(other).encode(), line=2, run_id=run, services=services)
+    assert got.status == "archived" and len(calls) == 2
+    assert ledger.runs.rejects(run) == []
