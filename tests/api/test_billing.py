@@ -6,7 +6,7 @@ import json
 import time
 
 from tests.api.conftest import auth
-from tests.api.test_subscriber import API, bearer, session
+from tests.api.subscriber_client import API, bearer, session
 from tests.api.world import MAIN, OTHER_OPERATOR, record
 
 BASE = "/v1/billing"

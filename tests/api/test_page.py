@@ -7,7 +7,7 @@ import pytest
 
 from invoicer.api.web import LOCALES, choose_locale, normalize_phone
 from tests.api.conftest import sms_code
-from tests.api.test_subscriber import BEFORE_DUE
+from tests.api.subscriber_client import BEFORE_DUE
 from tests.api.world import MAIN
 
 

@@ -13,7 +13,7 @@ schemathesis = pytest.importorskip("schemathesis")
 
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 
-from tests.api.test_subscriber import session  # noqa: E402
+from tests.api.subscriber_client import session  # noqa: E402
 
 
 @schemathesis.serializer("application/x-ndjson")

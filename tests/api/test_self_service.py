@@ -6,60 +6,24 @@ of an SMS-code session."""
 
 from __future__ import annotations
 
-import email
 import json
 import re
 from datetime import UTC, date, datetime
-from email import policy
-from pathlib import Path
 
 import pytest
 
 from invoicer.api.self_service import qr_svg
-from invoicer.billing import parse_record
 from invoicer.billing.paycodes import febraban
 from invoicer.delivery.email import MemoryMailer
 from invoicer.delivery.sms import FileSmsOutbox
 from invoicer.pipeline import Services, process_record
 from invoicer.workflows.dispatch import Channels
 from tests.api.conftest import SECRET
-from tests.api.test_subscriber import API, BEFORE_DUE, bearer, link_token, session
+from tests.api.self_service_world import EXTRA, add_samples, link_of, mails
+from tests.api.subscriber_client import API, BEFORE_DUE, bearer, link_token, session
 from tests.api.world import MAIN, NEIGHBOUR, OTHER_OPERATOR, record
-from tests.conftest import SAMPLES
 
 PREF = f"{API}/delivery-preference"
-
-#: Sample records added to the world: (number, phone).
-EXTRA = {
-    "VT-2026-11-0003345": "+79131234567",   # volga, ru_RU, GOST QR
-    "PT-2026-11-0012012": "+31612345678",   # polder, nl_NL, EPC QR, a logo
-    "AB-2026-11-0000721": "+989121234567",  # alborz, fa_IR, a Code 128 reference
-    "AM-2026-11-0031337": "+447700900123",  # albion, en, direct debit
-}
-
-
-def add_samples(sub, numbers=tuple(EXTRA)) -> dict[str, object]:
-    """Run sample records through the pipeline into the subscriber world."""
-    raw = {json.loads(line)["invoice"]["number"]: line
-           for line in (SAMPLES / "invoices.jsonl").read_bytes().split(b"\n") if line.strip()}
-    run = sub.ledger.runs.start("self-service-samples")
-    services = Services(ledger=sub.ledger, archive=sub.archive)
-    for n, number in enumerate(numbers, 1):
-        assert process_record(raw[number], line=n, run_id=run,
-                              services=services).status == "archived"
-    sub.ledger.runs.finish(run)
-    return {n: parse_record(raw[n]) for n in numbers}
-
-
-def mails(sub) -> list[email.message.EmailMessage]:
-    files = sorted(Path(sub.tmp, "outbox").glob("*.eml"), key=lambda p: p.stat().st_mtime_ns)
-    return [email.message_from_bytes(p.read_bytes(), policy=policy.default) for p in files]
-
-
-def link_of(message) -> str:
-    found = re.search(r"/access/confirm/([A-Za-z0-9_.-]+)\?lang=", message.get_content())
-    return found.group(1)
-
 
 def choose(sub, token, mode, address=None):
     body = {"mode": mode} if address is None else {"mode": mode, "email": address}

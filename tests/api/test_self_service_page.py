@@ -19,7 +19,7 @@ from playwright.sync_api import expect
 
 from invoicer.billing.paycodes import febraban
 from tests.api.conftest import sms_code
-from tests.api.test_self_service import EXTRA, add_samples, link_of, mails
+from tests.api.self_service_world import EXTRA, add_samples, link_of, mails
 from tests.api.world import MAIN
 
 WIDTH = 390
