@@ -24,6 +24,10 @@ def _start_time(pid: int) -> str | None:
         return None
     # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
     fields = stat[stat.rfind(b")") + 2:].split()
+    if fields and fields[0] in (b"Z", b"X"):
+        # Killed but not reaped (its parent died too, and whatever adopted it has not
+        # waited for it yet): it sends nothing any more, whatever /proc still shows.
+        return None
     return fields[19].decode() if len(fields) > 19 else None
 
 
