@@ -39,6 +39,9 @@ __all__ = ["ChunkNotFinished", "ChunkResult", "run_chunk"]
 
 #: Reasons kept in a chunk's ``last_error``.
 SHOWN_ERRORS = 5
+#: Attempts of a chunk in which an unexpected error of a record (outcome ``internal``)
+#: sends the chunk back to the queue rather than failing it for a person.
+INTERNAL_ATTEMPTS = 3
 
 
 class ChunkNotFinished(TransientDeliveryError):
@@ -109,10 +112,15 @@ def _run_chunk(run_id: int, seq: int, services: Services, *, retry: bool) -> Chu
     except DeliveryError as exc:
         return _end(services, ChunkResult(run_id, seq, "failed", size=size, error=str(exc)),
                     counted=False)
+    # An unexpected error (``internal``) may be the process's rather than the record's
+    # (a connection left mid-statement by a signal, as when a worker is told to stop):
+    # on the workers the chunk goes back to the queue for a few attempts before a
+    # person is asked to look. A record's own fault fails the same way each time.
+    again = "internal" if retry and chunk.attempts < INTERNAL_ATTEMPTS else None
     transient = [f"line {o.line}: {o.message}" for o in outcomes
-                 if o.status == "failed" and o.reason == "transient"]
+                 if o.status == "failed" and o.reason in ("transient", again)]
     broken = [f"line {o.line}: {o.reason}: {o.message}" for o in outcomes
-              if o.status == "failed" and o.reason != "transient"]
+              if o.status == "failed" and o.reason not in ("transient", again)]
     if retry:
         waiting = transient + [f"line {o.line}: {channel} {state}" for o in outcomes
                                for channel, state in o.deliveries
