@@ -51,6 +51,32 @@ def _admin(url: str | None) -> tuple[sa.Engine, str]:
     raise SystemExit("PostgreSQL is not reachable on 127.0.0.1:5432")
 
 
+def start_api(tmp: str, db_url: str, secret: str, *, workers: int = 1,
+              wait: float = 30) -> tuple[subprocess.Popen, str]:
+    """``invoicer serve``'s app under uvicorn on a free loopback port, over the ledger at
+    ``db_url`` and an archive under ``tmp``; returns the process and its base URL once it
+    answers."""
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "INVOICER_DB_URL": db_url,
+           "INVOICER_ARCHIVE_URL": f"file://{tmp}/archive",
+           "INVOICER_SMS_URL": f"file://{tmp}/sms", "INVOICER_LINK_SECRET": secret}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "invoicer.api:create_app", "--factory",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+         "--no-access-log", "--workers", str(workers)], cwd=tmp, env=env)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            httpx.get(f"{base}/openapi.json", timeout=2)
+            return server, base
+        except httpx.TransportError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                raise SystemExit("the server did not start") from None
+            time.sleep(0.2)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -111,24 +137,7 @@ def main() -> None:
             expires = int(time.time() + 3600)
             token = links.sign(LinkClaims(MAIN[0], MAIN[1], invoice.number, expires),
                                secret.encode())
-            port = _free_port()
-            env = {**os.environ, "PYTHONPATH": str(ROOT), "INVOICER_DB_URL": db_url,
-                   "INVOICER_ARCHIVE_URL": f"file://{tmp}/archive",
-                   "INVOICER_SMS_URL": f"file://{tmp}/sms", "INVOICER_LINK_SECRET": secret}
-            server = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "api:create_app", "--factory",
-                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-                 "--no-access-log"], cwd=tmp, env=env)
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    httpx.get(f"{base}/openapi.json", timeout=2)
-                    break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise SystemExit("the server did not start") from None
-                    time.sleep(0.2)
+            server, base = start_api(tmp, db_url, secret)
             latencies, elapsed, count = asyncio.run(
                 _load(base, token, f"/invoices/{token}.pdf", args.concurrency, args.rounds))
     finally:

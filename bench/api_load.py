@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
-from bench.api import _admin, _free_port  # noqa: E402
+from bench.api import _admin, start_api  # noqa: E402
 from invoicer.delivery import links  # noqa: E402
 from invoicer.delivery.archive import FileArchive  # noqa: E402
 from invoicer.delivery.links import LinkClaims  # noqa: E402
@@ -101,24 +101,7 @@ def main() -> None:
             ledger.close()
             token = links.sign(LinkClaims(MAIN[0], MAIN[1], invoice.number,
                                           int(time.time() + 3600)), secret.encode())
-            port = _free_port()
-            env = {**os.environ, "PYTHONPATH": str(ROOT), "INVOICER_DB_URL": db_url,
-                   "INVOICER_ARCHIVE_URL": f"file://{tmp}/archive",
-                   "INVOICER_SMS_URL": f"file://{tmp}/sms", "INVOICER_LINK_SECRET": secret}
-            server = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "api:create_app", "--factory",
-                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-                 "--no-access-log", "--workers", str(args.workers)], cwd=tmp, env=env)
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    httpx.get(f"{base}/openapi.json", timeout=2)
-                    break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise SystemExit("the server did not start") from None
-                    time.sleep(0.3)
+            server, base = start_api(tmp, db_url, secret, workers=args.workers, wait=60)
             auth = f"Authorization: Bearer {token}"
             checks = [("trivial", "/no-such-path", None, 404),
                       ("history", "/v1/subscriber/invoices", auth, 200),

@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from bench.api import start_api  # noqa: E402
 from invoicer.api.access import AccessService  # noqa: E402
 from invoicer.delivery.archive import FileArchive  # noqa: E402
 from invoicer.ledger import Ledger  # noqa: E402
@@ -39,12 +37,6 @@ from invoicer.renderer import RenderOptions  # noqa: E402
 from tests.api.world import MAIN, record  # noqa: E402
 
 NUMBER = "OI-2026-11-0100000"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _timed_csv(url: str) -> tuple[float, float, float, int, int]:
@@ -98,24 +90,7 @@ def main() -> None:
             csv_url = f"/details/{access.detail_token(invoice, '', expires)}.csv"
             session, _ = access.session_token(MAIN[0], MAIN[1])
             ledger.close()
-            port = _free_port()
-            env = {**os.environ, "PYTHONPATH": str(ROOT), "INVOICER_DB_URL": db_url,
-                   "INVOICER_ARCHIVE_URL": f"file://{tmp}/archive",
-                   "INVOICER_SMS_URL": f"file://{tmp}/sms", "INVOICER_LINK_SECRET": secret}
-            server = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "api:create_app", "--factory",
-                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-                 "--no-access-log"], cwd=tmp, env=env)
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    httpx.get(f"{base}/openapi.json", timeout=2)
-                    break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise SystemExit("the server did not start") from None
-                    time.sleep(0.2)
+            server, base = start_api(tmp, db_url, secret)
             results = [_timed_csv(base + csv_url) for _ in range(args.rounds)]
             headers = {"Authorization": f"Bearer {session}"}
             with httpx.Client(base_url=base, timeout=300) as client:
