@@ -14,13 +14,15 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import textwrap
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SITE = next(p for p in sys.path if p.endswith("site-packages"))
+# Where this interpreter's packages are (a venv's, a pyenv's, Debian's dist-packages).
+SITE = sysconfig.get_paths()["purelib"]
 
 
 def _as_user(tmp: Path) -> list[str]:
@@ -44,8 +46,28 @@ def _as_user(tmp: Path) -> list[str]:
     # the checkout (the editable install's finder lives in root's venv).
     (tmp / "path").mkdir()
     (tmp / "path" / "invoicer").symlink_to(ROOT)
+    site = _readable_site(tmp, python)
     return ["runuser", "-u", "nobody", "--", "env", f"HOME={tmp}", f"TMPDIR={tmp}",
-            f"PYTHONPATH={tmp / 'path'}:{SITE}", python]
+            f"PYTHONPATH={tmp / 'path'}:{site}", python]
+
+
+def _readable_site(tmp: Path, python: str) -> Path:
+    """This interpreter's packages as the unprivileged user can import them.
+
+    When the suite's packages live under a private folder (CI installs into a pyenv under
+    /root, which is 0700), the user cannot even reach them: the tree is linked (hard links,
+    instant on one file system; else copied) into a folder the user can traverse."""
+    probe = f"import sys; sys.path.insert(0, {SITE!r}); import pydantic, typer"
+    if subprocess.run(["runuser", "-u", "nobody", "--", python, "-c", probe],
+                      capture_output=True, timeout=60).returncode == 0:
+        return Path(SITE)
+    site = tmp.parent / "site-packages"
+    if not site.exists():
+        linked = subprocess.run(["cp", "-al", SITE, str(site)], capture_output=True)
+        if linked.returncode != 0:
+            shutil.rmtree(site, ignore_errors=True)
+            subprocess.run(["cp", "-a", SITE, str(site)], check=True, timeout=600)
+    return site
 
 
 @pytest.fixture
