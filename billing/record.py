@@ -7,6 +7,7 @@ JSON Lines reader, the Celery task, the HTTP endpoint) goes through
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 from functools import cache
@@ -14,6 +15,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from invoicer.billing.cdr import UsageReader
 from invoicer.billing.checks import check_record
 from invoicer.billing.errors import Issue, RecordError, format_path
 from invoicer.billing.fields import currency_minor_units, precision_error
@@ -94,14 +96,16 @@ def parse_record(data: str | bytes | dict, *, line: int | None = None) -> Billin
 
 
 def _parse_record(data: str | bytes | dict, *, line: int | None = None) -> BillingRecord:
-    early = False
+    reader: UsageReader | None = None
     if isinstance(data, str | bytes):
         try:
             # Decoded here, strictly: json.loads would guess UTF-16/32 from a BOM, and the
             # contract says UTF-8.
             text = data.decode("utf-8") if isinstance(data, bytes) else data
-            early = len(text) > LARGE_LINE
-            data = _loads_with_cdrs(text) if early else loads(text)
+            if len(text) > LARGE_LINE:
+                data, reader = _loads_with_cdrs(text)
+            else:
+                data = loads(text)
         except ValueError as exc:
             raise RecordError(json_error(exc, data), line=line) from None
     number = readable_invoice_number(data)
@@ -116,8 +120,8 @@ def _parse_record(data: str | bytes | dict, *, line: int | None = None) -> Billi
         issues = [_issue(e) for e in exc.errors(include_url=False)[:MAX_ISSUES]]
         raise RecordError(issues, line=line, invoice_number=number) from None
     issues = check_record(record)
-    if early:
-        issues = _cdr_precision(record, _context(data)) + issues
+    if reader is not None:
+        issues = _cdr_precision(record, _context(data), reader) + issues
     if issues:
         raise RecordError(issues[:MAX_ISSUES], line=line, invoice_number=number)
     return record
@@ -175,36 +179,54 @@ def _usage_adapter() -> TypeAdapter:
     return TypeAdapter(Usage)
 
 
-def _loads_with_cdrs(text: str) -> Any:
+def _loads_with_cdrs(text: str) -> tuple[Any, UsageReader]:
     """``loads`` that turns each call-detail record into a ``Usage`` as it is decoded.
 
     A 100,000-CDR line decoded first and validated after holds 100,000 dicts and their
-    strings at once (~60 MB); converted one by one, each dict is freed at once. A CDR
-    that fails stays a dict and is validated again in place, where its field path is
-    known, so errors read the same on both paths. The currency is not known yet, so
-    amount precision is checked afterwards by :func:`_cdr_precision`.
+    strings at once (~60 MB); converted one by one, each dict is freed at once. Plain
+    valid rows take the fast path of :mod:`billing.cdr` (pydantic per row was most of
+    the parse); the model takes the rest. A CDR that fails stays a dict and is validated
+    again in place, where its field path is known, so errors read the same on both
+    paths. The currency is not known yet, so amount precision is checked afterwards by
+    :func:`_cdr_precision`.
     """
     adapter = _usage_adapter()
 
-    def hook(obj: dict) -> Any:
-        if "start" in obj and "destination" in obj and "type" in obj:
-            try:
-                return adapter.validate_python(obj)
-            except ValidationError:
-                return obj
-        return obj
+    def model(obj: dict) -> Any:
+        try:
+            return adapter.validate_python(obj)
+        except ValidationError:
+            return obj
 
-    return json.loads(text, object_hook=hook, parse_constant=_reject_constant)
+    reader = UsageReader(model)
+    # The decoder makes 100,000s of objects and no reference cycle: the collector's
+    # passes over them (a tenth of the parse) would find nothing, so it waits.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        data = json.loads(text, object_hook=reader.hook, parse_constant=_reject_constant)
+    finally:
+        if collecting:
+            gc.enable()
+    return data, reader
 
 
-def _cdr_precision(record: BillingRecord, context: dict) -> list[Issue]:
+def _cdr_precision(record: BillingRecord, context: dict, reader: UsageReader) -> list[Issue]:
     digits, currency = context.get("minor_units"), context.get("currency", "")
-    if digits is None:
+    if digits is None or not reader.precision_unknown(digits):
         return []
     issues = []
+    # Amounts are shared Decimals (one per distinct text), so each is judged once; keyed
+    # by identity, as 0.0 == 0.00 but their precision differs. The record keeps every
+    # amount alive meanwhile, so no id is reused.
+    judged: dict[int, str | None] = {}
     for i, service in enumerate(record.services):
         for j, usage in enumerate(service.usage):
-            problem = precision_error(usage.amount, digits, currency)
+            amount = usage.amount
+            try:
+                problem = judged[id(amount)]
+            except KeyError:
+                problem = judged[id(amount)] = precision_error(amount, digits, currency)
             if problem:
                 issues.append(Issue(f"services[{i}].usage[{j}].amount", problem,
                                     "money_precision"))

@@ -1,0 +1,221 @@
+"""The fast path for call-detail records: a plain, valid CDR row to a ``Usage``.
+
+A 100,000-call record spent most of its parse in pydantic validating one ``Usage`` per
+row (issue 18). :class:`UsageReader` builds the same ``Usage`` from a row decoded by
+``json``, with the contract's rules (:mod:`billing.fields`) inlined and the results for
+repeated values (days, offsets, destinations, amounts) remembered for the record.
+
+It only ever *accepts*: a row it is not sure of (a wrong type, a missing field, a value
+a rule refuses, anything unexpected) goes to the pydantic model, which accepts it or
+leaves it for the record's validation to report as it always has (same reason, same
+field path). So errors come from one place only; what this module must get right is to
+accept nothing the model refuses and to build exactly what the model builds, which
+``tests/billing/test_cdr.py`` checks row by row against the model.
+
+Amount precision depends on the record's currency, which is not known while the line is
+decoded; the reader notes the most decimal places it accepted, so the record is only
+scanned for the offending rows when one may be too precise.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import date, datetime, tzinfo
+from decimal import Decimal
+from operator import itemgetter
+from typing import Any
+
+from invoicer.billing.fields import (
+    _DECIMAL_RE,
+    _E164_RE,
+    _INSTANT_RE,
+    _MAX_WHOLE,
+    _offset,
+    _shared_decimal,
+    _text_validator,
+)
+from invoicer.billing.models import Usage, UsageType
+
+#: Distinct days, offsets, destinations and amounts remembered per record: more than a
+#: real record has, bounded for a hostile one.
+CACHE_LIMIT = 4096
+
+_TYPES: dict[str, UsageType] = {t.value: t for t in UsageType}
+#: The validator of ``Text`` as the model runs it for ``destination``.
+_destination_text = _text_validator(False, True)
+#: The keys that make a decoded object a CDR (as before the fast path): raises KeyError
+#: for any other object.
+_cdr_keys = itemgetter("start", "type", "destination")
+
+_FIELDS = ("start", "type", "called", "destination", "duration_s", "volume_kb", "amount")
+assert Usage.__slots__ == _FIELDS, "billing.cdr builds Usage slot by slot: update it"
+# Usage is a frozen slotted dataclass: its slots are set through their descriptors, as
+# dataclasses' own __init__ does through object.__setattr__.
+(_set_start, _set_type, _set_called, _set_destination, _set_duration, _set_volume,
+ _set_amount) = (Usage.__dict__[name].__set__ for name in _FIELDS)
+
+
+# The pattern of an instant (fields._INSTANT_RE) in four consecutive pieces.
+_DAY_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T")
+_MINUTE_RE = re.compile(r"[0-9]{2}:[0-9]{2}")
+_SECOND_RE = re.compile(r":[0-9]{2}(?:\.[0-9]{1,6})?")
+_ZONE_RE = re.compile(r"Z|[+-][0-9]{2}:[0-9]{2}")
+assert _INSTANT_RE.pattern.replace("(", "").replace(")", "").replace("?:", "") == (
+    _DAY_RE.pattern + _MINUTE_RE.pattern + _SECOND_RE.pattern.replace("(", "").replace(
+        ")", "").replace("?:", "") + _ZONE_RE.pattern), "instant pattern changed"
+
+
+def _day(text: str) -> tuple[int, int, int]:
+    """``YYYY-MM-DDT`` -> (year, month, day), a real date; ValueError otherwise."""
+    if _DAY_RE.fullmatch(text) is None:
+        raise ValueError(text)
+    day = date.fromisoformat(text[:10])
+    return day.year, day.month, day.day
+
+
+def _minute(text: str) -> tuple[int, int]:
+    """``HH:MM`` -> (hour, minute); range checked by ``datetime``."""
+    if _MINUTE_RE.fullmatch(text) is None:
+        raise ValueError(text)
+    return int(text[:2]), int(text[3:])
+
+
+def _second(text: str) -> tuple[int, int]:
+    """``:SS`` or ``:SS.f`` (1 to 6 digits) -> (second, microsecond), as fromisoformat."""
+    if _SECOND_RE.fullmatch(text) is None:
+        raise ValueError(text)
+    return int(text[1:3]), int(text[4:].ljust(6, "0")) if len(text) > 3 else 0
+
+
+def _zone(text: str) -> tzinfo:
+    if _ZONE_RE.fullmatch(text) is None:
+        raise ValueError(text)
+    return _offset(text)
+
+
+class _Unsure(Exception):
+    """The fast path leaves this row to the model."""
+
+
+class UsageReader:
+    """``hook`` turns each decoded CDR row into its ``Usage``; use one per record.
+
+    ``hook(obj)`` is a ``json`` object hook: an object without ``start``, ``type`` and
+    ``destination`` is returned as it is; a CDR row becomes a ``Usage`` through the fast
+    path or else through ``model`` (a function that returns the ``Usage`` or the row
+    itself when the model refuses it).
+    """
+
+    def __init__(self, model: Callable[[dict], Any]) -> None:
+        #: Most decimal places of an amount the fast path accepted.
+        self.max_places = 0
+        #: Rows the fast path left to the model.
+        self.slow = 0
+        self.hook = self._make_hook(model)
+
+    def precision_unknown(self, digits: int) -> bool:
+        """Whether some accepted amount may have more than ``digits`` decimal places."""
+        return self.slow > 0 or self.max_places > digits
+
+    def _make_hook(self, model: Callable[[dict], Any]) -> Callable[[dict], Any]:
+        days: dict[str, tuple[int, int, int]] = {}
+        minutes: dict[str, tuple[int, int]] = {}
+        seconds: dict[str, tuple[int, int]] = {}
+        offsets: dict[str, tzinfo] = {}
+        destinations: dict[str, str] = {}
+        amounts: dict[str, Decimal] = {}
+        phone = _E164_RE.fullmatch
+        decimal_text = _DECIMAL_RE.fullmatch
+        new = object.__new__
+        types = _TYPES
+        max_whole = _MAX_WHOLE
+        limit = CACHE_LIMIT
+
+        def slow(obj: dict) -> Any:
+            self.slow += 1
+            return model(obj)
+
+        def hook(obj: dict) -> Any:
+            try:
+                start, kind, raw = _cdr_keys(obj)
+            except KeyError:
+                return obj
+            # Any doubt raises, and the model says what it makes of the row. Where a
+            # type check is left out, the next step takes only a str (a regex, a lookup
+            # in a dict of str keys) and raises or misses for anything else.
+            try:
+                # start: Instant. Cut in four pieces, each checked (once per distinct
+                # piece) against its part of the rule's pattern: together, the pattern.
+                cut = -1 if start[-1] == "Z" else -6
+                ymd = days.get(start[:11])
+                if ymd is None:
+                    ymd = _day(start[:11])
+                    if len(days) < limit:
+                        days[start[:11]] = ymd
+                hm = minutes.get(start[11:16])
+                if hm is None:
+                    hm = _minute(start[11:16])
+                    if len(minutes) < limit:
+                        minutes[start[11:16]] = hm
+                sec = seconds.get(start[16:cut])
+                if sec is None:
+                    sec = _second(start[16:cut])
+                    if len(seconds) < limit:
+                        seconds[start[16:cut]] = sec
+                tz = offsets.get(start[cut:])
+                if tz is None:
+                    tz = _zone(start[cut:])
+                    if len(offsets) < limit:
+                        offsets[start[cut:]] = tz
+                when = datetime(ymd[0], ymd[1], ymd[2], hm[0], hm[1], sec[0], sec[1], tz)
+                # type: UsageType (a str enum: only its values are keys)
+                kind = types.get(kind)
+                if kind is None:
+                    raise _Unsure
+                # destination: Text
+                destination = destinations.get(raw)
+                if destination is None:
+                    destination = _destination_text(raw)
+                    if len(destinations) < limit:
+                        destinations[raw] = destination
+                get = obj.get
+                # called: Phone | None
+                called = get("called")
+                if called is not None and phone(called) is None:
+                    raise _Unsure
+                # duration_s, volume_kb: Count | None (bool is an int: excluded by type)
+                duration = get("duration_s")
+                if duration is not None and (type(duration) is not int
+                                             or not 0 <= duration < max_whole):
+                    raise _Unsure
+                volume = get("volume_kb")
+                if volume is not None and (type(volume) is not int
+                                           or not 0 <= volume < max_whole):
+                    raise _Unsure
+                # amount: Money; its precision is judged once the currency is known
+                text = get("amount")
+                amount = amounts.get(text)
+                if amount is None:
+                    if decimal_text(text) is None:
+                        raise _Unsure
+                    amount = _shared_decimal(text)
+                    if len(amounts) < limit:
+                        amounts[text] = amount
+                    point = text.find(".")
+                    places = 0 if point < 0 else len(text) - point - 1
+                    if places > self.max_places:
+                        self.max_places = places
+                usage = new(Usage)
+                _set_start(usage, when)
+                _set_type(usage, kind)
+                _set_called(usage, called)
+                _set_destination(usage, destination)
+                _set_duration(usage, duration)
+                _set_volume(usage, volume)
+                _set_amount(usage, amount)
+                return usage
+            except Exception:
+                return slow(obj)
+
+        return hook
