@@ -142,8 +142,12 @@ def test_a_row_the_fast_path_builds_is_the_models_row(rows, limit, monkeypatch):
     monkeypatch.setattr(cdr_module, "CACHE_LIMIT", limit)
     hook = UsageReader(lambda row: SLOW).hook
     for row in rows:
-        built = hook(dict(row))
+        obj = dict(row)
+        built = hook(obj)
         model = _model_answer(dict(row))
+        if not {"start", "type", "destination"} <= row.keys():
+            assert built is obj  # not a CDR: the model of the record judges it in place
+            continue
         if built is SLOW:
             continue
         assert model is not None, f"the fast path accepted a row the model refuses: {row!r}"
