@@ -50,11 +50,6 @@ _cdr_keys = itemgetter("start", "type", "destination")
 
 _FIELDS = ("start", "type", "called", "destination", "duration_s", "volume_kb", "amount")
 assert Usage.__slots__ == _FIELDS, "billing.cdr builds Usage slot by slot: update it"
-# Usage is a frozen slotted dataclass: its slots are set through their descriptors, as
-# dataclasses' own __init__ does through object.__setattr__.
-(_set_start, _set_type, _set_called, _set_destination, _set_duration, _set_volume,
- _set_amount) = (Usage.__dict__[name].__set__ for name in _FIELDS)
-
 
 # The pattern of an instant (fields._INSTANT_RE) in four consecutive pieces.
 _DAY_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T")
@@ -81,17 +76,46 @@ def _minute(text: str) -> tuple[int, int]:
     return int(text[:2]), int(text[3:])
 
 
-def _second(text: str) -> tuple[int, int]:
-    """``:SS`` or ``:SS.f`` (1 to 6 digits) -> (second, microsecond), as fromisoformat."""
-    if _SECOND_RE.fullmatch(text) is None:
+def _rest(text: str) -> tuple[int, int, tzinfo]:
+    """``:SS`` or ``:SS.f`` (1 to 6 digits, as fromisoformat reads them) and the offset
+    -> (second, microsecond, tzinfo); ValueError if not so."""
+    cut = -1 if text.endswith("Z") else -6
+    if _SECOND_RE.fullmatch(text[:cut]) is None or _ZONE_RE.fullmatch(text[cut:]) is None:
         raise ValueError(text)
-    return int(text[1:3]), int(text[4:].ljust(6, "0")) if len(text) > 3 else 0
+    fraction = text[4:cut]
+    return int(text[1:3]), int(fraction.ljust(6, "0")) if fraction else 0, _offset(text[cut:])
 
 
-def _zone(text: str) -> tzinfo:
-    if _ZONE_RE.fullmatch(text) is None:
-        raise ValueError(text)
-    return _offset(text)
+def _cached(cache: dict[str, Any], key: str, parse: Callable[[str], Any]) -> Any:
+    """``parse(key)``, remembered in ``cache`` while it holds fewer than CACHE_LIMIT."""
+    value = parse(key)
+    if len(cache) < CACHE_LIMIT:
+        cache[key] = value
+    return value
+
+
+class _Unfrozen:
+    """Usage's layout without its frozen ``__setattr__``: a row's slots are filled here
+    (plain attribute stores, the fastest way), then it becomes the ``Usage`` it is."""
+
+    __slots__ = _FIELDS
+
+    def __init__(self, start: datetime, type: UsageType, called: str | None,
+                 destination: str, duration_s: int | None, volume_kb: int | None,
+                 amount: Decimal) -> None:
+        self.start = start
+        self.type = type
+        self.called = called
+        self.destination = destination
+        self.duration_s = duration_s
+        self.volume_kb = volume_kb
+        self.amount = amount
+
+
+# A layout change would make every row take the model's path: fail at import instead.
+_probe = _Unfrozen(*[None] * len(_FIELDS))
+_probe.__class__ = Usage
+del _probe
 
 
 class _Unsure(Exception):
@@ -121,16 +145,13 @@ class UsageReader:
     def _make_hook(self, model: Callable[[dict], Any]) -> Callable[[dict], Any]:
         days: dict[str, tuple[int, int, int]] = {}
         minutes: dict[str, tuple[int, int]] = {}
-        seconds: dict[str, tuple[int, int]] = {}
-        offsets: dict[str, tzinfo] = {}
+        rests: dict[str, tuple[int, int, tzinfo]] = {}
         destinations: dict[str, str] = {}
         amounts: dict[str, Decimal] = {}
         phone = _E164_RE.fullmatch
         decimal_text = _DECIMAL_RE.fullmatch
-        new = object.__new__
         types = _TYPES
         max_whole = _MAX_WHOLE
-        limit = CACHE_LIMIT
 
         def slow(obj: dict) -> Any:
             self.slow += 1
@@ -145,40 +166,29 @@ class UsageReader:
             # type check is left out, the next step takes only a str (a regex, a lookup
             # in a dict of str keys) and raises or misses for anything else.
             try:
-                # start: Instant. Cut in four pieces, each checked (once per distinct
+                # start: Instant. Cut in three pieces, each checked (once per distinct
                 # piece) against its part of the rule's pattern: together, the pattern.
-                cut = -1 if start[-1] == "Z" else -6
-                ymd = days.get(start[:11])
-                if ymd is None:
-                    ymd = _day(start[:11])
-                    if len(days) < limit:
-                        days[start[:11]] = ymd
-                hm = minutes.get(start[11:16])
-                if hm is None:
-                    hm = _minute(start[11:16])
-                    if len(minutes) < limit:
-                        minutes[start[11:16]] = hm
-                sec = seconds.get(start[16:cut])
-                if sec is None:
-                    sec = _second(start[16:cut])
-                    if len(seconds) < limit:
-                        seconds[start[16:cut]] = sec
-                tz = offsets.get(start[cut:])
-                if tz is None:
-                    tz = _zone(start[cut:])
-                    if len(offsets) < limit:
-                        offsets[start[cut:]] = tz
-                when = datetime(ymd[0], ymd[1], ymd[2], hm[0], hm[1], sec[0], sec[1], tz)
+                # (Lookups by subscript: a miss, raising KeyError, is the rare case.)
+                try:
+                    year, month, day = days[start[:11]]
+                except KeyError:
+                    year, month, day = _cached(days, start[:11], _day)
+                try:
+                    hour, minute = minutes[start[11:16]]
+                except KeyError:
+                    hour, minute = _cached(minutes, start[11:16], _minute)
+                try:
+                    second, micro, tz = rests[start[16:]]
+                except KeyError:
+                    second, micro, tz = _cached(rests, start[16:], _rest)
+                when = datetime(year, month, day, hour, minute, second, micro, tz)
                 # type: UsageType (a str enum: only its values are keys)
-                kind = types.get(kind)
-                if kind is None:
-                    raise _Unsure
+                kind = types[kind]
                 # destination: Text
-                destination = destinations.get(raw)
-                if destination is None:
-                    destination = _destination_text(raw)
-                    if len(destinations) < limit:
-                        destinations[raw] = destination
+                try:
+                    destination = destinations[raw]
+                except KeyError:
+                    destination = _cached(destinations, raw, _destination_text)
                 get = obj.get
                 # called: Phone | None
                 called = get("called")
@@ -195,25 +205,18 @@ class UsageReader:
                     raise _Unsure
                 # amount: Money; its precision is judged once the currency is known
                 text = get("amount")
-                amount = amounts.get(text)
-                if amount is None:
+                try:
+                    amount = amounts[text]
+                except KeyError:
                     if decimal_text(text) is None:
-                        raise _Unsure
-                    amount = _shared_decimal(text)
-                    if len(amounts) < limit:
-                        amounts[text] = amount
+                        raise _Unsure from None
+                    amount = _cached(amounts, text, _shared_decimal)
                     point = text.find(".")
                     places = 0 if point < 0 else len(text) - point - 1
                     if places > self.max_places:
                         self.max_places = places
-                usage = new(Usage)
-                _set_start(usage, when)
-                _set_type(usage, kind)
-                _set_called(usage, called)
-                _set_destination(usage, destination)
-                _set_duration(usage, duration)
-                _set_volume(usage, volume)
-                _set_amount(usage, amount)
+                usage = _Unfrozen(when, kind, called, destination, duration, volume, amount)
+                usage.__class__ = Usage
                 return usage
             except Exception:
                 return slow(obj)
