@@ -239,7 +239,8 @@ def _narrow_utf8(raw: bytes) -> tuple[str, int] | None:
                 if wide > _WIDE_PER_PIECE or (pieces and pieces[-1].endswith("\\")):
                     return None
                 piece = piece.encode("latin-1", "invoicer.json_escape").decode("latin-1")
-            pieces.append(piece)
+            if piece:  # (a piece may end inside a character: it is then decoded next)
+                pieces.append(piece)
     except UnicodeError:
         return None
     return "".join(pieces), chars

@@ -178,6 +178,9 @@ def test_the_most_decimal_places_are_noted_for_the_precision_check():
     assert not reader.precision_unknown(2)
     reader.hook(dict(row, amount="0.125"))
     assert reader.precision_unknown(2) and not reader.precision_unknown(3)
+    # A row the model took is not known: the record is scanned then.
+    reader.hook(dict(row, amount="0.1", start="not an instant"))
+    assert reader.slow == 1 and reader.precision_unknown(3)
 
 
 # --- whole large lines: the fast path against the model-only decoder of before ---------
@@ -210,16 +213,18 @@ def _outcome(text: str) -> tuple:
                             max_size=30),
        service=st.sampled_from([0, 0, 0, 1]))
 def test_large_lines_end_as_they_did_before_the_fast_path(usage, service, monkeypatch):
-    monkeypatch.setattr(record_module, "LARGE_LINE", 0)  # every line takes the hook path
+    # (Patched per example: hypothesis runs them all within one function-scoped fixture.)
     doc = json.loads(json.dumps(SPEC_EXAMPLE))
     if service:
         doc["services"].append({"id": "+5521900000000", "label": "Second line",
                                 "charges": []})
     doc["services"][service]["usage"] = usage
     text = json.dumps(doc)
-    fast = _outcome(text)
-    monkeypatch.setattr(record_module, "UsageReader", ModelOnly)
-    assert fast == _outcome(text)
+    with monkeypatch.context() as patch:
+        patch.setattr(record_module, "LARGE_LINE", 0)  # every line takes the hook path
+        fast = _outcome(text)
+        patch.setattr(record_module, "UsageReader", ModelOnly)
+        assert fast == _outcome(text)
 
 
 def test_errors_name_the_row_and_field_on_the_fast_path(monkeypatch):
@@ -239,3 +244,87 @@ def test_errors_name_the_row_and_field_on_the_fast_path(monkeypatch):
         parse_record(json.dumps(doc), line=9)
     assert [(i.path, i.reason) for i in err.value.issues] == [
         ("services[0].usage[130].amount", "money_precision")]
+
+
+# --- long lines decoded narrow: the same record or the same error as the text as written --
+
+texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
+wide_texts = st.text(st.sampled_from("aé\\\"—€😀Жت\x85\u2028ÿĀ"), max_size=12)
+
+
+@BOUNDED
+@given(value=st.recursive(st.one_of(texts, wide_texts, st.integers()),
+                          lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                  st.dictionaries(wide_texts, inner, max_size=4)),
+                          max_leaves=12),
+       piece=st.sampled_from([1, 2, 3, 5, 64, 1 << 18]))
+def test_narrow_decoding_reads_the_same_json(value, piece, monkeypatch):
+    monkeypatch.setattr(record_module, "_PIECE", piece)
+    raw = json.dumps(value, ensure_ascii=False).encode()
+    narrow = record_module._narrow_utf8(raw)
+    if narrow is None:
+        return
+    text, chars = narrow
+    assert chars == len(raw.decode()) and all(c <= "\xff" for c in text)
+    assert json.loads(text) == value
+
+
+def _mangle(text: str, where: float, what: str) -> str:
+    at = int(where * len(text))
+    return text[:at] + what + text[at:]
+
+
+#: Where in the line (as a share of its length): errors after its em dash quote columns
+#: that differ between the narrow text and the text as written.
+shares = st.one_of(st.sampled_from([0.0, 0.6, 0.8, 0.95, 1.0]), st.floats(0, 1))
+
+
+@BOUNDED
+@given(usage=st.lists(valid_rows, max_size=3),
+       label=wide_texts, mangle=st.none() | st.tuples(shares, st.sampled_from(
+           ["—", "\\—", "\\\\—", "\\u", "\\ud83d", "\\ud83d😀", "😀", "\\", '"', "{", "NaN",
+            "\udcff"])),
+       piece=st.sampled_from([1, 3, 64, 1 << 18]), cut=st.none() | shares)
+def test_long_lines_end_alike_decoded_narrow_or_as_written(usage, label, mangle, piece, cut,
+                                                           monkeypatch):
+    doc = json.loads(json.dumps(SPEC_EXAMPLE))
+    doc["services"][0]["usage"] = usage
+    doc["services"][0]["label"] = "Plano — " + label
+    text = json.dumps(doc, ensure_ascii=False)
+    if mangle is not None:
+        text = _mangle(text, *mangle)
+    raw = text.encode("utf-8", "surrogateescape")  # "\udcff" becomes the invalid byte 0xff
+    if cut is not None:
+        raw = raw[: int(cut * len(raw))]
+    with monkeypatch.context() as patch:
+        patch.setattr(record_module, "LARGE_LINE", 0)
+        patch.setattr(record_module, "_PIECE", piece)
+        narrow = _outcome_bytes(raw)
+        patch.setattr(record_module, "_narrow_utf8", lambda raw: None)
+        assert narrow == _outcome_bytes(raw)
+
+
+def _outcome_bytes(raw: bytes) -> tuple:
+    try:
+        record = parse_record(raw, line=3)
+    except RecordError as exc:
+        return ("rejected", [(i.path, i.reason, i.message) for i in exc.issues])
+    return ("ok", repr(record))
+
+
+@pytest.mark.parametrize("piece", [1, 2, 3, 4, 1 << 18])
+def test_an_escape_is_never_written_after_a_backslash(piece, monkeypatch):
+    """``"\\—"`` is not JSON; ``"\\\\u2014"`` would be: never narrow that, whatever the
+    piece boundaries (here the backslash ends a piece and the dash starts the next)."""
+    monkeypatch.setattr(record_module, "_PIECE", piece)
+    assert record_module._narrow_utf8('["\\—"]'.encode()) is None
+    assert record_module._narrow_utf8('["\\\\—"]'.encode()) is None  # (valid: left as is too)
+    assert record_module._narrow_utf8('["a—"]'.encode()) == ('["a\\u2014"]', 6)
+
+
+def test_many_characters_past_latin1_are_decoded_as_written():
+    raw = json.dumps({"a": "Ж" * 100}, ensure_ascii=False).encode()
+    assert record_module._narrow_utf8(raw) is None  # more than _WIDE_PER_PIECE to escape
+    assert record_module._narrow_utf8(b'{"a": "\xff"}') is None  # invalid UTF-8
+    assert record_module._narrow_utf8('{"a": "\\—"}'.encode()) is None  # escape after \
+    assert record_module._narrow_utf8('{"a": "—"}'.encode()) == ('{"a": "\\u2014"}', 10)
