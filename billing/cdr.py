@@ -95,25 +95,15 @@ def _cached(cache: dict[str, Any], key: str, parse: Callable[[str], Any]) -> Any
 
 
 class _Unfrozen:
-    """Usage's layout without its frozen ``__setattr__``: a row's slots are filled here
-    (plain attribute stores, the fastest way), then it becomes the ``Usage`` it is."""
+    """Usage's layout without its frozen ``__setattr__``: a row's slots are filled here by
+    plain attribute stores (the fastest way there is), then it becomes the ``Usage`` it
+    is by a change of class, which Python allows between identical slot layouts."""
 
     __slots__ = _FIELDS
 
-    def __init__(self, start: datetime, type: UsageType, called: str | None,
-                 destination: str, duration_s: int | None, volume_kb: int | None,
-                 amount: Decimal) -> None:
-        self.start = start
-        self.type = type
-        self.called = called
-        self.destination = destination
-        self.duration_s = duration_s
-        self.volume_kb = volume_kb
-        self.amount = amount
-
 
 # A layout change would make every row take the model's path: fail at import instead.
-_probe = _Unfrozen(*[None] * len(_FIELDS))
+_probe = object.__new__(_Unfrozen)
 _probe.__class__ = Usage
 del _probe
 
@@ -151,6 +141,7 @@ class UsageReader:
         phone = _E164_RE.fullmatch
         decimal_text = _DECIMAL_RE.fullmatch
         types = _TYPES
+        new = object.__new__
         max_whole = _MAX_WHOLE
 
         def slow(obj: dict) -> Any:
@@ -215,7 +206,14 @@ class UsageReader:
                     places = 0 if point < 0 else len(text) - point - 1
                     if places > self.max_places:
                         self.max_places = places
-                usage = _Unfrozen(when, kind, called, destination, duration, volume, amount)
+                usage = new(_Unfrozen)
+                usage.start = when
+                usage.type = kind
+                usage.called = called
+                usage.destination = destination
+                usage.duration_s = duration
+                usage.volume_kb = volume
+                usage.amount = amount
                 usage.__class__ = Usage
                 return usage
             except Exception:
