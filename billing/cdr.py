@@ -49,16 +49,24 @@ _destination_text = _text_validator(False, True)
 _cdr_keys = itemgetter("start", "type", "destination")
 
 _FIELDS = ("start", "type", "called", "destination", "duration_s", "volume_kb", "amount")
-assert Usage.__slots__ == _FIELDS, "billing.cdr builds Usage slot by slot: update it"
+if Usage.__slots__ != _FIELDS:
+    raise ImportError("billing.cdr builds Usage slot by slot: follow its new fields")
 
-# The pattern of an instant (fields._INSTANT_RE) in four consecutive pieces.
+# The pattern of an instant (fields._INSTANT_RE) in four consecutive pieces, the first
+# two of fixed length (11 and 5 characters); the last two are read together.
 _DAY_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T")
 _MINUTE_RE = re.compile(r"[0-9]{2}:[0-9]{2}")
 _SECOND_RE = re.compile(r":[0-9]{2}(?:\.[0-9]{1,6})?")
 _ZONE_RE = re.compile(r"Z|[+-][0-9]{2}:[0-9]{2}")
-assert _INSTANT_RE.pattern.replace("(", "").replace(")", "").replace("?:", "") == (
-    _DAY_RE.pattern + _MINUTE_RE.pattern + _SECOND_RE.pattern.replace("(", "").replace(
-        ")", "").replace("?:", "") + _ZONE_RE.pattern), "instant pattern changed"
+
+
+def _bare(pattern: str) -> str:
+    return pattern.replace("?:", "").replace("(", "").replace(")", "")
+
+
+if _bare(_INSTANT_RE.pattern) != "".join(
+        _bare(p.pattern) for p in (_DAY_RE, _MINUTE_RE, _SECOND_RE, _ZONE_RE)):
+    raise ImportError("billing.cdr reads instants piece by piece: follow fields._INSTANT_RE")
 
 
 def _day(text: str) -> tuple[int, int, int]:
@@ -157,8 +165,9 @@ class UsageReader:
             # type check is left out, the next step takes only a str (a regex, a lookup
             # in a dict of str keys) and raises or misses for anything else.
             try:
-                # start: Instant. Cut in three pieces, each checked (once per distinct
-                # piece) against its part of the rule's pattern: together, the pattern.
+                # start: Instant. Cut in three pieces (day, minute, second and offset),
+                # each checked once per distinct piece against its part of the rule's
+                # pattern: together, the whole pattern.
                 # (Lookups by subscript: a miss, raising KeyError, is the rare case.)
                 try:
                     year, month, day = days[start[:11]]
