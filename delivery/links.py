@@ -120,17 +120,24 @@ def redact_tokens_in_logs() -> None:
 
 def keys(secret: Keys) -> tuple[bytes, ...]:
     """``secret`` as a tuple of keys, the signing one first; ``ValueError`` if empty."""
+    if type(secret) is bytes:  # the common case, without copies
+        return (secret,)
     found = (secret,) if isinstance(secret, bytes | bytearray) else tuple(secret)
     if not found:
         raise ValueError("no signing key")
     return tuple(bytes(k) for k in found)
 
 
+#: ``json.dumps(value, separators=(",", ":"))`` without building an encoder per call
+#: (a history signs a link per invoice).
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def sign(claims: LinkClaims, secret: Keys) -> str:
     """A token for ``claims``: ``payload.signature``, both base64url, signed with the
     first key of ``secret``."""
-    payload = json.dumps([claims.operator, claims.account, claims.invoice, claims.expires],
-                         separators=(",", ":")).encode()
+    payload = _compact([claims.operator, claims.account, claims.invoice,
+                        claims.expires]).encode()
     mac = hmac.digest(keys(secret)[0], payload, "sha256")
     return f"{_b64(payload)}.{_b64(mac)}"
 

@@ -306,8 +306,8 @@ class InvoiceStore:
         """The account's latest archived invoices, newest issue date first."""
         with self._db.read() as conn:
             rows = conn.execute(_FOR_ACCOUNT, {"operator_id": operator_id,
-                                               "account": account, "limit": limit})
-            return [Invoice(*r) for r in rows]
+                                               "account": account, "limit": limit}).all()
+        return [Invoice(*r) for r in rows]
 
     def previous(self, operator_id: str, account: str, before: date) -> Invoice | None:
         """The account's archived original invoice whose period ended last before
