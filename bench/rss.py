@@ -26,6 +26,7 @@ archive, ledger and outboxes there instead of a temporary folder.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import subprocess
@@ -80,10 +81,8 @@ def tree_rss(root: int) -> tuple[int, int]:
             return 0, 0
         total = 0
         for p in procs:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 total += p.memory_info().rss
-            except psutil.NoSuchProcess:
-                pass
         return total, len(procs)
     kids = _children_proc()
     todo, seen = [root], []
