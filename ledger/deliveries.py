@@ -460,8 +460,12 @@ class DeliveryStore:
 
     def suppressed(self, operator_id: str, address: str) -> str | None:
         """Why e-mail no longer goes to ``address`` (``complaint``, ``bounce``), or None."""
-        with self._db.read() as conn:
-            return conn.execute(
+        stmt = self._statements.get("suppressed")
+        if stmt is None:  # asked before every e-mail of a bill run: built once
+            stmt = self._statements["suppressed"] = (
                 sa.select(suppressions.c.reason)
-                .where(suppressions.c.operator_id == operator_id,
-                       suppressions.c.address == address.strip().lower())).scalar_one_or_none()
+                .where(suppressions.c.operator_id == sa.bindparam("operator_id"),
+                       suppressions.c.address == sa.bindparam("address")))
+        with self._db.read() as conn:
+            return conn.execute(stmt, {"operator_id": operator_id,
+                                       "address": address.strip().lower()}).scalar_one_or_none()
