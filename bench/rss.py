@@ -10,9 +10,10 @@ command on them, `invoicer run FILE` (delivery on: e-mail .eml and SMS outboxes)
 the file archive, the SQLite ledger and the outboxes in a temporary folder. Meanwhile
 the summed RSS of the run's process tree (the `invoicer run` process and every
 descendant, read from /proc, or with psutil when it is installed) is sampled every
-`--interval` seconds. Prints the peak, the RSS after 10 % and 50 % of the run's wall
-time (a tree whose memory grows with N shows it there already), and CPU per invoice
-(getrusage of the finished children: process start and ledger migration included).
+`--interval` seconds. Prints the peak (and each process's share of it), the RSS at
+10 %, 25 %, 50 %, 75 % and 90 % of the run's wall time (a tree whose memory grows with
+N shows it there already), and CPU per invoice (getrusage of the finished children:
+process start and ledger migration included).
 
 Flat RSS means the peak at 100,000 invoices is within 10 % of the peak at 10,000:
 
@@ -71,26 +72,26 @@ def _rss_proc(pid: int) -> int:
         return 0
 
 
-def tree_rss(root: int) -> tuple[int, int]:
-    """``(summed RSS in bytes, processes)`` of ``root`` and all its descendants."""
+def tree_rss(root: int) -> list[int]:
+    """The RSS in bytes of ``root`` and of each of its descendants (``root`` first)."""
     if psutil is not None:
         try:
             procs = [psutil.Process(root)]
             procs += procs[0].children(recursive=True)
         except psutil.NoSuchProcess:
-            return 0, 0
-        total = 0
+            return []
+        sizes = []
         for p in procs:
             with contextlib.suppress(psutil.NoSuchProcess):
-                total += p.memory_info().rss
-        return total, len(procs)
+                sizes.append(p.memory_info().rss)
+        return sizes
     kids = _children_proc()
     todo, seen = [root], []
     while todo:
-        pid = todo.pop()
+        pid = todo.pop(0)
         seen.append(pid)
         todo += kids.get(pid, [])
-    return sum(_rss_proc(p) for p in seen), len(seen)
+    return [_rss_proc(p) for p in seen]
 
 
 def _children_cpu() -> float:
@@ -135,13 +136,13 @@ def main() -> None:
         with open(work / "run.out", "w") as out:
             proc = subprocess.Popen(cmd, env=env, cwd=work, stdout=out,
                                     stderr=subprocess.STDOUT)
-        samples: list[tuple[float, int, int]] = []
+        samples: list[tuple[float, int, list[int]]] = []
 
         def sample() -> None:
             while proc.poll() is None:
-                rss, n = tree_rss(proc.pid)
-                if n:
-                    samples.append((time.monotonic() - t0, rss, n))
+                sizes = tree_rss(proc.pid)
+                if sizes:
+                    samples.append((time.monotonic() - t0, sum(sizes), sizes))
                 time.sleep(args.interval)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -156,16 +157,16 @@ def main() -> None:
     mib = 1 << 20
     peak = max(samples, key=lambda s: s[1])
 
-    def at(share: float) -> str:
-        t = wall * share
-        near = min(samples, key=lambda s: abs(s[0] - t))
-        return f"{near[1] / mib:7.1f} MiB at {near[0]:6.1f} s"
+    def each(sizes: list[int]) -> str:
+        return " + ".join(f"{size / mib:.0f}" for size in sizes)
 
     print(f"{args.count} records (cdrs {args.cdrs}, seed {args.seed}, einvoice "
           f"{args.einvoice}), exit {status}, {len(samples)} samples every {args.interval} s")
     print(f"peak RSS of the tree : {peak[1] / mib:7.1f} MiB at {peak[0]:6.1f} s "
-          f"({peak[2]} processes)")
-    print(f"RSS at 10 % / 50 % / 90 % of the run: {at(0.1)} / {at(0.5)} / {at(0.9)}")
+          f"({len(peak[2])} processes: {each(peak[2])} MiB, the run's own first)")
+    for share in (0.1, 0.25, 0.5, 0.75, 0.9):
+        near = min(samples, key=lambda s, t=wall * share: abs(s[0] - t))
+        print(f"  at {share:4.0%} of the run: {near[1] / mib:7.1f} MiB ({each(near[2])})")
     print(f"wall {wall:7.1f} s   CPU {cpu:7.1f} s   {cpu / max(args.count, 1) * 1000:6.2f} ms "
           f"CPU per invoice")
     print("run:", " | ".join(tail[-1:]))
