@@ -5,7 +5,10 @@ settings name (or ready ones, for tests and embedding); ``invoicer serve`` runs 
 under uvicorn. Routers live one per client kind (``api/print_shop.py``...); keys,
 problem details and range downloads are shared (``api/keys.py``, ``api/problems.py``,
 ``api/ranges.py``). Handlers are plain ``def``: the ledger and the archive are
-blocking libraries, so FastAPI runs each request in its thread pool.
+blocking libraries, so FastAPI runs each request in its thread pool. The exceptions are
+the hottest subscriber read (the history) and the token check, which are ``async`` and
+run on the event loop: one short ledger read on the loop's own connection (see
+``ledger.db.Database.read``) costs less than the hop to the thread pool.
 """
 
 from __future__ import annotations

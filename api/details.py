@@ -41,7 +41,7 @@ from invoicer.api.subscriber import (
     PREFIX,
     _bearer,
     account_invoice,
-    current_grant,
+    grant_of,
 )
 from invoicer.billing.fields import currency_minor_units
 from invoicer.delivery.archive import Archive
@@ -177,7 +177,7 @@ def any_grant(request: Request,
         line = _access(request).line_grant(bearer.credentials)
         if line is not None:
             return line
-    return current_grant(request, bearer)
+    return grant_of(request, bearer)
 
 
 def grant_invoice(access: AccessService, grant: Grant, number: str) -> Invoice:

@@ -183,12 +183,9 @@ def _refused() -> Problem:
                           "or ask for a new SMS code.")
 
 
-def current_grant(
-    request: Request,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Grant:
-    """The caller's grant (a dependency): 401 without a token, 403 for one that
-    grants nothing."""
+def grant_of(request: Request, bearer: HTTPAuthorizationCredentials | None) -> Grant:
+    """The grant the request's bearer token carries: 401 without a token, 403 for one
+    that grants nothing."""
     if bearer is None:
         raise Problem(401, "unauthenticated", "A session or link token is required",
                       headers={"WWW-Authenticate": 'Bearer realm="subscriber"'})
@@ -196,6 +193,17 @@ def current_grant(
     if grant is None:
         raise _refused()
     return grant
+
+
+async def current_grant(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Grant:
+    """The caller's grant (a dependency; see :func:`grant_of`).
+
+    ``async``: an HMAC and a clock, no I/O, so it runs on the event loop; a plain ``def``
+    dependency costs a hop to the thread pool on every request."""
+    return grant_of(request, bearer)
 
 
 def _not_found() -> Problem:
@@ -357,12 +365,16 @@ def open_session(request: Request, body: SessionRequest) -> Session:
 
 @router.get("/invoices", response_model=History, summary="The account's last invoices",
             responses=problem_responses(401, 403))
-def list_invoices(request: Request, grant: Annotated[Grant, Depends(current_grant)]
-                  ) -> History:
+async def list_invoices(request: Request, grant: Annotated[Grant, Depends(current_grant)]
+                        ) -> History:
     """Number, period, dates, amount, currency, payment status and a signed document
     link of each of the account's last invoices (the operator's setting: Oi 13), newest
     first. ``payment_status`` is ``overdue`` once an invoice not marked paid is past its
     due date."""
+    # On the event loop, reading inline: one indexed query of the ledger (the loop's
+    # own connection, its statements bounded: ledger.db.Database.read) and 13 HMACs.
+    # The hop to the thread pool a plain def costs took more CPU than all of that
+    # (1.7 against 1.1 ms a request; docs/performance.md).
     return history(_access(request), grant)
 
 

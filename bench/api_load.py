@@ -15,8 +15,10 @@ subscriber world of the tests (``tests/api/world.py``), then runs wrk with
   query, JSON);
 - ``pdf``: ``GET /invoices/<token>.pdf`` (signed link, ledger look-up, archive read).
 
-Prints requests/s, p50 and p99 latency (wrk's ``--latency``) for each and history's
-throughput as a share of the trivial one. Loopback only; bounded in time.
+Prints requests/s, p50 and p99 latency (wrk's ``--latency``) and the server's CPU per
+request (every uvicorn process, from /proc: the figure least moved by other jobs on the
+machine) for each, and history's throughput as a share of the trivial one. Loopback
+only; bounded in time.
 """
 
 from __future__ import annotations
@@ -66,12 +68,32 @@ def wrk(url: str, connections: int, duration: int, header: str | None) -> dict[s
     p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
     rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    requests = re.search(r"(\d+) requests in", out)
     sockets = re.search(r"Socket errors: (.*)", out)
     if not (p50 and p99 and rps):
         raise SystemExit(f"unexpected wrk output:\n{out}")
     return {"rps": float(rps.group(1)), "p50": _ms(p50.group(1)), "p99": _ms(p99.group(1)),
             "non2xx": int(errors.group(1)) if errors else 0,
+            "requests": int(requests.group(1)) if requests else 0,
             "socket_errors": sockets.group(1) if sockets else ""}
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its descendants (the
+    uvicorn workers), from /proc: the server's own cost a request, whatever else the
+    machine runs."""
+    total, todo = 0.0, [pid]
+    tick = os.sysconf("SC_CLK_TCK")
+    while todo:
+        one = todo.pop()
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{one}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
 
 
 def main() -> None:
@@ -112,7 +134,10 @@ def main() -> None:
                 if got.status_code != status:
                     raise SystemExit(f"{name}: {got.status_code} {got.text[:200]}")
                 wrk(base + path, 20, 2, header)  # warm-up: pools, caches, every worker
+                before = tree_cpu(server.pid)
                 results[name] = wrk(base + path, args.connections, args.duration, header)
+                results[name]["cpu_ms"] = (tree_cpu(server.pid) - before) * 1000 / max(
+                    1, results[name]["requests"])
     finally:
         if server is not None:
             server.terminate()
@@ -123,10 +148,10 @@ def main() -> None:
 
     print(f"wrk -c {args.connections} -d {args.duration}s per endpoint; uvicorn "
           f"{args.workers} worker(s); PostgreSQL ledger; PDF of {invoice.size:,} bytes")
-    print(f"{'endpoint':10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}  errors")
+    print(f"{'endpoint':10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>11}  errors")
     for name, r in results.items():
         bad = r["non2xx"] if name != "trivial" else 0
-        print(f"{name:10} {r['rps']:9.0f} {r['p50']:8.1f} {r['p99']:8.1f}  "
+        print(f"{name:10} {r['rps']:9.0f} {r['p50']:8.1f} {r['p99']:8.1f} {r['cpu_ms']:11.3f}  "
               f"{bad} {r['socket_errors']}".rstrip())
     share = results["history"]["rps"] / results["trivial"]["rps"]
     worst = max(results["history"]["p99"], results["pdf"]["p99"])

@@ -7,13 +7,18 @@ JSON Lines reader, the Celery task, the HTTP endpoint) goes through
 
 from __future__ import annotations
 
+import codecs
+import gc
 import json
 import logging
+import sys
 from functools import cache
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from invoicer.billing.cdr import UsageReader
 from invoicer.billing.checks import check_record
 from invoicer.billing.errors import Issue, RecordError, format_path
 from invoicer.billing.fields import currency_minor_units, precision_error
@@ -94,14 +99,19 @@ def parse_record(data: str | bytes | dict, *, line: int | None = None) -> Billin
 
 
 def _parse_record(data: str | bytes | dict, *, line: int | None = None) -> BillingRecord:
-    early = False
+    reader: UsageReader | None = None
     if isinstance(data, str | bytes):
         try:
             # Decoded here, strictly: json.loads would guess UTF-16/32 from a BOM, and the
             # contract says UTF-8.
-            text = data.decode("utf-8") if isinstance(data, bytes) else data
-            early = len(text) > LARGE_LINE
-            data = _loads_with_cdrs(text) if early else loads(text)
+            if isinstance(data, bytes) and len(data) > LARGE_LINE:
+                data, reader = _loads_large(data)
+            else:
+                text = data.decode("utf-8") if isinstance(data, bytes) else data
+                if len(text) > LARGE_LINE:
+                    data, reader = _loads_with_cdrs(text)
+                else:
+                    data = loads(text)
         except ValueError as exc:
             raise RecordError(json_error(exc, data), line=line) from None
     number = readable_invoice_number(data)
@@ -116,8 +126,8 @@ def _parse_record(data: str | bytes | dict, *, line: int | None = None) -> Billi
         issues = [_issue(e) for e in exc.errors(include_url=False)[:MAX_ISSUES]]
         raise RecordError(issues, line=line, invoice_number=number) from None
     issues = check_record(record)
-    if early:
-        issues = _cdr_precision(record, _context(data)) + issues
+    if reader is not None:
+        issues = _cdr_precision(record, _context(data), reader) + issues
     if issues:
         raise RecordError(issues[:MAX_ISSUES], line=line, invoice_number=number)
     return record
@@ -170,41 +180,125 @@ def _as_version_1(data: dict) -> dict:
     return out
 
 
+def _loads_large(raw: bytes) -> tuple[Any, UsageReader | None]:
+    """A long line decoded: from the narrow text of :func:`_narrow_utf8` where it has one,
+    from the text as written otherwise, and always so when it is not a valid record's
+    JSON (errors quote positions in the text as written)."""
+    narrow = _narrow_utf8(raw)
+    if narrow is not None and narrow[1] > LARGE_LINE:
+        try:
+            return _loads_with_cdrs(narrow[0])
+        except ValueError:
+            pass
+    del narrow
+    text = raw.decode("utf-8")
+    if len(text) > LARGE_LINE:
+        return _loads_with_cdrs(text)
+    return loads(text), None
+
+
+#: Bytes of a long line decoded at a time, and the most characters past U+00FF such a
+#: piece may have to be escaped (more, and the line is decoded as it is).
+_PIECE = 1 << 18
+_WIDE_PER_PIECE = 64
+_UCS1_SIZE = sys.getsizeof("\xe9") - 1  # a 1-byte-per-character str, less its characters
+
+
+def _escape_wide(exc: UnicodeError) -> tuple[str, int]:
+    """Encoding error handler: characters past U+00FF as JSON ``\\u`` escapes (a pair
+    for those past U+FFFF), except after a backslash, where that would change the JSON."""
+    if (not isinstance(exc, UnicodeEncodeError)
+            or (exc.start and exc.object[exc.start - 1] == "\\")):
+        raise exc
+    return encode_basestring_ascii(exc.object[exc.start:exc.end])[1:-1], exc.end
+
+
+codecs.register_error("invoicer.json_escape", _escape_wide)
+
+
+def _narrow_utf8(raw: bytes) -> tuple[str, int] | None:
+    """``raw`` decoded as UTF-8 with its few characters past U+00FF written as JSON
+    escapes, and the number of characters of the text as written; None where that is
+    not possible or not worth it (invalid UTF-8, many such characters).
+
+    One em dash in a 14 MB line makes CPython store its whole text at 2 bytes a
+    character (29 MB instead of 14.6); the JSON escape decodes to the same character, so
+    the record is the same while the peak of its parse is 14 MB lower (issue 18). Where
+    the text is not valid JSON, its errors are reported from the text as written.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    pieces: list[str] = []
+    chars = 0
+    try:
+        for start in range(0, len(raw), _PIECE):
+            piece = decoder.decode(raw[start:start + _PIECE],
+                                   final=start + _PIECE >= len(raw))
+            chars += len(piece)
+            if not piece.isascii() and sys.getsizeof(piece) > _UCS1_SIZE + len(piece):
+                wide = len(piece) - len(piece.encode("latin-1", "ignore"))
+                if wide > _WIDE_PER_PIECE or (pieces and pieces[-1].endswith("\\")):
+                    return None
+                piece = piece.encode("latin-1", "invoicer.json_escape").decode("latin-1")
+            if piece:  # (a piece may end inside a character: it is then decoded next)
+                pieces.append(piece)
+    except UnicodeError:
+        return None
+    return "".join(pieces), chars
+
+
 @cache
 def _usage_adapter() -> TypeAdapter:
     return TypeAdapter(Usage)
 
 
-def _loads_with_cdrs(text: str) -> Any:
+def _loads_with_cdrs(text: str) -> tuple[Any, UsageReader]:
     """``loads`` that turns each call-detail record into a ``Usage`` as it is decoded.
 
     A 100,000-CDR line decoded first and validated after holds 100,000 dicts and their
-    strings at once (~60 MB); converted one by one, each dict is freed at once. A CDR
-    that fails stays a dict and is validated again in place, where its field path is
-    known, so errors read the same on both paths. The currency is not known yet, so
-    amount precision is checked afterwards by :func:`_cdr_precision`.
+    strings at once (~60 MB); converted one by one, each dict is freed at once. Plain
+    valid rows take the fast path of :mod:`billing.cdr` (pydantic per row was most of
+    the parse); the model takes the rest. A CDR that fails stays a dict and is validated
+    again in place, where its field path is known, so errors read the same on both
+    paths. The currency is not known yet, so amount precision is checked afterwards by
+    :func:`_cdr_precision`.
     """
     adapter = _usage_adapter()
 
-    def hook(obj: dict) -> Any:
-        if "start" in obj and "destination" in obj and "type" in obj:
-            try:
-                return adapter.validate_python(obj)
-            except ValidationError:
-                return obj
-        return obj
+    def model(obj: dict) -> Any:
+        try:
+            return adapter.validate_python(obj)
+        except ValidationError:
+            return obj
 
-    return json.loads(text, object_hook=hook, parse_constant=_reject_constant)
+    reader = UsageReader(model)
+    # The decoder makes 100,000s of objects and no reference cycle: the collector's
+    # passes over them (a tenth of the parse) would find nothing, so it waits.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        data = json.loads(text, object_hook=reader.hook, parse_constant=_reject_constant)
+    finally:
+        if collecting:
+            gc.enable()
+    return data, reader
 
 
-def _cdr_precision(record: BillingRecord, context: dict) -> list[Issue]:
+def _cdr_precision(record: BillingRecord, context: dict, reader: UsageReader) -> list[Issue]:
     digits, currency = context.get("minor_units"), context.get("currency", "")
-    if digits is None:
+    if digits is None or not reader.precision_unknown(digits):
         return []
     issues = []
+    # Amounts are shared Decimals (one per distinct text), so each is judged once; keyed
+    # by identity, as 0.0 == 0.00 but their precision differs. The record keeps every
+    # amount alive meanwhile, so no id is reused.
+    judged: dict[int, str | None] = {}
     for i, service in enumerate(record.services):
         for j, usage in enumerate(service.usage):
-            problem = precision_error(usage.amount, digits, currency)
+            amount = usage.amount
+            try:
+                problem = judged[id(amount)]
+            except KeyError:
+                problem = judged[id(amount)] = precision_error(amount, digits, currency)
             if problem:
                 issues.append(Issue(f"services[{i}].usage[{j}].amount", problem,
                                     "money_precision"))

@@ -9,7 +9,6 @@ carry no personal data beyond the identifiers, and cannot be altered without the
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import json
 import logging
@@ -121,18 +120,25 @@ def redact_tokens_in_logs() -> None:
 
 def keys(secret: Keys) -> tuple[bytes, ...]:
     """``secret`` as a tuple of keys, the signing one first; ``ValueError`` if empty."""
+    if type(secret) is bytes:  # the common case, without copies
+        return (secret,)
     found = (secret,) if isinstance(secret, bytes | bytearray) else tuple(secret)
     if not found:
         raise ValueError("no signing key")
     return tuple(bytes(k) for k in found)
 
 
+#: ``json.dumps(value, separators=(",", ":"))`` without building an encoder per call
+#: (a history signs a link per invoice).
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def sign(claims: LinkClaims, secret: Keys) -> str:
     """A token for ``claims``: ``payload.signature``, both base64url, signed with the
     first key of ``secret``."""
-    payload = json.dumps([claims.operator, claims.account, claims.invoice, claims.expires],
-                         separators=(",", ":")).encode()
-    mac = hmac.new(keys(secret)[0], payload, hashlib.sha256).digest()
+    payload = _compact([claims.operator, claims.account, claims.invoice,
+                        claims.expires]).encode()
+    mac = hmac.digest(keys(secret)[0], payload, "sha256")
     return f"{_b64(payload)}.{_b64(mac)}"
 
 
@@ -148,7 +154,7 @@ def verify(token: str, secret: Keys, *, now: float | None = None) -> LinkClaims:
     # tells nothing about which key, if any, signed the token.
     matched = False
     for key in keys(secret):
-        expected = hmac.new(key, payload, hashlib.sha256).digest()
+        expected = hmac.digest(key, payload, "sha256")
         matched |= hmac.compare_digest(mac, expected)
     if not matched:
         raise InvalidLinkError("bad signature")
@@ -176,7 +182,7 @@ def tag(secret: Keys, purpose: str, value: str, *, size: int = 10) -> str:
 
 
 def _tag(key: bytes, purpose: str, value: str, size: int) -> str:
-    mac = hmac.new(key, f"{purpose}\0{value}".encode(), hashlib.sha256).digest()[:size]
+    mac = hmac.digest(key, f"{purpose}\0{value}".encode(), "sha256")[:size]
     return base64.b32encode(mac).decode("ascii").rstrip("=").lower()
 
 

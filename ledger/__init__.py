@@ -36,6 +36,7 @@ from invoicer.ledger.access import MAX_CODE_ATTEMPTS, AccessStore, SecondCopy, S
 from invoicer.ledger.api_keys import ApiKey, ApiKeyStore
 from invoicer.ledger.db import (
     DEFAULT_URL,
+    LOOP_STATEMENT_TIMEOUT_MS,
     Database,
     LedgerConflict,
     alembic_config,
@@ -141,6 +142,10 @@ __all__ = [
 ]
 
 
+#: Connections each process keeps for reads on PostgreSQL (:meth:`Ledger.from_url`).
+READ_POOL_SIZE = 10
+
+
 class Ledger:
     """The service's ledger: its stores over one database.
 
@@ -149,8 +154,10 @@ class Ledger:
     :meth:`migrate` once before use (the CLI and workers do at start-up).
     """
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
-        self.db = Database(engine, clock=clock)
+    def __init__(self, engine: Engine, *, reader: Engine | None = None,
+                 loop_reader: Engine | None = None,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.db = Database(engine, reader=reader, loop_reader=loop_reader, clock=clock)
         self.invoices = InvoiceStore(self.db)
         self.runs = RunStore(self.db)
         self.deliveries = DeliveryStore(self.db)
@@ -171,8 +178,22 @@ class Ledger:
         SQLite: the file's folder is created; WAL, foreign keys and a busy timeout are
         set on every connection. ``postgresql://`` means psycopg 3.
         """
-        return cls(make_engine(url, busy_timeout_ms=busy_timeout_ms, **engine_kwargs),
-                   clock=clock)
+        engine = make_engine(url, busy_timeout_ms=busy_timeout_ms, **engine_kwargs)
+        if engine.dialect.name == "postgresql":
+            # Reads in autocommit on a pool of their own (Database.read): one round trip.
+            # A fixed pool: the API's forty request threads share READ_POOL_SIZE
+            # connections and queue for one, instead of opening and closing "overflow"
+            # connections under load (a PostgreSQL connection is a server process,
+            # milliseconds to open: it was a sixth of a history request's time).
+            reader = make_engine(url, reader=True, **{
+                "pool_size": READ_POOL_SIZE, "max_overflow": 0, **engine_kwargs})
+            # The event loop's own (Database.read): one thread, one connection; more
+            # only where a process runs several loops (tests' servers in threads).
+            loop_reader = make_engine(
+                url, reader=True, statement_timeout_ms=LOOP_STATEMENT_TIMEOUT_MS,
+                **{"pool_size": 1, "max_overflow": 3, "pool_timeout": 5, **engine_kwargs})
+            return cls(engine, reader=reader, loop_reader=loop_reader, clock=clock)
+        return cls(engine, clock=clock)
 
     @property
     def engine(self) -> Engine:

@@ -32,6 +32,7 @@ worker's initializer.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import time
@@ -206,11 +207,15 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 
 
 def make_engine(url: str | URL | None = None, *, busy_timeout_ms: int = 30_000,
+                reader: bool = False, statement_timeout_ms: int | None = None,
                 **engine_kwargs: Any) -> Engine:
     """An engine on ``url`` (default ``sqlite:///var/ledger.db``) set up for the ledger.
 
     SQLite: the file's folder is created; WAL, foreign keys and a busy timeout are set
-    on every connection. PostgreSQL: connections are checked before use.
+    on every connection. PostgreSQL: a connection that sat idle in the pool is checked
+    before use (:func:`_ping_when_idle`); ``reader=True`` makes the engine of
+    :meth:`Database.read` (autocommit: one round trip a query, see there);
+    ``statement_timeout_ms`` bounds every statement of its connections.
     """
     u = normalize_url(url or DEFAULT_URL)
     if u.get_backend_name() == "sqlite":
@@ -219,10 +224,72 @@ def make_engine(url: str | URL | None = None, *, busy_timeout_ms: int = 30_000,
         engine = sa.create_engine(u, **engine_kwargs)
         _configure_sqlite(engine, busy_timeout_ms)
         return engine
-    # Workers live for days between bill runs; a server restart must not cost a failed
-    # record.
-    engine_kwargs.setdefault("pool_pre_ping", True)
-    return sa.create_engine(u, **engine_kwargs)
+    if reader:
+        engine_kwargs.setdefault("isolation_level", "AUTOCOMMIT")
+    engine = sa.create_engine(u, **engine_kwargs)
+    if not engine_kwargs.get("pool_pre_ping"):
+        _ping_when_idle(engine)
+    if statement_timeout_ms:
+        _set_statement_timeout(engine, statement_timeout_ms)
+    return engine
+
+
+def _set_statement_timeout(engine: Engine, timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Session-wide (the reader is in autocommit): every statement of the connection.
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET statement_timeout = {int(timeout_ms)}")
+
+
+#: A pooled PostgreSQL connection idle for longer than this is pinged before use.
+IDLE_PING_S = 1.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check a pooled connection before use only when it sat idle (:data:`IDLE_PING_S`).
+
+    Workers live for days between bill runs, and a database restart must not cost a
+    failed record or request: a connection the server dropped while it sat in the pool
+    is found here and replaced (raising ``DisconnectionError`` in ``checkout`` makes the
+    pool open a new one). SQLAlchemy's ``pool_pre_ping`` does the same on *every*
+    checkout: a ``SELECT 1`` round trip before each query, a third of a subscriber
+    history request's time under load. A connection handed back a moment ago has just
+    answered; the one that died meanwhile fails its statement, and SQLAlchemy then
+    drops every connection of the pool opened before that (its disconnect handling).
+    """
+
+    @event.listens_for(engine, "connect")
+    def _opened(_dbapi_connection: Any, record: Any) -> None:
+        record.info["invoicer_used"] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info["invoicer_used"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _taken(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("invoicer_used", 0.0) <= IDLE_PING_S:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as e:  # the driver's own error: the connection is gone
+            raise sa.exc.DisconnectionError(f"stale pooled connection: {e}") from e
+        if not alive:
+            raise sa.exc.DisconnectionError("stale pooled connection")
+
+
+#: How long a statement read on an event loop's thread may run (:meth:`Database.read`).
+LOOP_STATEMENT_TIMEOUT_MS = 2000
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _dispose_after_fork(ref: weakref.ReferenceType[Database]) -> None:
@@ -231,6 +298,8 @@ def _dispose_after_fork(ref: weakref.ReferenceType[Database]) -> None:
         # close=False: the parent still owns those sockets/file handles; the child only
         # forgets them and opens its own.
         db.engine.dispose(close=False)
+        for other in {db.reader, db.loop_reader} - {db.engine}:
+            other.dispose(close=False)
 
 
 def alembic_config(url: str | URL | None = None, connection: Connection | None = None) -> Config:
@@ -260,12 +329,19 @@ class Database:
     """One engine and what every store needs from it.
 
     ``Database(engine)`` takes a ready engine (tests, or an app that owns its pool);
-    :func:`make_engine` builds one with the settings the ledger relies on. ``clock``
-    gives every timestamp the stores write (tests move it).
+    :func:`make_engine` builds one with the settings the ledger relies on. ``reader``,
+    if given, is the engine :meth:`read` uses (on PostgreSQL, an autocommit one on the
+    same database; the default is ``engine``), and ``loop_reader`` the one it uses on
+    an event loop's thread (default: ``reader``). ``clock`` gives every timestamp the
+    stores write (tests move it).
     """
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, engine: Engine, *, reader: Engine | None = None,
+                 loop_reader: Engine | None = None,
+                 clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
+        self.reader = reader or engine
+        self.loop_reader = loop_reader or self.reader
         self.dialect = engine.dialect.name
         if self.dialect not in ("sqlite", "postgresql"):
             raise ValueError(f"unsupported database: {self.dialect}")
@@ -283,8 +359,23 @@ class Database:
         return self._insert(table)
 
     def read(self) -> Any:
-        """A connection for reading (``with db.read() as conn``); no write lock taken."""
-        return self.engine.connect()
+        """A connection for reading (``with db.read() as conn``); no write lock taken.
+
+        Never write through it. On PostgreSQL it comes from the reader engine, in
+        autocommit: a query is one round trip instead of three (``BEGIN``, the query,
+        the pool's ``ROLLBACK``), and sees the same data: under PostgreSQL's READ
+        COMMITTED each statement takes its own snapshot, in a transaction or not.
+
+        Called on the thread of a running event loop (an ``async`` route of the API,
+        which reads inline: a hop to the thread pool cost more CPU than the query), it
+        comes from the loop reader instead: a pool of its own, used by that one thread
+        so never waited for (a loop blocked on a pool the request threads had
+        exhausted would stall every request of the process), whose statements time
+        out (:data:`LOOP_STATEMENT_TIMEOUT_MS`) rather than hold the loop.
+        """
+        if self.loop_reader is not self.reader and _on_event_loop():
+            return self.loop_reader.connect()
+        return self.reader.connect()
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -301,8 +392,10 @@ class Database:
             conn.execute(sa.text("SELECT 1"))
 
     def close(self) -> None:
-        """Close the pool's connections."""
+        """Close the pools' connections."""
         self.engine.dispose()
+        for other in {self.reader, self.loop_reader} - {self.engine}:
+            other.dispose()
 
     # ---------------------------------------------------------------- schema
 

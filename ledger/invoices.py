@@ -10,7 +10,7 @@ the row's payment status and leave one history row per change.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -111,6 +111,24 @@ class PaymentEvent:
     paid_on: date | None
     source: str
     recorded_at: datetime
+
+
+# The subscriber API's two reads (its history, and the invoice a link opens), built once
+# with bound parameters: building and hashing a new SELECT of 38 columns cost more CPU
+# than PostgreSQL's answer to it. Columns in the order of :class:`Invoice`'s fields, so
+# that a row is the dataclass's arguments as they come.
+_COLUMNS = [invoices.c[f.name] for f in fields(Invoice)]
+_FOR_ACCOUNT = (
+    sa.select(*_COLUMNS)
+    .where(invoices.c.operator_id == sa.bindparam("operator_id"),
+           invoices.c.account == sa.bindparam("account"), invoices.c.status == "archived")
+    .order_by(invoices.c.issue_date.desc(), invoices.c.number.desc())
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+)
+_ACCOUNT_INVOICE = sa.select(*_COLUMNS).where(
+    invoices.c.operator_id == sa.bindparam("operator_id"),
+    invoices.c.number == sa.bindparam("number"),
+    invoices.c.account == sa.bindparam("account"), invoices.c.status == "archived")
 
 
 class InvoiceStore:
@@ -297,14 +315,9 @@ class InvoiceStore:
     def for_account(self, operator_id: str, account: str, limit: int = 13) -> list[Invoice]:
         """The account's latest archived invoices, newest issue date first."""
         with self._db.read() as conn:
-            rows = conn.execute(
-                sa.select(invoices)
-                .where(invoices.c.operator_id == operator_id, invoices.c.account == account,
-                       invoices.c.status == "archived")
-                .order_by(invoices.c.issue_date.desc(), invoices.c.number.desc())
-                .limit(limit)
-            ).all()
-        return [Invoice(**r._mapping) for r in rows]
+            rows = conn.execute(_FOR_ACCOUNT, {"operator_id": operator_id,
+                                               "account": account, "limit": limit}).all()
+        return [Invoice(*r) for r in rows]
 
     def previous(self, operator_id: str, account: str, before: date) -> Invoice | None:
         """The account's archived original invoice whose period ended last before
@@ -319,12 +332,10 @@ class InvoiceStore:
     def account_invoice(self, operator_id: str, account: str, number: str) -> Invoice | None:
         """The archived invoice ``number`` if it is this account's, else ``None``."""
         with self._db.read() as conn:
-            row = conn.execute(
-                sa.select(invoices).where(
-                    invoices.c.operator_id == operator_id, invoices.c.number == number,
-                    invoices.c.account == account, invoices.c.status == "archived")
-            ).one_or_none()
-        return Invoice(**row._mapping) if row else None
+            row = conn.execute(_ACCOUNT_INVOICE, {"operator_id": operator_id,
+                                                  "account": account, "number": number}
+                               ).one_or_none()
+        return Invoice(*row) if row else None
 
     def latest_for_phone(self, phone: str) -> Invoice | None:
         """The newest archived invoice sent to ``phone`` (any operator), or ``None``."""

@@ -15,7 +15,9 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -71,18 +73,24 @@ def _readable_site(tmp: Path, python: str) -> Path:
 
 
 @pytest.fixture
-def user_tmp(tmp_path: Path) -> Path:
-    """A folder the unprivileged user owns (pytest's own are private to root)."""
-    own = tmp_path / "own"
-    own.mkdir()
-    if os.geteuid() == 0:
-        os.chmod(tmp_path, 0o755)
-        for parent in tmp_path.parents:
-            if parent == Path("/tmp") or parent == Path("/"):
-                break
-            os.chmod(parent, os.stat(parent).st_mode | 0o011)  # traversable, not readable
+def user_tmp(tmp_path: Path) -> Iterator[Path]:
+    """A folder the unprivileged user owns.
+
+    As root, outside pytest's own temporary folders: those are private to root, and any
+    pytest session starting meanwhile (another job on the machine) sets
+    /tmp/pytest-of-root back to 0700, which made the user's imports fail at random."""
+    if os.geteuid() != 0:
+        yield tmp_path
+        return
+    base = Path(tempfile.mkdtemp(prefix="invoicer-unprivileged-"))
+    try:
+        os.chmod(base, 0o755)
+        own = base / "own"
+        own.mkdir()
         shutil.chown(own, "nobody", "nogroup" if _has_group("nogroup") else "nobody")
-    return own
+        yield own
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _has_group(name: str) -> bool:

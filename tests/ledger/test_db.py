@@ -8,7 +8,9 @@ the migrations' tests.
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +22,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from invoicer.ledger import Ledger, alembic_config, metadata
+from invoicer.ledger.db import IDLE_PING_S as IDLE
 from invoicer.ledger.db import normalize_url
 
 #: The newest migration: a database migrated "from scratch" must end at it.
@@ -105,6 +108,140 @@ def test_a_forked_child_gets_its_own_connections(led: Ledger, facts):
     assert proc.exitcode == 0
     assert led.invoices.get("oi", "FORK-1") is not None
     assert not led.invoices.claim("oi", "FORK-0", **facts()).created
+
+
+def _statements(engine: sa.Engine) -> list[str]:
+    """The SQL ``engine`` sends from now on (a listener; the list fills as it goes)."""
+    sent: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute",
+                    lambda _c, _cur, statement, *_a: sent.append(statement))
+    return sent
+
+
+def test_postgresql_reads_are_one_round_trip_in_autocommit(pg_url: str, facts):
+    # A read used to be four round trips: the pool's SELECT 1, BEGIN, the query, the
+    # pool's ROLLBACK. The reader engine runs in autocommit and pings only idle
+    # connections; the statements a read sends are its own query and nothing else.
+    with Ledger.from_url(pg_url) as led:
+        led.migrate()
+        led.invoices.claim("oi", "READ-1", **facts())
+        assert led.db.reader is not led.db.engine
+        with led.db.read() as conn:
+            assert conn.connection.driver_connection.autocommit is True
+        sent = _statements(led.db.reader)
+        assert led.invoices.get("oi", "READ-1").number == "READ-1"
+        assert len(sent) == 1 and sent[0].lstrip().upper().startswith("SELECT")
+        # Each statement its own snapshot, as READ COMMITTED gave inside a transaction:
+        # not in a transaction at all (now() moves between two statements).
+        with led.db.read() as conn:
+            first = conn.execute(sa.text("SELECT now()")).scalar_one()
+            conn.execute(sa.text("SELECT pg_sleep(0.01)"))
+            assert conn.execute(sa.text("SELECT now()")).scalar_one() > first
+        # A write is seen by the next read at once.
+        led.invoices.claim("oi", "READ-2", **facts())
+        assert led.invoices.get("oi", "READ-2") is not None
+
+
+def _count_pings(engine: sa.Engine) -> list[bool]:
+    """The answers of every ping ``engine`` makes from now on."""
+    pings: list[bool] = []
+    ping = engine.dialect.do_ping
+
+    def counted(dbapi_connection):
+        try:
+            alive = ping(dbapi_connection)
+        except Exception:
+            pings.append(False)
+            raise
+        pings.append(alive)
+        return alive
+
+    engine.dialect.do_ping = counted
+    return pings
+
+
+def test_a_postgresql_restart_costs_no_request_after_the_pool_sat_idle(
+        pg_url: str, pg_admin, facts, monkeypatch):
+    # The server drops every connection (a restart, a failover, an idle timeout): the
+    # next read and the next write after the pool sat idle get new connections, with no
+    # error. Pinged only when idle (IDLE_PING_S), not before every statement.
+    from invoicer.ledger import db as ledger_db
+
+    monkeypatch.setattr(ledger_db, "IDLE_PING_S", 0.2)
+    admin, _ = pg_admin
+    with Ledger.from_url(pg_url) as led:
+        led.migrate()
+        led.invoices.claim("oi", "RESTART-0", **facts())
+        assert led.invoices.get("oi", "RESTART-0") is not None
+        pids = set()
+        for engine in (led.db.engine, led.db.reader):
+            with engine.connect() as conn:
+                pids.add(conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
+        pings = [_count_pings(led.db.engine), _count_pings(led.db.reader)]
+        with admin.connect() as conn:
+            for pid in pids:
+                conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        time.sleep(0.4)
+        assert led.invoices.get("oi", "RESTART-0") is not None
+        assert led.invoices.claim("oi", "RESTART-1", **facts()).created
+        assert [False] in [p[:1] for p in pings]  # found dead, and replaced
+        for engine in (led.db.engine, led.db.reader):
+            with engine.connect() as conn:
+                assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one() \
+                    not in pids
+
+
+def test_busy_postgresql_connections_are_not_pinged(pg_url: str, facts):
+    with Ledger.from_url(pg_url) as led:
+        led.migrate()
+        led.invoices.claim("oi", "BUSY-1", **facts())
+        led.invoices.get("oi", "BUSY-1")
+        pings = _count_pings(led.db.reader)
+        for _ in range(20):
+            assert led.invoices.get("oi", "BUSY-1") is not None
+        assert pings == []
+        time.sleep(IDLE + 0.1)
+        led.invoices.get("oi", "BUSY-1")
+        assert pings == [True]
+
+
+def test_reads_on_an_event_loop_have_their_own_bounded_connection(pg_url: str, facts):
+    # An async route reads inline on the loop's thread: it must never wait for a pool
+    # the request threads emptied (that would stall every request of the process), and
+    # a stalled statement must time out rather than hold the loop.
+    from invoicer.ledger import READ_POOL_SIZE
+
+    with Ledger.from_url(pg_url) as led:
+        led.migrate()
+        led.invoices.claim("oi", "LOOP-1", **facts())
+        with led.db.read() as conn:
+            assert conn.exec_driver_sql("SHOW statement_timeout").scalar_one() == "0"
+        held = [led.db.read() for _ in range(READ_POOL_SIZE)]  # every thread's connection
+        try:
+            for conn in held:
+                conn.exec_driver_sql("SELECT 1")
+
+            async def on_the_loop() -> str:
+                assert led.invoices.get("oi", "LOOP-1") is not None
+                with led.db.read() as conn:
+                    assert conn.engine is led.db.loop_reader
+                    return conn.exec_driver_sql("SHOW statement_timeout").scalar_one()
+
+            started = time.monotonic()
+            assert asyncio.run(on_the_loop()) == "2s"
+            assert time.monotonic() - started < 2
+
+            async def stalled() -> None:
+                with led.db.read() as conn:
+                    conn.exec_driver_sql("SELECT pg_sleep(10)")
+
+            started = time.monotonic()
+            with pytest.raises(sa.exc.OperationalError, match="statement timeout"):
+                asyncio.run(stalled())
+            assert time.monotonic() - started < 5
+        finally:
+            for conn in held:
+                conn.close()
 
 
 # ---------------------------------------------------------------------------- types
