@@ -26,12 +26,13 @@ from invoicer.settings import Settings
 
 IN_FLIGHT_PER_WORKER = 3
 #: Chunks a pool's process runs before the pool is replaced by a fresh one (about
-#: 3,200 records at 16 a chunk). A rendering process's memory creeps up record after
-#: record even with every cache bounded (the text layout cache alone holds 8,192
-#: shaped lines, and replacing its entries of every size fragments the allocator's
-#: arenas): ~10 KB a record, so without this a 100,000-invoice run ended with each
-#: process hundreds of MB larger than a 10,000 one. A fresh pool costs each process
-#: its warm-up (~0.5 s CPU), ~0.15 ms per record at this period.
+#: 3,200 records at 16 a chunk). A rendering process's memory creeps up ~10 KB a
+#: record with every cache bounded and its count of live objects flat (measured over
+#: 1,500-5,000 records in one process): what is retained is the churn of the text
+#: layout cache (8,192 shaped lines of every size), most likely fragmenting the
+#: allocator's arenas. Left alone, a 100,000-invoice run would end with each process
+#: hundreds of MB larger than a 10,000 one. A fresh pool costs each process its
+#: warm-up (~0.5 s CPU), ~0.15 ms per record at this period.
 CHUNKS_PER_POOL = 200
 
 #: Why a chunk of an interrupted run was not done (``invoicer runs show`` says it).
