@@ -327,7 +327,6 @@ def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id:
         rendered, canonical = _render(record, options, line)
     INVOICES_RENDERED.inc()
     pdf, xml = rendered.pdf, rendered.xml
-    digest = hashlib.sha256(pdf).hexdigest()
     key = invoice_key(operator, account, inv.period.start, number, "pdf")
     meta = {"renderer-version": RENDERER_VERSION, "invoice": number}
     # The canonical record goes first: a second copy or a re-render needs it, and an
@@ -340,12 +339,12 @@ def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id:
         if xml is not None and xml.embedded:
             einvoice = (xml.format, None, None)  # Factur-X: inside the PDF
         elif xml is not None:
-            xml_sha = hashlib.sha256(xml.xml).hexdigest()
-            services.archive.put(invoice_key(operator, account, inv.period.start, number, "xml"),
-                                 xml.xml, sha256=xml_sha,
-                                 metadata={**meta, "einvoice-format": xml.format})
+            # The archive hashes what it stores and says so: no second pass over the bytes.
+            xml_sha = services.archive.put(
+                invoice_key(operator, account, inv.period.start, number, "xml"), xml.xml,
+                metadata={**meta, "einvoice-format": xml.format}).sha256
             einvoice = (xml.format, xml_sha, len(xml.xml))
-        services.archive.put(key, pdf, sha256=digest, metadata=meta)
+        digest = services.archive.put(key, pdf, metadata=meta).sha256
     pages = pdf.count(b"/Type /Page\n")
     PAGES_RENDERED.inc(pages)
     # Before the invoice counts as done, so that a crash in between redoes it: the

@@ -72,6 +72,15 @@ def announce(db: Database, conn: Connection, delivery_ids: Iterable[int], state:
     return announce_event(db, conn, event, delivery_ids)
 
 
+#: The rows an announcement describes (built once: a bill run announces every sent
+#: e-mail and SMS).
+_ANNOUNCED = (
+    sa.select(deliveries, invoices.c.operator_id, invoices.c.number, invoices.c.account)
+    .join(invoices, invoices.c.id == deliveries.c.invoice_id)
+    .where(deliveries.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(deliveries.c.id))
+
+
 def announce_event(db: Database, conn: Connection, event: str, delivery_ids: Iterable[int],
                    ) -> int:
     """Write ``event`` (``delivery.*``) to the webhooks outbox for each delivery, on
@@ -79,11 +88,7 @@ def announce_event(db: Database, conn: Connection, event: str, delivery_ids: Ite
     ids = sorted(delivery_ids)
     if not ids:
         return 0
-    rows = conn.execute(
-        sa.select(deliveries, invoices.c.operator_id, invoices.c.number,
-                  invoices.c.account)
-        .join(invoices, invoices.c.id == deliveries.c.invoice_id)
-        .where(deliveries.c.id.in_(ids)).order_by(deliveries.c.id)).all()
+    rows = conn.execute(_ANNOUNCED, {"ids": ids}).all()
     for r in rows:
         emit(db, conn, event, r.operator_id, {
             "invoice": {"number": r.number, "account": r.account},
@@ -455,8 +460,12 @@ class DeliveryStore:
 
     def suppressed(self, operator_id: str, address: str) -> str | None:
         """Why e-mail no longer goes to ``address`` (``complaint``, ``bounce``), or None."""
-        with self._db.read() as conn:
-            return conn.execute(
+        stmt = self._statements.get("suppressed")
+        if stmt is None:  # asked before every e-mail of a bill run: built once
+            stmt = self._statements["suppressed"] = (
                 sa.select(suppressions.c.reason)
-                .where(suppressions.c.operator_id == operator_id,
-                       suppressions.c.address == address.strip().lower())).scalar_one_or_none()
+                .where(suppressions.c.operator_id == sa.bindparam("operator_id"),
+                       suppressions.c.address == sa.bindparam("address")))
+        with self._db.read() as conn:
+            return conn.execute(stmt, {"operator_id": operator_id,
+                                       "address": address.strip().lower()}).scalar_one_or_none()

@@ -100,11 +100,11 @@ class FleetStore:
         wanted = sorted(set(phones))
         if not wanted:
             return
+        # One statement for all the lines (a business invoice of a bill run has dozens).
         with self._db.write() as conn:
-            for phone in wanted:
-                conn.execute(self._db.insert(invoice_lines)
-                             .values(invoice_id=invoice_id, phone=phone)
-                             .on_conflict_do_nothing(index_elements=["invoice_id", "phone"]))
+            conn.execute(self._db.insert(invoice_lines)
+                         .on_conflict_do_nothing(index_elements=["invoice_id", "phone"]),
+                         [{"invoice_id": invoice_id, "phone": phone} for phone in wanted])
 
     def latest_for_line(self, phone: str) -> Invoice | None:
         """The newest archived invoice that covers the line ``phone``."""

@@ -162,6 +162,16 @@ class InvoiceStore:
                     archived_at=sa.bindparam("now"), updated_at=sa.bindparam("now"))
             .returning(*invoices.c)
         )
+        # Asked before every claim (the bill-shock comparison), so built once as well.
+        self._previous_stmt = (
+            sa.select(invoices)
+            .where(invoices.c.operator_id == sa.bindparam("operator_id"),
+                   invoices.c.account == sa.bindparam("account"),
+                   invoices.c.status == "archived", invoices.c.kind == "original",
+                   invoices.c.period_end < sa.bindparam("before"))
+            .order_by(invoices.c.period_end.desc(), invoices.c.number.desc())
+            .limit(1)
+        )
 
     # ---------------------------------------------------------------- claim, archive
 
@@ -314,14 +324,9 @@ class InvoiceStore:
         ``before`` (ties: the highest number), or ``None``: the previous invoice the
         bill-shock sentence compares with."""
         with self._db.read() as conn:
-            row = conn.execute(
-                sa.select(invoices)
-                .where(invoices.c.operator_id == operator_id, invoices.c.account == account,
-                       invoices.c.status == "archived", invoices.c.kind == "original",
-                       invoices.c.period_end < before)
-                .order_by(invoices.c.period_end.desc(), invoices.c.number.desc())
-                .limit(1)
-            ).one_or_none()
+            row = conn.execute(self._previous_stmt, {
+                "operator_id": operator_id, "account": account, "before": before,
+            }).one_or_none()
         return Invoice(**row._mapping) if row else None
 
     def account_invoice(self, operator_id: str, account: str, number: str) -> Invoice | None:

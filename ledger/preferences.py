@@ -135,13 +135,8 @@ class PreferenceStore:
         """The choice in force at ``at``: the last one confirmed at or before it
         (superseded since or not: what counted then counts for what was claimed then)."""
         with self._db.read() as conn:
-            row = conn.execute(
-                sa.select(prefs).where(prefs.c.operator_id == operator_id,
-                                       prefs.c.account == account,
-                                       prefs.c.confirmed_at.is_not(None),
-                                       prefs.c.confirmed_at <= at)
-                .order_by(prefs.c.confirmed_at.desc(), prefs.c.id.desc()).limit(1)
-            ).one_or_none()
+            row = conn.execute(_EFFECTIVE, {"operator_id": operator_id, "account": account,
+                                            "at": at}).one_or_none()
         return _row(row) if row else None
 
     def mark_applied(self, pref_id: int, invoice_number: str) -> bool:
@@ -152,6 +147,16 @@ class PreferenceStore:
                 prefs.update().where(prefs.c.id == pref_id, prefs.c.applied_at.is_(None))
                 .values(applied_at=self._db.now(), applied_invoice=invoice_number)
             ).rowcount == 1
+
+
+#: :meth:`PreferenceStore.effective`'s query, built once: every invoice a bill run
+#: delivers asks it.
+_EFFECTIVE = (
+    sa.select(prefs).where(prefs.c.operator_id == sa.bindparam("operator_id"),
+                           prefs.c.account == sa.bindparam("account"),
+                           prefs.c.confirmed_at.is_not(None),
+                           prefs.c.confirmed_at <= sa.bindparam("at"))
+    .order_by(prefs.c.confirmed_at.desc(), prefs.c.id.desc()).limit(1))
 
 
 def _in_force(conn: Connection, operator_id: str, account: str, *,

@@ -126,6 +126,28 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
+#: :func:`emit`'s two statements, built once with bound parameters: every archived
+#: invoice and every delivery of a bill run emits an event, and building and hashing
+#: the statements anew cost SQLAlchemy more than SQLite's insert.
+_EMIT_STATEMENTS = (
+    webhook_events.insert().values(
+        event_id=sa.bindparam("event_id"), type=sa.bindparam("type"),
+        operator_id=sa.bindparam("operator_id", type_=sa.String),
+        invoice_id=sa.bindparam("invoice_id", type_=sa.BigInteger),
+        order_key=sa.bindparam("order_key"), body=sa.bindparam("body"),
+        created_at=sa.bindparam("created_at", type_=UTCDateTime))
+    .returning(webhook_events.c.id),
+    webhook_deliveries.insert().from_select(
+        ["event_pk", "endpoint_id", "order_key", "state", "attempts", "next_attempt_at"],
+        sa.select(sa.bindparam("event_pk", type_=sa.BigInteger), webhook_endpoints.c.id,
+                  sa.bindparam("order_key", type_=sa.String),
+                  sa.literal("pending", sa.String), sa.literal(0, sa.Integer),
+                  sa.bindparam("now", type_=UTCDateTime))
+        .where(webhook_endpoints.c.operator_id.in_(sa.bindparam("listeners", expanding=True)),
+               webhook_endpoints.c.removed_at.is_(None))),
+)
+
+
 def emit(db: Database, conn: Connection, type: str, operator_id: str | None,
          data: Mapping[str, Any], *, invoice_id: int | None = None,
          order_key: str | None = None) -> str:
@@ -148,19 +170,14 @@ def emit(db: Database, conn: Connection, type: str, operator_id: str | None,
         sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=_json_default)
     key = order_key or (f"invoice:{invoice_id}" if invoice_id is not None
                         else f"event:{event_id}")
-    pk = conn.execute(
-        webhook_events.insert().values(
-            event_id=event_id, type=type, operator_id=operator_id, invoice_id=invoice_id,
-            order_key=key, body=body, created_at=now)
-        .returning(webhook_events.c.id)).scalar_one()
-    listeners = [WILDCARD] if operator_id is None else [operator_id, WILDCARD]
-    conn.execute(webhook_deliveries.insert().from_select(
-        ["event_pk", "endpoint_id", "order_key", "state", "attempts", "next_attempt_at"],
-        sa.select(sa.literal(pk, sa.BigInteger), webhook_endpoints.c.id,
-                  sa.literal(key, sa.String), sa.literal("pending", sa.String),
-                  sa.literal(0, sa.Integer), sa.literal(now, UTCDateTime))
-        .where(webhook_endpoints.c.operator_id.in_(listeners),
-               webhook_endpoints.c.removed_at.is_(None))))
+    insert_event, fan_out = _EMIT_STATEMENTS
+    pk = conn.execute(insert_event, {
+        "event_id": event_id, "type": type, "operator_id": operator_id,
+        "invoice_id": invoice_id, "order_key": key, "body": body, "created_at": now,
+    }).scalar_one()
+    conn.execute(fan_out, {"event_pk": pk, "order_key": key, "now": now,
+                           "listeners": [WILDCARD] if operator_id is None
+                           else [operator_id, WILDCARD]})
     return event_id
 
 

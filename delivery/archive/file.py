@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import glob
 import hashlib
 import itertools
 import json
@@ -126,8 +125,17 @@ def sweep_temporaries(path: Path) -> int:
     is written again, so a killed run's leftovers go with the next run's put of the
     same object, at the cost of one small directory listing."""
     removed = 0
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        parts = tmp.name[len(path.name) + 2:].split(".")
+    # A plain listing, not ``Path.glob``: the pattern is new for every object, and
+    # compiling it cost more than the listing of the object's folder.
+    head = f".{path.name}."
+    try:
+        names = [e.name for e in os.scandir(path.parent)
+                 if e.name.startswith(head) and e.name.endswith(".tmp")]
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        tmp = path.parent / name
+        parts = name[len(head):].split(".")
         if len(parts) != 4 or not parts[0].isdigit():
             continue
         pid, token = int(parts[0]), parts[1]

@@ -37,7 +37,10 @@ class FileSmsOutbox:
     the same reference write one line. Each line is written with one ``write`` and
     fsynced before ``send`` returns (the ledger records "sent" right after). The
     references already in the file are indexed in memory as the file is read, so each
-    send reads only what other processes appended since.
+    send reads only what other processes appended since. The index keeps a reference's
+    hash and where its line starts, not the reference and its result: a bill run of
+    100,000 invoices must not grow every process by its whole outbox. A hit is read
+    back from the file and compared whole (a hash may collide).
     """
 
     FILENAME = "outbox.jsonl"
@@ -49,7 +52,8 @@ class FileSmsOutbox:
         self._clock = clock
         self._fsync = fsync
         self._lock = threading.Lock()
-        self._index: dict[str, SmsResult] = {}
+        # hash(reference) -> offset of its line (a tuple of offsets for colliding ones)
+        self._index: dict[int, int | tuple[int, ...]] = {}
         self._offset = 0  # bytes of the file already indexed
         self._inode: tuple[int, int] | None = None
 
@@ -66,16 +70,18 @@ class FileSmsOutbox:
         described = check_message(to, text, reference)
         with self._lock, self._locked_file() as f:
             self._catch_up(f)
-            seen = self._index.get(reference)
+            seen = self._sent(f, reference)
             if seen is not None:
-                return SmsResult(seen.message_id, seen.segments, already_sent=True)
+                return SmsResult(seen["message_id"], seen["segments"], already_sent=True)
             message = new_message(to, text, reference, described, self._clock())
             line = json.dumps(asdict(message), ensure_ascii=False, separators=(",", ":"))
             data = line.encode() + b"\n"
             size = os.fstat(f.fileno()).st_size
+            start = size
             if size and self._last_byte(f, size) != b"\n":
                 # A line torn by a crash: start on a fresh line, the torn one is skipped.
                 data = b"\n" + data
+                start += 1
             try:
                 f.seek(0, os.SEEK_END)
                 f.write(data)
@@ -85,15 +91,14 @@ class FileSmsOutbox:
             except OSError as exc:
                 raise error_for_os_error(exc, f"writing {self.path}") from exc
             self._offset = size + len(data)
-            result = message.result()
-            self._index[reference] = result
-            return result
+            self._remember(reference, start)
+            return message.result()
 
     def messages(self) -> list[SmsMessage]:
         """Every message in the outbox, oldest first (torn lines skipped)."""
         try:
             with open(self.path, "rb") as f:
-                return [SmsMessage(**doc) for doc in _read_lines(f.read(), self.path)]
+                return [SmsMessage(**doc) for _, doc in _read_lines(f.read(), self.path)]
         except FileNotFoundError:
             return []
 
@@ -128,9 +133,29 @@ class FileSmsOutbox:
         # Index whole lines only: a partial last line is a torn write, or (never under
         # the lock) one still being written.
         complete = chunk[: chunk.rfind(b"\n") + 1]
-        for doc in _read_lines(complete, self.path):
-            self._index[doc["reference"]] = SmsResult(doc["message_id"], doc["segments"])
+        for at, doc in _read_lines(complete, self.path, start=self._offset):
+            self._remember(doc["reference"], at)
         self._offset += len(complete)
+
+    def _remember(self, reference: str, offset: int) -> None:
+        key = hash(reference)
+        known = self._index.get(key)
+        if known is None:
+            self._index[key] = offset
+        else:  # another reference with the same hash, or the same one written again
+            self._index[key] = (*(known if isinstance(known, tuple) else (known,)), offset)
+
+    def _sent(self, f: Any, reference: str) -> dict[str, Any] | None:
+        """The outbox line of ``reference``, if it is in the file (read back)."""
+        known = self._index.get(hash(reference))
+        if known is None:
+            return None
+        for offset in known if isinstance(known, tuple) else (known,):
+            f.seek(offset)
+            for _, doc in _read_lines(f.readline(), self.path, start=offset):
+                if doc["reference"] == reference:
+                    return doc
+        return None
 
     @staticmethod
     def _last_byte(f: Any, size: int) -> bytes:
@@ -138,9 +163,14 @@ class FileSmsOutbox:
         return f.read(1)
 
 
-def _read_lines(data: bytes, path: Path) -> Iterator[dict[str, Any]]:
+def _read_lines(data: bytes, path: Path, *, start: int = 0
+                ) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(offset, message)`` of each readable line of ``data`` (which begins at byte
+    ``start`` of the file)."""
     # JSON Lines split on "\n" only: str.splitlines() would also split at U+2028 in text.
+    at = start
     for number, raw in enumerate(data.split(b"\n"), 1):
+        here, at = at, at + len(raw) + 1
         if not raw.strip():
             continue
         try:
@@ -150,4 +180,4 @@ def _read_lines(data: bytes, path: Path) -> Iterator[dict[str, Any]]:
         except ValueError:
             log.warning("%s: skipping unreadable line %d", path, number)
             continue
-        yield doc
+        yield here, doc

@@ -46,6 +46,28 @@ def test_file_outbox_idempotent_across_instances_and_restarts(tmp_path):
     assert [m.reference for m in first.messages()] == ["r-1", "r-2"]
 
 
+def test_file_outbox_index_holds_no_references_and_reads_hits_back(tmp_path):
+    # The index grows by a hash and an offset per message, not by the reference and its
+    # result: a bill run's outbox is not kept whole in every process.
+    outbox = FileSmsOutbox(tmp_path / "sms")
+    first = outbox.send(PHONE, "hello", reference="r-1")
+    outbox.send(PHONE, "torn", reference="r-2")
+    assert all(isinstance(k, int) and isinstance(v, int) for k, v in outbox._index.items())
+    # A reference whose hash collides with one sent is compared whole: it is sent.
+    outbox._index[hash("r-3")] = outbox._index[hash("r-1")]
+    assert not outbox.send(PHONE, "other", reference="r-3").already_sent
+    assert outbox.send(PHONE, "hello", reference="r-1") == SmsResult(
+        first.message_id, 1, already_sent=True)
+    assert outbox.send(PHONE, "other", reference="r-3").already_sent
+    # After a torn last line, a new line starts on a fresh line and is found again.
+    with open(tmp_path / "sms" / "outbox.jsonl", "ab") as f:
+        f.write(b'{"reference": "half')
+    sent = outbox.send(PHONE, "after", reference="r-4")
+    assert FileSmsOutbox(tmp_path / "sms").send(PHONE, "after", reference="r-4") == \
+        SmsResult(sent.message_id, 1, already_sent=True)
+    assert outbox.send(PHONE, "after", reference="r-4").already_sent
+
+
 def _send_all(args: tuple[str, list[str]]) -> int:
     root, references = args
     outbox = FileSmsOutbox(root)
