@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import secrets
 import socket
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +35,7 @@ import sqlalchemy as sa  # noqa: E402
 from invoicer.delivery import links  # noqa: E402
 from invoicer.delivery.archive import FileArchive  # noqa: E402
 from invoicer.delivery.links import LinkClaims  # noqa: E402
-from invoicer.ledger import Ledger  # noqa: E402
+from invoicer.ledger import Invoice, Ledger  # noqa: E402
 from tests.api.world import MAIN, populate  # noqa: E402
 
 PG = ("postgresql+psycopg://postgres@127.0.0.1:5432/test",
@@ -75,6 +77,40 @@ def start_api(tmp: str, db_url: str, secret: str, *, workers: int = 1,
                 server.kill()
                 raise SystemExit("the server did not start") from None
             time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def served_world(pg: str | None, *, workers: int = 1, wait: float = 30
+                 ) -> Iterator[tuple[subprocess.Popen, str, str, Invoice]]:
+    """The subscriber world of the tests in a PostgreSQL schema of its own and a file
+    archive, served by ``start_api``: yields (server, base URL, a link token for the
+    main account's invoice, that invoice); the server stops and the schema is dropped
+    afterwards."""
+    admin, pg_url = _admin(pg)
+    schema = f"bench_api_{os.getpid()}_{secrets.token_hex(3)}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    db_url = f"{pg_url}?options=-csearch_path%3D{schema}"
+    secret = secrets.token_hex(32)
+    server = None
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            ledger = Ledger.from_url(db_url)
+            ledger.migrate()
+            populate(ledger, FileArchive(Path(tmp) / "archive"))
+            invoice = ledger.invoices.get(MAIN[0], "OI-2026-11-0000123")
+            ledger.close()
+            token = links.sign(LinkClaims(MAIN[0], MAIN[1], invoice.number,
+                                          int(time.time() + 3600)), secret.encode())
+            server, base = start_api(tmp, db_url, secret, workers=workers, wait=wait)
+            yield server, base, token, invoice
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(15)
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 def _free_port() -> int:
@@ -120,33 +156,9 @@ def main() -> None:
     parser.add_argument("--pg", default=None, help="PostgreSQL URL (default: local trust)")
     args = parser.parse_args()
 
-    admin, pg_url = _admin(args.pg)
-    schema = f"bench_api_{os.getpid()}_{secrets.token_hex(3)}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    db_url = f"{pg_url}?options=-csearch_path%3D{schema}"
-    secret = secrets.token_hex(32)
-    server = None
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            ledger = Ledger.from_url(db_url)
-            ledger.migrate()
-            populate(ledger, FileArchive(Path(tmp) / "archive"))
-            invoice = ledger.invoices.get(MAIN[0], "OI-2026-11-0000123")
-            ledger.close()
-            expires = int(time.time() + 3600)
-            token = links.sign(LinkClaims(MAIN[0], MAIN[1], invoice.number, expires),
-                               secret.encode())
-            server, base = start_api(tmp, db_url, secret)
-            latencies, elapsed, count = asyncio.run(
-                _load(base, token, f"/invoices/{token}.pdf", args.concurrency, args.rounds))
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(10)
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with served_world(args.pg) as (_server, base, token, invoice):
+        latencies, elapsed, count = asyncio.run(
+            _load(base, token, f"/invoices/{token}.pdf", args.concurrency, args.rounds))
     ms = sorted(x * 1000 for x in latencies)
     p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
     print(f"{count} requests ({args.rounds} rounds of {args.concurrency} concurrent: half "

@@ -26,26 +26,17 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
 
-from bench.api import _admin, start_api  # noqa: E402
-from invoicer.delivery import links  # noqa: E402
-from invoicer.delivery.archive import FileArchive  # noqa: E402
-from invoicer.delivery.links import LinkClaims  # noqa: E402
-from invoicer.ledger import Ledger  # noqa: E402
-from tests.api.world import MAIN, populate  # noqa: E402
+from bench.api import served_world  # noqa: E402
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
@@ -106,45 +97,23 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
 
-    admin, pg_url = _admin(args.pg)
-    schema = f"bench_api_load_{os.getpid()}_{secrets.token_hex(3)}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    db_url = f"{pg_url}?options=-csearch_path%3D{schema}"
-    secret = secrets.token_hex(32)
-    server = None
     results: dict[str, dict[str, float]] = {}
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            ledger = Ledger.from_url(db_url)
-            ledger.migrate()
-            populate(ledger, FileArchive(Path(tmp) / "archive"))
-            invoice = ledger.invoices.get(MAIN[0], "OI-2026-11-0000123")
-            ledger.close()
-            token = links.sign(LinkClaims(MAIN[0], MAIN[1], invoice.number,
-                                          int(time.time() + 3600)), secret.encode())
-            server, base = start_api(tmp, db_url, secret, workers=args.workers, wait=60)
-            auth = f"Authorization: Bearer {token}"
-            checks = [("trivial", "/no-such-path", None, 404),
-                      ("history", "/v1/subscriber/invoices", auth, 200),
-                      ("pdf", f"/invoices/{token}.pdf", None, 200)]
-            for name, path, header, status in checks:
-                got = httpx.get(base + path, headers=dict([header.split(": ", 1)])
-                                if header else None, timeout=10)
-                if got.status_code != status:
-                    raise SystemExit(f"{name}: {got.status_code} {got.text[:200]}")
-                wrk(base + path, 20, 2, header)  # warm-up: pools, caches, every worker
-                before = tree_cpu(server.pid)
-                results[name] = wrk(base + path, args.connections, args.duration, header)
-                results[name]["cpu_ms"] = (tree_cpu(server.pid) - before) * 1000 / max(
-                    1, results[name]["requests"])
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(15)
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with served_world(args.pg, workers=args.workers, wait=60) as (server, base, token,
+                                                                  invoice):
+        auth = f"Authorization: Bearer {token}"
+        checks = [("trivial", "/no-such-path", None, 404),
+                  ("history", "/v1/subscriber/invoices", auth, 200),
+                  ("pdf", f"/invoices/{token}.pdf", None, 200)]
+        for name, path, header, status in checks:
+            got = httpx.get(base + path, headers=dict([header.split(": ", 1)])
+                            if header else None, timeout=10)
+            if got.status_code != status:
+                raise SystemExit(f"{name}: {got.status_code} {got.text[:200]}")
+            wrk(base + path, 20, 2, header)  # warm-up: pools, caches, every worker
+            before = tree_cpu(server.pid)
+            results[name] = wrk(base + path, args.connections, args.duration, header)
+            results[name]["cpu_ms"] = (tree_cpu(server.pid) - before) * 1000 / max(
+                1, results[name]["requests"])
 
     print(f"wrk -c {args.connections} -d {args.duration}s per endpoint; uvicorn "
           f"{args.workers} worker(s); PostgreSQL ledger; PDF of {invoice.size:,} bytes")
