@@ -79,6 +79,12 @@ _ANNOUNCED = (
     .join(invoices, invoices.c.id == deliveries.c.invoice_id)
     .where(deliveries.c.id.in_(sa.bindparam("ids", expanding=True)))
     .order_by(deliveries.c.id))
+#: The same for one delivery (nearly every announcement): no expanding list for
+#: SQLAlchemy to render into the statement's text at each execution.
+_ANNOUNCED_ONE = (
+    sa.select(deliveries, invoices.c.operator_id, invoices.c.number, invoices.c.account)
+    .join(invoices, invoices.c.id == deliveries.c.invoice_id)
+    .where(deliveries.c.id == sa.bindparam("id")))
 
 
 def announce_event(db: Database, conn: Connection, event: str, delivery_ids: Iterable[int],
@@ -88,7 +94,8 @@ def announce_event(db: Database, conn: Connection, event: str, delivery_ids: Ite
     ids = sorted(delivery_ids)
     if not ids:
         return 0
-    rows = conn.execute(_ANNOUNCED, {"ids": ids}).all()
+    rows = (conn.execute(_ANNOUNCED_ONE, {"id": ids[0]}) if len(ids) == 1
+            else conn.execute(_ANNOUNCED, {"ids": ids})).all()
     for r in rows:
         emit(db, conn, event, r.operator_id, {
             "invoice": {"number": r.number, "account": r.account},
