@@ -49,6 +49,11 @@ def content(record: BillingRecord) -> dict[str, Any]:
 def _leaf(value: Any) -> Any:
     """What :func:`_plain` makes of a value JSON cannot hold as it is (a Decimal, a
     date, an enum that is not a str or int): the encoder asks only for those."""
+    kind = type(value)
+    if kind is Decimal:  # most of them (every amount): as _plain writes it, inline
+        return format(value.normalize(), "f") if value else "0"
+    if kind is date:
+        return value.isoformat()
     if isinstance(value, Decimal | date) or (
             hasattr(value, "value") and not isinstance(value, str | int | float | bool)):
         return _plain(value)
