@@ -316,9 +316,12 @@ class DeliveryStore:
         bad = sorted(s for s in sources if to_state not in TRANSITIONS.get(s, ()))
         if not sources or bad:
             raise ValueError(f"no transition {bad or sources} -> {to_state!r}")
+        # One source state (nearly every call) is compared with ``=``: an expanding
+        # list is rendered into the statement's text by SQLAlchemy at each execution.
+        one = len(sources) == 1
         key = ("transition", to_state, error is not None, message_id is not None,
                owner is not None, recipient is not None, reference is not None,
-               owned_by is not None)
+               owned_by is not None, one)
         stmt = self._statements.get(key)
         if stmt is None:
             stamp = self._db.now()  # stands for the time of each execution
@@ -330,11 +333,13 @@ class DeliveryStore:
                 if given is not None:
                     values[name] = sa.bindparam(f"v_{name}")
             where = [deliveries.c.id == sa.bindparam("delivery_id"),
+                     deliveries.c.state == sa.bindparam("source") if one else
                      deliveries.c.state.in_(sa.bindparam("sources", expanding=True))]
             if owned_by is not None:
                 where.append(deliveries.c.owner == sa.bindparam("owned_by"))
             stmt = self._statements[key] = deliveries.update().where(*where).values(values)
         params = {"delivery_id": delivery_id, "sources": sorted(sources),
+                  "source": next(iter(sources)),
                   "now": self._db.now(), "v_last_error": error, "v_message_id": message_id,
                   "v_owner": owner, "v_recipient": recipient, "v_reference": reference,
                   "owned_by": owned_by}
