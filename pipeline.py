@@ -48,7 +48,7 @@ from invoicer.renderer import RENDERER_VERSION, Rendered, RenderOptions, render_
 from invoicer.renderer.einvoice import EInvoiceError
 from invoicer.renderer.shock import by_category
 from invoicer.workflows.dispatch import Channels, dispatch
-from invoicer.workflows.previous import PreviousUnreadable, options_for, previous_number
+from invoicer.workflows.previous import PreviousUnreadable, options_for
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +291,7 @@ def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id:
         postal_code=record.account.customer.address.postal_code or None,
         country=record.account.customer.address.country, phone=record.delivery.phone,
         record_sha256=hashlib.sha256(raw).hexdigest(), content_sha256=content_hash,
-        previous_number=previous_number(ledger, operator, account, inv.period.start),
+        previous_before=inv.period.start,  # the previous invoice, found by the claim
         shock_share=str(services.options.shock_share),
         charges_by_category={k: str(v) for k, v in by_category(record).items()},
         run_id=run_id, source_line=line,
