@@ -6,9 +6,10 @@ under uvicorn. Routers live one per client kind (``api/print_shop.py``...); keys
 problem details and range downloads are shared (``api/keys.py``, ``api/problems.py``,
 ``api/ranges.py``). Handlers are plain ``def``: the ledger and the archive are
 blocking libraries, so FastAPI runs each request in its thread pool. The exceptions are
-the hottest subscriber read (the history) and the token check, which are ``async`` and
-run on the event loop: one short ledger read on the loop's own connection (see
-``ledger.db.Database.read``) costs less than the hop to the thread pool.
+the hottest subscriber reads (the history, an invoice's download by its link) and the
+token check, which are ``async`` and run on the event loop: their ledger query is
+awaited on PostgreSQL (``ledger.db.Database.read_async``) and read inline from SQLite's
+file, which costs less than the hop to the thread pool.
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None
         yield
         deferred.close()
         if owned:
-            the_ledger.close()
+            await the_ledger.aclose()  # the loop's asynchronous connections too
         if mailer is None:
             the_mailer.close()
 

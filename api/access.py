@@ -161,12 +161,25 @@ class AccessService:
     def linked_invoice(self, token: str) -> Invoice | None:
         """The archived invoice an invoice link names, if the link is valid and every
         part of it (operator, account, number) matches the ledger; else ``None``."""
-        try:
-            claims = links.verify(token, self._link_key, now=self.now())
-        except InvalidLinkError:
+        claims = self._link_claims(token)
+        if claims is None:
             return None
         return self.ledger.invoices.account_invoice(claims.operator, claims.account,
                                                     claims.invoice)
+
+    async def linked_invoice_async(self, token: str) -> Invoice | None:
+        """:meth:`linked_invoice` on an event loop (the ledger's look-up awaited)."""
+        claims = self._link_claims(token)
+        if claims is None:
+            return None
+        return await self.ledger.invoices.account_invoice_async(
+            claims.operator, claims.account, claims.invoice)
+
+    def _link_claims(self, token: str) -> LinkClaims | None:
+        try:
+            return links.verify(token, self._link_key, now=self.now())
+        except InvalidLinkError:
+            return None
 
     # ---------------------------------------------------------------- rate limits
 

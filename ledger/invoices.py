@@ -319,6 +319,19 @@ class InvoiceStore:
                                                "account": account, "limit": limit}).all()
         return [Invoice(*r) for r in rows]
 
+    async def for_account_async(self, operator_id: str, account: str, limit: int = 13
+                                ) -> list[Invoice]:
+        """:meth:`for_account` for an event loop: on PostgreSQL the loop serves other
+        requests while the query runs (:meth:`Database.read_async`); on SQLite it reads the
+        local file inline."""
+        params = {"operator_id": operator_id, "account": account, "limit": limit}
+        if not self._db.reads_async:
+            with self._db.read() as conn:
+                rows = conn.execute(_FOR_ACCOUNT, params).all()
+        else:
+            rows = await self._db.read_async(_FOR_ACCOUNT, params)
+        return [Invoice(*r) for r in rows]
+
     def previous(self, operator_id: str, account: str, before: date) -> Invoice | None:
         """The account's archived original invoice whose period ended last before
         ``before`` (ties: the highest number), or ``None``: the previous invoice the
@@ -335,6 +348,18 @@ class InvoiceStore:
             row = conn.execute(_ACCOUNT_INVOICE, {"operator_id": operator_id,
                                                   "account": account, "number": number}
                                ).one_or_none()
+        return Invoice(*row) if row else None
+
+    async def account_invoice_async(self, operator_id: str, account: str, number: str
+                                    ) -> Invoice | None:
+        """:meth:`account_invoice` for an event loop (see :meth:`for_account_async`)."""
+        params = {"operator_id": operator_id, "account": account, "number": number}
+        if not self._db.reads_async:
+            with self._db.read() as conn:
+                row = conn.execute(_ACCOUNT_INVOICE, params).one_or_none()
+        else:
+            rows = await self._db.read_async(_ACCOUNT_INVOICE, params)
+            row = rows[0] if rows else None
         return Invoice(*row) if row else None
 
     def latest_for_phone(self, phone: str) -> Invoice | None:

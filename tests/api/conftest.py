@@ -135,16 +135,23 @@ SECRET = b"subscriber-tests-link-secret-0123456789"
 
 
 @pytest.fixture
-def sub(tmp_path: Path) -> Iterator[SimpleNamespace]:
+def sub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SimpleNamespace]:
     """The subscriber world (``tests/api/world.py``) behind a running API, on SQLite
-    and a file archive, with an SMS outbox file, a settable clock and billing keys."""
+    and a file archive, with an SMS outbox file, a settable clock and billing keys.
+
+    ``@pytest.mark.parametrize("sub", ["sqlite", "postgresql"], indirect=True)`` runs a
+    test on PostgreSQL too (a schema of its own): there the subscriber's hot reads are
+    awaited on the event loop (``ledger.db.Database.read_async``), not read inline."""
     from invoicer.api.access import AccessLimits
     from invoicer.api.billrun import ThreadBillRunQueue
     from invoicer.delivery.sms import FileSmsOutbox
     from tests.api.world import populate
 
     clock = Clock()
-    db = f"sqlite:///{tmp_path / 'ledger.db'}"
+    if getattr(request, "param", "sqlite") == "postgresql":
+        db = request.getfixturevalue("pg_url")
+    else:
+        db = f"sqlite:///{tmp_path / 'ledger.db'}"
     ledger = Ledger.from_url(db, clock=clock)
     ledger.migrate()
     archive = FileArchive(tmp_path / "archive")
