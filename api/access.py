@@ -49,6 +49,7 @@ from invoicer.delivery.errors import DeliveryError
 from invoicer.delivery.links import InvalidLinkError, Keys, LinkClaims, keys
 from invoicer.delivery.sms import SmsGateway, render_access_code
 from invoicer.ledger import Invoice, Ledger
+from invoicer.ledger.invoices import ListedInvoice
 from invoicer.operator_settings import operator_settings
 from invoicer.workflows.second_copy import canonical_key
 
@@ -153,7 +154,7 @@ class AccessService:
         return links.sign(LinkClaims(operator, account, "", expires), self._session_key), \
             expires
 
-    def invoice_token(self, invoice: Invoice, expires: int) -> str:
+    def invoice_token(self, invoice: Invoice | ListedInvoice, expires: int) -> str:
         """The token of ``/invoices/<token>.pdf`` for ``invoice``, until ``expires``."""
         return links.sign(LinkClaims(invoice.operator_id, invoice.account, invoice.number,
                                      expires), self._link_key)

@@ -36,6 +36,7 @@ from invoicer.billing.fields import IDENTIFIER_PATTERN
 from invoicer.delivery.archive import Archive
 from invoicer.delivery.errors import ArchiveNotFoundError
 from invoicer.ledger import Invoice, Ledger
+from invoicer.ledger.invoices import ListedInvoice
 from invoicer.operator_settings import DEFAULT_HISTORY, operator_settings
 from invoicer.renderer import RenderOptions
 from invoicer.workflows.second_copy import issue_second_copy
@@ -216,7 +217,7 @@ def _money(value) -> str | None:
     return None if value is None else format(value, "f")
 
 
-def effective_status(invoice: Invoice, today: date) -> str:
+def effective_status(invoice: Invoice | ListedInvoice, today: date) -> str:
     """The payment status to show: ``overdue`` for an invoice past its due date (UTC
     day) that is not marked paid, without waiting for the billing system to say so."""
     status = invoice.payment_status
@@ -226,7 +227,8 @@ def effective_status(invoice: Invoice, today: date) -> str:
     return status
 
 
-def summary(access: AccessService, invoice: Invoice, expires: int) -> InvoiceSummary:
+def summary(access: AccessService, invoice: Invoice | ListedInvoice, expires: int
+            ) -> InvoiceSummary:
     """An invoice as the history shows it, with links valid until ``expires``."""
     token = access.invoice_token(invoice, expires)
     return InvoiceSummary(
@@ -246,7 +248,7 @@ def summary(access: AccessService, invoice: Invoice, expires: int) -> InvoiceSum
 def history(access: AccessService, grant: Grant) -> History:
     """The grant's account's last archived invoices, newest first: as many as the
     operator's setting says (``operator_settings``: Oi 13)."""
-    rows = access.ledger.invoices.for_account(
+    rows = access.ledger.invoices.listed(
         grant.operator, grant.account, limit=operator_settings(grant.operator).history)
     return _history(access, grant, rows)
 
@@ -254,12 +256,12 @@ def history(access: AccessService, grant: Grant) -> History:
 async def history_async(access: AccessService, grant: Grant) -> History:
     """:func:`history` on an event loop: the ledger's query is awaited (PostgreSQL), the
     loop serving other requests meanwhile."""
-    rows = await access.ledger.invoices.for_account_async(
+    rows = await access.ledger.invoices.listed_async(
         grant.operator, grant.account, limit=operator_settings(grant.operator).history)
     return _history(access, grant, rows)
 
 
-def _history(access: AccessService, grant: Grant, rows: list[Invoice]) -> History:
+def _history(access: AccessService, grant: Grant, rows: list[ListedInvoice]) -> History:
     items = [summary(access, row, grant.expires) for row in rows]
     return History(operator=grant.operator, account=grant.account,
                    latest=items[0] if items else None, invoices=items)

@@ -260,6 +260,10 @@ def _archived(led: Ledger, facts, number: str, **over) -> None:
 def test_awaited_reads_give_what_blocking_reads_give(led: Ledger, facts):
     # SQLite reads its file inline; PostgreSQL awaits psycopg's AsyncConnection. Values
     # come through the columns' own types either way (UTC instants, Decimal money).
+    from dataclasses import fields
+
+    from invoicer.ledger.invoices import ListedInvoice
+
     for i, day in enumerate((3, 5, 4)):
         _archived(led, facts, f"AW-{i}", issue_date=datetime(2026, 11, day).date(),
                   charges_by_category={"subscription": "59.90"})
@@ -267,16 +271,21 @@ def test_awaited_reads_give_what_blocking_reads_give(led: Ledger, facts):
     led.invoices.claim("oi", "AW-CLAIMED", **facts())  # not archived: never listed
 
     async def both():
-        return (await led.invoices.for_account_async("oi", "1234567890", limit=13),
+        return (await led.invoices.listed_async("oi", "1234567890", limit=13),
                 await led.invoices.account_invoice_async("oi", "1234567890", "AW-1"),
                 await led.invoices.account_invoice_async("oi", "1234567890", "AW-OTHER"),
                 await led.invoices.account_invoice_async("oi", "999", "AW-1"))
 
     listed, one, others, wrong_account = asyncio.run(both())
     assert led.db.reads_async is (led.dialect == "postgresql")
-    assert listed == led.invoices.for_account("oi", "1234567890", limit=13)
+    full = led.invoices.for_account("oi", "1234567890", limit=13)
+    assert listed == led.invoices.listed("oi", "1234567890", limit=13)
+    # A listed invoice is its invoice's row, fewer columns.
+    assert listed == [ListedInvoice(**{f.name: getattr(i, f.name) for f in
+                                       fields(ListedInvoice)}) for i in full]
     assert [i.number for i in listed] == ["AW-1", "AW-2", "AW-0"]
-    assert one == led.invoices.account_invoice("oi", "1234567890", "AW-1")
+    assert [i.einvoice_key for i in listed] == [i.einvoice_key for i in full]
+    assert one == led.invoices.account_invoice("oi", "1234567890", "AW-1") == full[0]
     assert one.total == Decimal("104.75") and one.created_at.tzinfo is UTC
     assert one.charges_by_category == {"subscription": "59.90"}
     assert others is None and wrong_account is None
