@@ -55,11 +55,11 @@ __all__ = ["API_VERSION", "UVICORN_OPTIONS", "build_app", "create_app"]
 #: its own proxy-header handling off, since it believes ``X-Forwarded-For`` from any
 #: local client and rewrites the client before the app sees the peer; the app believes
 #: it from ``INVOICER_TRUSTED_PROXIES`` only (:class:`~invoicer.api.edge.TrustedProxies`).
-#: uvloop's event loop and httptools' HTTP parser (both dependencies), not asyncio's
-#: loop and h11: every request's own cost (parsing, the socket, the loop) drops by a
-#: third, a trivial request's from 0.46 to 0.30 ms of CPU (docs/performance.md).
+#: httptools' HTTP parser (a dependency), not h11: a request's parsing in C. The event
+#: loop stays asyncio's: uvloop's gave the same throughput here but a p99 of 0.6-1.3 s
+#: against 0.1-0.2 s under 200 connections (docs/performance.md).
 UVICORN_OPTIONS: dict[str, Any] = {"proxy_headers": False, "server_header": False,
-                                   "loop": "uvloop", "http": "httptools"}
+                                   "loop": "asyncio", "http": "httptools"}
 
 API_VERSION = "1.0.0"
 """The version of the API's contract (the OpenAPI document), not of the service."""
