@@ -27,6 +27,9 @@ from tests.api.world import MAIN, NEIGHBOUR, OTHER_OPERATOR, STRANGER
 #: On SQLite the subscriber's reads run inline; on PostgreSQL they are awaited on the
 #: event loop (ledger.aio): the same answers, refusals included, on both.
 BOTH_DATABASES = pytest.mark.parametrize("sub", ["sqlite", "postgresql"], indirect=True)
+#: ... and with the archive in S3 (the async downloads read it in the thread pool).
+WITH_S3 = pytest.mark.parametrize("sub", ["sqlite", "postgresql", "postgresql-s3"],
+                                  indirect=True)
 
 
 def archived(sub, operator: str, number: str) -> bytes:
@@ -37,7 +40,7 @@ def archived(sub, operator: str, number: str) -> bytes:
 # ---------------------------------------------------------------------------- the flow
 
 
-@BOTH_DATABASES
+@WITH_S3
 def test_code_session_history_and_document(sub):
     sub.clock.now = BEFORE_DUE  # the latest invoice is not overdue yet
     # PostgreSQL: the history and the download are awaited reads (ledger.aio).
@@ -215,7 +218,7 @@ def _flip(token: str, bit: int) -> str:
     return base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode() + "." + mac
 
 
-@BOTH_DATABASES
+@WITH_S3
 def test_documents_of_others_are_refused_and_leak_nothing(sub):
     now = sub.clock().timestamp()
     mine = "OI-2026-11-0000123"
