@@ -9,7 +9,6 @@ Factur-X invoice carries it inside the PDF as well.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
@@ -131,7 +130,7 @@ def _draw(invoice: BillingRecord, options: RenderOptions | None,
         pages += [PagePlan(following, annex=p, annex_box=following.body) for p in annex_pages]
     total = len(pages)
 
-    buffer = io.BytesIO()
+    buffer = _reportlab.Output()
     canvas = Canvas(buffer, pagesize=(brand.page_width, brand.page_height), invariant=1,
                     pageCompression=1, lang=loc.requested.replace("_", "-"))
     # invariant=1 alone would stamp 2000-01-01; the issue date is the truthful constant.

@@ -44,6 +44,7 @@ module's name in the message, never half-way through a bill run.
 from __future__ import annotations
 
 import io
+import re
 import zlib
 from collections.abc import Callable
 
@@ -51,7 +52,14 @@ import reportlab
 from reportlab.lib.colors import Color
 from reportlab.lib.rl_accel import escapePDF
 from reportlab.pdfbase import pdfdoc, ttfonts
-from reportlab.pdfbase.pdfdoc import PDFArray, PDFDictionary, PDFName, PDFObject, PDFStream
+from reportlab.pdfbase.pdfdoc import (
+    PDFArray,
+    PDFDictionary,
+    PDFName,
+    PDFObject,
+    PDFObjectReference,
+    PDFStream,
+)
 from reportlab.pdfbase.ttfonts import ShapeData, ShapedStr, TTFont
 from reportlab.pdfgen.canvas import Canvas
 
@@ -113,10 +121,47 @@ def compress_finished_page(canvas: Canvas) -> None:
     """
     page = canvas._doc.Pages.pages[-1]
     if page.stream and page.compression:
-        page.Contents = PDFStream(PDFDictionary({"Filter": PDFName("FlateDecode")}),
-                                  zlib.compress(page.stream.encode("latin-1")))
+        page.Contents = _PageStream(PDFDictionary({"Filter": PDFName("FlateDecode")}),
+                                    zlib.compress(page.stream.encode("latin-1")))
         page.Contents.__Comment__ = "page stream"
         page.stream = None
+
+
+class _PageStream(PDFStream):
+    """A finished page's deflated stream that lets go of its bytes once written out.
+
+    ReportLab formats a document once (a second ``save`` raises) and collects every
+    object's bytes before joining them; a page stream still held while its bytes sit in
+    that collection is a second copy of every page (~5 MB for 100,000 calls). A second
+    ``format`` fails loudly in ReportLab ("stream content not set"), never silently.
+    """
+
+    def format(self, document) -> bytes:
+        data = super().format(document)
+        self.content = None
+        return data
+
+
+class Output:
+    """Where a canvas saves its PDF (``Canvas(Output(), ...)``, then :meth:`getvalue`).
+
+    ReportLab writes the finished document in one ``write``; a ``BytesIO`` would copy
+    those bytes into its own buffer, and the copy is the render's peak memory for a large
+    annex. This keeps the bytes ReportLab made.
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self._parts.append(bytes(data))  # no copy for bytes
+        return len(data)
+
+    def getvalue(self) -> bytes:
+        """The PDF's bytes (joined only if ReportLab ever writes in pieces)."""
+        if len(self._parts) != 1:
+            self._parts = [b"".join(self._parts)]
+        return self._parts[0]
 
 
 def set_pdf_version(doc: pdfdoc.PDFDocument, version: tuple[int, int]) -> None:
@@ -212,6 +257,56 @@ class _Formatted(PDFObject):
         return self.data
 
 
+class _Hole(PDFObject):
+    """Where a reference goes in a template (see :func:`_templated`)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def format(self, document) -> bytes:
+        return b"\x00hole%d\x00" % self.n
+
+
+_HOLES = re.compile(rb"\x00hole(\d+)\x00")
+
+
+class _Template(PDFObject):
+    """An object whose bytes are the same in every document but for the numbers of the
+    objects it refers to: formatted once per process around holes for those references.
+    A dictionary that holds it writes a reference to it, as ReportLab does for fonts."""
+
+    __RefOnly__ = 1
+
+    def __init__(self, parts: tuple[bytes, ...], refs: list[PDFObjectReference]) -> None:
+        self.parts = parts
+        self.refs = refs
+
+    def format(self, document) -> bytes:
+        parts = self.parts
+        out = [parts[0]]
+        for ref, part in zip(self.refs, parts[1:], strict=True):
+            out += (ref.format(document), part)
+        return b"".join(out)
+
+
+_templates: dict[tuple, tuple[tuple[bytes, ...], tuple[int, ...]]] = {}
+
+
+def _templated(key: tuple, make: Callable[[list[_Hole]], PDFObject],
+               refs: list[PDFObjectReference], doc: pdfdoc.PDFDocument) -> _Template:
+    """``make(holes)`` (an object with ``holes[i]`` where ``refs[i]`` belongs) as a
+    :class:`_Template`, formatted on the first call for ``key`` only."""
+    hit = _templates.get(key)
+    if hit is None:
+        pieces = _HOLES.split(make([_Hole(i) for i in range(len(refs))]).format(doc))
+        hit = (tuple(pieces[0::2]), tuple(int(n) for n in pieces[1::2]))
+        if len(_templates) >= 4 * _SUBSET_CACHE_MAX:
+            _templates.clear()
+        _templates[key] = hit
+    parts, order = hit
+    return _Template(parts, [refs[i] for i in order])
+
+
 _SUBSET_CACHE_MAX = 256
 _subset_cache: dict[tuple, tuple[bytes, bytes, bytes, int]] = {}
 
@@ -252,27 +347,44 @@ def add_font_objects(font: TTFont, doc: pdfdoc.PDFDocument) -> None:
             _subset_cache[key] = hit
         widths, cmap, program, length = hit
 
-        pdf_font = pdfdoc.PDFTrueTypeFont()
-        pdf_font.__Comment__ = f"Font {font.fontName} subset {n}"
-        pdf_font.Name = internal_name
-        pdf_font.BaseFont = base_font
-        pdf_font.FirstChar = 0
-        pdf_font.LastChar = len(subset) - 1
-        pdf_font.Widths = _Formatted(widths)
-        pdf_font.ToUnicode = doc.Reference(
-            PDFStream(PDFDictionary({"Filter": deflate}), cmap),
-            "toUnicodeCMap:" + base_font)
+        to_unicode = doc.Reference(PDFStream(PDFDictionary({"Filter": deflate}), cmap),
+                                   "toUnicodeCMap:" + base_font)
         program_ref = doc.Reference(
             PDFStream(PDFDictionary({"Length1": length, "Filter": deflate}), program),
             f"fontFile:{face.filename}({base_font})")
-        flags = (face.flags & ~ttfonts.FF_NONSYMBOLIC) | ttfonts.FF_SYMBOLIC
-        descriptor = PDFDictionary({
-            "Type": "/FontDescriptor", "Ascent": face.ascent, "CapHeight": face.capHeight,
-            "Descent": face.descent, "Flags": flags, "FontBBox": PDFArray(face.bbox),
-            "FontName": PDFName(base_font), "ItalicAngle": face.italicAngle,
-            "StemV": face.stemV, "FontFile2": program_ref, "MissingWidth": face.defaultWidth,
-        })
-        pdf_font.FontDescriptor = doc.Reference(descriptor, "fontDescriptor:" + base_font)
+
+        def descriptor(holes, face=face, base_font=base_font):
+            flags = (face.flags & ~ttfonts.FF_NONSYMBOLIC) | ttfonts.FF_SYMBOLIC
+            return PDFDictionary({
+                "Type": "/FontDescriptor", "Ascent": face.ascent,
+                "CapHeight": face.capHeight, "Descent": face.descent, "Flags": flags,
+                "FontBBox": PDFArray(face.bbox), "FontName": PDFName(base_font),
+                "ItalicAngle": face.italicAngle, "StemV": face.stemV,
+                "FontFile2": holes[0], "MissingWidth": face.defaultWidth,
+            })
+
+        descriptor_ref = doc.Reference(
+            _templated(("descriptor", face.filename, base_font), descriptor, [program_ref],
+                       doc),
+            "fontDescriptor:" + base_font)
+
+        last = len(subset) - 1
+
+        def font_dict(holes, internal_name=internal_name, base_font=base_font, last=last,
+                      widths=widths):
+            pdf_font = pdfdoc.PDFTrueTypeFont()
+            pdf_font.Name = internal_name
+            pdf_font.BaseFont = base_font
+            pdf_font.FirstChar = 0
+            pdf_font.LastChar = last
+            pdf_font.Widths = _Formatted(widths)
+            pdf_font.ToUnicode, pdf_font.FontDescriptor = holes
+            return pdf_font
+
+        # The key holds the subset's key: the same subset under the same internal name
+        # (fonts are numbered in the order a document first uses them).
+        pdf_font = _templated(("font", internal_name, key), font_dict,
+                              [to_unicode, descriptor_ref], doc)
         doc.Reference(pdf_font, internal_name)
         doc.idToObject["BasicFonts"].dict[internal_name] = pdf_font
     del font.state[doc]

@@ -13,8 +13,6 @@ manager opens per line, and all a line's own phone may see.
 
 from __future__ import annotations
 
-import io
-
 from reportlab.pdfgen.canvas import Canvas
 
 import invoicer.renderer as package
@@ -60,7 +58,7 @@ def render_details(record: BillingRecord, line: str | None = None) -> bytes:
     areas = fixed.next_pages()
     _, pages = annex.pages(None, areas.body)
 
-    buffer = io.BytesIO()
+    buffer = _reportlab.Output()
     canvas = Canvas(buffer, pagesize=(brand.page_width, brand.page_height), invariant=1,
                     pageCompression=1, lang=loc.requested.replace("_", "-"))
     issued = f"D:{record.invoice.issue_date:%Y%m%d}120000+00'00'"

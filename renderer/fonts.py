@@ -254,13 +254,17 @@ def register() -> None:
                 + f" (install the Debian package(s): apt-get install {packages})"
             )
         coverage = {}
+        # One str per character for all the sets: fonts overlap (32,000 entries over
+        # 11,000 characters), and every pool process holds these sets for good.
+        chars: dict[int, str] = {}
         for f in FILES:
             if f.name in PRIMARY:
                 _load(f)
             # fontTools reads the cmap independently of ReportLab's parser; lazy=True
             # decodes only the cmap table (a few ms per font).
             with _FTFont(str(f.path), lazy=True) as ft:
-                coverage[f.name] = frozenset(map(chr, ft.getBestCmap()))
+                coverage[f.name] = frozenset(
+                    chars.get(cp) or chars.setdefault(cp, chr(cp)) for cp in ft.getBestCmap())
         # baseFontFor: canvases and graphics (charts) made from now on default to Sans
         # instead of Helvetica, one of the 14 standard fonts that are never embedded
         # (pdffonts would list it; PDF/A forbids it). Canvas(initialFontName="Sans")

@@ -9,6 +9,7 @@ from datetime import UTC
 from functools import cache
 from pathlib import Path
 
+import pikepdf
 import pytest
 
 from invoicer.billing import BillingRecord, parse_record
@@ -193,3 +194,29 @@ def with_usage(record: BillingRecord, count: int) -> BillingRecord:
         usage.append(cdr)
     data["services"][0]["usage"] = usage
     return parse_record(json.dumps(data))
+
+
+def qpdf_check(pdf: bytes, tmp_path) -> str:
+    """``qpdf --check`` of ``pdf``: no error, no warning; its report."""
+    path = tmp_path / "check.pdf"
+    path.write_bytes(pdf)
+    proc = subprocess.run(["qpdf", "--check", str(path)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "WARNING" not in proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def assert_pdfa3b(pdf: pikepdf.Pdf) -> None:
+    """The PDF/A-3b marks a validator looks at first: identification, output intent and
+    its ICC profile, a fixed file ID, uncompressed XMP agreeing with the Info dictionary."""
+    meta = pdf.open_metadata()
+    assert meta["pdfaid:part"] == "3" and meta["pdfaid:conformance"] == "B"
+    intent = pdf.Root.OutputIntents[0]
+    assert intent.S == "/GTS_PDFA1"
+    profile = intent.DestOutputProfile
+    assert profile.N == 3 and profile.read_bytes()[36:40] == b"acsp"
+    assert pdf.trailer.ID[0] == pdf.trailer.ID[1] and len(bytes(pdf.trailer.ID[0])) == 16
+    assert pdf.Root.Metadata.get("/Filter") is None
+    assert str(meta["dc:title"]) == str(pdf.docinfo.Title)
+    assert str(meta["pdf:Producer"]) == str(pdf.docinfo.Producer)

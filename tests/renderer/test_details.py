@@ -24,7 +24,7 @@ from invoicer.renderer.calls_csv import (
 )
 from invoicer.renderer.i18n import for_locale
 from tests.conftest import SPEC_EXAMPLE
-from tests.renderer.conftest import pdftotext, sample
+from tests.renderer.conftest import assert_pdfa3b, pdftotext, qpdf_check, sample
 
 PAGE = "https://invoices.example.net/access"
 
@@ -185,14 +185,12 @@ def test_a_canonical_record_that_is_not_the_services_own_is_refused(change):
 def test_the_detailed_bill_is_a_pdfa3b_with_an_identity_of_its_own(tmp_path):
     import pikepdf
 
-    from tests.renderer.test_einvoice import _assert_pdfa3b, _qpdf_check
-
     record = sample("OI-2026-10-0100052")
     line = next(s.id for s in record.services if s.usage)
     ids = set()
     for pdf in (render_details(record), render_details(record, line), render(record)):
-        _qpdf_check(pdf, tmp_path)
+        qpdf_check(pdf, tmp_path)
         doc = pikepdf.open(io.BytesIO(pdf))
-        _assert_pdfa3b(doc)
+        assert_pdfa3b(doc)
         ids.add(bytes(doc.trailer.ID[0]))
     assert len(ids) == 3

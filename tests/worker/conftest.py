@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.servers import closed_port
+from tests.support.servers import REGION, SmtpServer, closed_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -274,3 +274,24 @@ class Celery:
         for proc in [*self.workers.values(), *self.others]:
             with contextlib.suppress(Exception):
                 proc.wait(10)
+
+
+@pytest.fixture
+def smtp_server_fresh() -> SmtpServer:
+    """An SMTP server of this test's own: the worker tests count what reaches it."""
+    server = SmtpServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def harness(tmp_path, broker, pg_url, smtp_server_fresh, moto_endpoint, bucket):
+    """A worker test's world (see :class:`tests.worker.harness.Harness`)."""
+    from tests.worker.harness import Harness  # it builds on Celery, above
+
+    archive = (f"s3://{bucket}/archive?endpoint={moto_endpoint}&region={REGION}")
+    h = Harness(tmp_path, broker, pg_url, smtp_server_fresh, archive)
+    h.bucket, h.endpoint = bucket, moto_endpoint
+    yield h
+    h.celery.close()
+    h.ledger.close()

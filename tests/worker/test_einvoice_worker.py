@@ -15,7 +15,6 @@ from lxml import etree
 
 from invoicer.renderer.einvoice.xsd import schema_path
 from tests.test_einvoice_delivery import EINVOICES, SAMPLE
-from tests.worker.test_worker import harness, smtp_server_fresh  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.parametrize("broker", ["redis"], indirect=True)
 
@@ -28,7 +27,7 @@ def _wait(what, timeout: float = 90):
     return found
 
 
-def test_celery_task_archives_and_mails_the_xml_and_refuses_a_conflict(harness,  # noqa: F811
+def test_celery_task_archives_and_mails_the_xml_and_refuses_a_conflict(harness,
                                                                        s3_admin):
     number = next(n for n, f in EINVOICES.items() if f == "xrechnung-cii")
     record = SAMPLE[number]
