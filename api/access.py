@@ -49,6 +49,7 @@ from invoicer.delivery.errors import DeliveryError
 from invoicer.delivery.links import InvalidLinkError, Keys, LinkClaims, keys
 from invoicer.delivery.sms import SmsGateway, render_access_code
 from invoicer.ledger import Invoice, Ledger
+from invoicer.ledger.invoices import ListedInvoice
 from invoicer.operator_settings import operator_settings
 from invoicer.workflows.second_copy import canonical_key
 
@@ -153,7 +154,7 @@ class AccessService:
         return links.sign(LinkClaims(operator, account, "", expires), self._session_key), \
             expires
 
-    def invoice_token(self, invoice: Invoice, expires: int) -> str:
+    def invoice_token(self, invoice: Invoice | ListedInvoice, expires: int) -> str:
         """The token of ``/invoices/<token>.pdf`` for ``invoice``, until ``expires``."""
         return links.sign(LinkClaims(invoice.operator_id, invoice.account, invoice.number,
                                      expires), self._link_key)
@@ -161,12 +162,25 @@ class AccessService:
     def linked_invoice(self, token: str) -> Invoice | None:
         """The archived invoice an invoice link names, if the link is valid and every
         part of it (operator, account, number) matches the ledger; else ``None``."""
-        try:
-            claims = links.verify(token, self._link_key, now=self.now())
-        except InvalidLinkError:
+        claims = self._link_claims(token)
+        if claims is None:
             return None
         return self.ledger.invoices.account_invoice(claims.operator, claims.account,
                                                     claims.invoice)
+
+    async def linked_invoice_async(self, token: str) -> Invoice | None:
+        """:meth:`linked_invoice` on an event loop (the ledger's look-up awaited)."""
+        claims = self._link_claims(token)
+        if claims is None:
+            return None
+        return await self.ledger.invoices.account_invoice_async(
+            claims.operator, claims.account, claims.invoice)
+
+    def _link_claims(self, token: str) -> LinkClaims | None:
+        try:
+            return links.verify(token, self._link_key, now=self.now())
+        except InvalidLinkError:
+            return None
 
     # ---------------------------------------------------------------- rate limits
 

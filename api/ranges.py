@@ -22,9 +22,9 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
 from invoicer.api.problems import Problem
-from invoicer.delivery.archive import Archive
+from invoicer.delivery.archive import Archive, FileArchive, MemoryArchive
 
-__all__ = ["Download", "parse_range", "ranged_response"]
+__all__ = ["Download", "parse_range", "ranged_response", "reads_inline"]
 
 _SPEC = re.compile(r"\s*(\d*)\s*-\s*(\d*)\s*")
 
@@ -81,6 +81,13 @@ def _matches(header: str | None, etag: str) -> bool:
 
 #: Bodies up to this size are read whole and sent in one piece; larger ones stream.
 WHOLE_BODY = 1 << 20
+
+
+def reads_inline(archive: Archive) -> bool:
+    """Whether an ``async`` route may read ``archive`` on the event loop: a local file
+    (or memory) of tens of kB reads in less time than a hop to the thread pool costs;
+    a remote archive (S3) is a network round trip that would stop the loop."""
+    return isinstance(archive, FileArchive | MemoryArchive)
 
 
 def ranged_response(request: Request, archive: Archive, download: Download) -> Response:

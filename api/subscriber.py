@@ -24,17 +24,19 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from invoicer.api.access import AccessService, Grant, RateLimited
 from invoicer.api.problems import Problem, problem_responses
-from invoicer.api.ranges import Download, ranged_response
+from invoicer.api.ranges import Download, ranged_response, reads_inline
 from invoicer.billing.fields import IDENTIFIER_PATTERN
 from invoicer.delivery.archive import Archive
 from invoicer.delivery.errors import ArchiveNotFoundError
 from invoicer.ledger import Invoice, Ledger
+from invoicer.ledger.invoices import ListedInvoice
 from invoicer.operator_settings import DEFAULT_HISTORY, operator_settings
 from invoicer.renderer import RenderOptions
 from invoicer.workflows.second_copy import issue_second_copy
@@ -215,7 +217,7 @@ def _money(value) -> str | None:
     return None if value is None else format(value, "f")
 
 
-def effective_status(invoice: Invoice, today: date) -> str:
+def effective_status(invoice: Invoice | ListedInvoice, today: date) -> str:
     """The payment status to show: ``overdue`` for an invoice past its due date (UTC
     day) that is not marked paid, without waiting for the billing system to say so."""
     status = invoice.payment_status
@@ -225,7 +227,8 @@ def effective_status(invoice: Invoice, today: date) -> str:
     return status
 
 
-def summary(access: AccessService, invoice: Invoice, expires: int) -> InvoiceSummary:
+def summary(access: AccessService, invoice: Invoice | ListedInvoice, expires: int
+            ) -> InvoiceSummary:
     """An invoice as the history shows it, with links valid until ``expires``."""
     token = access.invoice_token(invoice, expires)
     return InvoiceSummary(
@@ -245,8 +248,20 @@ def summary(access: AccessService, invoice: Invoice, expires: int) -> InvoiceSum
 def history(access: AccessService, grant: Grant) -> History:
     """The grant's account's last archived invoices, newest first: as many as the
     operator's setting says (``operator_settings``: Oi 13)."""
-    rows = access.ledger.invoices.for_account(
+    rows = access.ledger.invoices.listed(
         grant.operator, grant.account, limit=operator_settings(grant.operator).history)
+    return _history(access, grant, rows)
+
+
+async def history_async(access: AccessService, grant: Grant) -> History:
+    """:func:`history` on an event loop: the ledger's query is awaited (PostgreSQL), the
+    loop serving other requests meanwhile."""
+    rows = await access.ledger.invoices.listed_async(
+        grant.operator, grant.account, limit=operator_settings(grant.operator).history)
+    return _history(access, grant, rows)
+
+
+def _history(access: AccessService, grant: Grant, rows: list[ListedInvoice]) -> History:
     items = [summary(access, row, grant.expires) for row in rows]
     return History(operator=grant.operator, account=grant.account,
                    latest=items[0] if items else None, invoices=items)
@@ -290,7 +305,26 @@ def _document(request: Request, token: str, which: str) -> Response:
     if not _TOKEN_RE.fullmatch(token):
         raise _not_found()
     access = _access(request)
-    invoice = access.linked_invoice(token)
+    download = _download(access, access.linked_invoice(token), which)
+    return _send(request, download)
+
+
+async def _document_async(request: Request, token: str, which: str) -> Response:
+    """:func:`_document` on the event loop: the ledger's look-up awaited (PostgreSQL),
+    the archive read inline where it is a local file (tens of kB: less than a hop to
+    the thread pool), in the thread pool where it is remote (S3)."""
+    if not _TOKEN_RE.fullmatch(token):
+        raise _not_found()
+    access = _access(request)
+    download = _download(access, await access.linked_invoice_async(token), which)
+    if reads_inline(_archive(request)):
+        return _send(request, download)
+    return await run_in_threadpool(_send, request, download)
+
+
+def _download(access: AccessService, invoice: Invoice | None, which: str) -> Download:
+    """What a valid link to ``invoice`` downloads (``which``: original, einvoice,
+    second-copy); the one 404 for everything else."""
     if invoice is None or not invoice.archive_key or not invoice.sha256:
         raise _not_found()
     if which == "original":
@@ -306,6 +340,10 @@ def _document(request: Request, token: str, which: str) -> Response:
             raise _not_found()
         download = Download(copy.archive_key, copy.size, copy.sha256, "application/pdf",
                             f"{invoice.number}-2.pdf")
+    return download
+
+
+def _send(request: Request, download: Download) -> Response:
     try:
         response = ranged_response(request, _archive(request), download)
     except ArchiveNotFoundError:
@@ -371,11 +409,11 @@ async def list_invoices(request: Request, grant: Annotated[Grant, Depends(curren
     link of each of the account's last invoices (the operator's setting: Oi 13), newest
     first. ``payment_status`` is ``overdue`` once an invoice not marked paid is past its
     due date."""
-    # On the event loop, reading inline: one indexed query of the ledger (the loop's
-    # own connection, its statements bounded: ledger.db.Database.read) and 13 HMACs.
-    # The hop to the thread pool a plain def costs took more CPU than all of that
-    # (1.7 against 1.1 ms a request; docs/performance.md).
-    return history(_access(request), grant)
+    # On the event loop: one indexed query of the ledger, awaited (PostgreSQL: the loop
+    # serves other requests meanwhile; ledger.db.Database.read_async), and 13 HMACs. The hop
+    # to the thread pool a plain def costs took more CPU than all of that (1.7 against
+    # 1.1 ms a request; docs/performance.md).
+    return await history_async(_access(request), grant)
 
 
 @router.post("/invoices/{number}/second-copy", response_model=SecondCopyOut,
@@ -406,9 +444,9 @@ def download_second_copy(request: Request, token: str) -> Response:
 
 @document_router.get("/invoices/{token}.pdf", response_class=Response,
                      summary="Download an invoice", responses=_PDF_RESPONSES)
-def download_invoice(request: Request, token: str) -> Response:
+async def download_invoice(request: Request, token: str) -> Response:
     """The archived PDF of the invoice the signed link names, streamed (ranges work)."""
-    return _document(request, token, "original")
+    return await _document_async(request, token, "original")
 
 
 _XML_RESPONSES = {
@@ -421,11 +459,11 @@ _XML_RESPONSES = {
 
 @document_router.get("/invoices/{token}.xml", response_class=Response,
                      summary="Download an invoice's e-invoice XML", responses=_XML_RESPONSES)
-def download_einvoice(request: Request, token: str) -> Response:
+async def download_einvoice(request: Request, token: str) -> Response:
     """The e-invoice XML (XRechnung, Peppol BIS 3, RO_CIUS) archived beside the PDF of
     the invoice the signed link names; 404 for an invoice without one (a Factur-X
     invoice carries it inside its PDF)."""
-    return _document(request, token, "einvoice")
+    return await _document_async(request, token, "einvoice")
 
 
 for _route, _path in ((download_second_copy, "/invoices/{token}/second-copy.pdf"),

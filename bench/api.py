@@ -2,7 +2,7 @@
 
     python bench/api.py [--concurrency 200] [--rounds 5] [--pg URL]
 
-A real ``uvicorn`` (one process, started here with ``api:create_app``) on 127.0.0.1,
+A real ``uvicorn`` (one process, started here as ``invoicer serve`` starts it) on 127.0.0.1,
 the ledger in PostgreSQL (127.0.0.1:5432, trust, database ``test``; a schema of its
 own, dropped afterwards), a file archive holding the subscriber world of the tests
 (``tests/api/world.py``). Each round sends ``concurrency`` requests at once, half
@@ -62,10 +62,13 @@ def start_api(tmp: str, db_url: str, secret: str, *, workers: int = 1,
     env = {**os.environ, "PYTHONPATH": str(ROOT), "INVOICER_DB_URL": db_url,
            "INVOICER_ARCHIVE_URL": f"file://{tmp}/archive",
            "INVOICER_SMS_URL": f"file://{tmp}/sms", "INVOICER_LINK_SECRET": secret}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "invoicer.api:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-         "--no-access-log", "--workers", str(workers)], cwd=tmp, env=env)
+    # As `invoicer serve` runs it (api.UVICORN_OPTIONS: uvloop, httptools, ...), without
+    # the access log.
+    serve = ("import uvicorn\nfrom invoicer.api import UVICORN_OPTIONS\n"
+             "uvicorn.run('invoicer.api:create_app', factory=True, host='127.0.0.1', "
+             f"port={port}, workers={workers}, log_level='warning', access_log=False, "
+             "**UVICORN_OPTIONS)")
+    server = subprocess.Popen([sys.executable, "-c", serve], cwd=tmp, env=env)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + wait
     while True:

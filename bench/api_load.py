@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 from bench.api import served_world  # noqa: E402
+from invoicer.api import UVICORN_OPTIONS  # noqa: E402
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
@@ -116,7 +117,8 @@ def main() -> None:
                 1, results[name]["requests"])
 
     print(f"wrk -c {args.connections} -d {args.duration}s per endpoint; uvicorn "
-          f"{args.workers} worker(s); PostgreSQL ledger; PDF of {invoice.size:,} bytes")
+          f"{args.workers} worker(s) as invoicer serve runs it (loop {UVICORN_OPTIONS['loop']}, "
+          f"http {UVICORN_OPTIONS['http']}); PostgreSQL ledger; PDF of {invoice.size:,} bytes")
     print(f"{'endpoint':10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>11}  errors")
     for name, r in results.items():
         bad = r["non2xx"] if name != "trivial" else 0

@@ -122,6 +122,8 @@ def keys(secret: Keys) -> tuple[bytes, ...]:
     """``secret`` as a tuple of keys, the signing one first; ``ValueError`` if empty."""
     if type(secret) is bytes:  # the common case, without copies
         return (secret,)
+    if type(secret) is tuple and secret and all(type(k) is bytes for k in secret):
+        return secret  # already keys (a service's, made once): a history signs 13 links
     found = (secret,) if isinstance(secret, bytes | bytearray) else tuple(secret)
     if not found:
         raise ValueError("no signing key")

@@ -40,6 +40,7 @@ from invoicer.ledger.db import (
     Database,
     LedgerConflict,
     alembic_config,
+    make_async_reader,
     make_engine,
     utcnow,
 )
@@ -145,6 +146,13 @@ __all__ = [
 #: Connections each process keeps for reads on PostgreSQL (:meth:`Ledger.from_url`).
 READ_POOL_SIZE = 10
 
+#: Connections each event loop (each API process) keeps for its asynchronous reads on
+#: PostgreSQL (:meth:`Database.read_async`); requests beyond them wait for one, in turn,
+#: without blocking the loop. Under load a connection stays taken until its request's
+#: task runs again, one turn of a busy loop later: with 4 a history's throughput fell
+#: by a third against 16 (docs/performance.md).
+ASYNC_READ_POOL_SIZE = 16
+
 
 class Ledger:
     """The service's ledger: its stores over one database.
@@ -156,8 +164,10 @@ class Ledger:
 
     def __init__(self, engine: Engine, *, reader: Engine | None = None,
                  loop_reader: Engine | None = None,
+                 async_reader: Any = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
-        self.db = Database(engine, reader=reader, loop_reader=loop_reader, clock=clock)
+        self.db = Database(engine, reader=reader, loop_reader=loop_reader,
+                           async_reader=async_reader, clock=clock)
         self.invoices = InvoiceStore(self.db)
         self.runs = RunStore(self.db)
         self.deliveries = DeliveryStore(self.db)
@@ -192,7 +202,12 @@ class Ledger:
             loop_reader = make_engine(
                 url, reader=True, statement_timeout_ms=LOOP_STATEMENT_TIMEOUT_MS,
                 **{"pool_size": 1, "max_overflow": 3, "pool_timeout": 5, **engine_kwargs})
-            return cls(engine, reader=reader, loop_reader=loop_reader, clock=clock)
+            # The API's hot reads, awaited on the loop (Database.read_async).
+            async_reader = make_async_reader(
+                url, pool_size=ASYNC_READ_POOL_SIZE, pool_timeout=5,
+                statement_timeout_ms=LOOP_STATEMENT_TIMEOUT_MS)
+            return cls(engine, reader=reader, loop_reader=loop_reader,
+                       async_reader=async_reader, clock=clock)
         return cls(engine, clock=clock)
 
     @property
@@ -226,6 +241,11 @@ class Ledger:
     def close(self) -> None:
         """Close the pool's connections."""
         self.db.close()
+
+    async def aclose(self) -> None:
+        """Close the pools' connections, the running event loop's asynchronous ones
+        included (an app's shutdown)."""
+        await self.db.aclose()
 
     def __enter__(self) -> Ledger:
         return self

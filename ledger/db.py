@@ -37,7 +37,7 @@ import os
 import sqlite3
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -56,7 +56,8 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from invoicer.resources import package_path
 
 __all__ = ["DEFAULT_URL", "BigId", "Database", "LedgerConflict", "Money", "UTCDateTime",
-           "alembic_config", "in_list", "make_engine", "normalize_url", "utcnow"]
+           "alembic_config", "in_list", "make_async_reader", "make_engine", "normalize_url",
+           "utcnow"]
 
 DEFAULT_URL = "sqlite:///var/ledger.db"
 MIGRATIONS = package_path("migrations")
@@ -234,6 +235,23 @@ def make_engine(url: str | URL | None = None, *, busy_timeout_ms: int = 30_000,
     return engine
 
 
+def make_async_reader(url: str | URL, *, pool_size: int, pool_timeout: float = 5,
+                      statement_timeout_ms: int = 2000) -> Any:
+    """The :class:`~ledger.aio.AsyncReader` of :meth:`Database.read_async` on the
+    PostgreSQL database at ``url``: per event loop, ``pool_size`` connections in
+    autocommit, each statement bounded by ``statement_timeout_ms``, idle ones pinged
+    (:data:`IDLE_PING_S`), waited for at most ``pool_timeout`` seconds."""
+    from invoicer.ledger.aio import AsyncReader
+
+    u = normalize_url(url)
+    if u.get_backend_name() != "postgresql":
+        raise ValueError(f"asynchronous reads are for PostgreSQL, not {u.get_backend_name()}")
+    dialect = postgresql.psycopg.dialect()
+    return AsyncReader(u, dialect, size=pool_size, timeout=pool_timeout,
+                       statement_timeout_ms=statement_timeout_ms,
+                       idle_ping_s=lambda: IDLE_PING_S)
+
+
 def _set_statement_timeout(engine: Engine, timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -300,6 +318,8 @@ def _dispose_after_fork(ref: weakref.ReferenceType[Database]) -> None:
         db.engine.dispose(close=False)
         for other in {db.reader, db.loop_reader} - {db.engine}:
             other.dispose(close=False)
+        if db.async_reader is not None:
+            db.async_reader.forget()
 
 
 def alembic_config(url: str | URL | None = None, connection: Connection | None = None) -> Config:
@@ -332,16 +352,19 @@ class Database:
     :func:`make_engine` builds one with the settings the ledger relies on. ``reader``,
     if given, is the engine :meth:`read` uses (on PostgreSQL, an autocommit one on the
     same database; the default is ``engine``), and ``loop_reader`` the one it uses on
-    an event loop's thread (default: ``reader``). ``clock`` gives every timestamp the
-    stores write (tests move it).
+    an event loop's thread (default: ``reader``). ``async_reader`` (PostgreSQL only:
+    :func:`make_async_reader`), if given, runs :meth:`read_async`. ``clock`` gives every
+    timestamp the stores write (tests move it).
     """
 
     def __init__(self, engine: Engine, *, reader: Engine | None = None,
                  loop_reader: Engine | None = None,
+                 async_reader: Any = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
         self.reader = reader or engine
         self.loop_reader = loop_reader or self.reader
+        self.async_reader = async_reader
         self.dialect = engine.dialect.name
         if self.dialect not in ("sqlite", "postgresql"):
             raise ValueError(f"unsupported database: {self.dialect}")
@@ -377,6 +400,36 @@ class Database:
             return self.loop_reader.connect()
         return self.reader.connect()
 
+    @property
+    def reads_async(self) -> bool:
+        """Whether :meth:`read_async` is there (PostgreSQL); elsewhere an ``async``
+        caller reads with :meth:`read` (SQLite: a local file, read inline)."""
+        return self.async_reader is not None
+
+    async def read_async(self, stmt: sa.Select, params: dict[str, Any]
+                         ) -> list[Sequence[Any]]:
+        """The rows of a store's SELECT, read without blocking the event loop.
+
+        The API's hot reads (a subscriber's history, the invoice a link opens) await
+        PostgreSQL here while the loop serves other requests: read with :meth:`read`
+        on the loop's thread, each round trip stopped the whole process. Each event
+        loop has a pool of its own (:mod:`ledger.aio`): autocommit, idle connections
+        pinged, statements bounded (:data:`LOOP_STATEMENT_TIMEOUT_MS`), waiters served
+        in turn without blocking. ``stmt`` is one of the stores' statements (compiled
+        once, so build it once); rows come back as the columns' types give them. Only
+        where :attr:`reads_async`.
+        """
+        if self.async_reader is None:
+            raise RuntimeError("this database has no asynchronous reader (SQLite)")
+        return await self.async_reader.all(stmt, params)
+
+    async def aclose(self) -> None:
+        """:meth:`close`, closing the running loop's asynchronous connections properly
+        first (an app's shutdown, on its loop)."""
+        if self.async_reader is not None:
+            await self.async_reader.close()
+        self.close()
+
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction: BEGIN IMMEDIATE on SQLite, plain BEGIN on PostgreSQL."""
@@ -392,10 +445,13 @@ class Database:
             conn.execute(sa.text("SELECT 1"))
 
     def close(self) -> None:
-        """Close the pools' connections."""
+        """Close the pools' connections (event loops' asynchronous ones are let go of:
+        see :meth:`aclose`)."""
         self.engine.dispose()
         for other in {self.reader, self.loop_reader} - {self.engine}:
             other.dispose()
+        if self.async_reader is not None:
+            self.async_reader.forget()
 
     # ---------------------------------------------------------------- schema
 

@@ -21,7 +21,7 @@ from invoicer.ledger.db import IN_CHUNK, Database, LedgerConflict
 from invoicer.ledger.schema import PAYMENT_STATUSES, invoices, payment_events
 from invoicer.ledger.webhooks import emit
 
-__all__ = ["Claim", "Invoice", "InvoiceStore", "PaymentEvent"]
+__all__ = ["Claim", "Invoice", "InvoiceStore", "ListedInvoice", "PaymentEvent"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +71,47 @@ class Invoice:
     def einvoice_key(self) -> str | None:
         """Where the e-invoice XML is archived (beside the PDF, ``….xml``), or None when
         the invoice has none apart from its PDF (none at all, or Factur-X inside it)."""
-        if not self.einvoice_sha256 or not self.archive_key:
-            return None
-        return self.archive_key.removesuffix(".pdf") + ".xml"
+        return _einvoice_key(self.archive_key, self.einvoice_sha256)
+
+
+def _einvoice_key(archive_key: str | None, einvoice_sha256: str | None) -> str | None:
+    if not einvoice_sha256 or not archive_key:
+        return None
+    return archive_key.removesuffix(".pdf") + ".xml"
+
+
+@dataclass(frozen=True, slots=True)
+class ListedInvoice:
+    """An archived invoice as a subscriber's history lists it: the columns of
+    :class:`Invoice` the list shows (and signs its links with), the same names.
+
+    A history reads 13 rows on every request: the other twenty columns (three
+    instants, the charges' JSON, hashes) cost more CPU to fetch and convert than the
+    query itself (:meth:`InvoiceStore.listed`)."""
+
+    operator_id: str
+    number: str
+    kind: str
+    account: str
+    period_start: date
+    period_end: date
+    issue_date: date
+    due_date: date
+    total: Decimal
+    currency: str
+    locale: str
+    pages: int | None
+    payment_status: str
+    paid_amount: Decimal | None
+    paid_on: date | None
+    archive_key: str | None
+    einvoice_format: str | None
+    einvoice_sha256: str | None
+
+    @property
+    def einvoice_key(self) -> str | None:
+        """As :attr:`Invoice.einvoice_key`."""
+        return _einvoice_key(self.archive_key, self.einvoice_sha256)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +158,14 @@ class PaymentEvent:
 _COLUMNS = [invoices.c[f.name] for f in fields(Invoice)]
 _FOR_ACCOUNT = (
     sa.select(*_COLUMNS)
+    .where(invoices.c.operator_id == sa.bindparam("operator_id"),
+           invoices.c.account == sa.bindparam("account"), invoices.c.status == "archived")
+    .order_by(invoices.c.issue_date.desc(), invoices.c.number.desc())
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+)
+# A history's rows (ListedInvoice): the same query, fewer columns.
+_LISTED = (
+    sa.select(*(invoices.c[f.name] for f in fields(ListedInvoice)))
     .where(invoices.c.operator_id == sa.bindparam("operator_id"),
            invoices.c.account == sa.bindparam("account"), invoices.c.status == "archived")
     .order_by(invoices.c.issue_date.desc(), invoices.c.number.desc())
@@ -347,6 +393,26 @@ class InvoiceStore:
                                                "account": account, "limit": limit}).all()
         return [Invoice(*r) for r in rows]
 
+    def listed(self, operator_id: str, account: str, limit: int = 13) -> list[ListedInvoice]:
+        """:meth:`for_account` as a history lists them (:class:`ListedInvoice`)."""
+        with self._db.read() as conn:
+            rows = conn.execute(_LISTED, {"operator_id": operator_id, "account": account,
+                                          "limit": limit}).all()
+        return [ListedInvoice(*r) for r in rows]
+
+    async def listed_async(self, operator_id: str, account: str, limit: int = 13
+                           ) -> list[ListedInvoice]:
+        """:meth:`listed` for an event loop: on PostgreSQL the loop serves other
+        requests while the query runs (:meth:`Database.read_async`); on SQLite it reads
+        the local file inline."""
+        params = {"operator_id": operator_id, "account": account, "limit": limit}
+        if not self._db.reads_async:
+            with self._db.read() as conn:
+                rows = conn.execute(_LISTED, params).all()
+        else:
+            rows = await self._db.read_async(_LISTED, params)
+        return [ListedInvoice(*r) for r in rows]
+
     def previous(self, operator_id: str, account: str, before: date) -> Invoice | None:
         """The account's archived original invoice whose period ended last before
         ``before`` (ties: the highest number), or ``None``: the previous invoice the
@@ -363,6 +429,18 @@ class InvoiceStore:
             row = conn.execute(_ACCOUNT_INVOICE, {"operator_id": operator_id,
                                                   "account": account, "number": number}
                                ).one_or_none()
+        return Invoice(*row) if row else None
+
+    async def account_invoice_async(self, operator_id: str, account: str, number: str
+                                    ) -> Invoice | None:
+        """:meth:`account_invoice` for an event loop (see :meth:`listed_async`)."""
+        params = {"operator_id": operator_id, "account": account, "number": number}
+        if not self._db.reads_async:
+            with self._db.read() as conn:
+                row = conn.execute(_ACCOUNT_INVOICE, params).one_or_none()
+        else:
+            rows = await self._db.read_async(_ACCOUNT_INVOICE, params)
+            row = rows[0] if rows else None
         return Invoice(*row) if row else None
 
     def latest_for_phone(self, phone: str) -> Invoice | None:

@@ -135,22 +135,38 @@ SECRET = b"subscriber-tests-link-secret-0123456789"
 
 
 @pytest.fixture
-def sub(tmp_path: Path) -> Iterator[SimpleNamespace]:
+def sub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SimpleNamespace]:
     """The subscriber world (``tests/api/world.py``) behind a running API, on SQLite
-    and a file archive, with an SMS outbox file, a settable clock and billing keys."""
+    and a file archive, with an SMS outbox file, a settable clock and billing keys.
+
+    ``@pytest.mark.parametrize("sub", ["sqlite", "postgresql", "postgresql-s3"],
+    indirect=True)`` runs a test on PostgreSQL too (a schema of its own): there the
+    subscriber's hot reads are awaited on the event loop
+    (``ledger.db.Database.read_async``), not read inline; ``-s3``: the archive in S3
+    (moto's server), which the async downloads read in the thread pool."""
     from invoicer.api.access import AccessLimits
     from invoicer.api.billrun import ThreadBillRunQueue
     from invoicer.delivery.sms import FileSmsOutbox
     from tests.api.world import populate
 
     clock = Clock()
-    db = f"sqlite:///{tmp_path / 'ledger.db'}"
+    kind = getattr(request, "param", "sqlite")
+    if kind.startswith("postgresql"):
+        db = request.getfixturevalue("pg_url")
+    else:
+        db = f"sqlite:///{tmp_path / 'ledger.db'}"
     ledger = Ledger.from_url(db, clock=clock)
     ledger.migrate()
-    archive = FileArchive(tmp_path / "archive")
+    if kind.endswith("-s3"):
+        archive_url = s3_url(request.getfixturevalue("bucket"),
+                             request.getfixturevalue("moto_endpoint"))
+        archive = S3Archive.from_url(archive_url)
+    else:
+        archive_url = f"file://{tmp_path / 'archive'}"
+        archive = FileArchive(tmp_path / "archive")
     issued = populate(ledger, archive)
     outbox = FileSmsOutbox(tmp_path / "sms")
-    settings = Settings(db_url=db, archive_url=f"file://{tmp_path / 'archive'}",
+    settings = Settings(db_url=db, archive_url=archive_url,
                         sms_url=f"file://{tmp_path / 'sms'}",
                         mail_url=f"file://{tmp_path / 'outbox'}",
                         link_secret=SECRET.decode())

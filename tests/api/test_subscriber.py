@@ -24,6 +24,13 @@ from tests.api.conftest import SECRET, sms_code
 from tests.api.subscriber_client import API, BEFORE_DUE, bearer, link_token, session
 from tests.api.world import MAIN, NEIGHBOUR, OTHER_OPERATOR, STRANGER
 
+#: On SQLite the subscriber's reads run inline; on PostgreSQL they are awaited on the
+#: event loop (ledger.aio): the same answers, refusals included, on both.
+BOTH_DATABASES = pytest.mark.parametrize("sub", ["sqlite", "postgresql"], indirect=True)
+#: ... and with the archive in S3 (the async downloads read it in the thread pool).
+WITH_S3 = pytest.mark.parametrize("sub", ["sqlite", "postgresql", "postgresql-s3"],
+                                  indirect=True)
+
 
 def archived(sub, operator: str, number: str) -> bytes:
     invoice = sub.ledger.invoices.get(operator, number)
@@ -33,8 +40,11 @@ def archived(sub, operator: str, number: str) -> bytes:
 # ---------------------------------------------------------------------------- the flow
 
 
+@WITH_S3
 def test_code_session_history_and_document(sub):
     sub.clock.now = BEFORE_DUE  # the latest invoice is not overdue yet
+    # PostgreSQL: the history and the download are awaited reads (ledger.aio).
+    assert sub.ledger.db.reads_async is (sub.ledger.dialect == "postgresql")
     token = session(sub)
     got = sub.http.get(f"{API}/invoices", headers=bearer(token))
     assert got.status_code == 200, got.text
@@ -64,6 +74,7 @@ def test_code_session_history_and_document(sub):
     assert tail.status_code == 206 and tail.content == pdf.content[-100:]
 
 
+@BOTH_DATABASES
 def test_an_email_link_opens_its_invoice_and_the_accounts_history(sub):
     number = "OI-2026-09-0000123"
     token = link_token("oi", MAIN[1], number, ttl=7 * 24 * 3600, now=sub.clock().timestamp())
@@ -207,6 +218,7 @@ def _flip(token: str, bit: int) -> str:
     return base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode() + "." + mac
 
 
+@WITH_S3
 def test_documents_of_others_are_refused_and_leak_nothing(sub):
     now = sub.clock().timestamp()
     mine = "OI-2026-11-0000123"
@@ -256,6 +268,7 @@ def test_documents_of_others_are_refused_and_leak_nothing(sub):
     assert sub.http.get(f"/invoices/{good}.pdf").status_code == 200
 
 
+@BOTH_DATABASES
 def test_a_session_reaches_only_its_own_account(sub):
     token = session(sub)
     for number in ("OI-2026-11-0000777", "VV-2026-11-0000042", "../OI-2026-11-0000777",

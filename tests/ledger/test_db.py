@@ -244,6 +244,202 @@ def test_reads_on_an_event_loop_have_their_own_bounded_connection(pg_url: str, f
                 conn.close()
 
 
+# ---------------------------------------------------------------------------- awaited reads
+# The API's hot reads on PostgreSQL are awaited on the event loop (Database.read_async,
+# ledger/aio.py): they must give what the blocking reads give, never stop the loop, stay
+# bounded, and survive a database restart as the blocking engines do.
+
+
+def _archived(led: Ledger, facts, number: str, **over) -> None:
+    claim = led.invoices.claim("oi", number, **facts(**over))
+    assert led.invoices.mark_archived(claim.invoice.id, sha256="a" * 64,
+                                      archive_key=f"oi/{number}.pdf", renderer_version="t",
+                                      pages=1, size=10)
+
+
+def test_awaited_reads_give_what_blocking_reads_give(led: Ledger, facts):
+    # SQLite reads its file inline; PostgreSQL awaits psycopg's AsyncConnection. Values
+    # come through the columns' own types either way (UTC instants, Decimal money).
+    from dataclasses import fields
+
+    from invoicer.ledger.invoices import ListedInvoice
+
+    for i, day in enumerate((3, 5, 4)):
+        _archived(led, facts, f"AW-{i}", issue_date=datetime(2026, 11, day).date(),
+                  charges_by_category={"subscription": "59.90"})
+    _archived(led, facts, "AW-OTHER", account="999")
+    led.invoices.claim("oi", "AW-CLAIMED", **facts())  # not archived: never listed
+
+    async def both():
+        return (await led.invoices.listed_async("oi", "1234567890", limit=13),
+                await led.invoices.account_invoice_async("oi", "1234567890", "AW-1"),
+                await led.invoices.account_invoice_async("oi", "1234567890", "AW-OTHER"),
+                await led.invoices.account_invoice_async("oi", "999", "AW-1"))
+
+    listed, one, others, wrong_account = asyncio.run(both())
+    assert led.db.reads_async is (led.dialect == "postgresql")
+    full = led.invoices.for_account("oi", "1234567890", limit=13)
+    assert listed == led.invoices.listed("oi", "1234567890", limit=13)
+    # A listed invoice is its invoice's row, fewer columns.
+    assert listed == [ListedInvoice(**{f.name: getattr(i, f.name) for f in
+                                       fields(ListedInvoice)}) for i in full]
+    assert [i.number for i in listed] == ["AW-1", "AW-2", "AW-0"]
+    assert [i.einvoice_key for i in listed] == [i.einvoice_key for i in full]
+    assert one == led.invoices.account_invoice("oi", "1234567890", "AW-1") == full[0]
+    assert one.total == Decimal("104.75") and one.created_at.tzinfo is UTC
+    assert one.charges_by_category == {"subscription": "59.90"}
+    assert others is None and wrong_account is None
+
+
+def test_awaited_reads_never_stop_the_loop_and_are_bounded(pg_url: str, facts):
+    # A stalled statement: the loop goes on serving (ticks keep coming) while it waits,
+    # and the statement is cancelled at LOOP_STATEMENT_TIMEOUT_MS; its connection stays
+    # usable. Requests beyond the pool's connections wait for one, in turn.
+    import psycopg
+
+    import invoicer.ledger as ledger_module
+
+    with Ledger.from_url(pg_url) as led:
+        led.migrate()
+        _archived(led, facts, "LOOP-1")
+
+        async def stalled() -> tuple[int, float]:
+            ticks = 0
+
+            async def ticker() -> None:
+                nonlocal ticks
+                while True:
+                    await asyncio.sleep(0.01)
+                    ticks += 1
+
+            beat = asyncio.create_task(ticker())
+            started = time.monotonic()
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                await led.db.read_async(sa.select(sa.func.pg_sleep(10)), {})
+            took = time.monotonic() - started
+            beat.cancel()
+            assert await led.invoices.account_invoice_async("oi", "1234567890", "LOOP-1")
+            return ticks, took
+
+        ticks, took = asyncio.run(stalled())
+        assert 1.5 < took < 5  # the 2 s statement timeout, not pg_sleep's 10 s
+        assert ticks > 50  # the loop ran all along
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ledger_module, "ASYNC_READ_POOL_SIZE", 2)
+        with Ledger.from_url(pg_url) as led:
+            nap = sa.select(sa.func.pg_backend_pid(), sa.func.pg_sleep(0.2))
+
+            async def crowd() -> list:
+                return await asyncio.gather(*(led.db.read_async(nap, {}) for _ in range(8)))
+
+            started = time.monotonic()
+            rows = asyncio.run(crowd())
+            assert len({row[0][0] for row in rows}) == 2  # two connections, shared in turn
+            assert 0.75 < time.monotonic() - started < 4
+
+
+def test_awaited_reads_survive_a_postgresql_restart(pg_url: str, pg_admin, facts,
+                                                    monkeypatch):
+    # As the blocking engines: a connection that sat idle is pinged and replaced; one
+    # killed while busy fails its own read, and the pool drops it and every idle one, so
+    # the next read gets a new connection.
+    import psycopg
+
+    from invoicer.ledger import db as ledger_db
+
+    monkeypatch.setattr(ledger_db, "IDLE_PING_S", 0.2)
+    admin, _ = pg_admin
+    pid = sa.select(sa.func.pg_backend_pid())
+
+    def kill(pids: set[int]) -> None:
+        with admin.connect() as conn:
+            for one in pids:
+                conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": one})
+
+    with Ledger.from_url(pg_url) as led:
+        led.migrate()
+        _archived(led, facts, "RESTART-0")
+
+        async def scenario() -> None:
+            first = (await led.db.read_async(pid, {}))[0][0]
+            kill({first})
+            await asyncio.sleep(0.4)  # idle: pinged, found dead, replaced
+            assert await led.invoices.account_invoice_async("oi", "1234567890", "RESTART-0")
+            second = (await led.db.read_async(pid, {}))[0][0]
+            assert second != first
+            kill({second})  # busy: no ping before the next read
+            with pytest.raises(psycopg.OperationalError):
+                await led.db.read_async(pid, {})
+            third = (await led.db.read_async(pid, {}))[0][0]
+            assert third not in (first, second)
+            await led.aclose()
+
+        asyncio.run(scenario())
+
+
+def test_a_loop_pool_serves_waiters_in_turn_and_in_time(pg_url: str):
+    # First come, first served (a newcomer never overtakes a waiter), a waiter gives up
+    # after its timeout, and one cancelled while waiting takes nothing with it.
+    from invoicer.ledger.aio import LoopPool, PoolTimeout
+
+    with Ledger.from_url(pg_url) as led:
+        connect = led.db.async_reader._connect
+
+        async def scenario() -> None:
+            pool = LoopPool(connect, 1, timeout=0.3, idle_ping_s=60)
+            held = await pool.acquire()
+            order: list[str] = []
+
+            async def wait(name: str):
+                conn = await pool.acquire()
+                order.append(name)
+                return conn
+
+            first = asyncio.create_task(wait("first"))
+            await asyncio.sleep(0.01)
+            second = asyncio.create_task(wait("second"))
+            await asyncio.sleep(0.01)
+            gone = asyncio.create_task(wait("cancelled"))
+            await asyncio.sleep(0.01)
+            gone.cancel()
+            pool.release(held)
+            conn = await first
+            assert conn is held
+            pool.release(conn)
+            assert await second is held and order == ["first", "second"]
+            started = time.monotonic()
+            with pytest.raises(PoolTimeout):
+                await pool.acquire()
+            assert 0.25 < time.monotonic() - started < 2
+            pool.release(held)
+            assert await pool.acquire() is held  # nothing leaked on the way
+            pool.release(held)
+            await pool.close()
+            assert held.closed
+
+        asyncio.run(scenario())
+
+
+def test_each_event_loop_reads_on_connections_of_its_own(pg_url: str, facts):
+    # asyncio connections belong to the loop that opened them: a second loop (another
+    # run, a test server's thread) gets its own, and a closed loop's are let go of.
+    import threading
+
+    with Ledger.from_url(pg_url) as led:
+        led.migrate()
+        _archived(led, facts, "LOOPS-1")
+        read = sa.select(sa.func.pg_backend_pid())
+        pids = [asyncio.run(led.db.read_async(read, {}))[0][0] for _ in range(2)]
+        got: list[int] = []
+        thread = threading.Thread(
+            target=lambda: got.append(asyncio.run(led.db.read_async(read, {}))[0][0]))
+        thread.start()
+        thread.join(30)
+        assert len({*pids, *got}) == 3
+        assert len(led.db.async_reader._pools) == 1  # the closed loops' pools let go of
+
+
 # ---------------------------------------------------------------------------- types
 
 
