@@ -12,35 +12,28 @@ is small and direct:
 - the statements are the stores' own SQLAlchemy statements (``ledger/invoices.py``),
   compiled once for PostgreSQL, their parameters and rows processed by their columns'
   own types (``Money``, ``UTCDateTime``, ...): no SQL is written twice;
-- a pool per event loop (asyncio connections belong to the loop that opened them):
-  psycopg's own :class:`psycopg_pool.AsyncConnectionPool`, up to ``size`` connections
-  in autocommit (one round trip a query), a statement timeout on each, waiters served
-  first come, first served, each within a timeout (:class:`PoolTimeout`). Around it,
-  what the pool leaves to its user: a connection that sat idle pinged before use (as
-  :func:`ledger.db._ping_when_idle` does for the blocking engines; done here rather
-  than in the pool's ``check``, whose failure costs the request a back-off of a
-  second), and a broken one makes the pool drop every connection opened before it
-  (``drain()``: a database restart).
+- :class:`LoopPool`, a pool per event loop (asyncio connections belong to the loop that
+  opened them): a fixed number of connections in autocommit (one round trip a query),
+  a statement timeout on each, a connection that sat idle pinged before use (as
+  :func:`ledger.db._ping_when_idle` does for the blocking engines), a broken one
+  dropped with every idle one opened before it (a database restart), and waiters served
+  first come, first served, each within a timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
-import psycopg_pool
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-__all__ = ["AsyncReader", "PoolTimeout"]
-
-#: Attributes this module sets on a pooled connection: when it was opened, when it was
-#: last handed back to its pool (``time.monotonic()``).
-_OPENED_AT = "_invoicer_opened_at"
-_RETURNED_AT = "_invoicer_returned_at"
+__all__ = ["AsyncReader", "LoopPool", "PoolTimeout"]
 
 
 class PoolTimeout(TimeoutError):
@@ -72,9 +65,134 @@ class _Compiled:
         return params
 
 
+class LoopPool:
+    """A fixed pool of PostgreSQL ``AsyncConnection``s for one event loop.
+
+    ``connect`` opens one (autocommit, statement timeout set). :meth:`acquire` waits
+    at most ``timeout`` seconds for a connection, in arrival order: a connection handed
+    back goes straight to the oldest waiter. A connection idle for more than
+    ``idle_ping_s`` is pinged first and replaced if the server dropped it.
+    """
+
+    def __init__(self, connect: Callable[[], Any], size: int, *, timeout: float,
+                 idle_ping_s: float) -> None:
+        self._connect = connect
+        self.size = size
+        self._timeout = timeout
+        self._idle_ping_s = idle_ping_s
+        self._idle: collections.deque[tuple[psycopg.AsyncConnection, float]] = \
+            collections.deque()
+        self._waiters: collections.deque[asyncio.Future] = collections.deque()
+        self._open = 0  # connections open or being opened
+
+    async def acquire(self) -> psycopg.AsyncConnection:
+        while self._idle:
+            conn, used = self._idle.pop()  # the most recently used: the likeliest alive
+            if time.monotonic() - used <= self._idle_ping_s:
+                return conn
+            try:
+                await conn.execute("SELECT 1")
+                return conn
+            except psycopg.Error:
+                await self._drop(conn)
+            except BaseException:
+                self.discard(conn)  # cancelled while pinging
+                raise
+        if self._open < self.size:
+            return await self._new()
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            conn = await asyncio.wait_for(waiter, self._timeout)
+        except BaseException as exc:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._pass_on(waiter.result())  # handed over just as it gave up
+            if isinstance(exc, TimeoutError):
+                raise PoolTimeout(f"no database connection free within {self._timeout} s "
+                                  f"(pool of {self.size})") from None
+            raise
+        return conn if conn is not None else await self._new(counted=True)
+
+    def _pass_on(self, handed: psycopg.AsyncConnection | None) -> None:
+        # What a waiter got and will not use: a connection, or a place to open one.
+        if handed is not None:
+            self.release(handed)
+        else:
+            self._open -= 1
+            self._wake_one_to_open()
+
+    async def _new(self, *, counted: bool = False) -> psycopg.AsyncConnection:
+        if not counted:
+            self._open += 1
+        try:
+            return await self._connect()
+        except BaseException:
+            self._open -= 1
+            self._wake_one_to_open()
+            raise
+
+    def release(self, conn: psycopg.AsyncConnection) -> None:
+        """Hand ``conn`` back: to the oldest waiter, else to the idle ones. A closed or
+        broken connection is dropped instead, with every idle one (a restart)."""
+        if conn.closed or conn.broken:
+            self._open -= 1
+            asyncio.get_running_loop().create_task(self._close(conn))
+            while self._idle:  # opened before the break: likely dead too
+                old, _ = self._idle.popleft()
+                self._open -= 1
+                asyncio.get_running_loop().create_task(self._close(old))
+            self._wake_one_to_open()
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        self._idle.append((conn, time.monotonic()))
+
+    def discard(self, conn: psycopg.AsyncConnection) -> None:
+        """Drop ``conn`` (its state is unknown: a query cancelled half-way)."""
+        self._open -= 1
+        asyncio.get_running_loop().create_task(self._close(conn))
+        self._wake_one_to_open()
+
+    def _wake_one_to_open(self) -> None:
+        # A place came free: the oldest waiter opens a connection of its own (None).
+        while self._waiters and self._open < self.size:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._open += 1
+                waiter.set_result(None)
+                return
+
+    async def _drop(self, conn: psycopg.AsyncConnection) -> None:
+        self._open -= 1
+        await self._close(conn)
+
+    @staticmethod
+    async def _close(conn: psycopg.AsyncConnection) -> None:
+        with contextlib.suppress(psycopg.Error):
+            await conn.close()
+
+    async def close(self) -> None:
+        """Close the idle connections (those in use are closed as they come back)."""
+        self.size = 0
+        while self._idle:
+            conn, _ = self._idle.popleft()
+            await self._drop(conn)
+
+    def forget(self) -> None:
+        """Let go of every connection without awaiting (another loop's, or a parent
+        process's): the driver closes each when it is collected."""
+        self._idle.clear()
+        self.size = 0
+
+
 class AsyncReader:
-    """Runs the stores' SELECTs on PostgreSQL from an event loop: one
-    :class:`psycopg_pool.AsyncConnectionPool` per loop, statements compiled once."""
+    """Runs the stores' SELECTs on PostgreSQL from an event loop: one :class:`LoopPool`
+    per loop, statements compiled once."""
 
     def __init__(self, url: URL, dialect: sa.Dialect, *, size: int, timeout: float,
                  statement_timeout_ms: int, idle_ping_s: Callable[[], float]) -> None:
@@ -85,66 +203,30 @@ class AsyncReader:
         self._timeout = timeout
         self._statement_timeout_ms = int(statement_timeout_ms)
         self._idle_ping_s = idle_ping_s
-        self._pools: dict[asyncio.AbstractEventLoop, psycopg_pool.AsyncConnectionPool] = {}
-        # When each pool last dropped its connections (drain): once for a restart.
-        self._drained: dict[psycopg_pool.AsyncConnectionPool, float] = {}
+        self._pools: dict[asyncio.AbstractEventLoop, LoopPool] = {}
         self._compiled: dict[sa.ClauseElement, _Compiled] = {}
 
-    async def _configure(self, conn: psycopg.AsyncConnection) -> None:
-        await conn.execute(f"SET statement_timeout = {self._statement_timeout_ms}")
-        setattr(conn, _OPENED_AT, time.monotonic())
+    async def _connect(self) -> psycopg.AsyncConnection:
+        conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+        try:
+            await conn.execute(f"SET statement_timeout = {self._statement_timeout_ms}")
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
 
-    async def pool(self) -> psycopg_pool.AsyncConnectionPool:
-        """The running loop's pool (made and opened at its first read)."""
+    def pool(self) -> LoopPool:
+        """The running loop's pool (made at its first read)."""
         loop = asyncio.get_running_loop()
         pool = self._pools.get(loop)
-        if pool is not None:
-            return pool
-        # The pools of loops that have closed since (a test's server): forgotten.
-        for old in [one for one in self._pools if one.is_closed()]:
-            self._drained.pop(self._pools.pop(old), None)
-        # Opened lazily as LoopPool did: one connection at first, more as readers wait.
-        pool = psycopg_pool.AsyncConnectionPool(
-            self._conninfo, min_size=1, max_size=self.size, timeout=self._timeout,
-            kwargs={"autocommit": True}, configure=self._configure, open=False,
-            name="ledger-async-read")
-        await pool.open()
-        if (first := self._pools.setdefault(loop, pool)) is not pool:
-            await pool.close()  # another read of this loop opened one meanwhile
-            return first
+        if pool is None:
+            # The pools of loops that have closed since (a test's server): forgotten.
+            for old in [one for one in self._pools if one.is_closed()]:
+                self._pools.pop(old).forget()
+            pool = self._pools[loop] = LoopPool(
+                self._connect, self.size, timeout=self._timeout,
+                idle_ping_s=self._idle_ping_s())
         return pool
-
-    async def _dropped(self, pool: psycopg_pool.AsyncConnectionPool,
-                       conn: psycopg.AsyncConnection) -> None:
-        """``conn`` was found broken and handed back: the pool drops every connection
-        opened before it too (a restart), once for all those that fail alike."""
-        if getattr(conn, _OPENED_AT, 0.0) > self._drained.get(pool, float("-inf")):
-            self._drained[pool] = time.monotonic()
-            await pool.drain()
-
-    async def _getconn(self, pool: psycopg_pool.AsyncConnectionPool
-                       ) -> psycopg.AsyncConnection:
-        """A connection of ``pool``, pinged first if it sat idle for long: a dead one is
-        handed back (the pool replaces it) with every idle one (``drain``)."""
-        idle_ping_s = self._idle_ping_s()
-        while True:
-            try:
-                conn = await pool.getconn()
-            except psycopg_pool.PoolTimeout:
-                raise PoolTimeout(f"no database connection free within {self._timeout} s "
-                                  f"(pool of {self.size})") from None
-            returned = getattr(conn, _RETURNED_AT, None)
-            if returned is None or time.monotonic() - returned <= idle_ping_s:
-                return conn  # new, or used a moment ago
-            try:
-                await conn.execute("SELECT 1")
-                return conn
-            except psycopg.Error:
-                await pool.putconn(conn)
-                await self._dropped(pool, conn)
-            except BaseException:
-                await asyncio.shield(pool.putconn(conn))  # cancelled while pinging
-                raise
 
     async def all(self, stmt: sa.ClauseElement, params: dict[str, Any]) -> list[Sequence[Any]]:
         """The rows ``stmt`` selects with ``params``, each value as its column's type
@@ -152,26 +234,20 @@ class AsyncReader:
         compiled = self._compiled.get(stmt)
         if compiled is None:
             compiled = self._compiled[stmt] = _Compiled(stmt, self._dialect)
-        pool = self._pools.get(asyncio.get_running_loop()) or await self.pool()
-        conn = await self._getconn(pool)
+        pool = self.pool()
+        conn = await pool.acquire()
         try:
             cursor = await conn.execute(compiled.sql, compiled.params(params))
             rows = await cursor.fetchall()
             if compiled.results is None:
                 compiled.results = self._processors(stmt, cursor.description)
         except psycopg.Error:
-            setattr(conn, _RETURNED_AT, time.monotonic())
-            await pool.putconn(conn)  # kept unless broken
-            if conn.broken:  # the server went away: the idle ones are likely dead too
-                await self._dropped(pool, conn)
+            pool.release(conn)  # still usable unless broken (release tells)
             raise
         except BaseException:
-            # Cancelled half-way: psycopg cancels the query on the server; the pool
-            # keeps the connection if that left it idle, else closes it.
-            await asyncio.shield(pool.putconn(conn))
+            pool.discard(conn)  # cancelled half-way: its state is unknown
             raise
-        setattr(conn, _RETURNED_AT, time.monotonic())
-        await pool.putconn(conn)
+        pool.release(conn)
         processors = compiled.results
         if not processors:
             return rows
@@ -203,7 +279,7 @@ class AsyncReader:
             await pool.close()
 
     def forget(self) -> None:
-        """Let go of every loop's pool without awaiting (a fork, a blocking close): the
-        driver closes each connection when it is collected."""
-        self._pools = {}
-        self._drained = {}
+        """Let go of every loop's pool without awaiting (a fork, a blocking close)."""
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.forget()

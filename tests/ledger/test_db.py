@@ -346,13 +346,9 @@ def test_awaited_reads_survive_a_postgresql_restart(pg_url: str, pg_admin, facts
     # the next read gets a new connection.
     import psycopg
 
-    import invoicer.ledger as ledger_module
     from invoicer.ledger import db as ledger_db
 
     monkeypatch.setattr(ledger_db, "IDLE_PING_S", 0.2)
-    # One connection: the read after a kill is the killed connection's (a pool may hand
-    # its connections out in turn rather than the last one used first).
-    monkeypatch.setattr(ledger_module, "ASYNC_READ_POOL_SIZE", 1)
     admin, _ = pg_admin
     pid = sa.select(sa.func.pg_backend_pid())
 
@@ -384,46 +380,45 @@ def test_awaited_reads_survive_a_postgresql_restart(pg_url: str, pg_admin, facts
 
 def test_a_loop_pool_serves_waiters_in_turn_and_in_time(pg_url: str):
     # First come, first served (a newcomer never overtakes a waiter), a waiter gives up
-    # after its timeout with the error the API knows, and one cancelled while waiting
-    # takes nothing with it.
-    from invoicer.ledger.aio import PoolTimeout
-    from invoicer.ledger.db import make_async_reader
+    # after its timeout, and one cancelled while waiting takes nothing with it.
+    from invoicer.ledger.aio import LoopPool, PoolTimeout
 
-    reader = make_async_reader(pg_url, pool_size=1, pool_timeout=0.3)
+    with Ledger.from_url(pg_url) as led:
+        connect = led.db.async_reader._connect
 
-    async def scenario() -> None:
-        pool = await reader.pool()
-        held = await reader._getconn(pool)
-        order: list[str] = []
+        async def scenario() -> None:
+            pool = LoopPool(connect, 1, timeout=0.3, idle_ping_s=60)
+            held = await pool.acquire()
+            order: list[str] = []
 
-        async def wait(name: str):
-            conn = await reader._getconn(pool)
-            order.append(name)
-            return conn
+            async def wait(name: str):
+                conn = await pool.acquire()
+                order.append(name)
+                return conn
 
-        first = asyncio.create_task(wait("first"))
-        await asyncio.sleep(0.01)
-        second = asyncio.create_task(wait("second"))
-        await asyncio.sleep(0.01)
-        gone = asyncio.create_task(wait("cancelled"))
-        await asyncio.sleep(0.01)
-        gone.cancel()
-        await pool.putconn(held)
-        conn = await first
-        assert conn is held
-        await pool.putconn(conn)
-        assert await second is held and order == ["first", "second"]
-        started = time.monotonic()
-        with pytest.raises(PoolTimeout):
-            await reader._getconn(pool)
-        assert 0.25 < time.monotonic() - started < 2
-        await pool.putconn(held)
-        assert await reader._getconn(pool) is held  # nothing leaked on the way
-        await pool.putconn(held)
-        await reader.close()
-        assert held.closed
+            first = asyncio.create_task(wait("first"))
+            await asyncio.sleep(0.01)
+            second = asyncio.create_task(wait("second"))
+            await asyncio.sleep(0.01)
+            gone = asyncio.create_task(wait("cancelled"))
+            await asyncio.sleep(0.01)
+            gone.cancel()
+            pool.release(held)
+            conn = await first
+            assert conn is held
+            pool.release(conn)
+            assert await second is held and order == ["first", "second"]
+            started = time.monotonic()
+            with pytest.raises(PoolTimeout):
+                await pool.acquire()
+            assert 0.25 < time.monotonic() - started < 2
+            pool.release(held)
+            assert await pool.acquire() is held  # nothing leaked on the way
+            pool.release(held)
+            await pool.close()
+            assert held.closed
 
-    asyncio.run(scenario())
+        asyncio.run(scenario())
 
 
 def test_each_event_loop_reads_on_connections_of_its_own(pg_url: str, facts):
