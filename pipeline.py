@@ -18,6 +18,7 @@ never reported "already done". The same content again stays "already done".
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -47,7 +48,7 @@ from invoicer.renderer import RENDERER_VERSION, Rendered, RenderOptions, render_
 from invoicer.renderer.einvoice import EInvoiceError
 from invoicer.renderer.shock import by_category
 from invoicer.workflows.dispatch import Channels, dispatch
-from invoicer.workflows.previous import PreviousUnreadable, options_for, previous_number
+from invoicer.workflows.previous import PreviousUnreadable, options_for
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +291,7 @@ def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id:
         postal_code=record.account.customer.address.postal_code or None,
         country=record.account.customer.address.country, phone=record.delivery.phone,
         record_sha256=hashlib.sha256(raw).hexdigest(), content_sha256=content_hash,
-        previous_number=previous_number(ledger, operator, account, inv.period.start),
+        previous_before=inv.period.start,  # the previous invoice, found by the claim
         shock_share=str(services.options.shock_share),
         charges_by_category={k: str(v) for k, v in by_category(record).items()},
         run_id=run_id, source_line=line,
@@ -332,7 +333,9 @@ def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id:
     # The canonical record goes first: a second copy or a re-render needs it, and an
     # archived PDF without it would be a dead end. The XML goes before the PDF for the
     # same reason: the PDF (and the ledger's mark) says the invoice is complete.
-    with ARCHIVE_SECONDS.time():
+    # Durable together (a file archive syncs their shared folder once, when the block
+    # ends), and before the ledger's mark below says the invoice is archived.
+    with ARCHIVE_SECONDS.time(), _together(services.archive):
         services.archive.put(invoice_key(operator, account, inv.period.start, number, "json"),
                              canonical, metadata=meta)
         einvoice = None
@@ -369,6 +372,13 @@ def _render_and_archive(record: BillingRecord, raw: bytes, *, line: int, run_id:
             return Outcome("already_done", line, number, deliveries=states)
     return Outcome("archived", line, number, pages=pages, deliveries=states,
                    einvoice=xml.format if xml is not None else None)
+
+
+def _together(archive: Archive) -> contextlib.AbstractContextManager[object]:
+    """The archive's block of puts made durable together (``FileArchive.together``),
+    where it has one; else each put is durable as it returns (S3, memory)."""
+    together = getattr(archive, "together", None)
+    return together() if together is not None else contextlib.nullcontext()
 
 
 def line_phones(record: BillingRecord) -> list[str]:

@@ -46,11 +46,36 @@ def content(record: BillingRecord) -> dict[str, Any]:
                                     exclude=set(EXCLUDED)))
 
 
+def _leaf(value: Any) -> Any:
+    """What :func:`_plain` makes of a value JSON cannot hold as it is (a Decimal, a
+    date, an enum that is not a str or int): the encoder asks only for those."""
+    kind = type(value)
+    if kind is Decimal:  # most of them (every amount): as _plain writes it, inline
+        return format(value.normalize(), "f") if value else "0"
+    if kind is date:
+        return value.isoformat()
+    if isinstance(value, Decimal | date) or (
+            hasattr(value, "value") and not isinstance(value, str | int | float | bool)):
+        return _plain(value)
+    raise TypeError(f"{type(value).__name__} is not content")
+
+
+#: The one encoder of the content: sorted keys, no spaces, UTF-8 as is. Its C
+#: implementation walks the dump and calls :func:`_leaf` only for the values JSON has no
+#: form for, which is exactly what :func:`_plain` changes (a tuple becomes an array
+#: either way; str and int enums are their values to both): the same text as
+#: ``json.dumps(content(record), ...)``, without a Python call for each of the ~1,000
+#: values of an invoice (that walk cost more than the hash's whole rest).
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                            allow_nan=False, default=_leaf)
+
+
 def content_sha256(record: BillingRecord) -> str:
-    """Hex SHA-256 of the record's canonical content (sorted keys, no spaces, UTF-8)."""
-    text = json.dumps(content(record), sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False, allow_nan=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """Hex SHA-256 of the record's canonical content (sorted keys, no spaces, UTF-8):
+    of ``json.dumps(content(record), sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False, allow_nan=False)``, which is what contract 1.1 fixed."""
+    dumped = record.model_dump(mode="python", by_alias=True, exclude=set(EXCLUDED))
+    return hashlib.sha256(_ENCODER.encode(dumped).encode("utf-8")).hexdigest()
 
 
 def first_difference(issued: BillingRecord, record: BillingRecord) -> str | None:

@@ -79,6 +79,12 @@ _ANNOUNCED = (
     .join(invoices, invoices.c.id == deliveries.c.invoice_id)
     .where(deliveries.c.id.in_(sa.bindparam("ids", expanding=True)))
     .order_by(deliveries.c.id))
+#: The same for one delivery (nearly every announcement): no expanding list for
+#: SQLAlchemy to render into the statement's text at each execution.
+_ANNOUNCED_ONE = (
+    sa.select(deliveries, invoices.c.operator_id, invoices.c.number, invoices.c.account)
+    .join(invoices, invoices.c.id == deliveries.c.invoice_id)
+    .where(deliveries.c.id == sa.bindparam("id")))
 
 
 def announce_event(db: Database, conn: Connection, event: str, delivery_ids: Iterable[int],
@@ -88,7 +94,8 @@ def announce_event(db: Database, conn: Connection, event: str, delivery_ids: Ite
     ids = sorted(delivery_ids)
     if not ids:
         return 0
-    rows = conn.execute(_ANNOUNCED, {"ids": ids}).all()
+    rows = (conn.execute(_ANNOUNCED_ONE, {"id": ids[0]}) if len(ids) == 1
+            else conn.execute(_ANNOUNCED, {"ids": ids})).all()
     for r in rows:
         emit(db, conn, event, r.operator_id, {
             "invoice": {"number": r.number, "account": r.account},
@@ -309,9 +316,12 @@ class DeliveryStore:
         bad = sorted(s for s in sources if to_state not in TRANSITIONS.get(s, ()))
         if not sources or bad:
             raise ValueError(f"no transition {bad or sources} -> {to_state!r}")
+        # One source state (nearly every call) is compared with ``=``: an expanding
+        # list is rendered into the statement's text by SQLAlchemy at each execution.
+        one = len(sources) == 1
         key = ("transition", to_state, error is not None, message_id is not None,
                owner is not None, recipient is not None, reference is not None,
-               owned_by is not None)
+               owned_by is not None, one)
         stmt = self._statements.get(key)
         if stmt is None:
             stamp = self._db.now()  # stands for the time of each execution
@@ -323,11 +333,13 @@ class DeliveryStore:
                 if given is not None:
                     values[name] = sa.bindparam(f"v_{name}")
             where = [deliveries.c.id == sa.bindparam("delivery_id"),
+                     deliveries.c.state == sa.bindparam("source") if one else
                      deliveries.c.state.in_(sa.bindparam("sources", expanding=True))]
             if owned_by is not None:
                 where.append(deliveries.c.owner == sa.bindparam("owned_by"))
             stmt = self._statements[key] = deliveries.update().where(*where).values(values)
         params = {"delivery_id": delivery_id, "sources": sorted(sources),
+                  "source": next(iter(sources)),
                   "now": self._db.now(), "v_last_error": error, "v_message_id": message_id,
                   "v_owner": owner, "v_recipient": recipient, "v_reference": reference,
                   "owned_by": owned_by}

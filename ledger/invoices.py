@@ -208,6 +208,23 @@ class InvoiceStore:
                     archived_at=sa.bindparam("now"), updated_at=sa.bindparam("now"))
             .returning(*invoices.c)
         )
+        # The claim of a bill run: the previous invoice the bill-shock sentence compares
+        # with (see :meth:`previous`) found by the insert itself, one statement instead
+        # of a read and then the insert (which keeps the first claim's anyway).
+        earlier = invoices.alias("earlier")
+        self._claim_finding_previous_stmt = (
+            db.insert(invoices)
+            .values(previous_number=(
+                sa.select(earlier.c.number)
+                .where(earlier.c.operator_id == sa.bindparam("previous_operator"),
+                       earlier.c.account == sa.bindparam("previous_account"),
+                       earlier.c.status == "archived", earlier.c.kind == "original",
+                       earlier.c.period_end < sa.bindparam("previous_before"))
+                .order_by(earlier.c.period_end.desc(), earlier.c.number.desc())
+                .limit(1).scalar_subquery()))
+            .on_conflict_do_nothing(index_elements=[invoices.c.operator_id, invoices.c.number])
+            .returning(*invoices.c)
+        )
         # Asked before every claim (the bill-shock comparison), so built once as well.
         self._previous_stmt = (
             sa.select(invoices)
@@ -246,6 +263,7 @@ class InvoiceStore:
         charges_by_category: dict[str, str] | None = None,
         run_id: int | None = None,
         source_line: int | None = None,
+        previous_before: date | None = None,
     ) -> Claim:
         """Take an invoice number, or find who already has it; atomic under any race.
 
@@ -260,8 +278,12 @@ class InvoiceStore:
         it (``conflict``) and renders with the same previous invoice.
         ``shock_share`` (a decimal string) is the bill-shock share it is rendered with;
         ``charges_by_category`` (category -> decimal string) is what a later invoice of
-        the account compares with.
+        the account compares with. ``previous_before`` (instead of ``previous_number``):
+        the insert itself finds the previous invoice, :meth:`previous` of the account
+        before that date, in the same statement.
         """
+        if previous_before is not None and previous_number is not None:
+            raise ValueError("previous_number or previous_before, not both")
         now = self._db.now()
         values = {
             "operator_id": operator_id, "number": number, "kind": kind, "account": account,
@@ -275,8 +297,14 @@ class InvoiceStore:
             "payment_status": "unpaid", "run_id": run_id, "source_line": source_line,
             "created_at": now, "updated_at": now,
         }
+        stmt = self._claim_stmt
+        if previous_before is not None:
+            del values["previous_number"]
+            values.update(previous_operator=operator_id, previous_account=account,
+                          previous_before=previous_before)
+            stmt = self._claim_finding_previous_stmt
         with self._db.write() as conn:
-            row = conn.execute(self._claim_stmt, values).one_or_none()
+            row = conn.execute(stmt, values).one_or_none()
             if row is not None:
                 return Claim(True, Invoice(**row._mapping))
             row = conn.execute(

@@ -143,7 +143,12 @@ _EMIT_STATEMENTS = (
                   sa.bindparam("order_key", type_=sa.String),
                   sa.literal("pending", sa.String), sa.literal(0, sa.Integer),
                   sa.bindparam("now", type_=UTCDateTime))
-        .where(webhook_endpoints.c.operator_id.in_(sa.bindparam("listeners", expanding=True)),
+        # Two fixed parameters (the operator's endpoints and the ``*`` ones; ``*`` twice
+        # for an event of no operator) rather than an expanding list, which SQLAlchemy
+        # re-renders into the statement's text at every execution.
+        .where(webhook_endpoints.c.operator_id.in_([
+                   sa.bindparam("listener", type_=sa.String),
+                   sa.bindparam("wildcard", type_=sa.String)]),
                webhook_endpoints.c.removed_at.is_(None))),
 )
 
@@ -176,8 +181,8 @@ def emit(db: Database, conn: Connection, type: str, operator_id: str | None,
         "invoice_id": invoice_id, "order_key": key, "body": body, "created_at": now,
     }).scalar_one()
     conn.execute(fan_out, {"event_pk": pk, "order_key": key, "now": now,
-                           "listeners": [WILDCARD] if operator_id is None
-                           else [operator_id, WILDCARD]})
+                           "listener": WILDCARD if operator_id is None else operator_id,
+                           "wildcard": WILDCARD})
     return event_id
 
 

@@ -37,9 +37,22 @@ def _host() -> str:
 
 
 def me() -> str:
-    """This process's owner string (computed per call: a forked child is another)."""
+    """This process's owner string: read once per process (a forked child is another,
+    so it is kept with the pid it was read for). A process's start time never changes:
+    reading ``/proc`` for every delivery a bill run starts cost a file open per SMS and
+    e-mail for the same answer."""
+    global _me
     pid = os.getpid()
-    return f"{_host()}:{pid}:{_start_time(pid) or '-'}"
+    if _me is not None and _me[0] == pid:
+        return _me[1]
+    start = _start_time(pid)
+    stamp = f"{_host()}:{pid}:{start or '-'}"
+    if start is not None:  # no /proc (or not now): asked again next time
+        _me = (pid, stamp)
+    return stamp
+
+
+_me: tuple[int, str] | None = None
 
 
 def alive(owner: str) -> bool | None:

@@ -108,6 +108,13 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+def _sync_folders(folders: set[Path]) -> None:
+    """Sync each folder's entries, the deepest first (a new folder before the one that
+    holds its name)."""
+    for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
+        fsync_dir(folder)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -206,6 +213,33 @@ class FileArchive:
         # One inode per object instead of two (object + sidecar): a sixth of the bill
         # run's archive cost. Turned off by the first file system that refuses it.
         self.xattrs = xattrs
+        # Folders whose entries a :meth:`together` block syncs when it ends (None:
+        # outside such a block, every put syncs its own before it returns).
+        self._unsynced: set[Path] | None = None
+
+    @contextlib.contextmanager
+    def together(self) -> Iterator[None]:
+        """Puts in this block are durable together, when it ends, rather than each as
+        it returns: every object's bytes are synced as always, but the entries of the
+        folders they were linked into are synced once each, at the end (an invoice's
+        record, XML and PDF share one folder: one folder sync instead of one per
+        object). Nothing may count on an object of the block, nor say it is stored,
+        before the block has ended without an error. Not for use from several threads
+        at once (a bill run's process archives one invoice at a time)."""
+        if self._unsynced is not None:  # nested: the outer block syncs
+            yield
+            return
+        self._unsynced = folders = set()
+        try:
+            yield
+        except BaseException:
+            self._unsynced = None
+            with contextlib.suppress(OSError):  # the block's own error is the one to see
+                _sync_folders(folders)
+            raise
+        self._unsynced = None
+        with os_errors("syncing the archive's folders"):
+            _sync_folders(folders)
 
     @classmethod
     def from_url(cls, url: str) -> FileArchive:
@@ -298,8 +332,12 @@ class FileArchive:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
             # Durable once its entry is, and each new folder's entry in its parent.
-            for folder in {path.parent, *(new.parent for new in new_folders)}:
-                fsync_dir(folder)
+            folders = {path.parent, *(new.parent for new in new_folders)}
+            if self._unsynced is not None:
+                self._unsynced |= folders  # when the caller's block ends (together())
+            else:
+                for folder in folders:
+                    fsync_dir(folder)
             if refused in (errno.ENOTSUP, errno.EOPNOTSUPP):
                 self.xattrs = False  # this file system has none: stop asking
             if not tagged or refused is not None:
@@ -311,6 +349,10 @@ class FileArchive:
         stored = file_sha256(path)
         if stored != info.sha256:
             raise ArchiveConflictError(info.key, stored, info.sha256)
+        if self._unsynced is not None:
+            # Left by an attempt that was stopped before its block synced it, maybe:
+            # synced with the block's own, before anyone counts on it.
+            self._unsynced.add(path.parent)
         if self._read_meta(path) is None:  # lost (a copy, a crash): keep it in a sidecar
             self._write_sidecar(path, info, replace=True)
         return PutResult(info.key, info.sha256, info.size, created=False)

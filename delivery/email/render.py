@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from babel.core import Locale, UnknownLocaleError
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, select_autoescape
 
 from invoicer.billing.models import BillingRecord, PaymentMethod, PaymentScheme
 from invoicer.l10n import formats
@@ -79,6 +79,16 @@ def _environment() -> Environment:
         lstrip_blocks=True,
         auto_reload=False,  # templates ship with the code: no stat() per message
     )
+
+
+@cache
+def _templates(message: str, locale: str) -> tuple[Template, Template, Template]:
+    """A message's subject, text and HTML templates in ``locale``, looked up once:
+    ``get_template`` per e-mail went through the environment's locked cache three
+    times a message for the same three objects."""
+    env, folder = _environment(), f"{message}/{locale}"
+    return (env.get_template(f"{folder}/subject.txt"), env.get_template(f"{folder}/body.txt"),
+            env.get_template(f"{folder}/body.html"))
 
 
 @cache
@@ -247,11 +257,10 @@ def render_invoice_email(record: BillingRecord, *, link: str | None = None,
         check_url(unsubscribe, ("https", "http"), "unsubscribe")
     locale = _template_locale(INVOICE_ISSUED, record.invoice.locale)
     ctx = _context(record, locale, link=link, unsubscribe=unsubscribe)
-    env = _environment()
-    folder = f"{INVOICE_ISSUED}/{locale}"
-    subject = one_line(env.get_template(f"{folder}/subject.txt").render(ctx))
-    text = env.get_template(f"{folder}/body.txt").render(ctx)
+    subject_t, text_t, html_t = _templates(INVOICE_ISSUED, locale)
+    subject = one_line(subject_t.render(ctx))
+    text = text_t.render(ctx)
     # Whitespace control in text templates is fiddly; one blank line at most, always.
     text = _BLANK_LINES.sub("\n\n", text).strip() + "\n"
-    html = env.get_template(f"{folder}/body.html").render(ctx)
+    html = html_t.render(ctx)
     return RenderedEmail(subject, text, html, locale)

@@ -64,6 +64,42 @@ def test_claim_race_between_processes_has_one_creator(sqlite_led: Ledger, sqlite
     assert len({invoice_id for _, invoice_id in results}) == 1
 
 
+def test_a_claim_finds_the_previous_invoice_as_the_look_up_does(led: Ledger, facts):
+    """``previous_before``: the insert finds the account's previous archived original
+    itself (one statement); the same invoice :meth:`previous` names, fixed by the first
+    claim like a ``previous_number`` given."""
+    def archive(number: str, start: date, end: date, **over: Any) -> None:
+        invoice = led.invoices.claim("oi", number, **facts(period_start=start,
+                                                           period_end=end, **over)).invoice
+        led.invoices.mark_archived(invoice.id, sha256="a" * 64, renderer_version="r1",
+                                   archive_key=f"oi/1234567890/x/{number}.pdf")
+
+    first = led.invoices.claim("oi", "PB-0", previous_before=date(2026, 8, 1),
+                               **facts(period_start=date(2026, 8, 1),
+                                       period_end=date(2026, 8, 31))).invoice
+    assert first.previous_number is None  # nothing archived before
+    archive("PB-1", date(2026, 8, 1), date(2026, 8, 31))
+    archive("PB-2", date(2026, 9, 1), date(2026, 9, 30))
+    archive("PB-3", date(2026, 9, 1), date(2026, 9, 30), kind="duplicate")  # not original
+    archive("PB-4", date(2026, 9, 1), date(2026, 9, 30), account="999")  # another account
+    led.invoices.claim("oi", "PB-5", **facts(period_start=date(2026, 9, 1),
+                                             period_end=date(2026, 9, 30)))  # not archived
+    claim = led.invoices.claim("oi", "PB-6", previous_before=date(2026, 10, 1),
+                               **facts(period_start=date(2026, 10, 1)))
+    assert claim.created and claim.invoice.previous_number == "PB-2"
+    assert led.invoices.previous("oi", "1234567890", date(2026, 10, 1)).number == "PB-2"
+    archive("PB-7", date(2026, 9, 2), date(2026, 9, 30))  # ties on the period's end
+    again = led.invoices.claim("oi", "PB-6", previous_before=date(2026, 10, 1),
+                               **facts(period_start=date(2026, 10, 1)))
+    assert not again.created and again.invoice.previous_number == "PB-2"  # fixed
+    later = led.invoices.claim("oi", "PB-8", previous_before=date(2026, 10, 1),
+                               **facts(period_start=date(2026, 10, 1)))
+    assert later.invoice.previous_number == "PB-7"  # the highest number of the tie
+    with pytest.raises(ValueError):
+        led.invoices.claim("oi", "PB-9", previous_before=date(2026, 10, 1),
+                           previous_number="PB-1", **facts())
+
+
 def test_mark_archived_once_and_never_with_other_bytes(led: Ledger, facts):
     invoice = led.invoices.claim("oi", "AR-1", **facts()).invoice
     args = dict(sha256="a" * 64, archive_key="oi/1234567890/2026-10/AR-1.pdf",

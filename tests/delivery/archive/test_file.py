@@ -134,3 +134,53 @@ def test_a_killed_attempts_temporaries_are_swept_by_the_next_put(tmp_path):
     assert archive.put("oi/1/2026-11/N-1.pdf", b"%PDF-1.7 x").created
     left = sorted(p.name for p in folder.iterdir() if not p.name.endswith(".meta.json"))
     assert left == sorted(["N-0.pdf", "N-1.pdf", live.name]), left
+
+
+def _count_folder_syncs(monkeypatch) -> list[Path]:
+    import invoicer.delivery.archive.file as file_module
+
+    synced: list[Path] = []
+    real = file_module.fsync_dir
+    monkeypatch.setattr(file_module, "fsync_dir", lambda p: (synced.append(p), real(p))[1])
+    return synced
+
+
+def test_puts_made_durable_together_sync_their_folder_once_when_the_block_ends(
+        tmp_path, monkeypatch):
+    """An invoice's record and PDF share a folder: synced once, after both are linked
+    and before the block returns (the ledger marks the invoice only after it)."""
+    synced = _count_folder_syncs(monkeypatch)
+    archive = FileArchive(tmp_path)
+    record_key = KEY.removesuffix(".pdf") + ".json"
+    with archive.together():
+        archive.put(record_key, b"{}", metadata=META)
+        archive.put(KEY, PDF, metadata=META)
+        assert synced == []  # nothing synced inside the block
+    folder = (tmp_path / KEY).parent
+    # the object's folder, and each new folder's parent, once each, deepest first
+    assert synced == [folder, folder.parent, folder.parent.parent, tmp_path]
+    assert archive.get(KEY) == PDF and archive.get(record_key) == b"{}"
+    synced.clear()
+    archive.put(KEY.replace("0000123", "0000124"), PDF)  # outside a block: as it returns
+    assert synced == [folder]
+
+
+def test_a_block_that_fails_still_syncs_what_it_linked_and_raises_its_own_error(
+        tmp_path, monkeypatch):
+    synced = _count_folder_syncs(monkeypatch)
+    archive = FileArchive(tmp_path)
+    with pytest.raises(RuntimeError, match="rendering stopped"), archive.together():
+        archive.put(KEY, PDF, metadata=META)
+        raise RuntimeError("rendering stopped")
+    assert (tmp_path / KEY).parent in synced
+
+
+def test_an_object_found_in_place_is_synced_with_the_block(tmp_path, monkeypatch):
+    """A rerun after an attempt stopped between link and sync finds its objects there:
+    their folder is synced before the rerun's ledger mark counts on them."""
+    archive = FileArchive(tmp_path)
+    archive.put(KEY, PDF, metadata=META)
+    synced = _count_folder_syncs(monkeypatch)
+    with archive.together():
+        assert archive.put(KEY, PDF, metadata=META).created is False
+    assert synced == [(tmp_path / KEY).parent]
