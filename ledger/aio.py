@@ -18,6 +18,14 @@ is small and direct:
   :func:`ledger.db._ping_when_idle` does for the blocking engines), a broken one
   dropped with every idle one opened before it (a database restart), and waiters served
   first come, first served, each within a timeout.
+
+psycopg_pool's ``AsyncConnectionPool`` (3.3.3) was measured in its place (2026-12-07,
+interleaved, ``bench/api_load.py --connections 200``): as fast (history 28-36 % of
+trivial against 30-43 %, CPU 0.91-1.19 against 0.94-1.11 ms a request), but its
+workers and scheduler catch ``CancelledError``, and a loop ending with its pool open
+(``asyncio.run`` of a read, a test server's thread) hung in ``asyncio.run``'s task
+cancellation (``tests/ledger``'s loops test ran 10 min); its callers cannot all close it
+first, so this pool stays.
 """
 
 from __future__ import annotations
