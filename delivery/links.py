@@ -18,6 +18,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 
 #: Default validity of a link in an e-mail.
@@ -130,16 +131,19 @@ def keys(secret: Keys) -> tuple[bytes, ...]:
     return tuple(bytes(k) for k in found)
 
 
-#: ``json.dumps(value, separators=(",", ":"))`` without building an encoder per call
-#: (a history signs a link per invoice).
-_compact = json.JSONEncoder(separators=(",", ":")).encode
+#: How JSON spells a string, ASCII only (C code; what ``json.dumps`` uses for a ``str``).
+_json_str = encode_basestring_ascii
 
 
 def sign(claims: LinkClaims, secret: Keys) -> str:
     """A token for ``claims``: ``payload.signature``, both base64url, signed with the
     first key of ``secret``."""
-    payload = _compact([claims.operator, claims.account, claims.invoice,
-                        claims.expires]).encode()
+    # The payload is json.dumps([operator, account, invoice, expires],
+    # separators=(",", ":")), byte for byte, spelt out: a history signs a link per
+    # invoice, and the encoder's list machinery cost more than the HMAC (1.4 against
+    # 0.3 microseconds; tests/delivery/test_links.py checks the two agree).
+    payload = (f"[{_json_str(claims.operator)},{_json_str(claims.account)},"
+               f"{_json_str(claims.invoice)},{int(claims.expires)}]").encode()
     mac = hmac.digest(keys(secret)[0], payload, "sha256")
     return f"{_b64(payload)}.{_b64(mac)}"
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import hmac
+import json
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from invoicer.delivery.links import (
     InvalidLinkError,
@@ -22,6 +28,26 @@ def test_round_trip_and_expiry():
     assert verify(token, SECRET, now=1_999) == claims
     with pytest.raises(InvalidLinkError, match="expired"):
         verify(token, SECRET, now=2_000)
+
+
+HOSTILE = ["", 'a"b', "a\\b", "\u00e9\u00e7\u00e3o", "\u4e2d\u6587", "\U0001f600", "\x00\x1f\x7f",
+           "\n\r\t", "\u2028\u2029", "</script>", "a,b]", "' OR 1=1 --"]
+
+
+@given(st.sampled_from(HOSTILE) | st.text(), st.sampled_from(HOSTILE) | st.text(),
+       st.sampled_from(HOSTILE) | st.text(), st.integers(0, 2**53))
+def test_the_payload_is_the_compact_json_of_the_claims(operator, account, invoice, expires):
+    """sign() spells its payload out for speed: it must stay ``json.dumps`` of the
+    claims' list (compact, ASCII), whatever text the claims hold, and round-trip."""
+    token = sign(LinkClaims(operator, account, invoice, expires), SECRET)
+    payload_b64, mac_b64 = token.split(".")
+    payload = base64.urlsafe_b64decode(payload_b64 + "=" * (-len(payload_b64) % 4))
+    assert payload == json.dumps([operator, account, invoice, expires],
+                                 separators=(",", ":")).encode()
+    mac = base64.urlsafe_b64decode(mac_b64 + "=" * (-len(mac_b64) % 4))
+    assert mac == hmac.digest(SECRET, payload, "sha256")
+    assert verify(token, SECRET, now=expires - 1) == LinkClaims(operator, account, invoice,
+                                                                expires)
 
 
 def test_every_single_bit_flip_is_refused():
