@@ -112,6 +112,13 @@ class Settings(BaseSettings):
     """Where ``POST /v1/billing/runs`` sends a bill run: ``thread`` runs it in the API
     process, ``celery`` enqueues it for the workers (an upload is spooled to
     ``var/bill-runs``, which the workers must then see)."""
+    api_opentelemetry: bool = False
+    """FastAPI's native OpenTelemetry (a span, metrics and logs per request) in the API,
+    for a process where an OpenTelemetry SDK is set up (``opentelemetry-instrument``, or
+    an application embedding the API). Off by default: the service sets none up, and on,
+    FastAPI asks OpenTelemetry for its three providers on every request even when none is
+    (3.3 us a request, ~0.5 % of a subscriber history's CPU; docs/performance.md).
+    Prometheus ``/metrics`` does not depend on it."""
     print_close_every: int = 300
     """Seconds between two Celery beat closes of the print batches that sealed
     themselves by size (0: never)."""
