@@ -62,10 +62,10 @@ def start_api(tmp: str, db_url: str, secret: str, *, workers: int = 1,
     env = {**os.environ, "PYTHONPATH": str(ROOT), "INVOICER_DB_URL": db_url,
            "INVOICER_ARCHIVE_URL": f"file://{tmp}/archive",
            "INVOICER_SMS_URL": f"file://{tmp}/sms", "INVOICER_LINK_SECRET": secret}
-    # As `invoicer serve` runs it (api.UVICORN_OPTIONS: uvloop, httptools, ...), without
-    # the access log.
+    # As `invoicer serve` runs it (api.served_app, api.UVICORN_OPTIONS: httptools, ...),
+    # without the access log.
     serve = ("import uvicorn\nfrom invoicer.api import UVICORN_OPTIONS\n"
-             "uvicorn.run('invoicer.api:create_app', factory=True, host='127.0.0.1', "
+             "uvicorn.run('invoicer.api:served_app', factory=True, host='127.0.0.1', "
              f"port={port}, workers={workers}, log_level='warning', access_log=False, "
              "**UVICORN_OPTIONS)")
     server = subprocess.Popen([sys.executable, "-c", serve], cwd=tmp, env=env)

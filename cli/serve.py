@@ -31,10 +31,11 @@ def serve(
     backends.link_secret(settings)  # a weak or missing secret stops us here, clearly
     migrated_ledger().close()
     # The factory form: each uvicorn worker process builds its own app, ledger pool and
-    # archive client (none of them survives a fork).
+    # archive client (none of them survives a fork), and tunes its garbage collector
+    # for serving (api.served_app).
     from invoicer.api import UVICORN_OPTIONS
 
-    uvicorn.run("invoicer.api:create_app", factory=True, host=host, port=port, workers=workers,
+    uvicorn.run("invoicer.api:served_app", factory=True, host=host, port=port, workers=workers,
                 **UVICORN_OPTIONS,
                 # Every process logs as INVOICER_LOG_FORMAT says, masked.
                 log_config=logging_config(settings.log_format, settings.log_level))
