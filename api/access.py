@@ -49,7 +49,7 @@ from invoicer.delivery.errors import DeliveryError
 from invoicer.delivery.links import InvalidLinkError, Keys, LinkClaims, keys
 from invoicer.delivery.sms import SmsGateway, render_access_code
 from invoicer.ledger import Invoice, Ledger
-from invoicer.ledger.invoices import ListedInvoice
+from invoicer.ledger.invoices import LinkedDocument, ListedInvoice
 from invoicer.operator_settings import operator_settings
 from invoicer.workflows.second_copy import canonical_key
 
@@ -168,12 +168,14 @@ class AccessService:
         return self.ledger.invoices.account_invoice(claims.operator, claims.account,
                                                     claims.invoice)
 
-    async def linked_invoice_async(self, token: str) -> Invoice | None:
-        """:meth:`linked_invoice` on an event loop (the ledger's look-up awaited)."""
+    async def linked_document_async(self, token: str) -> LinkedDocument | None:
+        """:meth:`linked_invoice` on an event loop (the ledger's look-up awaited), as a
+        download needs it: the same checks, the columns that name the archived
+        documents only (:class:`~invoicer.ledger.invoices.LinkedDocument`)."""
         claims = self._link_claims(token)
         if claims is None:
             return None
-        return await self.ledger.invoices.account_invoice_async(
+        return await self.ledger.invoices.linked_document_async(
             claims.operator, claims.account, claims.invoice)
 
     def _link_claims(self, token: str) -> LinkClaims | None:

@@ -37,7 +37,7 @@ from invoicer.billing.fields import IDENTIFIER_PATTERN
 from invoicer.delivery.archive import Archive
 from invoicer.delivery.errors import ArchiveNotFoundError
 from invoicer.ledger import Invoice, Ledger
-from invoicer.ledger.invoices import ListedInvoice
+from invoicer.ledger.invoices import LinkedDocument, ListedInvoice
 from invoicer.operator_settings import DEFAULT_HISTORY, operator_settings
 from invoicer.renderer import RenderOptions
 from invoicer.workflows.second_copy import issue_second_copy
@@ -313,7 +313,7 @@ def second_copy(access: AccessService, archive: Archive, grant: Grant, number: s
                          document=f"/invoices/{token}/second-copy.pdf")
 
 
-def einvoice_download(invoice: Invoice) -> Download | None:
+def einvoice_download(invoice: Invoice | LinkedDocument) -> Download | None:
     """The e-invoice XML archived beside the invoice's PDF, or None if it has none."""
     key = invoice.einvoice_key
     if key is None or not invoice.einvoice_sha256:
@@ -337,13 +337,14 @@ async def _document_async(request: Request, token: str, which: str) -> Response:
     if not _TOKEN_RE.fullmatch(token):
         raise _not_found()
     access = _access(request)
-    download = _download(access, await access.linked_invoice_async(token), which)
+    download = _download(access, await access.linked_document_async(token), which)
     if reads_inline(_archive(request)):
         return _send(request, download)
     return await run_in_threadpool(_send, request, download)
 
 
-def _download(access: AccessService, invoice: Invoice | None, which: str) -> Download:
+def _download(access: AccessService, invoice: Invoice | LinkedDocument | None, which: str
+              ) -> Download:
     """What a valid link to ``invoice`` downloads (``which``: original, einvoice,
     second-copy); the one 404 for everything else."""
     if invoice is None or not invoice.archive_key or not invoice.sha256:

@@ -21,7 +21,8 @@ from invoicer.ledger.db import IN_CHUNK, Database, LedgerConflict
 from invoicer.ledger.schema import PAYMENT_STATUSES, invoices, payment_events
 from invoicer.ledger.webhooks import emit
 
-__all__ = ["Claim", "Invoice", "InvoiceStore", "ListedInvoice", "PaymentEvent"]
+__all__ = ["Claim", "Invoice", "InvoiceStore", "LinkedDocument", "ListedInvoice",
+           "PaymentEvent"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,29 @@ class ListedInvoice:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkedDocument:
+    """An archived invoice as a download by its link needs it: the columns of
+    :class:`Invoice` that say which archived object to send (the same names).
+
+    A download reads one row on every request: the whole row's other 31 columns (three
+    instants, the charges' JSON) cost more to fetch and convert than what is used
+    (:meth:`InvoiceStore.linked_document_async`)."""
+
+    id: int
+    number: str
+    sha256: str | None
+    archive_key: str | None
+    size: int | None
+    einvoice_sha256: str | None
+    einvoice_size: int | None
+
+    @property
+    def einvoice_key(self) -> str | None:
+        """As :attr:`Invoice.einvoice_key`."""
+        return _einvoice_key(self.archive_key, self.einvoice_sha256)
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     """The answer to :meth:`InvoiceStore.claim`.
 
@@ -172,6 +196,11 @@ _LISTED = (
     .limit(sa.bindparam("limit", type_=sa.Integer))
 )
 _ACCOUNT_INVOICE = sa.select(*_COLUMNS).where(
+    invoices.c.operator_id == sa.bindparam("operator_id"),
+    invoices.c.number == sa.bindparam("number"),
+    invoices.c.account == sa.bindparam("account"), invoices.c.status == "archived")
+# The invoice a link downloads (LinkedDocument): the same condition, fewer columns.
+_LINKED_DOCUMENT = sa.select(*(invoices.c[f.name] for f in fields(LinkedDocument))).where(
     invoices.c.operator_id == sa.bindparam("operator_id"),
     invoices.c.number == sa.bindparam("number"),
     invoices.c.account == sa.bindparam("account"), invoices.c.status == "archived")
@@ -442,6 +471,20 @@ class InvoiceStore:
             rows = await self._db.read_async(_ACCOUNT_INVOICE, params)
             row = rows[0] if rows else None
         return Invoice(*row) if row else None
+
+    async def linked_document_async(self, operator_id: str, account: str, number: str
+                                    ) -> LinkedDocument | None:
+        """:meth:`account_invoice_async` as a download needs it (:class:`LinkedDocument`):
+        the same condition (the archived invoice ``number`` if it is this account's,
+        else ``None``), fewer columns."""
+        params = {"operator_id": operator_id, "account": account, "number": number}
+        if not self._db.reads_async:
+            with self._db.read() as conn:
+                row = conn.execute(_LINKED_DOCUMENT, params).one_or_none()
+        else:
+            rows = await self._db.read_async(_LINKED_DOCUMENT, params)
+            row = rows[0] if rows else None
+        return LinkedDocument(*row) if row else None
 
     def latest_for_phone(self, phone: str) -> Invoice | None:
         """The newest archived invoice sent to ``phone`` (any operator), or ``None``."""

@@ -274,9 +274,13 @@ def test_awaited_reads_give_what_blocking_reads_give(led: Ledger, facts):
         return (await led.invoices.listed_async("oi", "1234567890", limit=13),
                 await led.invoices.account_invoice_async("oi", "1234567890", "AW-1"),
                 await led.invoices.account_invoice_async("oi", "1234567890", "AW-OTHER"),
-                await led.invoices.account_invoice_async("oi", "999", "AW-1"))
+                await led.invoices.account_invoice_async("oi", "999", "AW-1"),
+                [await led.invoices.linked_document_async(*where) for where in (
+                    ("oi", "1234567890", "AW-1"), ("oi", "1234567890", "AW-OTHER"),
+                    ("oi", "999", "AW-1"), ("oi", "1234567890", "AW-CLAIMED"),
+                    ("vivo", "1234567890", "AW-1"))])
 
-    listed, one, others, wrong_account = asyncio.run(both())
+    listed, one, others, wrong_account, linked = asyncio.run(both())
     assert led.db.reads_async is (led.dialect == "postgresql")
     full = led.invoices.for_account("oi", "1234567890", limit=13)
     assert listed == led.invoices.listed("oi", "1234567890", limit=13)
@@ -289,6 +293,12 @@ def test_awaited_reads_give_what_blocking_reads_give(led: Ledger, facts):
     assert one.total == Decimal("104.75") and one.created_at.tzinfo is UTC
     assert one.charges_by_category == {"subscription": "59.90"}
     assert others is None and wrong_account is None
+    # A download's row is its invoice's, fewer columns; the same refusals.
+    from invoicer.ledger.invoices import LinkedDocument
+    assert linked == [LinkedDocument(**{f.name: getattr(one, f.name)
+                                        for f in fields(LinkedDocument)}),
+                      None, None, None, None]
+    assert linked[0].einvoice_key == one.einvoice_key
 
 
 def test_awaited_reads_never_stop_the_loop_and_are_bounded(pg_url: str, facts):
