@@ -80,7 +80,8 @@ class Settings(BaseSettings):
     the previous invoice's amount by more than this share (0.20: 20 %)."""
     """Larger PDFs are sent as a link instead of an attachment."""
     workers: int = 0
-    """Processes for ``invoicer run``; 0 means one per core plus one."""
+    """Processes for ``invoicer run``; 0 means one per core, plus one when the archive,
+    ledger, mail or SMS is reached over the network (:meth:`effective_workers`)."""
     chunk_lines: int = 16
     """Records per chunk of a bill run, for ``invoicer run`` and the Celery workers
     alike (chunks are also closed at 4 MiB)."""
@@ -184,10 +185,19 @@ class Settings(BaseSettings):
         return self.stale_after or self.task_time_limit + self.retry_backoff_max + 60
 
     def effective_workers(self) -> int:
-        # One more process than cores: each record ends with fsyncs (archive) and a
-        # commit (ledger) during which its process waits on the disk; the extra
-        # process keeps every core rendering meanwhile.
-        return self.workers or (os.cpu_count() or 1) + 1
+        """The processes of ``invoicer run``: ``workers``, else one per core, plus one
+        when a record's steps wait on the network (an S3 archive, PostgreSQL, an SMTP
+        server or an SMS gateway): the extra process keeps every core rendering while
+        another waits. With everything local (the embedded defaults: a folder, SQLite,
+        outbox folders) the waits are a few fsyncs, and a third process on two cores
+        bought no wall time but cost 5-9 % more CPU (800 records, three alternating
+        runs each; docs/performance.md)."""
+        if self.workers:
+            return self.workers
+        cores = os.cpu_count() or 1
+        local = (self.archive_url.startswith("file:") and self.db_url.startswith("sqlite")
+                 and self.mail_url.startswith("file:") and self.sms_url.startswith("file:"))
+        return cores if local else cores + 1
 
 
 @cache

@@ -24,7 +24,7 @@ def run(
                                          exists=True, dir_okay=False)],
     workers: Annotated[int | None, typer.Option(
         min=1, help="Processes.",
-        show_default="INVOICER_WORKERS, or one per core + 1")] = None,
+        show_default="INVOICER_WORKERS, or one per core (+1 with remote backends)")] = None,
     deliver: Annotated[bool, typer.Option(
         help="Deliver as each invoice is archived; --no-deliver only renders, archives "
              "and records (run the same file again later to deliver).")] = True,

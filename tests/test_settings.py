@@ -59,3 +59,19 @@ def test_the_fallback_policy_per_operator(monkeypatch):
     policy = backends.fallback_policy(Settings())
     assert (policy.steps("oi"), policy.steps("tim"), policy.steps("vivo")) == (
         ("print",), (), ("sms", "print"))
+
+
+def test_a_run_uses_a_process_per_core_plus_one_only_when_it_waits_on_the_network(
+        monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    local = {"archive_url": "file://var/archive", "db_url": "sqlite:///var/ledger.db",
+             "mail_url": "file://var/outbox", "sms_url": "file://var/sms"}
+    assert Settings(**local).effective_workers() == 4
+    for key, remote in (("archive_url", "s3://bucket/invoices"),
+                        ("db_url", "postgresql+psycopg://127.0.0.1/test"),
+                        ("mail_url", "smtp://127.0.0.1:25"),
+                        ("sms_url", "https://gateway.example/send")):
+        assert Settings(**{**local, key: remote}).effective_workers() == 5, key
+    assert Settings(**local, workers=7).effective_workers() == 7
+    assert Settings(**{**local, "db_url": "postgresql+psycopg://h/db"},
+                    workers=1).effective_workers() == 1
