@@ -156,8 +156,8 @@ class AccessService:
 
     def invoice_token(self, invoice: Invoice | ListedInvoice, expires: int) -> str:
         """The token of ``/invoices/<token>.pdf`` for ``invoice``, until ``expires``."""
-        return links.sign(LinkClaims(invoice.operator_id, invoice.account, invoice.number,
-                                     expires), self._link_key)
+        return links.sign_fields(invoice.operator_id, invoice.account, invoice.number,
+                                 expires, self._link_key[0])
 
     def linked_invoice(self, token: str) -> Invoice | None:
         """The archived invoice an invoice link names, if the link is valid and every

@@ -9,6 +9,7 @@ carry no personal data beyond the identifiers, and cannot be altered without the
 from __future__ import annotations
 
 import base64
+import binascii
 import hmac
 import json
 import logging
@@ -54,8 +55,15 @@ class LinkClaims:
     expires: int
 
 
+#: Standard base64's two last letters as base64url spells them.
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    # base64.urlsafe_b64encode(data) without its two layers of Python wrappers (a
+    # history encodes 26 of these).
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(
+        b"=").decode("ascii")
 
 
 def _unb64(text: str) -> bytes:
@@ -138,13 +146,21 @@ _json_str = encode_basestring_ascii
 def sign(claims: LinkClaims, secret: Keys) -> str:
     """A token for ``claims``: ``payload.signature``, both base64url, signed with the
     first key of ``secret``."""
+    return sign_fields(claims.operator, claims.account, claims.invoice, claims.expires,
+                       keys(secret)[0])
+
+
+def sign_fields(operator: str, account: str, invoice: str, expires: int, key: bytes) -> str:
+    """:func:`sign` of ``LinkClaims(operator, account, invoice, expires)`` with the one
+    signing ``key`` (the first of :func:`keys`): the same token, without making the
+    claims' object and looking the key up again for each of a history's 13 links."""
     # The payload is json.dumps([operator, account, invoice, expires],
     # separators=(",", ":")), byte for byte, spelt out: a history signs a link per
     # invoice, and the encoder's list machinery cost more than the HMAC (1.4 against
     # 0.3 microseconds; tests/delivery/test_links.py checks the two agree).
-    payload = (f"[{_json_str(claims.operator)},{_json_str(claims.account)},"
-               f"{_json_str(claims.invoice)},{int(claims.expires)}]").encode()
-    mac = hmac.digest(keys(secret)[0], payload, "sha256")
+    payload = (f"[{_json_str(operator)},{_json_str(account)},{_json_str(invoice)},"
+               f"{int(expires)}]").encode()
+    mac = hmac.digest(key, payload, "sha256")
     return f"{_b64(payload)}.{_b64(mac)}"
 
 

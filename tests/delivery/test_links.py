@@ -13,9 +13,11 @@ from hypothesis import strategies as st
 from invoicer.delivery.links import (
     InvalidLinkError,
     LinkClaims,
+    _b64,
     invoice_link,
     local_secret,
     sign,
+    sign_fields,
     verify,
 )
 
@@ -48,6 +50,13 @@ def test_the_payload_is_the_compact_json_of_the_claims(operator, account, invoic
     assert mac == hmac.digest(SECRET, payload, "sha256")
     assert verify(token, SECRET, now=expires - 1) == LinkClaims(operator, account, invoice,
                                                                 expires)
+    # A history's links: the same token without the claims' object, the key given.
+    assert sign_fields(operator, account, invoice, expires, SECRET) == token
+
+
+@given(st.binary(max_size=200))
+def test_base64url_is_the_standard_librarys_unpadded(data):
+    assert _b64(data) == base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def test_every_single_bit_flip_is_refused():

@@ -285,8 +285,8 @@ def test_awaited_reads_give_what_blocking_reads_give(led: Ledger, facts):
     full = led.invoices.for_account("oi", "1234567890", limit=13)
     assert listed == led.invoices.listed("oi", "1234567890", limit=13)
     # A listed invoice is its invoice's row, fewer columns.
-    assert listed == [ListedInvoice(**{f.name: getattr(i, f.name) for f in
-                                       fields(ListedInvoice)}) for i in full]
+    assert listed == [ListedInvoice(**{name: getattr(i, name) for name in
+                                       ListedInvoice._fields}) for i in full]
     assert [i.number for i in listed] == ["AW-1", "AW-2", "AW-0"]
     assert [i.einvoice_key for i in listed] == [i.einvoice_key for i in full]
     assert one == led.invoices.account_invoice("oi", "1234567890", "AW-1") == full[0]
