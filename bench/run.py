@@ -1,6 +1,6 @@
 """Bill-run benchmark: end-to-end `invoicer run` versus render-only, same records.
 
-    python bench/run.py [--count 10000] [--workers 2]
+    python bench/run.py [--count 10000] [--workers 2] [--rounds 3]
 
 Records: generated (billing.synthetic), mixed like a real run: most 1-2 pages, some
 10-20, a few 50+. Render-only parses and renders in the same process pool shape and
@@ -15,6 +15,7 @@ import json
 import os
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -90,20 +91,43 @@ def main() -> None:
                         help="render-only pool size (one per core)")
     parser.add_argument("--run-workers", type=int, default=0,
                         help="invoicer run pool size [default: its own default]")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the three phases this many times, one after the other, "
+                             "and print each round and the medians: other jobs on the "
+                             "machine load the phases of one round differently")
     args = parser.parse_args()
+    rounds = []
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "run.jsonl"
         make_records(src, args.count)
-        r_time, r_cpu, records, pages = render_only(src, args.workers)
-        a_time, a_cpu, _ = end_to_end(src, args.run_workers, Path(tmp) / "a", "--no-deliver")
-        e_time, e_cpu, _ = end_to_end(src, args.run_workers, Path(tmp) / "b")
-    print(f"{records} records, {pages} pages, render-only pool {args.workers} workers")
+        for n in range(args.rounds):
+            r_time, r_cpu, records, pages = render_only(src, args.workers)
+            a_time, a_cpu, _ = end_to_end(src, args.run_workers, Path(tmp) / f"a{n}",
+                                          "--no-deliver")
+            e_time, e_cpu, _ = end_to_end(src, args.run_workers, Path(tmp) / f"b{n}")
+            rounds.append(((r_time, r_cpu), (a_time, a_cpu), (e_time, e_cpu)))
+            if args.rounds > 1:
+                per = [cpu / records * 1000 for _, cpu in rounds[-1]]
+                print(f"round {n + 1}: CPU ms/invoice render only {per[0]:.2f}, "
+                      f"archive+ledger {per[1]:.2f}, with delivery {per[2]:.2f}; "
+                      f"delivery {per[2] - per[1]:.2f}, whole / render only "
+                      f"{per[2] / per[0]:.3f}", flush=True)
+    (r_time, r_cpu), (a_time, a_cpu), (e_time, e_cpu) = (
+        (statistics.median(r[i][0] for r in rounds), statistics.median(r[i][1] for r in rounds))
+        for i in range(3))
+    print(f"{records} records, {pages} pages, render-only pool {args.workers} workers"
+          + (f"; medians of {args.rounds} rounds" if args.rounds > 1 else ""))
     for label, t, cpu in (("render only", r_time, r_cpu), ("archive+ledger", a_time, a_cpu),
                           ("with delivery", e_time, e_cpu)):
         print(f"{label:15}: {t:7.1f} s  {records / t:8.1f} invoices/s  {pages / t:8.1f} pages/s"
               + ("" if t is r_time else f"  {r_time / t:6.1%} of render only")
               + f"\n{'':17}CPU {cpu:7.1f} s  {cpu / records * 1000:6.2f} ms/invoice"
               + ("" if t is r_time else f"  render-only CPU is {r_cpu / cpu:6.1%} of it"))
+    if args.rounds > 1:
+        ratios = [r[2][1] / r[0][1] for r in rounds]
+        print("whole run / render only, CPU, per round: "
+              + ", ".join(f"{x:.3f}" for x in ratios)
+              + f"; median {statistics.median(ratios):.3f}")
     print("target: archive+ledger >= 80 % of render only (times include process start "
           "and ledger migration); delivery: e-mail .eml + SMS outbox + ledger states")
 
