@@ -27,7 +27,7 @@ from invoicer.delivery.archive import FileArchive
 from invoicer.delivery.sms.http import HttpSmsGateway
 from invoicer.ledger import Ledger
 from invoicer.settings import Settings
-from tests.api.conftest import SECRET, LiveServer, client, sms_code
+from tests.api.conftest import SECRET, Clock, LiveServer, client, sms_code
 from tests.api.world import MAIN, populate
 from tests.support.servers import SmsGatewayServer, SmsReply
 
@@ -67,7 +67,10 @@ def test_forwarded_for_is_believed_from_trusted_proxies_only(trusted, peer, forw
 
 @pytest.fixture
 def world(tmp_path):
-    ledger = Ledger.from_url(f"sqlite:///{tmp_path / 'ledger.db'}")
+    # A clock that stands still: rate limits count in fixed 15-minute windows of the
+    # ledger's clock, and on the wall clock a window's end (every :00, :15, :30, :45)
+    # falling among a test's five requests would start a fresh count.
+    ledger = Ledger.from_url(f"sqlite:///{tmp_path / 'ledger.db'}", clock=Clock())
     ledger.migrate()
     archive = FileArchive(tmp_path / "archive")
     populate(ledger, archive)

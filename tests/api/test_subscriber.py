@@ -91,17 +91,31 @@ def test_a_stranger_gets_the_same_answer_and_no_sms(sub):
     assert {k: v for k, v in answers[0].headers.items() if k not in ("date",)} == \
            {k: v for k, v in answers[1].headers.items() if k not in ("date",)}
     sms_code(sub.outbox, MAIN[2])
-    time.sleep(0.3)
+    sub.app.state.deferred.join()  # the stranger's lookup is done too
     assert [m.to for m in sub.outbox.messages()] == [MAIN[2]]
     # Timing: the lookup and the SMS happen after the answer; both are the same work.
     def timed(phone: str) -> float:
+        sub.app.state.deferred.join()  # the previous request's lookup and SMS are done
         start = time.perf_counter()
-        sub.http.post(f"{API}/sms-code", json={"phone": phone})
-        return time.perf_counter() - start
-    # Fresh numbers: the per-number limit (3 per window) is not the point here.
-    sub_t = sorted(timed(NEIGHBOUR[2] if i % 2 else OTHER_OPERATOR[2]) for i in range(4))
-    str_t = sorted(timed(f"+55219000000{i:02d}") for i in range(4))
-    assert abs(sub_t[1] - str_t[1]) < 0.05, (sub_t, str_t)
+        got = sub.http.post(f"{API}/sms-code", json={"phone": phone})
+        took = time.perf_counter() - start
+        assert got.status_code == 202  # a 429 would be quicker: not what is timed here
+        return took
+    # Pairs timed back to back (a subscriber, a stranger; in turn which first), so that
+    # a busy machine (CI runs other jobs beside the suite) slows both of a pair alike;
+    # the median difference of 12 pairs. Four samples a side, compared by their second
+    # smallest, failed about one run in a hundred under load (two or three busy
+    # processes on two cores) with no difference in the work done.
+    pairs = []
+    for i in range(12):
+        if i % 4 == 0:
+            sub.clock.advance(15 * 60)  # a fresh window: 3 codes per number in each
+        phones = (NEIGHBOUR[2] if i % 2 else OTHER_OPERATOR[2], f"+55219000010{i:02d}")
+        first, second = (timed(p) for p in (phones if i % 2 else phones[::-1]))
+        pairs.append((first, second) if i % 2 else (second, first))
+    differences = sorted(s - t for s, t in pairs)
+    median = (differences[5] + differences[6]) / 2
+    assert abs(median) < 0.05, pairs
     # A stranger's code never works.
     refused = sub.http.post(f"{API}/session", json={"phone": STRANGER, "code": "123456"})
     assert refused.status_code == 403

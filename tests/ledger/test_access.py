@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from invoicer.ledger import Ledger
 
 
-def _racers(db_url: str, n: int) -> list[Ledger]:
-    return [Ledger.from_url(db_url) for _ in range(n)]
+def _racers(db_url: str, n: int, **options) -> list[Ledger]:
+    return [Ledger.from_url(db_url, **options) for _ in range(n)]
 
 
 def test_one_right_answer_wins_and_wrong_tries_stop_at_five(led, db_url):
@@ -35,7 +35,10 @@ def test_one_right_answer_wins_and_wrong_tries_stop_at_five(led, db_url):
 
 def test_rate_counters_and_second_copies_hold_under_races(led, db_url, facts):
     invoice = led.invoices.claim("oi", "A-1", **facts()).invoice
-    ledgers = _racers(db_url, 8)
+    # The 40 hits count in one fixed 15-minute window of the racers' clock: on the wall
+    # clock a quarter hour passing among them would split the count over two windows.
+    now = datetime.now(UTC)
+    ledgers = _racers(db_url, 8, clock=lambda: now)
     try:
         with ThreadPoolExecutor(8) as pool:
             counts = list(pool.map(

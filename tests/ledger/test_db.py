@@ -358,7 +358,11 @@ def test_awaited_reads_survive_a_postgresql_restart(pg_url: str, pg_admin, facts
 
     from invoicer.ledger import db as ledger_db
 
-    monkeypatch.setattr(ledger_db, "IDLE_PING_S", 0.2)
+    # Idle means more than IDLE_PING_S since the connection came back. The "busy" kill
+    # below relies on the next read coming sooner than that (it normally takes a few
+    # ms); at 0.2 s a loaded machine stalling the test that long made the pool ping,
+    # find the connection dead and replace it, and the expected error did not come.
+    monkeypatch.setattr(ledger_db, "IDLE_PING_S", 1.0)
     admin, _ = pg_admin
     pid = sa.select(sa.func.pg_backend_pid())
 
@@ -374,7 +378,7 @@ def test_awaited_reads_survive_a_postgresql_restart(pg_url: str, pg_admin, facts
         async def scenario() -> None:
             first = (await led.db.read_async(pid, {}))[0][0]
             kill({first})
-            await asyncio.sleep(0.4)  # idle: pinged, found dead, replaced
+            await asyncio.sleep(1.2)  # idle: pinged, found dead, replaced
             assert await led.invoices.account_invoice_async("oi", "1234567890", "RESTART-0")
             second = (await led.db.read_async(pid, {}))[0][0]
             assert second != first

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -185,13 +185,23 @@ def test_backoff_doubles_up_to_its_cap():
 
 
 @pytest.mark.parametrize("answer", [None, 500])
-def test_a_failed_attempt_is_due_again_only_after_its_backoff(led: Ledger, facts, answer):
-    led.webhooks.add_endpoint("oi", "http://x.test/h", SECRET)
-    inv = led.invoices.claim("oi", "B-1", **facts()).invoice
-    led.invoices.mark_archived(inv.id, sha256="c" * 64, archive_key="k", renderer_version="t")
-    poster = MemoryPoster(answers=[answer])
-    assert send_due(led, poster, backoff=Backoff(base=0.5, jitter=0)).failed == 1
-    assert send_due(led, poster, backoff=Backoff(base=0.5, jitter=0)).delivered == 0
-    time.sleep(0.55)
-    assert send_due(led, poster, backoff=Backoff(base=0.5, jitter=0)).delivered == 1
-    assert [a.status_code for a in led.webhooks.attempts()] == [200, answer]
+def test_a_failed_attempt_is_due_again_only_after_its_backoff(led: Ledger, db_url: str, facts,
+                                                              answer):
+    # The ledger (led's database) on a clock of the test's own: on the wall clock, the
+    # "not due yet" call had to come within the 0.5 s backoff of the failure, and a
+    # loaded machine stalling the test that long made the retry due already.
+    clock = [datetime.now(UTC)]
+    with Ledger.from_url(db_url, clock=lambda: clock[0]) as timed:
+        timed.webhooks.add_endpoint("oi", "http://x.test/h", SECRET)
+        inv = timed.invoices.claim("oi", "B-1", **facts()).invoice
+        timed.invoices.mark_archived(inv.id, sha256="c" * 64, archive_key="k",
+                                     renderer_version="t")
+        poster = MemoryPoster(answers=[answer])
+        backoff = Backoff(base=0.5, jitter=0)
+        assert send_due(timed, poster, backoff=backoff).failed == 1
+        assert send_due(timed, poster, backoff=backoff).delivered == 0
+        clock[0] += timedelta(seconds=0.45)
+        assert send_due(timed, poster, backoff=backoff).delivered == 0
+        clock[0] += timedelta(seconds=0.1)
+        assert send_due(timed, poster, backoff=backoff).delivered == 1
+        assert [a.status_code for a in timed.webhooks.attempts()] == [200, answer]
