@@ -72,7 +72,8 @@ def test_option_defaults_are_printed_in_the_help():
     # ("Processes ."): the defaults are given to typer, which prints them itself.
     result = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
-    assert "Processes. [default: (INVOICER_WORKERS, or one per core + 1)]" in result.output
+    assert ("Processes. [default: (INVOICER_WORKERS, or one per core (+1 with remote "
+            "backends))]") in result.output
     result = runner.invoke(app, ["validate", "--help"], env={"COLUMNS": "200"})
     assert "[default: (FILE.rejected.jsonl)]" in result.output
 
