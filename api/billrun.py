@@ -303,14 +303,18 @@ class CeleryBillRunQueue(_Jobs):
         assert source.url is not None
         copy = self.spool_path()
         try:
-            if self._fetch_checked(job_id, source, copy):
+            try:
+                checked = self._fetch_checked(job_id, source, copy)
+            finally:
+                # Only the check reads the copy (the workers read the source itself):
+                # gone before the run is enqueued and its id visible to anyone.
+                copy.unlink(missing_ok=True)
+            if checked:
                 self._enqueue_url(job_id, source.url)
         except Exception as exc:  # nobody to raise to: the job says it
             log.exception("bill run %s could not be enqueued", job_id)
             self._set(job_id, state="failed", error=f"{type(exc).__name__}: {exc}",
                       finished_at=datetime.now(UTC))
-        finally:
-            copy.unlink(missing_ok=True)
 
     def status(self, job_id: str) -> BillRunJob | None:
         with self._lock:
