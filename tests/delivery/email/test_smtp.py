@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ssl
 import threading
+import time
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -134,9 +135,13 @@ def test_close_with_a_message_in_flight_reports_it_unknown(smtp_server):
 
     sender = threading.Thread(target=send)
     sender.start()
-    waited = threading.Event()
-    while smtp_server.handler.data_attempts == 0 and not waited.wait(0.01):
-        pass
+    # Until the message is in flight; a sender that gave up before DATA (a command timed
+    # out on a very busy machine) ends the wait too, and the test fails, rather than hangs.
+    deadline = time.monotonic() + 10
+    while smtp_server.handler.data_attempts == 0 and sender.is_alive() \
+            and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert smtp_server.handler.data_attempts == 1, outcome
     mailer.close()  # waits 0.3 s for the reply, then gives up on the message
     sender.join(timeout=5)
     assert len(outcome) == 1 and isinstance(outcome[0], UnknownDeliveryError)
