@@ -80,8 +80,11 @@ def test_every_event_arrives_through_errors_timeouts_and_an_outage(led: Ledger, 
     with WebhookReceiver() as receiver:
         led.webhooks.add_endpoint("oi", receiver.url, SECRET)
         _events(led, facts, 6)
-        receiver.script = [500, 503, ("stall", 2.0), 429, 500, ("stall", 2.0), 502]
-        poster = HttpxPoster.with_timeout(0.3)
+        receiver.script = [500, 503, ("stall", 3.0), 429, 500, ("stall", 3.0), 502]
+        # 1 s: a stall times out, an ordinary answer does not even on a busy machine (one
+        # slower than the timeout would be sent again, rightly, and counted accepted
+        # twice by the receiver, which records a 200 before it is sent).
+        poster = HttpxPoster.with_timeout(1.0)
         try:
             report = send_due(led, poster, batch=5, backoff=QUICK)
             assert report.failed >= 1 and report.deferred >= 1
