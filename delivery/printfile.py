@@ -42,9 +42,8 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import BinaryIO
 
 import pikepdf
-import zxingcpp
 
-from invoicer.renderer.codes import QR_QUIET_MODULES
+from invoicer.renderer.codes import QR_QUIET_MODULES, qr_runs
 from invoicer.renderer.layout import WINDOW_LEFT
 
 __all__ = [
@@ -127,31 +126,15 @@ def mark_operators(payload: str) -> tuple[int, bytes]:
     """
     data = payload.encode("ascii")
     try:
-        made = zxingcpp.create_barcode(data, zxingcpp.BarcodeFormat.QRCode,
-                                       ec_level=MARK_ERROR, version=MARK_VERSION)
+        n, runs = qr_runs(data, MARK_ERROR, version=MARK_VERSION)
     except ValueError:  # a batch id beyond seven digits: a bigger symbol
-        made = zxingcpp.create_barcode(data, zxingcpp.BarcodeFormat.QRCode,
-                                       ec_level=MARK_ERROR)
-    image = made.to_image(scale=1, add_quiet_zones=False)  # one byte a module, 0 = dark
-    side_n = image.shape[0]
-    modules = bytes(image)
-    matrix = [[modules[r * side_n + c] == 0 for c in range(side_n)] for r in range(side_n)]
-    n, q = len(matrix), MARK_QUIET
+        n, runs = qr_runs(data, MARK_ERROR)
+    q = MARK_QUIET
     top = q + n - 1
-    rects = []
-    for row, line in enumerate(matrix):
-        start = None
-        for col, dark in enumerate(line):
-            if dark:
-                if start is None:
-                    start = col
-            elif start is not None:
-                rects.append(b"%d %d %d 1 re" % (q + start, top - row, col - start))
-                start = None
-        if start is not None:
-            rects.append(b"%d %d %d 1 re" % (q + start, top - row, n - start))
+    rects = b"\n".join(b"%d %d %d 1 re" % (q + col, top - row, length)
+                       for row, col, length in runs)
     side = n + 2 * q
-    return side, b"1 g\n0 0 %d %d re\nf\n0 g\n%s\nf" % (side, side, b"\n".join(rects))
+    return side, b"1 g\n0 0 %d %d re\nf\n0 g\n%s\nf" % (side, side, rects)
 
 
 def _make_marks(batch_id: int, keys: list[tuple[int, int, int]]) -> list[tuple[int, bytes]]:

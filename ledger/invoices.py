@@ -181,30 +181,34 @@ class PaymentEvent:
 # than PostgreSQL's answer to it. Columns in the order of :class:`Invoice`'s fields, so
 # that a row is the dataclass's arguments as they come.
 _COLUMNS = [invoices.c[f.name] for f in fields(Invoice)]
-_FOR_ACCOUNT = (
-    sa.select(*_COLUMNS)
-    .where(invoices.c.operator_id == sa.bindparam("operator_id"),
-           invoices.c.account == sa.bindparam("account"), invoices.c.status == "archived")
-    .order_by(invoices.c.issue_date.desc(), invoices.c.number.desc())
-    .limit(sa.bindparam("limit", type_=sa.Integer))
-)
+
+
+def _account_rows(*columns: sa.ColumnElement[Any]) -> sa.Select:
+    """An account's archived invoices, newest first, at most ``limit``."""
+    return (
+        sa.select(*columns)
+        .where(invoices.c.operator_id == sa.bindparam("operator_id"),
+               invoices.c.account == sa.bindparam("account"),
+               invoices.c.status == "archived")
+        .order_by(invoices.c.issue_date.desc(), invoices.c.number.desc())
+        .limit(sa.bindparam("limit", type_=sa.Integer))
+    )
+
+
+def _account_invoice(*columns: sa.ColumnElement[Any]) -> sa.Select:
+    """One archived invoice, by operator and number, if it is the account's."""
+    return sa.select(*columns).where(
+        invoices.c.operator_id == sa.bindparam("operator_id"),
+        invoices.c.number == sa.bindparam("number"),
+        invoices.c.account == sa.bindparam("account"), invoices.c.status == "archived")
+
+
+_FOR_ACCOUNT = _account_rows(*_COLUMNS)
 # A history's rows (ListedInvoice): the same query, fewer columns.
-_LISTED = (
-    sa.select(*(invoices.c[name] for name in ListedInvoice._fields))
-    .where(invoices.c.operator_id == sa.bindparam("operator_id"),
-           invoices.c.account == sa.bindparam("account"), invoices.c.status == "archived")
-    .order_by(invoices.c.issue_date.desc(), invoices.c.number.desc())
-    .limit(sa.bindparam("limit", type_=sa.Integer))
-)
-_ACCOUNT_INVOICE = sa.select(*_COLUMNS).where(
-    invoices.c.operator_id == sa.bindparam("operator_id"),
-    invoices.c.number == sa.bindparam("number"),
-    invoices.c.account == sa.bindparam("account"), invoices.c.status == "archived")
+_LISTED = _account_rows(*(invoices.c[name] for name in ListedInvoice._fields))
+_ACCOUNT_INVOICE = _account_invoice(*_COLUMNS)
 # The invoice a link downloads (LinkedDocument): the same condition, fewer columns.
-_LINKED_DOCUMENT = sa.select(*(invoices.c[f.name] for f in fields(LinkedDocument))).where(
-    invoices.c.operator_id == sa.bindparam("operator_id"),
-    invoices.c.number == sa.bindparam("number"),
-    invoices.c.account == sa.bindparam("account"), invoices.c.status == "archived")
+_LINKED_DOCUMENT = _account_invoice(*(invoices.c[f.name] for f in fields(LinkedDocument)))
 
 
 class InvoiceStore:

@@ -15,6 +15,8 @@ API::
         A generic payment reference (printable ASCII, checked first) as Code 128.
     qr(payload: str, error: str = "M", *, encoding: str | None = None) -> QrCode
         A payment QR (GOST R 56042-2014 ``ST0001…``, EPC069-12 ``BCD…``) at a fixed level.
+    qr_runs(data: bytes, level: str, *, version: int | None = None) -> (side, runs)
+        Any QR symbol as its dark runs (the print files' sheet marks use it too).
     symbol(scheme: str, code: str) -> PaymentSymbol
         The right one of the three for a billing record's ``payment.scheme``.
 
@@ -236,25 +238,36 @@ def qr(payload: str, error: str = "M", *, encoding: str | None = None) -> QrCode
     if level not in ("L", "M", "Q", "H"):
         raise ValueError(f"error correction level must be L, M, Q or H, got {error!r}")
     data = payload.encode(encoding or _declared_encoding(payload))
-    made = zxingcpp.create_barcode(data, zxingcpp.BarcodeFormat.QRCode, ec_level=level)
-    if made.ec_level != level:  # never silently another level (EPC069-12 asks for M)
-        raise ValueError(f"QR made at level {made.ec_level}, not {level}")
-    image = made.to_image(scale=1, add_quiet_zones=False)  # one byte a module, 0 = dark
-    side = image.shape[0]
-    modules = bytes(image)
+    side, runs = qr_runs(data, level)
     return QrCode(
         data=data,
         version=(side - 17) // 4,
         error=level,
         modules=side,
-        runs=tuple(
-            (row, start, length)
-            for row in range(side)
-            for start, length in _runs(modules[row * side:(row + 1) * side], 0)
-        ),
+        runs=runs,
         module=QR_MODULE,
         quiet_modules=QR_QUIET_MODULES,
     )
+
+
+def qr_runs(data: bytes, level: str, *, version: int | None = None
+            ) -> tuple[int, tuple[tuple[int, int, int], ...]]:
+    """A QR symbol of ``data`` at error level ``level`` (and ``version``, else the
+    smallest that holds it) as ``(side, runs)``: its side in modules, quiet zone
+    excluded, and ``(row, column, length)`` of each horizontal run of dark modules, rows
+    from the top. ``ValueError`` if ``data`` does not fit. The payment QR codes and the
+    print files' sheet marks are both made here."""
+    options = {} if version is None else {"version": version}
+    made = zxingcpp.create_barcode(data, zxingcpp.BarcodeFormat.QRCode, ec_level=level,
+                                   **options)
+    if made.ec_level != level:  # never silently another level (EPC069-12 asks for M)
+        raise ValueError(f"QR made at level {made.ec_level}, not {level}")
+    image = made.to_image(scale=1, add_quiet_zones=False)  # one byte a module, 0 = dark
+    side = image.shape[0]
+    modules = bytes(image)
+    return side, tuple((row, start, length)
+                       for row in range(side)
+                       for start, length in _runs(modules[row * side:(row + 1) * side], 0))
 
 
 _BUILDERS: dict[str, Callable[[str], PaymentSymbol]] = {
