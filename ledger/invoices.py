@@ -439,13 +439,17 @@ class InvoiceStore:
         """:meth:`listed` for an event loop: on PostgreSQL the loop serves other
         requests while the query runs (:meth:`Database.read_async`); on SQLite it reads
         the local file inline."""
-        params = {"operator_id": operator_id, "account": account, "limit": limit}
+        rows = await self._rows_async(_LISTED, {"operator_id": operator_id,
+                                                "account": account, "limit": limit})
+        return [ListedInvoice(*r) for r in rows]
+
+    async def _rows_async(self, stmt: sa.Select, params: dict[str, Any]) -> list[Any]:
+        """The rows of one of the API's hot reads: awaited where the database reads
+        asynchronously (PostgreSQL), read inline from the local file elsewhere (SQLite)."""
         if not self._db.reads_async:
             with self._db.read() as conn:
-                rows = conn.execute(_LISTED, params).all()
-        else:
-            rows = await self._db.read_async(_LISTED, params)
-        return [ListedInvoice(*r) for r in rows]
+                return list(conn.execute(stmt, params).all())
+        return list(await self._db.read_async(stmt, params))
 
     def previous(self, operator_id: str, account: str, before: date) -> Invoice | None:
         """The account's archived original invoice whose period ended last before
@@ -468,28 +472,18 @@ class InvoiceStore:
     async def account_invoice_async(self, operator_id: str, account: str, number: str
                                     ) -> Invoice | None:
         """:meth:`account_invoice` for an event loop (see :meth:`listed_async`)."""
-        params = {"operator_id": operator_id, "account": account, "number": number}
-        if not self._db.reads_async:
-            with self._db.read() as conn:
-                row = conn.execute(_ACCOUNT_INVOICE, params).one_or_none()
-        else:
-            rows = await self._db.read_async(_ACCOUNT_INVOICE, params)
-            row = rows[0] if rows else None
-        return Invoice(*row) if row else None
+        rows = await self._rows_async(_ACCOUNT_INVOICE, {
+            "operator_id": operator_id, "account": account, "number": number})
+        return Invoice(*rows[0]) if rows else None
 
     async def linked_document_async(self, operator_id: str, account: str, number: str
                                     ) -> LinkedDocument | None:
         """:meth:`account_invoice_async` as a download needs it (:class:`LinkedDocument`):
         the same condition (the archived invoice ``number`` if it is this account's,
         else ``None``), fewer columns."""
-        params = {"operator_id": operator_id, "account": account, "number": number}
-        if not self._db.reads_async:
-            with self._db.read() as conn:
-                row = conn.execute(_LINKED_DOCUMENT, params).one_or_none()
-        else:
-            rows = await self._db.read_async(_LINKED_DOCUMENT, params)
-            row = rows[0] if rows else None
-        return LinkedDocument(*row) if row else None
+        rows = await self._rows_async(_LINKED_DOCUMENT, {
+            "operator_id": operator_id, "account": account, "number": number})
+        return LinkedDocument(*rows[0]) if rows else None
 
     def latest_for_phone(self, phone: str) -> Invoice | None:
         """The newest archived invoice sent to ``phone`` (any operator), or ``None``."""
