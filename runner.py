@@ -19,7 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from invoicer import backends
+from invoicer import backends, longlived
 from invoicer.pipeline import Outcome, Services
 from invoicer.runs import ChunkResult, plan, planned_chunks, run_chunk
 from invoicer.settings import Settings
@@ -97,6 +97,7 @@ def _init_worker(settings: Settings, deliver: bool) -> None:
     # Ctrl-C is the parent's to handle: it stops feeding and lets chunks finish.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _services = backends.services(settings, deliver=deliver)
+    longlived.freeze()  # the services live as long as the process
 
 
 def _run_chunk(run_id: int, seq: int) -> ChunkResult:
@@ -196,6 +197,7 @@ def _pool_run(seqs: Iterator[int], run_id: int, settings: Settings, deliver: boo
     more = True
     while more:
         more = False
+        longlived.freeze()  # right before the fork: the children share, never copy, them
         with ProcessPoolExecutor(workers, initializer=_init_worker,
                                  initargs=(settings, deliver)) as pool:
             try:

@@ -43,7 +43,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from prometheus_client import multiprocess as prometheus_multiprocess
 from prometheus_client import start_http_server
 
-from invoicer import backends, metrics
+from invoicer import backends, longlived, metrics
 from invoicer.delivery.errors import PermanentDeliveryError, TransientDeliveryError
 from invoicer.delivery.links import WeakSecretError, redact_tokens_in_logs
 from invoicer.delivery.webhooks import WebhookPoster
@@ -294,6 +294,7 @@ def services() -> Services:
             built.channels.cooldown = min(built.channels.cooldown,
                                           max(1.0, settings.retry_backoff_max / 2))
         _services, _services_pid = built, os.getpid()
+        longlived.freeze()  # the services live as long as the process
     return _services
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from invoicer import backends
+from invoicer import backends, longlived
 from invoicer.api import (
     billing,
     callbacks,
@@ -200,7 +200,6 @@ def served_app() -> FastAPI:
     136-145 MB with or without. Not in :func:`create_app`, which tests and embedding
     applications call in processes that are not only the API's."""
     app = create_app()
-    gc.collect()
-    gc.freeze()
+    longlived.freeze()
     gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
     return app
