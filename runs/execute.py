@@ -2,7 +2,7 @@
 
 Every executor runs a chunk through :func:`run_chunk`: the chunk is taken in the ledger
 (``running``, one more attempt), its byte range read and checked against the SHA-256 it
-was planned with, every record walked through ``pipeline.process_record``, and the
+was planned with, every record walked through ``pipeline.process_records``, and the
 chunk ended with its outcome counts in the same statement, so a run's counts are exact
 however often a chunk ran. What differs is only what an executor does with records
 that wait on a backend:
@@ -31,7 +31,7 @@ from invoicer.delivery.errors import (
     TransientDeliveryError,
 )
 from invoicer.logs import log_context
-from invoicer.pipeline import Outcome, Services, process_record
+from invoicer.pipeline import Outcome, Services, process_records
 from invoicer.runs.chunks import chunk_lines
 from invoicer.runs.sources import read_range
 
@@ -81,7 +81,7 @@ def run_chunk(run_id: int, seq: int, services: Services, *, retry: bool) -> Chun
 
 
 def _run_chunk(run_id: int, seq: int, services: Services, *, retry: bool) -> ChunkResult:
-    """Process one chunk of a run: every record through ``pipeline.process_record``.
+    """Process one chunk of a run: every record through ``pipeline.process_records``.
 
     ``retry`` says what records waiting on a backend do (see the module's docstring).
     A source that changed since it was split, or is gone, fails the chunk; one that
@@ -101,8 +101,8 @@ def _run_chunk(run_id: int, seq: int, services: Services, *, retry: bool) -> Chu
             raise PermanentDeliveryError(
                 f"{run.source} changed since run {run_id} was split (bytes "
                 f"{chunk.start_byte}-{chunk.end_byte} differ): run it as a new run")
-        outcomes = [process_record(raw, line=n, run_id=run_id, services=services)
-                    for n, raw in chunk_lines(data, chunk.first_line, chunk.start_byte == 0)]
+        outcomes = process_records(chunk_lines(data, chunk.first_line, chunk.start_byte == 0),
+                                   run_id=run_id, services=services)
     except TransientDeliveryError as exc:
         error = f"{type(exc).__name__}: {exc}"
         if retry:
