@@ -34,6 +34,9 @@ and ``BaseFont``, a stream's ``content``
 ``FF_NONSYMBOLIC``, ``PDFTrueTypeFont``
 ``Canvas._extgstate``, ``._enforceColorSpace``, cached fill colours (``fill_color``)
 ``._fillColorObj``
+``Canvas._setXObjects``, ``pdfdoc._digester``,  images decoded once a process
+``PDFImageXObject._smask``, ``.smask``,         (``draw_image``)
+``PDFDocument.Reference/addForm/getXObjectName``
 ==============================================  =========================================
 
 :func:`verify` checks that each of these still exists (cheap; run once when the fonts
@@ -43,7 +46,9 @@ module's name in the message, never half-way through a bill run.
 
 from __future__ import annotations
 
+import copy
 import io
+import os
 import re
 import zlib
 from collections.abc import Callable
@@ -72,6 +77,7 @@ __all__ = [
     "ascii_prefix",
     "compress_finished_page",
     "document",
+    "draw_image",
     "escape_pdf",
     "fill_color",
     "glyph_code",
@@ -449,6 +455,67 @@ def shape_data(cluster: int, x_advance: float, y_advance: float, x_offset: float
     return ShapeData(cluster, x_advance, y_advance, x_offset, y_offset, width)
 
 
+# --- images ----------------------------------------------------------------------------
+
+
+#: Image XObjects made from files, ready to copy into a document: ``(path, mask)`` ->
+#: ``(mtime_ns, size, image, soft mask or None)``. A brand's logo is the same file on
+#: every invoice of the operator, and ReportLab decodes, converts and deflates it anew
+#: for every document (8 ms CPU for a 680x240 RGBA PNG: more than rendering a 20-call
+#: invoice). Kept per process, checked against the file's mtime and size on each use.
+_IMAGES: dict[tuple[str, str], tuple[int, int, pdfdoc.PDFImageXObject,
+                                     pdfdoc.PDFImageXObject | None]] = {}
+_IMAGES_MAX = 64
+
+
+def _image_objects(path: str, mask: str | None
+                   ) -> tuple[pdfdoc.PDFImageXObject, pdfdoc.PDFImageXObject | None]:
+    stat = os.stat(path)
+    key = (path, str(mask))
+    cached = _IMAGES.get(key)
+    if cached is not None and cached[:2] == (stat.st_mtime_ns, stat.st_size):
+        return cached[2], cached[3]
+    # What ``Canvas.drawImage`` makes for a file name (and names it by), built once.
+    name = pdfdoc._digester(f"{path}{mask}".encode())
+    image = pdfdoc.PDFImageXObject(name, path, mask=mask)
+    image.name = name
+    smask = image.__dict__.pop("_smask", None)
+    if len(_IMAGES) >= _IMAGES_MAX:
+        _IMAGES.clear()
+    _IMAGES[key] = (stat.st_mtime_ns, stat.st_size, image, smask)
+    return image, smask
+
+
+def draw_image(canvas: Canvas, path: str, x: float, y: float, width: float, height: float,
+               *, anchor: str, mask: str | None = "auto") -> None:
+    """``canvas.drawImage(path, ...)`` with the file's image objects made once a process.
+
+    The decoded, deflated image (and its soft mask, for a PNG with alpha) is registered
+    in the canvas's document under the name ``drawImage`` gives it, as ``drawImage``
+    would register it; ``drawImage`` then finds it there and only draws. The bytes are
+    those ``drawImage`` writes alone (``tests/renderer/test_reportlab.py``).
+    """
+    image, smask = _image_objects(path, mask)
+    doc = canvas._doc
+    ref_name = doc.getXObjectName(image.name)
+    if doc.idToObject.get(ref_name) is None:
+        # Copies: registering sets the object's name in this document on it.
+        mine = copy.copy(image)
+        canvas._setXObjects(mine)
+        doc.Reference(mine, ref_name)
+        doc.addForm(image.name, mine)
+        if smask is not None:
+            mask_name = doc.getXObjectName(smask.name)
+            if doc.idToObject.get(mask_name) is None:
+                theirs = copy.copy(smask)
+                canvas._setXObjects(theirs)
+                mine.smask = doc.Reference(theirs, mask_name)
+            else:
+                mine.smask = PDFObjectReference(mask_name)
+    canvas.drawImage(path, x, y, width, height, preserveAspectRatio=True, anchor=anchor,
+                     mask=mask)
+
+
 # --- start-up check --------------------------------------------------------------------
 
 _verified = False
@@ -481,6 +548,13 @@ def _probes() -> dict[str, Callable[[], bool]]:
         "Canvas._extgstate._d, ._enforceColorSpace, ._fillColorObj": lambda: isinstance(
             probe._extgstate._d, dict) and hasattr(probe, "_enforceColorSpace")
             and hasattr(probe, "_fillColorObj"),
+        "Canvas._setXObjects, pdfdoc._digester, PDFDocument.Reference / addForm / "
+        "getXObjectName, PDFImageXObject":
+            lambda: callable(getattr(probe, "_setXObjects", None))
+            and callable(getattr(pdfdoc, "_digester", None))
+            and all(callable(getattr(probe._doc, n, None))
+                    for n in ("Reference", "addForm", "getXObjectName"))
+            and hasattr(pdfdoc, "PDFImageXObject"),
         "ShapedStr(text, shape data)":
             lambda: ShapedStr("x", [ShapeData(0, 1.0, 0.0, 0.0, 0.0, 1.0)]) == "x",
     }

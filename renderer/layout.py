@@ -327,8 +327,8 @@ class Frame:
     def image(self, path: str, offset: float, y: float, width: float, height: float) -> None:
         x = self.span(offset, width)
         self._place("logo", Box(x, y, x + width, y + height))
-        self.canvas.drawImage(path, x, y, width, height, preserveAspectRatio=True,
-                              anchor="se" if self.rtl else "sw", mask="auto")
+        _reportlab.draw_image(self.canvas, path, x, y, width, height,
+                              anchor="se" if self.rtl else "sw")
 
 
 # --- rows and the flow ------------------------------------------------------------------

@@ -189,3 +189,40 @@ def test_shape_data_positions_a_shaped_string():
     data = _reportlab.shape_data(0, 500.0, 0.0, 10.0, -20.0, 480.0)
     shaped = _reportlab.ShapedStr("x", [data])
     assert shaped == "x" and shaped.__shapeData__[0].x_offset == 10.0
+
+
+def _with_images(draw) -> bytes:
+    buffer = io.BytesIO()
+    canvas = Canvas(buffer, pageCompression=1, invariant=1)
+    draw(canvas)
+    canvas.showPage()
+    canvas.save()
+    return buffer.getvalue()
+
+
+def test_a_cached_image_writes_the_bytes_drawimage_writes_and_follows_the_file(tmp_path):
+    from PIL import Image
+
+    logo = tmp_path / "logo.png"
+    Image.new("RGBA", (120, 40), (200, 30, 30, 128)).save(logo)  # a soft mask
+    flat = tmp_path / "flat.png"
+    Image.new("RGB", (30, 30), (0, 90, 200)).save(flat)  # none
+    places = [(str(logo), 10, 10, "sw"), (str(flat), 200, 10, "se"),
+              (str(logo), 300, 300, "se")]  # the logo twice: one object, drawn twice
+
+    def reportlab(canvas):
+        for path, x, y, anchor in places:
+            canvas.drawImage(path, x, y, 90, 30, preserveAspectRatio=True, anchor=anchor,
+                             mask="auto")
+
+    def cached(canvas):
+        for path, x, y, anchor in places:
+            _reportlab.draw_image(canvas, path, x, y, 90, 30, anchor=anchor)
+
+    expected = _with_images(reportlab)
+    assert expected.count(b"/Subtype /Image") == 3  # logo, its soft mask, the flat one
+    assert _with_images(cached) == expected
+    assert _with_images(cached) == expected  # from the cache this time
+    # The operator replaces the logo: the next invoice has the new one.
+    Image.new("RGBA", (60, 20), (0, 0, 0, 255)).save(logo)
+    assert _with_images(cached) == _with_images(reportlab) != expected
