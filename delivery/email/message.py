@@ -14,7 +14,6 @@ second attachment. ``Message-ID`` is deterministic (:func:`message_id`); DKIM an
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import re
@@ -108,6 +107,12 @@ def should_attach(record: BillingRecord, pdf_size: int | None, *,
 
 AddressLike = Address | str | tuple[str, str]
 
+# An addr-spec of two RFC 5322 dot-atoms of ASCII atext ("a.b+c@mail.example"): what
+# nearly every address is. Anything else (quoted local parts, domain literals, CFWS,
+# non-ASCII) goes through the header registry's parser.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_SPEC = re.compile(rf"({_ATEXT}(?:\.{_ATEXT})*)@({_ATEXT}(?:\.{_ATEXT})*)")
+
 
 def _address(value: AddressLike, default_name: str = "") -> Address:
     """An :class:`Address` with a one-line display name, from an Address, a bare
@@ -126,6 +131,12 @@ def _address(value: AddressLike, default_name: str = "") -> Address:
         raise TypeError(f"an address is an Address, a str or a (name, addr) pair: {value!r}")
     if one_line(spec) != spec or not spec:
         raise ValueError(f"not an e-mail address: {spec!r}")
+    plain = _PLAIN_SPEC.fullmatch(spec)
+    if plain is not None:
+        # Nothing but dot-atoms: the header parser would take exactly these two parts,
+        # with no defect (checked by the tests); skipping it is a sixth of the build.
+        return Address(display_name=one_line(name or ""), username=plain[1],
+                       domain=plain[2])
     return Address(display_name=one_line(name or ""), addr_spec=spec)
 
 
@@ -145,15 +156,20 @@ def _encoded_words(text: str) -> list[str]:
     """``text`` as RFC 2047 "B" encoded words of whole characters, each under 75
     characters. Readers join adjacent encoded words without the space between them
     (RFC 2047 §6.2), so splitting anywhere keeps the text exact."""
-    words, chunk = [], b""
-    for char in text:
-        data = char.encode("utf-8")
-        if chunk and len(chunk) + len(data) > _EW_BYTES:
-            words.append(chunk)
-            chunk = b""
-        chunk += data
-    words.append(chunk)
-    return [f"=?utf-8?b?{base64.b64encode(w).decode('ascii')}?=" for w in words]
+    # Cut every _EW_BYTES bytes, moved back to the first byte of the character the cut
+    # falls in: the longest run of whole characters that fits, as a character-by-
+    # character loop gives it, without the loop (it was half of the subject's time).
+    data = text.encode("utf-8")
+    words, start = [], 0
+    while len(data) - start > _EW_BYTES:
+        cut = start + _EW_BYTES
+        while data[cut] & 0xC0 == 0x80:  # a UTF-8 continuation byte
+            cut -= 1
+        words.append(data[start:cut])
+        start = cut
+    words.append(data[start:])
+    return [f"=?utf-8?b?{binascii.b2a_base64(w, newline=False).decode('ascii')}?="
+            for w in words]
 
 
 def _mailbox(address: Address) -> str:
@@ -205,15 +221,17 @@ def _unsubscribe_urls(value: str | Sequence[str] | None) -> list[str]:
 # constants and checked tokens, are stored as written (see _set).
 
 
+_B64_LINES = re.compile(rb".{1,76}", re.DOTALL)
+
+
 def _base64_lines(data: bytes) -> str:
     """MIME base64 (76-character lines, LF ends), as ``base64.encodebytes`` gives but
     without its Python loop over 57-byte chunks."""
     if not data:
         return ""
     b64 = binascii.b2a_base64(data, newline=False)
-    # a list of slices: half the time of joining a map of slice objects
-    lines = b"\n".join([b64[i:i + 76] for i in range(0, len(b64), 76)])
-    return lines.decode("ascii") + "\n"
+    # The regex engine cuts the lines in C: half the time of a list of slices.
+    return b"\n".join(_B64_LINES.findall(b64)).decode("ascii") + "\n"
 
 
 def _base64_length(size: int) -> int:

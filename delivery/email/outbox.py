@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import hashlib
+import itertools
 import os
 import re
-import tempfile
+import time
 from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
@@ -16,7 +18,7 @@ from invoicer.delivery.email.wire import envelope, message_id_of, serialize
 from invoicer.delivery.errors import error_for_os_error
 from invoicer.delivery.fileurl import fsync_dir, local_path
 
-__all__ = ["DEFAULT_MAIL_URL", "FileMailer", "outbox_name"]
+__all__ = ["DEFAULT_MAIL_URL", "FileMailer", "outbox_name", "sweep_temporaries"]
 
 DEFAULT_MAIL_URL = "file://var/outbox"
 """Where e-mails go when nothing is configured: ``.eml`` files in ``./var/outbox``."""
@@ -41,6 +43,60 @@ def outbox_name(message_id: str) -> str:
     return name + ".eml"
 
 
+# Temp names: ``.{pid}.{token}.{n}.tmp``, unique per process and call without
+# tempfile.mkstemp's random-name loop (a tenth of a send). The token tells a reused pid
+# after a crash apart; the leading dot keeps them clear of outbox names (outbox_name
+# never starts with one).
+_TMP_TOKEN = os.urandom(4).hex()
+_tmp_counter = itertools.count()
+_OUR_TMP = re.compile(r"\.(\d+)\.([0-9a-f]{8})\.\d+\.tmp")
+# What tempfile.mkstemp(prefix=".", suffix=".tmp") named them before: no pid to judge
+# by, so only those older than any write takes are a killed writer's.
+_MKSTEMP_TMP = re.compile(r"\.[a-z0-9_]{8}\.tmp")
+_MKSTEMP_STALE_SECONDS = 3600
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def sweep_temporaries(root: str) -> int:
+    """Remove the temp files that writers killed mid-send left in the outbox ``root``
+    (of a process that is gone, or of an earlier process that had this one's pid).
+    Returns how many. Temp names are hidden and never linked once their writer is
+    dead, so removing them changes nothing else."""
+    removed, now = 0, time.time()
+    try:
+        with os.scandir(root) as entries:
+            names = [e.name for e in entries if e.name[0] == "." and e.name.endswith(".tmp")]
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        path = os.path.join(root, name)
+        ours = _OUR_TMP.fullmatch(name)
+        if ours is not None:
+            pid, token = int(ours[1]), ours[2]
+            stale = token != _TMP_TOKEN if pid == os.getpid() else not _pid_alive(pid)
+        elif _MKSTEMP_TMP.fullmatch(name):
+            try:
+                stale = now - os.lstat(path).st_mtime > _MKSTEMP_STALE_SECONDS
+            except OSError:
+                continue
+        else:
+            continue
+        if stale:
+            with contextlib.suppress(OSError):  # gone meanwhile, or not ours to remove
+                os.unlink(path)
+                removed += 1
+    return removed
+
+
 class FileMailer(BatchSending):
     """The outbox folder: one ``<Message-ID>.eml`` file per message (RFC 5322 bytes,
     CRLF, exactly what SMTP would carry).
@@ -48,11 +104,14 @@ class FileMailer(BatchSending):
     Writes go to a temp file, are fsynced, then hard-linked to the final name: ``link``
     fails when the name exists, so the first copy of a Message-ID wins, a re-send of
     the same ID writes nothing (``created=False``), two racing writers leave one file,
-    and a reader never sees half a message.
+    and a reader never sees half a message. The temp files of a writer killed
+    mid-send are removed by the next mailer on the folder, before its first write.
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(os.path.abspath(os.fspath(root)))
+        self._root = str(self.root)  # the per-send paths are joined as strings
+        self._swept = False
 
     @classmethod
     def from_url(cls, url: str) -> FileMailer:
@@ -75,30 +134,52 @@ class FileMailer(BatchSending):
         so a crash mid-write is safely repeated. ``return_path`` is not kept: a file
         has no envelope, and nothing bounces from the outbox."""
         mid = message_id_of(message)
-        _, recipients = envelope(message)
-        path = self.path_for(mid)
-        what = f"writing {mid} to the outbox {self.root}"
+        recipients = tuple(envelope(message)[1])
+        path = os.path.join(self._root, outbox_name(mid))
         try:
-            if path.exists():
-                return SendResult(mid, tuple(recipients), str(path), created=False)
+            # A re-sent Message-ID answers without serializing or writing a temp file.
+            if os.path.exists(path):
+                return SendResult(mid, recipients, path, created=False)
             data = serialize(message)
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=self.root)
+            if not self._swept:
+                self._swept = True
+                # Housekeeping: a folder that cannot be listed fails the write below
+                # with its own error, not this.
+                with contextlib.suppress(OSError):
+                    sweep_temporaries(self._root)
+            tmp = os.path.join(self._root, f".{os.getpid()}.{_TMP_TOKEN}."
+                                           f"{next(_tmp_counter)}.tmp")
+            fd = self._create(tmp)
             try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
+                try:
+                    view = memoryview(data)
+                    while view:  # os.write may write less than asked
+                        view = view[os.write(fd, view):]
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
                 try:
                     os.link(tmp, path)
                 except FileExistsError:
-                    return SendResult(mid, tuple(recipients), str(path), created=False)
+                    return SendResult(mid, recipients, path, created=False)
             finally:
                 os.unlink(tmp)
             fsync_dir(self.root)
         except OSError as exc:
-            raise error_for_os_error(exc, what) from exc
-        return SendResult(mid, tuple(recipients), str(path), created=True)
+            raise error_for_os_error(exc, f"writing {mid} to the outbox {self.root}") from exc
+        return SendResult(mid, recipients, path, created=True)
+
+    def _create(self, tmp: str) -> int:
+        """Open a new temp file (mode 0600, as mkstemp made them); the outbox folder is
+        made when the create says it is missing, not checked before every send."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        try:
+            return os.open(tmp, flags, 0o600)
+        except FileNotFoundError:
+            self.root.mkdir(parents=True, exist_ok=True)
+            # The new folder's own name made durable too, as its files will be.
+            fsync_dir(self.root.parent)
+            return os.open(tmp, flags, 0o600)
 
     def _submit(self, message: EmailMessage) -> concurrent.futures.Future[SendResult]:
         # Local disk writes: nothing to overlap, so "submitting" is doing.

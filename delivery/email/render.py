@@ -23,9 +23,9 @@ from babel.core import Locale, UnknownLocaleError
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, select_autoescape
 
 from invoicer.billing.models import BillingRecord, PaymentMethod, PaymentScheme
-from invoicer.l10n import formats
-from invoicer.renderer.brand import brand_for
-from invoicer.renderer.i18n import for_locale
+from invoicer.l10n import Formats, formats
+from invoicer.renderer.brand import Brand, brand_for
+from invoicer.renderer.i18n import InvoiceLocale, for_locale
 from invoicer.resources import package_path
 
 __all__ = ["INVOICE_ISSUED", "RenderedEmail", "check_url", "one_line", "render_invoice_email"]
@@ -181,48 +181,122 @@ def _payment(record: BillingRecord, label: Callable[..., str], money: Callable[[
     return {"kind": "reference", "code": p.code, "note": None}
 
 
-def _context(record: BillingRecord, locale: str, *, link: str | None,
-             unsubscribe: str | None) -> dict[str, Any]:
-    inv = record.invoice
-    loc = for_locale(inv.locale)
-    brand = brand_for(record.operator.id)
-    overrides = brand.labels_for(loc.requested)
+@dataclass(frozen=True, slots=True)
+class _BrandFacts:
+    """``brand`` in the templates. An object, not a dict: Jinja looks ``brand.name`` up
+    with ``getattr`` first, and on a dict every lookup raised and caught AttributeError
+    (some forty a message)."""
+
+    name: str
+    colour: str
+    accent: str
+    text: str
+    muted: str
+    support_phone: str | None
+    support_web: str | None
+    support_web_href: str | None
+    footer: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Payment:
+    """``pay`` in the templates: how to pay (an object for the reason of _BrandFacts)."""
+
+    kind: str
+    code: str | None
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    """What the e-mails of one brand in one invoice locale share: templates, labels,
+    colours, footer, direction. Built once per (brand, locale) instead of per message,
+    where it was a fifth of the rendering."""
+
+    brand: Brand
+    loc: InvoiceLocale
+    locale: str  # the template folder
+    templates: tuple[Template, Template, Template]
+    fmt: Formats
+    colours: tuple[str, str, str, str]  # primary, accent, text, muted
+    footer: str
+    base: dict[str, Any]  # lang, dir, align, font, label
+
+
+# (brand id, invoice locale) -> its frame. A few dozen entries at most (operators x
+# locales); racing threads may both build one, which is harmless.
+_FRAMES: dict[tuple[str, str], _Frame] = {}
+
+
+def _labeller(loc: InvoiceLocale, overrides: dict[str, str]) -> Callable[..., str]:
+    """The templates' ``label(key, **values)``: the brand's own wording wins, as on the
+    PDF. Labels without values are the same for every message: looked up once each."""
+    known: dict[str, str] = {}
 
     def label(key: str, **values: str) -> str:
-        # The brand's own wording wins, as on the PDF.
+        if not values:
+            text = known.get(key)
+            if text is None:
+                text = overrides.get(key)
+                known[key] = text = loc.label(key) if text is None else text
+            return text
         text = overrides.get(key)
         if text is None:
             return loc.label(key, **values)
-        return text.format_map(values) if values else text
+        return text.format_map(values)
 
-    # Amounts and dates as the PDF writes them (invoicer.l10n): for fa_IR the Solar
-    # Hijri calendar and Persian digits; identifiers and payment codes stay as printed.
-    fmt = formats(inv.locale)
+    return label
+
+
+def _frame(brand: Brand, locale_id: str) -> _Frame:
+    loc = for_locale(locale_id)
+    frame = _FRAMES.get((brand.id, locale_id))
+    # Checked by identity: a cleared brand or label cache (tests do that) makes new
+    # objects, and the frame must follow them rather than keep the old ones.
+    if frame is not None and frame.brand is brand and frame.loc is loc:
+        return frame
+    locale = _template_locale(INVOICE_ISSUED, locale_id)
+    lang, rtl = _language_facts(locale)
+    frame = _Frame(
+        brand=brand, loc=loc, locale=locale, templates=_templates(INVOICE_ISSUED, locale),
+        # Amounts and dates as the PDF writes them (invoicer.l10n): for fa_IR the Solar
+        # Hijri calendar and Persian digits; identifiers and payment codes stay as printed.
+        fmt=formats(locale_id),
+        colours=(_hex(brand.primary), _hex(brand.accent), _hex(brand.text), _hex(brand.muted)),
+        footer=brand.footer(locale_id),
+        base={
+            "lang": lang,
+            "dir": "rtl" if rtl else "ltr",
+            "align": "right" if rtl else "left",
+            "font": ("Tahoma,'Noto Sans Arabic','Segoe UI',Arial,sans-serif" if rtl
+                     else "'Segoe UI',Roboto,Helvetica,Arial,sans-serif"),
+            "label": _labeller(loc, brand.labels_for(loc.requested)),
+        },
+    )
+    _FRAMES[(brand.id, locale_id)] = frame
+    return frame
+
+
+def _context(record: BillingRecord, frame: _Frame, *, link: str | None,
+             unsubscribe: str | None) -> dict[str, Any]:
+    inv = record.invoice
+    fmt = frame.fmt
+    label = frame.base["label"]
 
     def money(amount: Any) -> str:
         return fmt.money(amount, inv.currency)
 
     due_date = fmt.date(inv.due_date)
     support = record.operator.support
-    lang, rtl = _language_facts(locale)
+    colour, accent, text, muted = frame.colours
     return {
-        "lang": lang,
-        "dir": "rtl" if rtl else "ltr",
-        "align": "right" if rtl else "left",
-        "font": ("Tahoma,'Noto Sans Arabic','Segoe UI',Arial,sans-serif" if rtl
-                 else "'Segoe UI',Roboto,Helvetica,Arial,sans-serif"),
-        "label": label,
-        "brand": {
-            "name": record.operator.name,
-            "colour": _hex(brand.primary),
-            "accent": _hex(brand.accent),
-            "text": _hex(brand.text),
-            "muted": _hex(brand.muted),
-            "support_phone": (support.phone if support else None) or None,
-            "support_web": (support.web if support else None) or None,
-            "support_web_href": _web_href(support.web if support else None),
-            "footer": brand.footer(inv.locale),
-        },
+        **frame.base,
+        "brand": _BrandFacts(
+            name=record.operator.name, colour=colour, accent=accent, text=text, muted=muted,
+            support_phone=(support.phone if support else None) or None,
+            support_web=(support.web if support else None) or None,
+            support_web_href=_web_href(support.web if support else None),
+            footer=frame.footer),
         "customer": record.account.customer.name,
         "number": inv.number,
         "account": record.account.number,
@@ -233,7 +307,7 @@ def _context(record: BillingRecord, locale: str, *, link: str | None,
         "issue_date": fmt.date(inv.issue_date),
         "period": label("period_range", start=fmt.date(inv.period.start),
                         end=fmt.date(inv.period.end)),
-        "pay": _payment(record, label, money, due_date),
+        "pay": _Payment(**_payment(record, label, money, due_date)),
         "link": link,
         "filename": f"{inv.number}.pdf",
         "unsubscribe_href": unsubscribe,
@@ -255,12 +329,12 @@ def render_invoice_email(record: BillingRecord, *, link: str | None = None,
         check_url(link, ("https", "http"), "link")
     if unsubscribe is not None:
         check_url(unsubscribe, ("https", "http"), "unsubscribe")
-    locale = _template_locale(INVOICE_ISSUED, record.invoice.locale)
-    ctx = _context(record, locale, link=link, unsubscribe=unsubscribe)
-    subject_t, text_t, html_t = _templates(INVOICE_ISSUED, locale)
+    frame = _frame(brand_for(record.operator.id), record.invoice.locale)
+    ctx = _context(record, frame, link=link, unsubscribe=unsubscribe)
+    subject_t, text_t, html_t = frame.templates
     subject = one_line(subject_t.render(ctx))
     text = text_t.render(ctx)
     # Whitespace control in text templates is fiddly; one blank line at most, always.
     text = _BLANK_LINES.sub("\n\n", text).strip() + "\n"
     html = html_t.render(ctx)
-    return RenderedEmail(subject, text, html, locale)
+    return RenderedEmail(subject, text, html, frame.locale)

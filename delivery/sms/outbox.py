@@ -9,7 +9,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
+from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,8 @@ from invoicer.delivery.sms.gateway import (
 __all__ = ["FileSmsOutbox"]
 
 log = logging.getLogger(__name__)
+
+_MESSAGE_FIELDS = tuple(f.name for f in fields(SmsMessage))
 
 
 class FileSmsOutbox:
@@ -56,6 +58,7 @@ class FileSmsOutbox:
         self._index: dict[int, int | tuple[int, ...]] = {}
         self._offset = 0  # bytes of the file already indexed
         self._inode: tuple[int, int] | None = None
+        self._size = 0  # the file's size when _catch_up last looked (under the lock)
 
     @classmethod
     def from_url(cls, url: str) -> FileSmsOutbox:
@@ -74,11 +77,16 @@ class FileSmsOutbox:
             if seen is not None:
                 return SmsResult(seen["message_id"], seen["segments"], already_sent=True)
             message = new_message(to, text, reference, described, self._clock())
-            line = json.dumps(asdict(message), ensure_ascii=False, separators=(",", ":"))
+            # The fields as they are (str and int): what dataclasses.asdict gives,
+            # without its deep copy of each value.
+            doc = {name: getattr(message, name) for name in _MESSAGE_FIELDS}
+            line = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
             data = line.encode() + b"\n"
-            size = os.fstat(f.fileno()).st_size
+            size = self._size
             start = size
-            if size and self._last_byte(f, size) != b"\n":
+            # Indexed up to the end: the file ends with a whole line. Otherwise its last
+            # byte says whether a line was torn.
+            if size and size != self._offset and self._last_byte(f, size) != b"\n":
                 # A line torn by a crash: start on a fresh line, the torn one is skipped.
                 data = b"\n" + data
                 start += 1
@@ -105,8 +113,11 @@ class FileSmsOutbox:
     @contextlib.contextmanager
     def _locked_file(self) -> Iterator[Any]:
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            f = open(self.path, "a+b")  # noqa: SIM115 - closed below, after the unlock
+            try:
+                f = open(self.path, "a+b")  # noqa: SIM115 - closed below, after the unlock
+            except FileNotFoundError:  # the folder is made when missing, not per send
+                self.root.mkdir(parents=True, exist_ok=True)
+                f = open(self.path, "a+b")  # noqa: SIM115
         except OSError as exc:
             raise error_for_os_error(exc, f"opening {self.path}") from exc
         try:
@@ -120,6 +131,7 @@ class FileSmsOutbox:
 
     def _catch_up(self, f: Any) -> None:
         stat = os.fstat(f.fileno())
+        self._size = stat.st_size  # the file's size under the lock, for send()
         inode = (stat.st_dev, stat.st_ino)
         if inode != self._inode or stat.st_size < self._offset:
             # Another file now (rotated, or replaced by an operator): index it afresh.

@@ -4,6 +4,7 @@ add, deterministic Message-IDs, and serialisation identical to the standard libr
 from __future__ import annotations
 
 import email
+import email.errors
 import email.header
 import email.utils
 import re
@@ -191,3 +192,84 @@ def test_base64_length_is_computed_exactly_without_encoding():
 
     for size in [*range(0, 240), 57 * 100, 57 * 100 + 1, 48_000]:
         assert len(_base64_lines(os.urandom(size))) == _base64_length(size), size
+
+
+def test_base64_lines_are_the_standard_librarys():
+    import base64
+    import os
+
+    from invoicer.delivery.email.message import _base64_lines
+
+    for size in [*range(0, 200), 57 * 100, 57 * 100 + 1, 48_000]:
+        data = os.urandom(size)
+        assert _base64_lines(data) == base64.encodebytes(data).decode("ascii"), size
+
+
+def test_encoded_words_cut_at_the_last_whole_character_that_fits():
+    """The byte-slicing cut gives the words a character-by-character loop gives."""
+    import base64
+    import random
+
+    from invoicer.delivery.email.message import _EW_BYTES, _encoded_words
+
+    def by_characters(text: str) -> list[bytes]:
+        words, chunk = [], b""
+        for char in text:
+            data = char.encode("utf-8")
+            if chunk and len(chunk) + len(data) > _EW_BYTES:
+                words.append(chunk)
+                chunk = b""
+            chunk += data
+        words.append(chunk)
+        return words
+
+    rng = random.Random(7)
+    alphabet = "aZ 9é€ж\u200cز🙂\U0010fffd" + HOSTILE
+    texts = ["", "a", "é" * 18, "é" * 19, "🙂" * 9, "🙂" * 10, "a" + "🙂" * 9, HOSTILE]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randrange(120)))
+              for _ in range(2000)]
+    for text in texts:
+        expected = [f"=?utf-8?b?{base64.b64encode(w).decode('ascii')}?="
+                    for w in by_characters(text)]
+        assert _encoded_words(text) == expected, text
+
+
+def test_plain_addresses_skip_the_parser_with_its_result():
+    """Dot-atom addresses are split without the header parser: same parts, same
+    addr_spec; anything else still goes through it (and is refused as before)."""
+    import random
+    from email.headerregistry import Address
+
+    from invoicer.delivery.email.message import _PLAIN_SPEC, _address
+    from invoicer.delivery.email.render import one_line
+
+    def through_the_parser(spec: str) -> Address:  # what _address did for every spec
+        if one_line(spec) != spec or not spec:
+            raise ValueError(spec)
+        return Address(display_name="N", addr_spec=spec)
+
+    rng = random.Random(11)
+    atext = "abcXYZ019!#$%&'*+/=?^_`{|}~-"
+    specs = ["a@b", "a.b+c@mail.oi.example", "O'Brien@x.example", "{x}|y@z.q",
+             "ana@exêmplo.com.br", '"a b"@x.example', "a..b@x.example", "a.@x.example",
+             "a@[127.0.0.1]", " a@b.example", "a@b.example (c)", "a(b)@c.example"]
+    for _ in range(3000):
+        parts = ["".join(rng.choice(atext + "..") for _ in range(rng.randrange(1, 8)))
+                 for _ in range(2)]
+        specs.append("@".join(parts))
+    fast = 0
+    for spec in specs:
+        try:
+            parsed = through_the_parser(spec)
+        except Exception as exc:  # the parser's refusals: ValueError, defects
+            with pytest.raises(type(exc)):
+                _address(("N", spec))
+            continue
+        ours = _address(("N", spec))
+        assert (ours.username, ours.domain, ours.addr_spec) == (
+            parsed.username, parsed.domain, parsed.addr_spec), spec
+        fast += _PLAIN_SPEC.fullmatch(spec) is not None
+    assert fast > 500  # the fast path was exercised, not only the parser
+    for hostile in ("a@b\r\nBcc: c@d", "a@b, c@d", "a@b <c@d>", "<a@b>", "a@b\u2028c"):
+        with pytest.raises((ValueError, email.errors.HeaderParseError)):
+            _address(("N", hostile))

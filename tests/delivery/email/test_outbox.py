@@ -73,3 +73,44 @@ def test_a_message_without_message_id_is_refused(tmp_path):
     del msg["Message-ID"]
     with pytest.raises(ValueError, match="Message-ID"):
         FileMailer(tmp_path).send(msg)
+
+
+def test_a_killed_writers_temp_files_go_before_the_next_mailers_first_write(tmp_path):
+    """Temp files of a process that is gone (and of an earlier process that had this
+    one's pid, and old mkstemp names over an hour old) are removed by the next mailer
+    on the folder; a live process's, or a young mkstemp one, stay."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from invoicer.delivery.email import outbox as outbox_module
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stale = [tmp_path / f".{dead}.abcd1234.0.tmp",
+             tmp_path / f".{os.getpid()}.00000000.3.tmp",  # our pid, not our token
+             tmp_path / ".k3j2_x9q.tmp"]  # tempfile.mkstemp's, from before
+    live = [tmp_path / f".{os.getppid()}.abcd1234.0.tmp", tmp_path / ".a1b2c3d4.tmp",
+            tmp_path / "notes.tmp"]
+    for path in (*stale, *live):
+        path.write_bytes(b"half a message")
+    an_hour_ago = time.time() - 3700
+    os.utime(stale[2], (an_hour_ago, an_hour_ago))
+    assert outbox_module._TMP_TOKEN != "00000000"
+    result = FileMailer(tmp_path).send(build())
+    assert result.created
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted([Path(result.reply).name, *(p.name for p in live)]), left
+
+
+def test_outbox_files_are_private_and_the_folder_is_made_when_missing(tmp_path):
+    mailer = FileMailer(tmp_path / "a" / "outbox")
+    result = mailer.send(build())
+    path = Path(result.reply)
+    assert result.created and path == mailer.path_for(result.message_id)
+    assert str(path) == str(tmp_path / "a" / "outbox" / outbox_name(result.message_id))
+    assert path.stat().st_mode & 0o777 == 0o600  # as tempfile.mkstemp made them
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left
+    again = mailer.send(build())
+    assert not again.created and again.reply == result.reply

@@ -225,3 +225,48 @@ def test_short_names():
     assert operator_short_name("x", "ООО Связь", "ru_RU") == "Связь"
     assert operator_short_name("x", "Very Long Operator Name Telecommunications Ltd",
                                "en") == "Very Long Operator Name"
+
+
+def test_printable_text_takes_the_short_path_of_clean_value_safely():
+    """clean_value's short path for str.isprintable() text rests on this: no printable
+    character is whitespace (but " "), a control, a format character or a surrogate,
+    so the character loop would have kept each one as it is."""
+    import sys
+    import unicodedata
+
+    for code in range(sys.maxunicode + 1):
+        ch = chr(code)
+        if ch.isprintable():
+            assert not ch.isspace() or ch == " ", hex(code)
+            assert unicodedata.category(ch) not in ("Cc", "Cs", "Cf"), hex(code)
+
+
+def test_clean_value_is_the_character_loop_for_any_text():
+    import random
+    import re
+    import unicodedata
+
+    from invoicer.delivery.sms.text import _FOLD, _KEEP_FORMAT, clean_value
+
+    def by_characters(value) -> str:  # clean_value before its short path
+        text = unicodedata.normalize("NFC", str(value))
+        out = []
+        for ch in text:
+            if ch.isspace():
+                out.append(" ")
+                continue
+            category = unicodedata.category(ch)
+            if category in ("Cc", "Cs") or (category == "Cf" and ch not in _KEEP_FORMAT):
+                continue
+            out.append(ch)
+        return re.sub(r"\s+", " ", "".join(out).translate(_FOLD)).strip()
+
+    rng = random.Random(5)
+    alphabet = ("aZ9 .,'’“”–—…\u00a0\u202f\u2028\t\n\x00\x7f\u200c\u200d\u200e\u202e"
+                "\ufeffçãéşțژ€₽e\u0301\ue000\U0010fffd")
+    values = [None, 0, 104.75, "", " ", "R$\u00a0104,75", "e\u0301", "  a  b  "]
+    values += ["".join(rng.choice(alphabet) for _ in range(rng.randrange(30)))
+               for _ in range(5000)]
+    for value in values:
+        expected = "" if value is None else by_characters(value)
+        assert clean_value(value) == expected, repr(value)
