@@ -139,6 +139,7 @@ def run_file(path: Path, settings: Settings, *, workers: int | None = None,
         if workers <= 1:
             # In-process: the same code path, without a pool (debugging, tiny files).
             _services = services
+            longlived.freeze()  # as a pool's process does, once its services are built
             try:
                 for seq in seqs:
                     collect(_run_chunk(run_id, seq))
