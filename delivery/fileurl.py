@@ -6,13 +6,15 @@ folders (``file://var/archive``, ``file://var/outbox``, ``file://var/sms``).
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["by_scheme", "fsync_dir", "local_path"]
+__all__ = ["TMP_TOKEN", "by_scheme", "fsync_dir", "left_by_a_dead_writer", "local_path",
+           "temp_tail"]
 
 T = TypeVar("T")
 
@@ -62,3 +64,31 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+#: This process's token in temporary names: tells a reused pid apart after a crash.
+TMP_TOKEN = os.urandom(4).hex()
+_tmp_counter = itertools.count()
+
+
+def temp_tail() -> str:
+    """``{pid}.{token}.{n}.tmp``: the end of a temporary file's name, unique per process
+    and call without ``tempfile``'s random-name loop (a third of a small archive put's
+    time). The archive and the e-mail outbox name their temporaries with it, hidden
+    (a leading dot) and never linked once their writer is dead."""
+    return f"{os.getpid()}.{TMP_TOKEN}.{next(_tmp_counter)}.tmp"
+
+
+def left_by_a_dead_writer(pid: int, token: str) -> bool:
+    """Whether a temporary named with ``pid`` and ``token`` (:func:`temp_tail`) was left
+    by a writer that is gone: a process that no longer runs, or an earlier process that
+    had this one's pid. Another user's live process is alive; one host only."""
+    if pid == os.getpid():
+        return token != TMP_TOKEN
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's live process
+        return False
+    return False

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import itertools
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -29,7 +28,7 @@ from invoicer.delivery.errors import (
     ArchiveNotFoundError,
     os_errors,
 )
-from invoicer.delivery.fileurl import fsync_dir, local_path
+from invoicer.delivery.fileurl import fsync_dir, left_by_a_dead_writer, local_path, temp_tail
 
 __all__ = ["META_XATTR", "FileArchive"]
 
@@ -51,11 +50,7 @@ def _make_folders(folder: Path) -> list[Path]:
     return missing
 
 
-# Temp names: unique per process and call without tempfile's random-name loop (a third
-# of a small put's time). The token tells apart a reused pid after a crash.
-_TMP_TOKEN = os.urandom(4).hex()
 _SIDECAR_FIELDS = frozenset({"sha256", "size", "content_type", "metadata"})
-_tmp_counter = itertools.count()
 
 
 #: The extended attribute holding an object's SHA-256, size, content type and metadata.
@@ -115,16 +110,6 @@ def _sync_folders(folders: set[Path]) -> None:
         fsync_dir(folder)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
-
-
 def sweep_temporaries(path: Path) -> int:
     """Remove the temporary files a killed process left while writing ``path``
     (``.{name}.{pid}.{token}.{n}.tmp``): those of a process that is gone, or of an
@@ -145,9 +130,7 @@ def sweep_temporaries(path: Path) -> int:
         parts = name[len(head):].split(".")
         if len(parts) != 4 or not parts[0].isdigit():
             continue
-        pid, token = int(parts[0]), parts[1]
-        stale = token != _TMP_TOKEN if pid == os.getpid() else not _pid_alive(pid)
-        if stale:
+        if left_by_a_dead_writer(int(parts[0]), parts[1]):
             with contextlib.suppress(OSError):  # gone meanwhile, or not ours to remove
                 tmp.unlink()
                 removed += 1
@@ -317,8 +300,7 @@ class FileArchive:
             new_folders = _make_folders(path.parent)
             if not new_folders:
                 sweep_temporaries(path)  # a killed attempt's leftovers, if any
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.{_TMP_TOKEN}."
-                                 f"{next(_tmp_counter)}.tmp")
+            tmp = path.with_name(f".{path.name}.{temp_tail()}")
             try:
                 # Created read-only: the open descriptor may still write it.
                 tagged = self.xattrs
@@ -379,8 +361,7 @@ class FileArchive:
             with contextlib.suppress(FileExistsError):  # a racing same-bytes put wrote it
                 _write_new(sidecar, lambda f: f.write(body), mode=0o644, sync=False)
             return
-        tmp = sidecar.with_name(f"{sidecar.name}.{os.getpid()}.{_TMP_TOKEN}."
-                                f"{next(_tmp_counter)}.tmp")
+        tmp = sidecar.with_name(f"{sidecar.name}.{temp_tail()}")
         try:
             _write_new(tmp, lambda f: f.write(body), mode=0o644, sync=False)
             os.replace(tmp, sidecar)

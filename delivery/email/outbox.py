@@ -5,7 +5,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import hashlib
-import itertools
 import os
 import re
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 from invoicer.delivery.email.mailer import BatchSending, SendResult, done_now
 from invoicer.delivery.email.wire import envelope, message_id_of, serialize
 from invoicer.delivery.errors import error_for_os_error
-from invoicer.delivery.fileurl import fsync_dir, local_path
+from invoicer.delivery.fileurl import fsync_dir, left_by_a_dead_writer, local_path, temp_tail
 
 __all__ = ["DEFAULT_MAIL_URL", "FileMailer", "outbox_name", "sweep_temporaries"]
 
@@ -43,27 +42,13 @@ def outbox_name(message_id: str) -> str:
     return name + ".eml"
 
 
-# Temp names: ``.{pid}.{token}.{n}.tmp``, unique per process and call without
-# tempfile.mkstemp's random-name loop (a tenth of a send). The token tells a reused pid
-# after a crash apart; the leading dot keeps them clear of outbox names (outbox_name
-# never starts with one).
-_TMP_TOKEN = os.urandom(4).hex()
-_tmp_counter = itertools.count()
+# Temp names: ``.{pid}.{token}.{n}.tmp`` (``fileurl.temp_tail``); the leading dot keeps
+# them clear of outbox names (outbox_name never starts with one).
 _OUR_TMP = re.compile(r"\.(\d+)\.([0-9a-f]{8})\.\d+\.tmp")
 # What tempfile.mkstemp(prefix=".", suffix=".tmp") named them before: no pid to judge
 # by, so only those older than any write takes are a killed writer's.
 _MKSTEMP_TMP = re.compile(r"\.[a-z0-9_]{8}\.tmp")
 _MKSTEMP_STALE_SECONDS = 3600
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
 
 
 def sweep_temporaries(root: str) -> int:
@@ -81,8 +66,7 @@ def sweep_temporaries(root: str) -> int:
         path = os.path.join(root, name)
         ours = _OUR_TMP.fullmatch(name)
         if ours is not None:
-            pid, token = int(ours[1]), ours[2]
-            stale = token != _TMP_TOKEN if pid == os.getpid() else not _pid_alive(pid)
+            stale = left_by_a_dead_writer(int(ours[1]), ours[2])
         elif _MKSTEMP_TMP.fullmatch(name):
             try:
                 stale = now - os.lstat(path).st_mtime > _MKSTEMP_STALE_SECONDS
@@ -147,8 +131,7 @@ class FileMailer(BatchSending):
                 # with its own error, not this.
                 with contextlib.suppress(OSError):
                     sweep_temporaries(self._root)
-            tmp = os.path.join(self._root, f".{os.getpid()}.{_TMP_TOKEN}."
-                                           f"{next(_tmp_counter)}.tmp")
+            tmp = os.path.join(self._root, f".{temp_tail()}")
             fd = self._create(tmp)
             try:
                 try:

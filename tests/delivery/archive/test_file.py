@@ -117,7 +117,7 @@ def test_a_killed_attempts_temporaries_are_swept_by_the_next_put(tmp_path):
     import subprocess
     import sys
 
-    from invoicer.delivery.archive import file as file_module
+    from invoicer.delivery import fileurl
 
     archive = FileArchive(tmp_path)
     archive.put("oi/1/2026-11/N-0.pdf", b"%PDF-1.7 other")  # the folder exists
@@ -130,7 +130,7 @@ def test_a_killed_attempts_temporaries_are_swept_by_the_next_put(tmp_path):
     for path in (*stale, live):
         path.write_bytes(b"half a PDF")
         path.chmod(0o444)
-    assert file_module._TMP_TOKEN != "00000000"
+    assert fileurl.TMP_TOKEN != "00000000"
     assert archive.put("oi/1/2026-11/N-1.pdf", b"%PDF-1.7 x").created
     left = sorted(p.name for p in folder.iterdir() if not p.name.endswith(".meta.json"))
     assert left == sorted(["N-0.pdf", "N-1.pdf", live.name]), left

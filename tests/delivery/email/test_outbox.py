@@ -84,7 +84,7 @@ def test_a_killed_writers_temp_files_go_before_the_next_mailers_first_write(tmp_
     import sys
     import time
 
-    from invoicer.delivery.email import outbox as outbox_module
+    from invoicer.delivery import fileurl
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
@@ -97,7 +97,7 @@ def test_a_killed_writers_temp_files_go_before_the_next_mailers_first_write(tmp_
         path.write_bytes(b"half a message")
     an_hour_ago = time.time() - 3700
     os.utime(stale[2], (an_hour_ago, an_hour_ago))
-    assert outbox_module._TMP_TOKEN != "00000000"
+    assert fileurl.TMP_TOKEN != "00000000"
     result = FileMailer(tmp_path).send(build())
     assert result.created
     left = sorted(p.name for p in tmp_path.iterdir())
