@@ -110,13 +110,20 @@ def _run_chunk(run_id: int, seq: int) -> ChunkResult:
 
 def run_file(path: Path, settings: Settings, *, workers: int | None = None,
              deliver: bool = True,
-             progress: Callable[[RunSummary, int], None] | None = None) -> RunSummary:
+             progress: Callable[[RunSummary, int], None] | None = None,
+             own_process: bool = False) -> RunSummary:
     """Process every record of ``path``; resumable: re-running finishes what is missing.
 
     ``progress(summary, bytes_done)`` is called as chunks complete. Ctrl-C stops
     feeding new chunks, lets the ones in flight finish and returns with
     ``interrupted`` set (the chunks not done are ended ``failed``, saying so); a later
     run of the same file redoes nothing that was done.
+
+    ``own_process``: this process does nothing but this run (``invoicer run``), so
+    what it holds is frozen out of the garbage collector's way (:mod:`longlived`)
+    before the pool forks, or before the records with one worker. Leave it False in a
+    process that lives on (the API's bill-run thread): frozen objects that later form
+    garbage cycles are never collected. The pool's own processes always freeze.
     """
     global _services
     workers = workers or settings.effective_workers()
@@ -139,14 +146,16 @@ def run_file(path: Path, settings: Settings, *, workers: int | None = None,
         if workers <= 1:
             # In-process: the same code path, without a pool (debugging, tiny files).
             _services = services
-            longlived.freeze()  # as a pool's process does, once its services are built
+            if own_process:
+                longlived.freeze()  # as a pool's process does, once its services are built
             try:
                 for seq in seqs:
                     collect(_run_chunk(run_id, seq))
             except KeyboardInterrupt:
                 summary.interrupted = True
         else:
-            _pool_run(seqs, run_id, settings, deliver, workers, collect, summary)
+            _pool_run(seqs, run_id, settings, deliver, workers, collect, summary,
+                      freeze=own_process)
         completed = True
     except KeyboardInterrupt:  # while planning
         summary.interrupted = True
@@ -182,9 +191,10 @@ def _warm_renderer() -> None:
 
 def _pool_run(seqs: Iterator[int], run_id: int, settings: Settings, deliver: bool,
               workers: int, collect: Callable[[ChunkResult], None],
-              summary: RunSummary) -> None:
+              summary: RunSummary, *, freeze: bool) -> None:
     """Hand the chunks to pools of ``workers`` processes, a new pool after every
-    :data:`CHUNKS_PER_POOL` chunks a process (see there)."""
+    :data:`CHUNKS_PER_POOL` chunks a process (see there); ``freeze``: this process is
+    the run's own (see :func:`run_file`)."""
     _warm_renderer()
     limit = workers * IN_FLIGHT_PER_WORKER
     pending: set[Future[ChunkResult]] = set()
@@ -198,7 +208,8 @@ def _pool_run(seqs: Iterator[int], run_id: int, settings: Settings, deliver: boo
     more = True
     while more:
         more = False
-        longlived.freeze()  # right before the fork: the children share, never copy, them
+        if freeze:  # right before the fork: the children share, never copy, them
+            longlived.freeze()
         with ProcessPoolExecutor(workers, initializer=_init_worker,
                                  initargs=(settings, deliver)) as pool:
             try:

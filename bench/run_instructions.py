@@ -53,7 +53,7 @@ def measure(mode: str, count: int) -> None:
                       INVOICER_SMS_URL=f"file://{tmp}/sms",
                       INVOICER_LINK_SECRET="bench-link-secret-0123456789abcdef0123")
     (tmp / "run.jsonl").write_bytes(b"\n".join(measured) + b"\n")
-    run_file(tmp / "run.jsonl", Settings(), workers=1, deliver=True)
+    run_file(tmp / "run.jsonl", Settings(), workers=1, deliver=True, own_process=True)
 
 
 def _instructions(mode: str, count: int) -> int:

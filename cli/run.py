@@ -65,7 +65,7 @@ def run(
                        pages_rate=f"{summary.pages / elapsed:,.0f}")
 
         summary = run_file(file, settings, workers=workers, deliver=deliver,
-                           progress=progress)
+                           progress=progress, own_process=True)
     elapsed = time.monotonic() - started
     _print_run_summary(summary, elapsed)
     if not summary.interrupted:

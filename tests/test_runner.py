@@ -276,3 +276,28 @@ def test_a_long_run_goes_on_in_fresh_pools_and_counts_every_record(tmp_path, mon
     with _db(tmp_path) as db:
         assert db.execute("select finished_at is not null from runs where id = ?",
                           (summary.run_id,)).fetchone() == (1,)
+
+
+def test_only_a_run_in_its_own_process_freezes_what_the_process_holds(tmp_path):
+    """``invoicer run`` freezes its start-up objects out of the garbage collector's way;
+    a run inside a process that lives on (the API's bill-run thread) must not: frozen
+    objects that later form cycles would never be collected there."""
+    import gc
+
+    from invoicer.runner import run_file
+    from invoicer.settings import Settings
+
+    src = tmp_path / "two.jsonl"
+    with src.open("w", encoding="utf-8") as out:
+        write_jsonl(out, 2, cdrs=3, seed=5)
+    settings = Settings(db_url=f"sqlite:///{tmp_path}/l.db",
+                        archive_url=f"file://{tmp_path}/archive")
+    frozen = gc.get_freeze_count()
+    try:
+        assert run_file(src, settings, workers=1, deliver=False).records == 2
+        assert gc.get_freeze_count() == frozen
+        assert run_file(src, settings, workers=1, deliver=False,
+                        own_process=True).records == 2
+        assert gc.get_freeze_count() > frozen
+    finally:
+        gc.unfreeze()
