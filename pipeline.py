@@ -476,10 +476,10 @@ def _finish(work: _Work, run_id: int, services: Services) -> None:
     record, first, line = work.record, work.first, work.line
     assert record is not None and first is not None
     number = record.invoice.number
-    ours = (first.run_id, first.source_line) == (run_id, line)
     if work.archived_before:
         # Archived by this very line (an earlier attempt of its chunk): still this
         # line's invoice, counted as archived here and nowhere else.
+        ours = (first.run_id, first.source_line) == (run_id, line)
         key, xml_key = first.archive_key, first.einvoice_key
         states = _deliver(first, record, lambda: services.archive.get(key),
                           None if xml_key is None else (lambda: services.archive.get(xml_key)),

@@ -10,7 +10,6 @@ invoice number (a batch never holds two of those: the later one starts a new bat
 from __future__ import annotations
 
 import copy
-import json
 
 from invoicer.billing.synthetic import generate
 from invoicer.delivery.archive import FileArchive
@@ -18,11 +17,7 @@ from invoicer.delivery.errors import TransientDeliveryError
 from invoicer.ledger import Ledger
 from invoicer.pipeline import BATCH_RECORDS, Services, process_records
 from tests.conftest import SPEC_EXAMPLE
-from tests.test_bill_shock_pipeline import _current, _expected, _previous
-
-
-def _raw(rec: dict) -> bytes:
-    return json.dumps(rec).encode()
+from tests.test_bill_shock_pipeline import _current, _expected, _previous, _raw
 
 
 def _ledger(tmp_path) -> Ledger:
