@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import date
+from collections.abc import Sequence
+from datetime import date, datetime
 from decimal import Decimal
+from json.encoder import encode_basestring
 from typing import Any
 
 from invoicer.billing.errors import format_path
-from invoicer.billing.models import BillingRecord
+from invoicer.billing.models import BillingRecord, Usage, UsageType
 
-__all__ = ["EXCLUDED", "content", "content_sha256", "first_difference"]
+__all__ = ["EXCLUDED", "content", "content_sha256", "content_text", "first_difference"]
 
 #: Top-level fields that are not the invoice's content.
 EXCLUDED = frozenset({"delivery", "schema_version"})
@@ -74,8 +76,94 @@ def content_sha256(record: BillingRecord) -> str:
     """Hex SHA-256 of the record's canonical content (sorted keys, no spaces, UTF-8):
     of ``json.dumps(content(record), sort_keys=True, separators=(",", ":"),
     ensure_ascii=False, allow_nan=False)``, which is what contract 1.1 fixed."""
-    dumped = record.model_dump(mode="python", by_alias=True, exclude=set(EXCLUDED))
-    return hashlib.sha256(_ENCODER.encode(dumped).encode("utf-8")).hexdigest()
+    return hashlib.sha256(content_text(record).encode("utf-8")).hexdigest()
+
+
+#: What the dump leaves out for :func:`content_text`: what is not content, and the
+#: call-detail rows, which are written by :func:`_usage_text`.
+_WITHOUT_USAGE: dict[str, Any] = {**dict.fromkeys(EXCLUDED, True),
+                                  "services": {"__all__": {"usage"}}}
+
+
+def content_text(record: BillingRecord) -> str:
+    """The text :func:`content_sha256` hashes.
+
+    The call-detail rows are most of a large record (3,500 rows: 30 ms of a 40 ms
+    hash when pydantic dumps each row to a dict for the encoder to sort and walk), so
+    they are written straight from the ``Usage`` objects (:func:`_usage_text`) and the
+    rest of the record is dumped without them; the pieces are joined in sorted key
+    order exactly as the encoder joins them. A row that is not the plain shape the fast
+    path knows makes the whole record take the encoder's way, as before.
+    """
+    services = record.services
+    rows = [_usage_text(s.usage) for s in services]
+    if any(text is None for text in rows):
+        dumped = record.model_dump(mode="python", by_alias=True, exclude=set(EXCLUDED))
+        return _ENCODER.encode(dumped)
+    dumped = record.model_dump(mode="python", by_alias=True, exclude=_WITHOUT_USAGE)
+    encode = _ENCODER.encode
+    listed = []
+    for service, usage in zip(dumped["services"], rows, strict=True):
+        fields = {key: encode(value) for key, value in service.items()}
+        fields["usage"] = usage
+        listed.append(_joined(fields))
+    top = {key: encode(value) for key, value in dumped.items() if key != "services"}
+    top["services"] = "[" + ",".join(listed) + "]"
+    return _joined(top)
+
+
+def _joined(fields: dict[str, str]) -> str:
+    """A JSON object of already encoded values, keys sorted (``sort_keys=True``)."""
+    return "{" + ",".join(f"{encode_basestring(key)}:{fields[key]}"
+                          for key in sorted(fields)) + "}"
+
+
+_USAGE_KEYS = ("amount", "called", "destination", "duration_s", "start", "type", "volume_kb")
+if tuple(sorted(Usage.__slots__)) != _USAGE_KEYS:
+    raise ImportError("billing.content writes Usage rows field by field: follow its fields")
+
+
+#: One row's content: its keys in sorted order, as the encoder separates them.
+_ROW = ('{"amount":"%s","called":%s,"destination":%s,"duration_s":%s,"start":"%s",'
+        '"type":%s,"volume_kb":%s}')
+_TYPE_TEXT = {t: encode_basestring(t.value) for t in UsageType}
+
+
+def _usage_text(rows: Sequence[Usage]) -> str | None:
+    """``rows`` as the encoder writes their content (keys sorted, amounts normalized,
+    instants in ISO 8601), or None if a row holds a type this does not expect.
+
+    Amounts and destinations repeat within a record, so their text is remembered for
+    it: an amount's text depends on its value alone (``normalize`` gives equal values
+    one form, and zero of either sign is ``"0"``), and ``Decimal`` hashes by value.
+    """
+    quote, parts = encode_basestring, []
+    amounts: dict[Decimal, str] = {}
+    places: dict[str, str] = {}
+    types = _TYPE_TEXT
+    for u in rows:
+        amount, called, duration, volume = u.amount, u.called, u.duration_s, u.volume_kb
+        start, destination = u.start, u.destination
+        if not (type(amount) is Decimal and type(start) is datetime
+                and type(destination) is str
+                and (called is None or type(called) is str)
+                and (duration is None or type(duration) is int)
+                and (volume is None or type(volume) is int)):
+            return None
+        money = amounts.get(amount)
+        if money is None:
+            money = amounts[amount] = format(amount.normalize(), "f") if amount else "0"
+        place = places.get(destination)
+        if place is None:
+            place = places[destination] = quote(destination)
+        kind = types.get(u.type)
+        if kind is None:
+            return None
+        parts.append(_ROW % (
+            money, "null" if called is None else quote(called), place,
+            "null" if duration is None else duration, start.isoformat(), kind,
+            "null" if volume is None else volume))
+    return "[" + ",".join(parts) + "]"
 
 
 def first_difference(issued: BillingRecord, record: BillingRecord) -> str | None:
