@@ -31,7 +31,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Literal
 
@@ -133,6 +133,11 @@ def process_records(lines: Iterable[tuple[int, bytes]], *, run_id: int,
     such a record starts the next batch, so it sees the earlier one archived exactly
     as it would alone (the previous invoice the bill-shock sentence compares with, the
     conflict that names the differing field). Outcomes come back in ``lines``' order.
+
+    A batch's claims are one ledger transaction, and so are its marks
+    (:func:`_in_one_transaction`): the crash semantics are a lone record's, since a
+    crash before the commit leaves every record of the batch as a crash before its own
+    claim (or mark) would.
     """
     outcomes: list[Outcome | None] = []
     batch: list[_Work] = []
@@ -167,6 +172,8 @@ class _Work:
     record: BillingRecord | None = None
     outcome: Outcome | None = None
     """Set when nothing is left to do for it (done, rejected or failed)."""
+    content_hash: str = ""
+    """The record's content hash (:func:`content_sha256`), the claim's to compare."""
     first: Invoice | None = None
     """The claimed invoice row."""
     archived_before: bool = False
@@ -181,12 +188,45 @@ class _Work:
 
 def _run_batch(batch: list[_Work], run_id: int, services: Services,
                outcomes: list[Outcome | None]) -> None:
-    for step in (_claim, _archive, _mark, _finish):
+    for step in (_hash, _claim, _archive, _mark, _counted, _finish):
+        if step in _ONE_TRANSACTION:
+            _in_one_transaction(step, batch, run_id, services)
+            continue
         for work in batch:
             if work.outcome is None:
                 _guarded(step, work, run_id, services)
     for work in batch:
         outcomes[work.slot] = work.outcome
+
+
+def _in_one_transaction(step: Callable[[_Work, int, Services], None], batch: list[_Work],
+                        run_id: int, services: Services) -> None:
+    """``step`` for each record of the batch, its ledger writes in one transaction.
+
+    One commit for the batch instead of one a record (on SQLite ~0.1 ms of CPU each, most
+    of it writing the WAL). Such a step only writes to the ledger and sets the record's
+    fields: if any record's step raises, or the commit fails, none of it happened (the
+    transaction is undone, the fields restored), and the records take the step one by
+    one, as alone, each with its own outcome.
+    """
+    pending = [work for work in batch if work.outcome is None]
+    if len(pending) > 1:
+        before = [replace(work) for work in pending]
+        try:
+            with services.ledger.together():
+                for work in pending:
+                    assert work.record is not None
+                    with log_context(line=work.line, invoice=work.record.invoice.number):
+                        step(work, run_id, services)
+            return
+        except Exception:
+            log.debug("%s of a batch failed: its records one by one", step.__name__,
+                      exc_info=True)
+            for work, saved in zip(pending, before, strict=True):
+                for f in fields(_Work):
+                    setattr(work, f.name, getattr(saved, f.name))
+    for work in pending:
+        _guarded(step, work, run_id, services)
 
 
 def _parse(work: _Work, run_id: int, services: Services) -> bool:
@@ -373,13 +413,19 @@ def _interrupted(exc: BaseException) -> bool:
     return False
 
 
+def _hash(work: _Work, run_id: int, services: Services) -> None:
+    """The record's content hash: before the claims, which hold the ledger's write lock."""
+    assert work.record is not None
+    work.content_hash = content_sha256(work.record)
+
+
 def _claim(work: _Work, run_id: int, services: Services) -> None:
     """Take the invoice number in the ledger, or learn who has it and how far it got."""
     record, raw, line = work.record, work.raw, work.line
     assert record is not None
     inv, ledger = record.invoice, services.ledger
     operator, number = record.operator.id, inv.number
-    content_hash = content_sha256(record)
+    content_hash = work.content_hash
     claim = ledger.invoices.claim(
         operator, number,
         account=record.account.number, period_start=inv.period.start,
@@ -465,9 +511,18 @@ def _mark(work: _Work, run_id: int, services: Services) -> None:
         first.id, sha256=work.digest, archive_key=work.key,
         renderer_version=RENDERER_VERSION, pages=work.pages, size=len(rendered.pdf),
         einvoice=work.einvoice, run_id=run_id, source_line=work.line)
+
+
+def _counted(work: _Work, run_id: int, services: Services) -> None:
+    """Count and log an invoice this line archived: once its mark is committed."""
     if work.won:
+        assert work.rendered is not None
         INVOICES_ARCHIVED.inc()
-        log.info("invoice archived: %s pages, %s bytes", work.pages, len(rendered.pdf))
+        log.info("invoice archived: %s pages, %s bytes", work.pages, len(work.rendered.pdf))
+
+
+#: Steps that only write to the ledger: a batch makes their writes in one transaction.
+_ONE_TRANSACTION = frozenset({_claim, _mark})
 
 
 def _finish(work: _Work, run_id: int, services: Services) -> None:

@@ -26,6 +26,7 @@ them together over one engine::
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -224,6 +225,11 @@ class Ledger:
     def clock(self) -> Callable[[], datetime]:
         """The clock every timestamp comes from."""
         return self.db.clock
+
+    def together(self) -> contextlib.AbstractContextManager[None]:
+        """The stores' writes of this thread inside the block commit together when it
+        ends, or not at all (:meth:`Database.together`)."""
+        return self.db.together()
 
     def migrate(self, revision: str = "head") -> None:
         """Create the schema or upgrade it to ``revision``; idempotent, and safe from

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -370,6 +371,8 @@ class Database:
             raise ValueError(f"unsupported database: {self.dialect}")
         self.clock = clock
         self._insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
+        # The connection of this thread's open :meth:`together` block, if any.
+        self._shared = threading.local()
         ref = weakref.ref(self)  # a fork hook must not keep a closed database alive
         os.register_at_fork(after_in_child=lambda: _dispose_after_fork(ref))
 
@@ -432,7 +435,44 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A write transaction: BEGIN IMMEDIATE on SQLite, plain BEGIN on PostgreSQL."""
+        """A write transaction: BEGIN IMMEDIATE on SQLite, plain BEGIN on PostgreSQL.
+
+        Inside a :meth:`together` block of the same thread, the block's transaction:
+        nothing is committed when this one ends, and an error raised in it undoes the
+        whole block.
+        """
+        shared = getattr(self._shared, "conn", None)
+        if shared is not None:
+            yield shared
+            return
+        with self._transaction() as conn:
+            yield conn
+
+    @contextmanager
+    def together(self) -> Iterator[None]:
+        """Every :meth:`write` of this thread inside the block is one transaction,
+        committed when the block ends (or undone, all of it, if it raises).
+
+        For a batch of small writes that may stand or fall together: a bill run's claims,
+        then its marks, one commit for sixteen invoices instead of sixteen (a commit is
+        ~0.1 ms of CPU on SQLite, most of it the WAL write). The block holds the write
+        lock (SQLite) and its rows' locks (PostgreSQL) until it ends, so keep it short
+        and do the slow work outside. Reads through :meth:`read` use other connections:
+        they do not see the block's writes before it ends. Nested blocks join the
+        outermost one.
+        """
+        if getattr(self._shared, "conn", None) is not None:
+            yield
+            return
+        with self._transaction() as conn:
+            self._shared.conn = conn
+            try:
+                yield
+            finally:
+                self._shared.conn = None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
         with self.engine.connect() as conn:
             if self.dialect == "sqlite":
                 conn.execution_options(invoicer_sqlite_begin="IMMEDIATE")

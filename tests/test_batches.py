@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import copy
 
+import sqlalchemy as sa
+
+from invoicer.billing import parse_record
 from invoicer.billing.synthetic import generate
 from invoicer.delivery.archive import FileArchive
 from invoicer.delivery.errors import TransientDeliveryError
-from invoicer.ledger import Ledger
-from invoicer.pipeline import BATCH_RECORDS, Services, process_records
+from invoicer.ledger import Ledger, LedgerConflict
+from invoicer.metrics import INVOICES_ARCHIVED
+from invoicer.pipeline import BATCH_RECORDS, Services, line_phones, process_records
 from tests.conftest import SPEC_EXAMPLE
 from tests.test_bill_shock_pipeline import _current, _expected, _previous, _raw
 
@@ -128,3 +132,78 @@ def test_one_record_failing_in_a_batch_leaves_the_others_to_finish(tmp_path):
         assert [o.status for o in again] == ["archived"] * 5
         assert ledger.invoices.get(records[2]["operator"]["id"], down).status == "archived"
         assert archive.log.count(("put", down)) == 1
+
+
+def _count_commits(ledger: Ledger) -> list[int]:
+    seen = [0]
+
+    @sa.event.listens_for(ledger.engine, "commit")
+    def _commit(_conn) -> None:
+        seen[0] += 1
+
+    return seen
+
+
+def test_a_batch_s_claims_and_marks_commit_once_each(tmp_path):
+    records = list(generate(BATCH_RECORDS, 20, 7))
+    with _ledger(tmp_path) as ledger:
+        services = Services(ledger=ledger, archive=FileArchive(tmp_path / "a"))
+        run = ledger.runs.start("f.jsonl")
+        commits = _count_commits(ledger)
+        outcomes = process_records([(n, _raw(r)) for n, r in enumerate(records, 1)],
+                                   run_id=run, services=services)
+        assert [o.status for o in outcomes] == ["archived"] * BATCH_RECORDS
+        # No delivery channels: the claims' commit, the marks', and a business
+        # invoice's lines (each recorded as its archive's last step, on its own).
+        business = sum(bool(line_phones(parse_record(_raw(r)))) for r in records)
+        assert 0 < business < BATCH_RECORDS
+        assert commits[0] == 2 + business
+        for r in records:
+            assert ledger.invoices.get(r["operator"]["id"], r["invoice"]["number"]
+                                       ).status == "archived"
+
+
+def _failing(method, number_of, bad: str, error: Exception):
+    """``method`` raising ``error`` whenever it is called for invoice ``bad``."""
+    def call(*args, **kwargs):
+        if number_of(*args, **kwargs) == bad:
+            raise error
+        return method(*args, **kwargs)
+    return call
+
+
+def test_a_mark_failing_in_a_batch_undoes_no_other_and_counts_each_once(tmp_path):
+    records = list(generate(6, 20, 9))
+    bad = records[3]["invoice"]["number"]
+    with _ledger(tmp_path) as ledger:
+        invoices = ledger.invoices
+        invoices.mark_archived = _failing(
+            invoices.mark_archived, lambda i, **_: invoices.get_by_id(i).number, bad,
+            LedgerConflict("archived with another checksum"))
+        services = Services(ledger=ledger, archive=FileArchive(tmp_path / "a"))
+        run = ledger.runs.start("f.jsonl")
+        before = INVOICES_ARCHIVED._value.get()
+        outcomes = process_records([(n, _raw(r)) for n, r in enumerate(records, 1)],
+                                   run_id=run, services=services)
+        assert [(o.status, o.reason) for o in outcomes] == [
+            ("archived", None)] * 3 + [("failed", "LedgerConflict")] + [("archived", None)] * 2
+        assert INVOICES_ARCHIVED._value.get() - before == 5  # the batch's undone try: 0
+        assert invoices.get(records[3]["operator"]["id"], bad).status == "claimed"
+
+
+def test_a_claim_failing_in_a_batch_leaves_the_others_claimed_once(tmp_path):
+    records = list(generate(6, 20, 10))
+    bad = records[1]["invoice"]["number"]
+    with _ledger(tmp_path) as ledger:
+        invoices = ledger.invoices
+        invoices.claim = _failing(invoices.claim, lambda _op, number, **_: number, bad,
+                                  RuntimeError("the database went away"))
+        services = Services(ledger=ledger, archive=FileArchive(tmp_path / "a"))
+        run = ledger.runs.start("f.jsonl")
+        outcomes = process_records([(n, _raw(r)) for n, r in enumerate(records, 1)],
+                                   run_id=run, services=services)
+        assert [(o.status, o.reason) for o in outcomes] == [
+            ("archived", None), ("failed", "internal")] + [("archived", None)] * 4
+        assert invoices.get(records[1]["operator"]["id"], bad) is None
+        with ledger.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM invoices")).scalar() == 5
