@@ -96,6 +96,21 @@ def announce_event(db: Database, conn: Connection, event: str, delivery_ids: Ite
         return 0
     rows = (conn.execute(_ANNOUNCED_ONE, {"id": ids[0]}) if len(ids) == 1
             else conn.execute(_ANNOUNCED, {"ids": ids})).all()
+    return _announce_rows(db, conn, event, rows)
+
+
+#: What an announcement says of the invoice, read by the statement that moves a
+#: delivery (``RETURNING``): the row the event describes without reading it again.
+_INVOICE_OF_DELIVERY = tuple(
+    sa.select(column).where(invoices.c.id == deliveries.c.invoice_id)
+    .scalar_subquery().label(column.name)
+    for column in (invoices.c.operator_id, invoices.c.number, invoices.c.account))
+
+
+def _announce_rows(db: Database, conn: Connection, event: str, rows: Iterable[Any]) -> int:
+    """:func:`announce_event` of rows already read (a delivery's columns, and its
+    invoice's ``operator_id``, ``number`` and ``account``)."""
+    rows = list(rows)
     for r in rows:
         emit(db, conn, event, r.operator_id, {
             "invoice": {"number": r.number, "account": r.account},
@@ -337,19 +352,26 @@ class DeliveryStore:
                      deliveries.c.state.in_(sa.bindparam("sources", expanding=True))]
             if owned_by is not None:
                 where.append(deliveries.c.owner == sa.bindparam("owned_by"))
-            stmt = self._statements[key] = deliveries.update().where(*where).values(values)
+            stmt = deliveries.update().where(*where).values(values)
+            if DELIVERY_EVENTS.get(to_state) is not None and to_state != "failed_permanent":
+                # The moved row comes back with what its announcement needs.
+                stmt = stmt.returning(*deliveries.c, *_INVOICE_OF_DELIVERY)
+            self._statements[key] = stmt
         params = {"delivery_id": delivery_id, "sources": sorted(sources),
                   "source": next(iter(sources)),
                   "now": self._db.now(), "v_last_error": error, "v_message_id": message_id,
                   "v_owner": owner, "v_recipient": recipient, "v_reference": reference,
                   "owned_by": owned_by}
         with self._db.write() as conn:
-            moved = conn.execute(stmt, params).rowcount
-            if moved == 1 and to_state == "failed_permanent":
-                self._changed(conn, "delivery.failed", delivery_id, error)
-            elif moved == 1:
-                announce(self._db, conn, [delivery_id], to_state)  # delivery.sent
-        return moved == 1
+            result = conn.execute(stmt, params)
+            if not result.returns_rows:
+                moved = result.rowcount
+                if moved == 1 and to_state == "failed_permanent":
+                    self._changed(conn, "delivery.failed", delivery_id, error)
+                return moved == 1
+            rows = result.all()  # moved into a state the billing system hears of
+            _announce_rows(self._db, conn, DELIVERY_EVENTS[to_state], rows)  # delivery.sent
+        return len(rows) == 1
 
     def hand_off(self, delivery_id: int) -> bool:
         """Record that a ``sending`` delivery's message is going to the server now.
