@@ -191,12 +191,39 @@ def _run_batch(batch: list[_Work], run_id: int, services: Services,
     for step in (_hash, _claim, _archive, _mark, _counted, _finish):
         if step in _ONE_TRANSACTION:
             _in_one_transaction(step, batch, run_id, services)
-            continue
-        for work in batch:
-            if work.outcome is None:
-                _guarded(step, work, run_id, services)
+        elif step is _archive:
+            _archive_together(batch, run_id, services)
+        else:
+            for work in batch:
+                if work.outcome is None:
+                    _guarded(step, work, run_id, services)
     for work in batch:
         outcomes[work.slot] = work.outcome
+
+
+def _archive_together(batch: list[_Work], run_id: int, services: Services) -> None:
+    """:func:`_archive` for each record of the batch, their objects made durable
+    together when the last is stored (:func:`_together`): a folder the batch's
+    invoices share (the operator's) is synced once, not once an invoice. If that sync
+    fails, nothing of the batch counts as stored: each record fails with the error
+    (none is marked archived), and the next attempt stores them again."""
+    pending = [work for work in batch if work.outcome is None]
+    try:
+        with _together(services.archive):
+            for work in pending:
+                _guarded(_archive, work, run_id, services)
+    except DeliveryError as exc:
+        for work in pending:
+            if work.outcome is None:
+                _guarded(_raising(exc), work, run_id, services)
+
+
+def _raising(exc: Exception) -> Callable[[_Work, int, Services], None]:
+    """A step that fails with ``exc``: the record's outcome is what :func:`_guarded`
+    makes of it."""
+    def step(work: _Work, run_id: int, services: Services) -> None:
+        raise exc
+    return step
 
 
 def _in_one_transaction(step: Callable[[_Work, int, Services], None], batch: list[_Work],

@@ -207,3 +207,46 @@ def test_a_claim_failing_in_a_batch_leaves_the_others_claimed_once(tmp_path):
         assert invoices.get(records[1]["operator"]["id"], bad) is None
         with ledger.engine.connect() as conn:
             assert conn.execute(sa.text("SELECT count(*) FROM invoices")).scalar() == 5
+
+
+def test_a_batch_s_archive_syncs_a_shared_folder_once(tmp_path, monkeypatch):
+    import invoicer.delivery.archive.file as file_archive
+
+    synced: list = []
+    real = file_archive.fsync_dir
+    monkeypatch.setattr(file_archive, "fsync_dir", lambda p: (synced.append(p), real(p)))
+    records = list(generate(BATCH_RECORDS, 20, 7))
+    with _ledger(tmp_path) as ledger:
+        services = Services(ledger=ledger, archive=FileArchive(tmp_path / "a"))
+        run = ledger.runs.start("f.jsonl")
+        outcomes = process_records([(n, _raw(r)) for n, r in enumerate(records, 1)],
+                                   run_id=run, services=services)
+    assert [o.status for o in outcomes] == ["archived"] * BATCH_RECORDS
+    operators = {r["operator"]["id"] for r in records}
+    shared = [p for p in synced if p.parent == tmp_path / "a"]  # the operators' folders
+    assert sorted(p.name for p in shared) == sorted(operators)
+    assert len(operators) < BATCH_RECORDS  # so some invoices shared a folder
+    assert len(synced) == len(set(synced))  # every folder once, when the batch ends
+
+
+def test_a_batch_whose_folders_cannot_be_synced_stores_none(tmp_path, monkeypatch):
+    import invoicer.delivery.archive.file as file_archive
+
+    records = list(generate(4, 20, 7))
+    lines = [(n, _raw(r)) for n, r in enumerate(records, 1)]
+
+    def full(_path):
+        raise OSError(28, "No space left on device")
+
+    with _ledger(tmp_path) as ledger:
+        services = Services(ledger=ledger, archive=FileArchive(tmp_path / "a"))
+        run = ledger.runs.start("f.jsonl")
+        monkeypatch.setattr(file_archive, "fsync_dir", full)
+        outcomes = process_records(lines, run_id=run, services=services)
+        assert [o.status for o in outcomes] == ["failed"] * 4
+        assert all("No space left" in o.message for o in outcomes)
+        assert {ledger.invoices.get(r["operator"]["id"], r["invoice"]["number"]).status
+                for r in records} == {"claimed"}  # none marked archived
+        monkeypatch.undo()
+        again = process_records(lines, run_id=run, services=services)
+        assert [o.status for o in again] == ["archived"] * 4
