@@ -32,8 +32,10 @@ and ``BaseFont``, a stream's ``content``
 ``TTFontFace.makeSubset``, ``ttfonts.SUBSETN``,  font subsets written as ReportLab does,
 ``makeToUnicodeCMap``, ``FF_SYMBOLIC``,         cached (``add_font_objects``)
 ``FF_NONSYMBOLIC``, ``PDFTrueTypeFont``
-``Canvas._extgstate``, ``._enforceColorSpace``, cached fill colours (``fill_color``)
-``._fillColorObj``
+``Canvas._extgstate``, ``._enforceColorSpace``, cached fill colours (``fill_color``,
+``._fillColorObj``                              ``append_in_color``)
+a page's ``Canvas._code`` entries joined by     several operators in one entry
+newlines into its stream (``showPage``)         (``append_in_color``)
 ``Canvas._setXObjects``, ``pdfdoc._digester``,  images decoded once a process
 ``PDFImageXObject._smask``, ``.smask``,         (``draw_image``)
 ``PDFDocument.Reference/addForm/getXObjectName``
@@ -74,6 +76,7 @@ __all__ = [
     "ShapedStr",
     "add_font_objects",
     "append",
+    "append_in_color",
     "ascii_prefix",
     "compress_finished_page",
     "document",
@@ -251,6 +254,26 @@ def fill_color(canvas: Canvas, color) -> None:
 
 
 _fill_codes: dict[int, tuple[Color, str]] = {}
+
+
+def append_in_color(canvas: Canvas, color, code: str, reset) -> None:
+    """``fill_color(color)``, ``append(code)``, ``fill_color(reset)`` in one call: for a
+    label drawn in its own colour on a page whose text colour is ``reset``.
+
+    With both colours' operators cached, the three are one entry of the page's operator
+    list, joined by newlines: ReportLab joins a page's entries with newlines, so the
+    stream is the same bytes, and the last entry ends as the reset's own would.
+    """
+    hit, back = _fill_codes.get(id(color)), _fill_codes.get(id(reset))
+    if (hit is None or hit[0] is not color or back is None or back[0] is not reset
+            or canvas._enforceColorSpace is not None
+            or canvas._extgstate._d.get("ca", 1) != 1):
+        fill_color(canvas, color)
+        canvas._code.append(code)
+        fill_color(canvas, reset)
+        return
+    canvas._code.append(f"{hit[1]}\n{code}\n{back[1]}")
+    canvas._fillColorObj = reset
 
 
 class _Formatted(PDFObject):
@@ -548,6 +571,8 @@ def _probes() -> dict[str, Callable[[], bool]]:
         "Canvas._extgstate._d, ._enforceColorSpace, ._fillColorObj": lambda: isinstance(
             probe._extgstate._d, dict) and hasattr(probe, "_enforceColorSpace")
             and hasattr(probe, "_fillColorObj"),
+        "a page's Canvas._code entries joined by newlines (showPage, PDFPage.setStream)":
+            _code_joined_by_newlines,
         "Canvas._setXObjects, pdfdoc._digester, PDFDocument.Reference / addForm / "
         "getXObjectName, PDFImageXObject":
             lambda: callable(getattr(probe, "_setXObjects", None))
@@ -558,6 +583,13 @@ def _probes() -> dict[str, Callable[[], bool]]:
         "ShapedStr(text, shape data)":
             lambda: ShapedStr("x", [ShapeData(0, 1.0, 0.0, 0.0, 0.0, 1.0)]) == "x",
     }
+
+
+def _code_joined_by_newlines() -> bool:
+    canvas = Canvas(io.BytesIO(), pageCompression=0)
+    canvas._code[:] = ["0 g", "1 g"]
+    canvas.showPage()
+    return "\n0 g\n1 g\n" in canvas._doc.Pages.pages[-1].stream
 
 
 def verify() -> None:

@@ -111,6 +111,34 @@ def test_fill_color_writes_what_setfillcolor_writes():
     assert ours._fillColorObj == theirs._fillColorObj
 
 
+def test_append_in_color_writes_what_fill_color_append_fill_color_write():
+    """One operator-list entry with the colour, the text and the reset joined by
+    newlines: the same page stream as the three calls, cached colours or not."""
+    from reportlab.lib.colors import Color, HexColor
+
+    text_colour, label = HexColor("#222222"), HexColor("#1a4f8b")
+    translucent = Color(0.1, 0.1, 0.1, alpha=0.5)
+
+    def pdf(together: bool) -> bytes:
+        canvas, buffer = _canvas()
+        for round_ in range(2):  # the second round takes the cached operators
+            for i, colour in enumerate((label, translucent, Color(0.3, 0.2, 0.1), label)):
+                code = f"BT 1 0 0 1 72 {700 - 20 * i - 100 * round_} Tm ET"
+                if together:
+                    _reportlab.append_in_color(canvas, colour, code, text_colour)
+                else:
+                    _reportlab.fill_color(canvas, colour)
+                    _reportlab.append(canvas, code)
+                    _reportlab.fill_color(canvas, text_colour)
+                assert canvas._fillColorObj is text_colour
+        canvas.showPage()
+        canvas.save()
+        return buffer.getvalue()
+
+    _reportlab._fill_codes.clear()
+    assert pdf(True) == pdf(False) == pdf(True)
+
+
 def test_subsets_and_to_unicode_rewrite_keep_shaped_persian_and_astral_text_searchable():
     canvas, buffer = _canvas()
     text.draw(canvas, 300, 700, "لطفاً مبلغ را پرداخت کنید", 12, align="right", rtl=True)
