@@ -36,6 +36,8 @@ and ``BaseFont``, a stream's ``content``
 ``._fillColorObj``                              ``append_in_color``)
 a page's ``Canvas._code`` entries joined by     several operators in one entry
 newlines into its stream (``showPage``)         (``append_in_color``)
+``PDFArray.format``'s layout without           a subset's ``Widths`` written without a
+``rl_config.pdfMultiLine``                      call per number (``_widths_array``)
 ``Canvas._setXObjects``, ``pdfdoc._digester``,  images decoded once a process
 ``PDFImageXObject._smask``, ``.smask``,         (``draw_image``)
 ``PDFDocument.Reference/addForm/getXObjectName``
@@ -56,6 +58,7 @@ import zlib
 from collections.abc import Callable
 
 import reportlab
+from reportlab import rl_config
 from reportlab.lib.colors import Color
 from reportlab.lib.rl_accel import escapePDF
 from reportlab.pdfbase import pdfdoc, ttfonts
@@ -340,6 +343,29 @@ _SUBSET_CACHE_MAX = 256
 _subset_cache: dict[tuple, tuple[bytes, bytes, bytes, int]] = {}
 
 
+#: Each width's bytes as ``pdfdoc.format`` writes a number, per (type, value): a font's
+#: advances are a few hundred distinct numbers, formatted once a process.
+_width_bytes: dict[tuple[type, float], bytes] = {}
+
+
+def _widths_array(widths: list[float], doc: pdfdoc.PDFDocument) -> bytes:
+    """``PDFArray(widths).format(doc)``: a subset's ``Widths``, the same bytes without a
+    ``format`` call per number (a new subset's 128 to 256 of them)."""
+    if rl_config.pdfMultiLine or len(_width_bytes) >= 65_536:
+        return PDFArray(widths).format(doc)
+    items = []
+    for w in widths:
+        key = (type(w), w)
+        b = _width_bytes.get(key)
+        if b is None:
+            b = _width_bytes[key] = pdfdoc.format(w, doc)
+        items.append(b)
+    # PDFArray.format without pdfMultiLine: a line break before every tenth number
+    for i in reversed(range(10, len(items), 10)):
+        items.insert(i, b"\n ")
+    return b"[ " + b" ".join(items) + b" ]"
+
+
 def add_font_objects(font: TTFont, doc: pdfdoc.PDFDocument) -> None:
     """What ``TTFont.addObjects`` writes (every subset: font dictionary, ``Widths``,
     ``ToUnicode`` CMap, font descriptor and font program), the same bytes, with the
@@ -367,7 +393,7 @@ def add_font_objects(font: TTFont, doc: pdfdoc.PDFDocument) -> None:
         key = (face.filename, base_font, tuple(subset))
         hit = _subset_cache.get(key)
         if hit is None:
-            widths = PDFArray(list(map(face.getCharWidth, subset))).format(doc)
+            widths = _widths_array(list(map(face.getCharWidth, subset)), doc)
             cmap = zlib.compress(ttfonts.makeToUnicodeCMap(base_font, subset).encode("utf8"))
             program = face.makeSubset(subset)
             hit = (widths, cmap, zlib.compress(program), len(program))

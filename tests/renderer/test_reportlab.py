@@ -98,6 +98,18 @@ def test_cached_font_objects_are_the_bytes_reportlab_writes(monkeypatch):
     assert cached_miss == cached_hit == pdf()
 
 
+def test_widths_array_is_what_pdfarray_formats():
+    import random
+
+    from reportlab.pdfbase.pdfdoc import PDFArray
+
+    doc = _reportlab.document(_canvas()[0])
+    rng = random.Random(7)
+    for n in (0, 1, 9, 10, 11, 20, 21, 128, 256):
+        widths = [rng.choice((0, 572, 1000, 260.5, 333.3333, -12, 600.0)) for _ in range(n)]
+        assert _reportlab._widths_array(widths, doc) == PDFArray(widths).format(doc), n
+
+
 def test_fill_color_writes_what_setfillcolor_writes():
     from reportlab.lib.colors import Color, HexColor
 
