@@ -36,6 +36,9 @@ and ``BaseFont``, a stream's ``content``
 ``._fillColorObj``                              ``append_in_color``)
 a page's ``Canvas._code`` entries joined by     several operators in one entry
 newlines into its stream (``showPage``)         (``append_in_color``)
+``PDFDocument.encrypt``, ``pdfdoc.NoEncryption`` objects formatted once a process
+                                                (``constant``, ``template``, font
+                                                streams, page streams) only unencrypted
 ``PDFArray.format``'s layout without           a subset's ``Widths`` written without a
 ``rl_config.pdfMultiLine``                      call per number (``_widths_array``)
 ``Canvas._setXObjects``, ``pdfdoc._digester``,  images decoded once a process
@@ -82,6 +85,7 @@ __all__ = [
     "append_in_color",
     "ascii_prefix",
     "compress_finished_page",
+    "constant",
     "document",
     "draw_image",
     "escape_pdf",
@@ -95,6 +99,7 @@ __all__ = [
     "shape_data",
     "show_text",
     "subsets",
+    "template",
     "verify",
 ]
 
@@ -149,7 +154,14 @@ class _PageStream(PDFStream):
     """
 
     def format(self, document) -> bytes:
-        data = super().format(document)
+        content = self.content
+        if (content is not None and isinstance(document.encrypt, pdfdoc.NoEncryption)
+                and len(self.dictionary.dict) == 1):
+            # PDFStream.format of a /FlateDecode stream, without its dictionary copies
+            data = b"<<\n/Filter /FlateDecode /Length %d\n>>\nstream\n%sendstream\n" % (
+                len(content), content)
+        else:
+            data = super().format(document)
         self.content = None
         return data
 
@@ -324,6 +336,32 @@ class _Template(PDFObject):
 _templates: dict[tuple, tuple[tuple[bytes, ...], tuple[int, ...]]] = {}
 
 
+def template(key: tuple, make: Callable[[list[PDFObject]], PDFObject],
+             refs: list[PDFObjectReference], doc: pdfdoc.PDFDocument) -> PDFObject:
+    """An object that is the same in every document but for the objects it refers to
+    (``refs``), formatted by ReportLab once a process for ``key``: ``make(holes)`` must
+    build it with ``holes[i]`` where ``refs[i]`` belongs, and be the same for the same
+    key. Register it with ``doc.Reference``; it formats as ``make(refs)`` would."""
+    if not isinstance(doc.encrypt, pdfdoc.NoEncryption):
+        return make(refs)
+    return _templated(key, make, refs, doc)
+
+
+_constants: dict[str, bytes] = {}
+
+
+def constant(key: str, make: Callable[[], PDFObject], doc: pdfdoc.PDFDocument) -> PDFObject:
+    """``make()``, an object without references that is the same in every document (the
+    ICC profile's stream), formatted by ReportLab once a process. ``key`` names it in
+    the code (a fixed set: the cache does not grow with the documents)."""
+    if not isinstance(doc.encrypt, pdfdoc.NoEncryption):
+        return make()
+    data = _constants.get(key)
+    if data is None:
+        data = _constants[key] = make().format(doc)
+    return _Formatted(data)
+
+
 def _templated(key: tuple, make: Callable[[list[_Hole]], PDFObject],
                refs: list[PDFObjectReference], doc: pdfdoc.PDFDocument) -> _Template:
     """``make(holes)`` (an object with ``holes[i]`` where ``refs[i]`` belongs) as a
@@ -340,7 +378,7 @@ def _templated(key: tuple, make: Callable[[list[_Hole]], PDFObject],
 
 
 _SUBSET_CACHE_MAX = 256
-_subset_cache: dict[tuple, tuple[bytes, bytes, bytes, int]] = {}
+_subset_cache: dict[tuple, tuple[bytes, bytes, bytes]] = {}
 
 
 #: Each width's bytes as ``pdfdoc.format`` writes a number, per (type, value): a font's
@@ -377,7 +415,7 @@ def add_font_objects(font: TTFont, doc: pdfdoc.PDFDocument) -> None:
     deflating a subset is otherwise a fifth of a small invoice's cost. ReportLab's own
     ``addObjects`` is used whenever the document is not compressed.
     """
-    if not doc.compression:
+    if not doc.compression or not isinstance(doc.encrypt, pdfdoc.NoEncryption):
         TTFont.addObjects(font, doc)
         return
     state = font.state.get(doc)
@@ -393,20 +431,21 @@ def add_font_objects(font: TTFont, doc: pdfdoc.PDFDocument) -> None:
         key = (face.filename, base_font, tuple(subset))
         hit = _subset_cache.get(key)
         if hit is None:
+            # the two streams as PDFStream formats them (the same in every document)
             widths = _widths_array(list(map(face.getCharWidth, subset)), doc)
             cmap = zlib.compress(ttfonts.makeToUnicodeCMap(base_font, subset).encode("utf8"))
             program = face.makeSubset(subset)
-            hit = (widths, cmap, zlib.compress(program), len(program))
+            hit = (widths, PDFStream(PDFDictionary({"Filter": deflate}), cmap).format(doc),
+                   PDFStream(PDFDictionary({"Length1": len(program), "Filter": deflate}),
+                             zlib.compress(program)).format(doc))
             if len(_subset_cache) >= _SUBSET_CACHE_MAX:
                 _subset_cache.clear()
             _subset_cache[key] = hit
-        widths, cmap, program, length = hit
+        widths, cmap, program = hit
 
-        to_unicode = doc.Reference(PDFStream(PDFDictionary({"Filter": deflate}), cmap),
-                                   "toUnicodeCMap:" + base_font)
-        program_ref = doc.Reference(
-            PDFStream(PDFDictionary({"Length1": length, "Filter": deflate}), program),
-            f"fontFile:{face.filename}({base_font})")
+        to_unicode = doc.Reference(_Formatted(cmap), "toUnicodeCMap:" + base_font)
+        program_ref = doc.Reference(_Formatted(program),
+                                    f"fontFile:{face.filename}({base_font})")
 
         def descriptor(holes, face=face, base_font=base_font):
             flags = (face.flags & ~ttfonts.FF_NONSYMBOLIC) | ttfonts.FF_SYMBOLIC
@@ -579,6 +618,8 @@ def _probes() -> dict[str, Callable[[], bool]]:
             lambda: isinstance(probe._code, list),
         "PDFDocument.Pages.pages": lambda: isinstance(probe._doc.Pages.pages, list),
         "PDFDocument.idToObject": lambda: isinstance(probe._doc.idToObject, dict),
+        "PDFDocument.encrypt, pdfdoc.NoEncryption": lambda: isinstance(
+            probe._doc.encrypt, pdfdoc.NoEncryption),
         "PDFDocument._pdfVersion (a tuple) and _ID": lambda: isinstance(
             probe._doc._pdfVersion, tuple) and hasattr(probe._doc, "_ID"),
         "TTFont.splitString / getSubsetInternalName / addObjects": lambda: all(

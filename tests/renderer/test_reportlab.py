@@ -110,6 +110,39 @@ def test_widths_array_is_what_pdfarray_formats():
         assert _reportlab._widths_array(widths, doc) == PDFArray(widths).format(doc), n
 
 
+def test_constant_and_template_objects_are_the_bytes_reportlab_writes():
+    """Objects formatted once a process (the ICC stream, the output intent) write what
+    ReportLab writes for them in each document, whatever the objects' numbers."""
+    from reportlab.pdfbase.pdfdoc import PDFArray, PDFDictionary, PDFName, PDFStream
+
+    def stream():
+        return PDFStream(PDFDictionary({"N": 3, "Filter": PDFName("FlateDecode")}),
+                         b"x" * 40)
+
+    def intent(refs):
+        return PDFDictionary({"Type": PDFName("OutputIntent"), "Profile": refs[0],
+                              "Sizes": PDFArray([1, 2.5])})
+
+    def pdf(cached: bool, extra: int) -> bytes:
+        canvas, buffer = _canvas()
+        doc = _reportlab.document(canvas)
+        for i in range(extra):  # other objects first: other numbers
+            doc.Reference(PDFDictionary({"N": i}))
+        if cached:
+            ref = doc.Reference(_reportlab.constant("test stream", stream, doc))
+            obj = _reportlab.template(("test intent",), intent, [ref], doc)
+        else:
+            ref = doc.Reference(stream())
+            obj = intent([ref])
+        doc.Catalog.OpenAction = doc.Reference(obj)
+        canvas.showPage()
+        canvas.save()
+        return buffer.getvalue()
+
+    for extra in (0, 3, 12, 0):  # the first call of each formats, the others reuse
+        assert pdf(True, extra) == pdf(False, extra), extra
+
+
 def test_fill_color_writes_what_setfillcolor_writes():
     from reportlab.lib.colors import Color, HexColor
 
