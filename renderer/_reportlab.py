@@ -39,6 +39,9 @@ newlines into its stream (``showPage``)         (``append_in_color``)
 ``PDFDocument.encrypt``, ``pdfdoc.NoEncryption`` objects formatted once a process
                                                 (``constant``, ``template``, font
                                                 streams, page streams) only unencrypted
+``PDFPage``: ``check_format`` and ``format``   a finished page's dictionary from a
+of a plain page, ``__NoDefault__``,             template (``_FinishedPage``)
+``PDFResourceDictionary``, ``pdfdoc.BasicFonts``
 ``PDFArray.format``'s layout without           a subset's ``Widths`` written without a
 ``rl_config.pdfMultiLine``                      call per number (``_widths_array``)
 ``Canvas._setXObjects``, ``pdfdoc._digester``,  images decoded once a process
@@ -142,6 +145,58 @@ def compress_finished_page(canvas: Canvas) -> None:
                                     zlib.compress(page.stream.encode("latin-1")))
         page.Contents.__Comment__ = "page stream"
         page.stream = None
+        if type(page) is pdfdoc.PDFPage:
+            page.__class__ = _FinishedPage  # a subclass that only formats faster
+
+
+class _FinishedPage(pdfdoc.PDFPage):
+    """A page whose stream :func:`compress_finished_page` deflated: its dictionary is
+    formatted from a template made by ReportLab once a process per page size, rotation
+    and procedure set, with holes for the three objects it refers to (its stream, the
+    page tree, the fonts). Anything else on a page (images, annotations, transparency,
+    boxes...) takes ``PDFPage.format``."""
+
+    def format(self, document) -> bytes:
+        if (self.Override_default_compilation or self.MediaBox is not None
+                or self.Resources is not None or self.Parent is not None
+                or self.Contents is None or self.Annots or self.XObjects
+                or getattr(self, "ExtGState", None) or self._colorsUsed or self._shadingUsed
+                or type(self.Trans) is not PDFDictionary or self.Trans.dict
+                or not isinstance(document.encrypt, pdfdoc.NoEncryption)
+                or "Type" in self.__dict__
+                or any(getattr(self, name) is not None for name in _PAGE_UNSET)):
+            return super().format(document)
+        # what check_format and PDFCatalog.format register, in their order
+        self.Parent = document.Reference(document.Pages)
+        contents = document.Reference(self.Contents)
+        key = ("page", self.pagewidth, self.pageheight, self.Rotate, bool(self.hasImages))
+        return template(key, lambda holes: _page_dictionary(holes, key),
+                        [contents, self.Parent, PDFObjectReference(pdfdoc.BasicFonts)],
+                        document).format(document)
+
+
+#: PDFPage.__NoDefault__ entries a finished page leaves unset (``Trans`` and
+#: ``Rotate`` are always set by ``showPage``; the others are checked above).
+_PAGE_UNSET = tuple(sorted(
+    set(pdfdoc.PDFPage.__NoDefault__)
+    - {"Parent", "MediaBox", "Resources", "Contents", "Rotate", "Trans", "Annots"}))
+
+
+def _page_dictionary(holes: list[PDFObject], key: tuple) -> PDFDictionary:
+    """What ``PDFPage.check_format`` and ``format`` write for a plain page."""
+    _, width, height, rotate, images = key
+    resources = pdfdoc.PDFResourceDictionary()
+    resources.Font = holes[2]
+    if images:
+        resources.allProcs()
+    else:
+        resources.basicProcs()
+    return PDFDictionary({
+        "Type": PDFName("Page"), "Contents": holes[0], "Parent": holes[1],
+        "MediaBox": PDFArray([0, 0, height, width] if rotate in (90, 270)
+                             else [0, 0, width, height]),
+        "Resources": resources, "Rotate": rotate, "Trans": PDFDictionary({}),
+    })
 
 
 class _PageStream(PDFStream):
@@ -618,6 +673,15 @@ def _probes() -> dict[str, Callable[[], bool]]:
             lambda: isinstance(probe._code, list),
         "PDFDocument.Pages.pages": lambda: isinstance(probe._doc.Pages.pages, list),
         "PDFDocument.idToObject": lambda: isinstance(probe._doc.idToObject, dict),
+        "PDFPage.__NoDefault__ / Override_default_compilation, PDFResourceDictionary "
+        "(allProcs, basicProcs), pdfdoc.BasicFonts": lambda: all(
+            n in pdfdoc.PDFPage.__NoDefault__
+            for n in ("Parent", "MediaBox", "Resources", "Contents", "Rotate", "Trans",
+                      "Annots"))
+            and hasattr(pdfdoc.PDFPage, "Override_default_compilation")
+            and callable(getattr(pdfdoc.PDFResourceDictionary, "allProcs", None))
+            and callable(getattr(pdfdoc.PDFResourceDictionary, "basicProcs", None))
+            and pdfdoc.BasicFonts == "BasicFonts",
         "PDFDocument.encrypt, pdfdoc.NoEncryption": lambda: isinstance(
             probe._doc.encrypt, pdfdoc.NoEncryption),
         "PDFDocument._pdfVersion (a tuple) and _ID": lambda: isinstance(

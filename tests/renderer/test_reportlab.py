@@ -213,6 +213,40 @@ def test_finished_pages_are_deflated_once_and_the_file_is_valid(tmp_path):
     assert "page 2" in pdftotext(buffer.getvalue())
 
 
+def test_finished_pages_write_the_dictionary_pdfpage_writes(monkeypatch, tmp_path):
+    """A finished page's dictionary comes from a template (per size, rotation and
+    procedure set); pages with anything else take PDFPage.format. Both write what
+    ReportLab writes, in documents whose objects have other numbers."""
+    from PIL import Image
+    from reportlab.lib.colors import Color
+    from reportlab.lib.pagesizes import A4, landscape, letter
+
+    image = tmp_path / "dot.png"
+    Image.new("RGB", (4, 4), (0, 90, 200)).save(image)
+
+    def pdf() -> bytes:
+        canvas, buffer = _canvas()
+        for i, (size, rotate) in enumerate(((A4, 0), (letter, 0), (landscape(A4), 90),
+                                            (A4, 270), (A4, 0), (A4, 0))):
+            canvas.setPageSize(size)
+            canvas.setPageRotation(rotate)
+            text.draw(canvas, 72, 400, f"page {i}", 12, bold=i % 2 == 1)
+            if i == 4:
+                canvas.drawImage(str(image), 72, 72, 20, 20)  # XObject resources
+            if i == 5:
+                canvas.setFillColor(Color(0.2, 0.2, 0.2, alpha=0.5))  # ExtGState
+                canvas.rect(72, 72, 20, 20, fill=1)
+            canvas.showPage()
+            _reportlab.compress_finished_page(canvas)
+        canvas.save()
+        return buffer.getvalue()
+
+    ours, again = pdf(), pdf()
+    monkeypatch.setattr(_reportlab._FinishedPage, "format",
+                        _reportlab.pdfdoc.PDFPage.format)
+    assert ours == again == pdf()
+
+
 def test_saving_into_output_keeps_reportlabs_bytes_and_lets_go_of_the_pages():
     """The render's peak memory for a large annex: the finished pages are not held twice
     while ReportLab joins the file, and the file is not copied again by a buffer."""
