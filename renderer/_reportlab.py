@@ -42,6 +42,10 @@ newlines into its stream (``showPage``)         (``append_in_color``)
 ``PDFPage``: ``check_format`` and ``format``   a finished page's dictionary from a
 of a plain page, ``__NoDefault__``,             template (``_FinishedPage``)
 ``PDFResourceDictionary``, ``pdfdoc.BasicFonts``
+``TTFontFace``: ``_ttf_data``, ``glyphPos``,    font programs built as ``makeSubset``
+``hmetrics``, ``get_table``,                    builds them, from parts read once a
+``get_table_pos``; ``ttfonts.TTFontMaker``,     process (``subset_program``)
+``GF_*`` component flags
 ``PDFArray.format``'s layout without           a subset's ``Widths`` written without a
 ``rl_config.pdfMultiLine``                      call per number (``_widths_array``)
 ``Canvas._setXObjects``, ``pdfdoc._digester``,  images decoded once a process
@@ -56,10 +60,12 @@ module's name in the message, never half-way through a bill run.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import os
 import re
+import struct
 import zlib
 from collections.abc import Callable
 
@@ -489,7 +495,7 @@ def add_font_objects(font: TTFont, doc: pdfdoc.PDFDocument) -> None:
             # the two streams as PDFStream formats them (the same in every document)
             widths = _widths_array(list(map(face.getCharWidth, subset)), doc)
             cmap = zlib.compress(ttfonts.makeToUnicodeCMap(base_font, subset).encode("utf8"))
-            program = face.makeSubset(subset)
+            program = subset_program(face, subset)
             hit = (widths, PDFStream(PDFDictionary({"Filter": deflate}), cmap).format(doc),
                    PDFStream(PDFDictionary({"Length1": len(program), "Filter": deflate}),
                              zlib.compress(program)).format(doc))
@@ -537,6 +543,155 @@ def add_font_objects(font: TTFont, doc: pdfdoc.PDFDocument) -> None:
         doc.Reference(pdf_font, internal_name)
         doc.idToObject["BasicFonts"].dict[internal_name] = pdf_font
     del font.state[doc]
+
+
+class _FaceParts:
+    """What ``TTFontFace.makeSubset`` reads from a face for every subset and is the same
+    each time: the tables it copies, and each glyph's data with the places of its
+    components' glyph numbers (a composite glyph's), read once a process."""
+
+    def __init__(self, face: ttfonts.TTFontFace) -> None:
+        self.copied = []
+        for tag in ("name", "OS/2", "cvt ", "fpgm", "prep"):
+            with contextlib.suppress(KeyError):  # optional (cvt, fpgm, prep)
+                self.copied.append((tag, face.get_table(tag)))
+        self.post = b"\x00\x03\x00\x00" + face.get_table("post")[4:16] + b"\x00" * 16
+        self.hhea = face.get_table("hhea")
+        self.maxp = face.get_table("maxp")
+        self.head = face.get_table("head")
+        self.glyf = face.get_table_pos("glyf")[0]
+        #: glyph number -> (its bytes, ((offset of a component's number, number), ...));
+        #: at most the font's glyphs
+        self.glyphs: dict[int, tuple[bytes, tuple[tuple[int, int], ...]]] = {}
+
+    def glyph(self, face: ttfonts.TTFontFace,
+              gid: int) -> tuple[bytes, tuple[tuple[int, int], ...]]:
+        hit = self.glyphs.get(gid)
+        if hit is None:
+            start = face.glyphPos[gid]
+            length = face.glyphPos[gid + 1] - start
+            data = face._ttf_data[self.glyf + start:self.glyf + start + length]
+            components = []
+            if length and struct.unpack_from(">h", data)[0] < 0:
+                if length <= 2:
+                    raise _OddGlyph(gid)  # makeSubset's two passes disagree on it
+                at, flags = 10, ttfonts.GF_MORE_COMPONENTS
+                while flags & ttfonts.GF_MORE_COMPONENTS:
+                    flags, component = struct.unpack_from(">HH", data, at)
+                    components.append((at + 2, component))
+                    at += 8 if flags & ttfonts.GF_ARG_1_AND_2_ARE_WORDS else 6
+                    if flags & ttfonts.GF_WE_HAVE_A_SCALE:
+                        at += 2
+                    elif flags & ttfonts.GF_WE_HAVE_AN_X_AND_Y_SCALE:
+                        at += 4
+                    elif flags & ttfonts.GF_WE_HAVE_A_TWO_BY_TWO:
+                        at += 8
+            hit = self.glyphs[gid] = (data, tuple(components))
+        return hit
+
+
+class _OddGlyph(Exception):
+    pass
+
+
+_face_parts: dict[ttfonts.TTFontFace, _FaceParts] = {}
+
+
+def _set_ushort(table: bytes, offset: int, value: int) -> bytes:
+    return table[:offset] + struct.pack(">H", value) + table[offset + 2:]
+
+
+def subset_program(face: ttfonts.TTFontFace, subset: list[int]) -> bytes:
+    """``face.makeSubset(subset)``: the same TrueType program, from tables and glyphs
+    read once a process instead of for every subset (makeSubset copies the whole glyph
+    table and reads each glyph through Python method calls: ~2.5 M instructions a
+    subset). Anything this does not expect goes to ``makeSubset``."""
+    parts = _face_parts.get(face)
+    if parts is None:
+        if len(_face_parts) >= 64:
+            _face_parts.clear()
+        parts = _face_parts[face] = _FaceParts(face)
+    try:
+        return _subset_program(face, parts, subset)
+    except (_OddGlyph, struct.error, IndexError):
+        return face.makeSubset(subset)
+
+
+def _subset_program(face: ttfonts.TTFontFace, parts: _FaceParts, subset: list[int]) -> bytes:
+    # Glyph numbers in the subset: 0 first, each code's glyph, then the components of
+    # composite glyphs (makeSubset's order).
+    glyph_map = [0]
+    glyph_set = {0: 0}
+    code_to_glyph = {}
+    char_to_glyph = face.charToGlyph
+    for code in subset:
+        original = char_to_glyph.get(code, 0)
+        if original not in glyph_set:
+            glyph_set[original] = len(glyph_map)
+            glyph_map.append(original)
+        code_to_glyph[code] = glyph_set[original]
+    glyphs = []
+    n = 0
+    while n < len(glyph_map):
+        glyph = parts.glyph(face, glyph_map[n])
+        glyphs.append(glyph)
+        n += 1
+        for _, component in glyph[1]:
+            if component not in glyph_set:
+                glyph_set[component] = len(glyph_map)
+                glyph_map.append(component)
+
+    output = ttfonts.TTFontMaker()
+    for tag, table in parts.copied:
+        output.add(tag, table)
+    output.add("post", parts.post)
+    count = len(glyph_map)
+
+    hmetrics = face.hmetrics
+    hmtx = []
+    for original in glyph_map:
+        aw, lsb = hmetrics[original]
+        hmtx.append(int(aw))
+        hmtx.append(int(lsb))
+    n = len(hmtx) - 2  # where the run of equal advances at the end starts
+    while n and hmtx[n] == hmtx[n - 2]:
+        n -= 2
+    n += 2
+    hmtx = hmtx[:n] + hmtx[n + 1::2]
+    output.add("hmtx", struct.pack(f">{len(hmtx)}H", *hmtx))
+    output.add("hhea", _set_ushort(parts.hhea, 34, n >> 1))
+    output.add("maxp", _set_ushort(parts.maxp, 4, count))
+
+    cmap = [0, 1, 1, 0, 0, 12, 6, 10 + len(subset) * 2, 0, 0, len(subset),
+            *map(code_to_glyph.get, subset)]
+    output.add("cmap", struct.pack(f">{len(cmap)}H", *cmap))
+
+    offsets = []
+    glyf = []
+    pos = 0
+    for data, components in glyphs:
+        offsets.append(pos)
+        if components:
+            patched = bytearray(data)
+            for at, component in components:
+                struct.pack_into(">H", patched, at, glyph_set[component])
+            data = bytes(patched)
+        glyf.append(data)
+        pos += len(data)
+        if pos % 4:
+            glyf.append(b"\0" * (4 - pos % 4))
+            pos += 4 - pos % 4
+    offsets.append(pos)
+    output.add("glyf", b"".join(glyf))
+    if (pos + 1) >> 1 > 0xFFFF:
+        index_format = 1
+        output.add("loca", struct.pack(f">{len(offsets)}L", *offsets))
+    else:
+        index_format = 0
+        output.add("loca", struct.pack(f">{len(offsets)}H",
+                                       *[o >> 1 for o in offsets]))
+    output.add("head", _set_ushort(parts.head, 50, index_format))
+    return output.makeStream()
 
 
 def subsets(font: TTFont, doc: pdfdoc.PDFDocument) -> list[tuple[str, list[int]]] | None:
@@ -682,6 +837,14 @@ def _probes() -> dict[str, Callable[[], bool]]:
             and callable(getattr(pdfdoc.PDFResourceDictionary, "allProcs", None))
             and callable(getattr(pdfdoc.PDFResourceDictionary, "basicProcs", None))
             and pdfdoc.BasicFonts == "BasicFonts",
+        "TTFontMaker, GF_MORE_COMPONENTS / GF_ARG_1_AND_2_ARE_WORDS / GF_WE_HAVE_A_SCALE "
+        "/ GF_WE_HAVE_AN_X_AND_Y_SCALE / GF_WE_HAVE_A_TWO_BY_TWO, TTFontFace.get_table / "
+        "get_table_pos": lambda: callable(getattr(ttfonts, "TTFontMaker", None))
+            and all(isinstance(getattr(ttfonts, n, None), int) for n in (
+                "GF_MORE_COMPONENTS", "GF_ARG_1_AND_2_ARE_WORDS", "GF_WE_HAVE_A_SCALE",
+                "GF_WE_HAVE_AN_X_AND_Y_SCALE", "GF_WE_HAVE_A_TWO_BY_TWO"))
+            and all(callable(getattr(ttfonts.TTFontFace, n, None))
+                    for n in ("get_table", "get_table_pos")),
         "PDFDocument.encrypt, pdfdoc.NoEncryption": lambda: isinstance(
             probe._doc.encrypt, pdfdoc.NoEncryption),
         "PDFDocument._pdfVersion (a tuple) and _ID": lambda: isinstance(
@@ -742,7 +905,7 @@ def verify_font(font: TTFont) -> None:
     """Check the per-instance internals of a TrueType font once it is loaded."""
     face = getattr(font, "face", None)
     for name in ("charToGlyph", "charWidths", "getCharWidth", "unitsPerEm", "ascent",
-                 "descent"):
+                 "descent", "_ttf_data", "glyphPos", "hmetrics"):
         if not hasattr(face, name):
             raise ReportLabChanged(f"TTFont.face.{name}")
     if not isinstance(getattr(font, "_asciiReadable", None), int):

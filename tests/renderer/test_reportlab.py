@@ -98,6 +98,25 @@ def test_cached_font_objects_are_the_bytes_reportlab_writes(monkeypatch):
     assert cached_miss == cached_hit == pdf()
 
 
+def test_subset_program_is_what_makesubset_makes():
+    """Every font, subsets of every size (composite glyphs and their components, codes
+    the font lacks): the font program is makeSubset's, byte for byte."""
+    import random
+
+    fonts.register()
+    rng = random.Random(11)
+    for f in fonts.FILES:
+        face = fonts.font(f.name).face
+        codes = sorted(face.charToGlyph)
+        for trial in range(12):
+            subset = [0, *rng.sample(codes, min(rng.choice((1, 7, 60, 128, 255)),
+                                                len(codes)))]
+            if trial % 4 == 0:
+                subset.append(0x10FFFF)  # not in the font: glyph 0
+            assert _reportlab.subset_program(face, subset) == face.makeSubset(subset), (
+                f.name, trial)
+
+
 def test_widths_array_is_what_pdfarray_formats():
     import random
 
