@@ -18,6 +18,8 @@ wrapped)::
         the last line ends with "…".
     extent(text, size, bold=False, *, mono=False, rtl=False) -> (ascent, descent)
         The line box above and below the baseline, as PDF readers report it.
+    metrics(text, size, bold=False, mono=False, rtl=False) -> (width, ascent, descent)
+        width() and extent() in one cached look-up (the layout's frames).
     is_plain(text, bold=False, mono=False) -> bool
         True when the text needs no fallback font, bidi or shaping (the fast path).
     font_name(bold=False, mono=False) -> str
@@ -94,6 +96,7 @@ __all__ = [
     "extent",
     "font_name",
     "is_plain",
+    "metrics",
     "missing_glyphs",
     "width",
     "wrap",
