@@ -32,8 +32,22 @@ and ``BaseFont``, a stream's ``content``
 ``TTFontFace.makeSubset``, ``ttfonts.SUBSETN``,  font subsets written as ReportLab does,
 ``makeToUnicodeCMap``, ``FF_SYMBOLIC``,         cached (``add_font_objects``)
 ``FF_NONSYMBOLIC``, ``PDFTrueTypeFont``
-``Canvas._extgstate``, ``._enforceColorSpace``, cached fill colours (``fill_color``)
-``._fillColorObj``
+``Canvas._extgstate``, ``._enforceColorSpace``, cached fill colours (``fill_color``,
+``._fillColorObj``                              ``append_in_color``)
+a page's ``Canvas._code`` entries joined by     several operators in one entry
+newlines into its stream (``showPage``)         (``append_in_color``)
+``PDFDocument.encrypt``, ``pdfdoc.NoEncryption`` objects formatted once a process
+                                                (``constant``, ``template``, font
+                                                streams, page streams) only unencrypted
+``PDFPage``: ``check_format`` and ``format``   a finished page's dictionary from a
+of a plain page, ``__NoDefault__``,             template (``_FinishedPage``)
+``PDFResourceDictionary``, ``pdfdoc.BasicFonts``
+``TTFontFace``: ``_ttf_data``, ``glyphPos``,    font programs built as ``makeSubset``
+``hmetrics``, ``get_table``,                    builds them, from parts read once a
+``get_table_pos``; ``ttfonts.TTFontMaker``,     process (``subset_program``)
+``GF_*`` component flags
+``PDFArray.format``'s layout without           a subset's ``Widths`` written without a
+``rl_config.pdfMultiLine``                      call per number (``_widths_array``)
 ``Canvas._setXObjects``, ``pdfdoc._digester``,  images decoded once a process
 ``PDFImageXObject._smask``, ``.smask``,         (``draw_image``)
 ``PDFDocument.Reference/addForm/getXObjectName``
@@ -46,14 +60,17 @@ module's name in the message, never half-way through a bill run.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import os
 import re
+import struct
 import zlib
 from collections.abc import Callable
 
 import reportlab
+from reportlab import rl_config
 from reportlab.lib.colors import Color
 from reportlab.lib.rl_accel import escapePDF
 from reportlab.pdfbase import pdfdoc, ttfonts
@@ -74,8 +91,10 @@ __all__ = [
     "ShapedStr",
     "add_font_objects",
     "append",
+    "append_in_color",
     "ascii_prefix",
     "compress_finished_page",
+    "constant",
     "document",
     "draw_image",
     "escape_pdf",
@@ -89,6 +108,7 @@ __all__ = [
     "shape_data",
     "show_text",
     "subsets",
+    "template",
     "verify",
 ]
 
@@ -131,6 +151,58 @@ def compress_finished_page(canvas: Canvas) -> None:
                                     zlib.compress(page.stream.encode("latin-1")))
         page.Contents.__Comment__ = "page stream"
         page.stream = None
+        if type(page) is pdfdoc.PDFPage:
+            page.__class__ = _FinishedPage  # a subclass that only formats faster
+
+
+class _FinishedPage(pdfdoc.PDFPage):
+    """A page whose stream :func:`compress_finished_page` deflated: its dictionary is
+    formatted from a template made by ReportLab once a process per page size, rotation
+    and procedure set, with holes for the three objects it refers to (its stream, the
+    page tree, the fonts). Anything else on a page (images, annotations, transparency,
+    boxes...) takes ``PDFPage.format``."""
+
+    def format(self, document) -> bytes:
+        if (self.Override_default_compilation or self.MediaBox is not None
+                or self.Resources is not None or self.Parent is not None
+                or self.Contents is None or self.Annots or self.XObjects
+                or getattr(self, "ExtGState", None) or self._colorsUsed or self._shadingUsed
+                or type(self.Trans) is not PDFDictionary or self.Trans.dict
+                or not isinstance(document.encrypt, pdfdoc.NoEncryption)
+                or "Type" in self.__dict__
+                or any(getattr(self, name) is not None for name in _PAGE_UNSET)):
+            return super().format(document)
+        # what check_format and PDFCatalog.format register, in their order
+        self.Parent = document.Reference(document.Pages)
+        contents = document.Reference(self.Contents)
+        key = ("page", self.pagewidth, self.pageheight, self.Rotate, bool(self.hasImages))
+        return template(key, lambda holes: _page_dictionary(holes, key),
+                        [contents, self.Parent, PDFObjectReference(pdfdoc.BasicFonts)],
+                        document).format(document)
+
+
+#: PDFPage.__NoDefault__ entries a finished page leaves unset (``Trans`` and
+#: ``Rotate`` are always set by ``showPage``; the others are checked above).
+_PAGE_UNSET = tuple(sorted(
+    set(pdfdoc.PDFPage.__NoDefault__)
+    - {"Parent", "MediaBox", "Resources", "Contents", "Rotate", "Trans", "Annots"}))
+
+
+def _page_dictionary(holes: list[PDFObject], key: tuple) -> PDFDictionary:
+    """What ``PDFPage.check_format`` and ``format`` write for a plain page."""
+    _, width, height, rotate, images = key
+    resources = pdfdoc.PDFResourceDictionary()
+    resources.Font = holes[2]
+    if images:
+        resources.allProcs()
+    else:
+        resources.basicProcs()
+    return PDFDictionary({
+        "Type": PDFName("Page"), "Contents": holes[0], "Parent": holes[1],
+        "MediaBox": PDFArray([0, 0, height, width] if rotate in (90, 270)
+                             else [0, 0, width, height]),
+        "Resources": resources, "Rotate": rotate, "Trans": PDFDictionary({}),
+    })
 
 
 class _PageStream(PDFStream):
@@ -143,7 +215,14 @@ class _PageStream(PDFStream):
     """
 
     def format(self, document) -> bytes:
-        data = super().format(document)
+        content = self.content
+        if (content is not None and isinstance(document.encrypt, pdfdoc.NoEncryption)
+                and len(self.dictionary.dict) == 1):
+            # PDFStream.format of a /FlateDecode stream, without its dictionary copies
+            data = b"<<\n/Filter /FlateDecode /Length %d\n>>\nstream\n%sendstream\n" % (
+                len(content), content)
+        else:
+            data = super().format(document)
         self.content = None
         return data
 
@@ -253,6 +332,26 @@ def fill_color(canvas: Canvas, color) -> None:
 _fill_codes: dict[int, tuple[Color, str]] = {}
 
 
+def append_in_color(canvas: Canvas, color, code: str, reset) -> None:
+    """``fill_color(color)``, ``append(code)``, ``fill_color(reset)`` in one call: for a
+    label drawn in its own colour on a page whose text colour is ``reset``.
+
+    With both colours' operators cached, the three are one entry of the page's operator
+    list, joined by newlines: ReportLab joins a page's entries with newlines, so the
+    stream is the same bytes, and the last entry ends as the reset's own would.
+    """
+    hit, back = _fill_codes.get(id(color)), _fill_codes.get(id(reset))
+    if (hit is None or hit[0] is not color or back is None or back[0] is not reset
+            or canvas._enforceColorSpace is not None
+            or canvas._extgstate._d.get("ca", 1) != 1):
+        fill_color(canvas, color)
+        canvas._code.append(code)
+        fill_color(canvas, reset)
+        return
+    canvas._code.append(f"{hit[1]}\n{code}\n{back[1]}")
+    canvas._fillColorObj = reset
+
+
 class _Formatted(PDFObject):
     """A PDF object whose bytes were formatted before (the same in every document)."""
 
@@ -298,6 +397,32 @@ class _Template(PDFObject):
 _templates: dict[tuple, tuple[tuple[bytes, ...], tuple[int, ...]]] = {}
 
 
+def template(key: tuple, make: Callable[[list[PDFObject]], PDFObject],
+             refs: list[PDFObjectReference], doc: pdfdoc.PDFDocument) -> PDFObject:
+    """An object that is the same in every document but for the objects it refers to
+    (``refs``), formatted by ReportLab once a process for ``key``: ``make(holes)`` must
+    build it with ``holes[i]`` where ``refs[i]`` belongs, and be the same for the same
+    key. Register it with ``doc.Reference``; it formats as ``make(refs)`` would."""
+    if not isinstance(doc.encrypt, pdfdoc.NoEncryption):
+        return make(refs)
+    return _templated(key, make, refs, doc)
+
+
+_constants: dict[str, bytes] = {}
+
+
+def constant(key: str, make: Callable[[], PDFObject], doc: pdfdoc.PDFDocument) -> PDFObject:
+    """``make()``, an object without references that is the same in every document (the
+    ICC profile's stream), formatted by ReportLab once a process. ``key`` names it in
+    the code (a fixed set: the cache does not grow with the documents)."""
+    if not isinstance(doc.encrypt, pdfdoc.NoEncryption):
+        return make()
+    data = _constants.get(key)
+    if data is None:
+        data = _constants[key] = make().format(doc)
+    return _Formatted(data)
+
+
 def _templated(key: tuple, make: Callable[[list[_Hole]], PDFObject],
                refs: list[PDFObjectReference], doc: pdfdoc.PDFDocument) -> _Template:
     """``make(holes)`` (an object with ``holes[i]`` where ``refs[i]`` belongs) as a
@@ -314,7 +439,30 @@ def _templated(key: tuple, make: Callable[[list[_Hole]], PDFObject],
 
 
 _SUBSET_CACHE_MAX = 256
-_subset_cache: dict[tuple, tuple[bytes, bytes, bytes, int]] = {}
+_subset_cache: dict[tuple, tuple[bytes, bytes, bytes]] = {}
+
+
+#: Each width's bytes as ``pdfdoc.format`` writes a number, per (type, value): a font's
+#: advances are a few hundred distinct numbers, formatted once a process.
+_width_bytes: dict[tuple[type, float], bytes] = {}
+
+
+def _widths_array(widths: list[float], doc: pdfdoc.PDFDocument) -> bytes:
+    """``PDFArray(widths).format(doc)``: a subset's ``Widths``, the same bytes without a
+    ``format`` call per number (a new subset's 128 to 256 of them)."""
+    if rl_config.pdfMultiLine or len(_width_bytes) >= 65_536:
+        return PDFArray(widths).format(doc)
+    items = []
+    for w in widths:
+        key = (type(w), w)
+        b = _width_bytes.get(key)
+        if b is None:
+            b = _width_bytes[key] = pdfdoc.format(w, doc)
+        items.append(b)
+    # PDFArray.format without pdfMultiLine: a line break before every tenth number
+    for i in reversed(range(10, len(items), 10)):
+        items.insert(i, b"\n ")
+    return b"[ " + b" ".join(items) + b" ]"
 
 
 def add_font_objects(font: TTFont, doc: pdfdoc.PDFDocument) -> None:
@@ -328,7 +476,7 @@ def add_font_objects(font: TTFont, doc: pdfdoc.PDFDocument) -> None:
     deflating a subset is otherwise a fifth of a small invoice's cost. ReportLab's own
     ``addObjects`` is used whenever the document is not compressed.
     """
-    if not doc.compression:
+    if not doc.compression or not isinstance(doc.encrypt, pdfdoc.NoEncryption):
         TTFont.addObjects(font, doc)
         return
     state = font.state.get(doc)
@@ -344,20 +492,21 @@ def add_font_objects(font: TTFont, doc: pdfdoc.PDFDocument) -> None:
         key = (face.filename, base_font, tuple(subset))
         hit = _subset_cache.get(key)
         if hit is None:
-            widths = PDFArray(list(map(face.getCharWidth, subset))).format(doc)
+            # the two streams as PDFStream formats them (the same in every document)
+            widths = _widths_array(list(map(face.getCharWidth, subset)), doc)
             cmap = zlib.compress(ttfonts.makeToUnicodeCMap(base_font, subset).encode("utf8"))
-            program = face.makeSubset(subset)
-            hit = (widths, cmap, zlib.compress(program), len(program))
+            program = subset_program(face, subset)
+            hit = (widths, PDFStream(PDFDictionary({"Filter": deflate}), cmap).format(doc),
+                   PDFStream(PDFDictionary({"Length1": len(program), "Filter": deflate}),
+                             zlib.compress(program)).format(doc))
             if len(_subset_cache) >= _SUBSET_CACHE_MAX:
                 _subset_cache.clear()
             _subset_cache[key] = hit
-        widths, cmap, program, length = hit
+        widths, cmap, program = hit
 
-        to_unicode = doc.Reference(PDFStream(PDFDictionary({"Filter": deflate}), cmap),
-                                   "toUnicodeCMap:" + base_font)
-        program_ref = doc.Reference(
-            PDFStream(PDFDictionary({"Length1": length, "Filter": deflate}), program),
-            f"fontFile:{face.filename}({base_font})")
+        to_unicode = doc.Reference(_Formatted(cmap), "toUnicodeCMap:" + base_font)
+        program_ref = doc.Reference(_Formatted(program),
+                                    f"fontFile:{face.filename}({base_font})")
 
         def descriptor(holes, face=face, base_font=base_font):
             flags = (face.flags & ~ttfonts.FF_NONSYMBOLIC) | ttfonts.FF_SYMBOLIC
@@ -394,6 +543,155 @@ def add_font_objects(font: TTFont, doc: pdfdoc.PDFDocument) -> None:
         doc.Reference(pdf_font, internal_name)
         doc.idToObject["BasicFonts"].dict[internal_name] = pdf_font
     del font.state[doc]
+
+
+class _FaceParts:
+    """What ``TTFontFace.makeSubset`` reads from a face for every subset and is the same
+    each time: the tables it copies, and each glyph's data with the places of its
+    components' glyph numbers (a composite glyph's), read once a process."""
+
+    def __init__(self, face: ttfonts.TTFontFace) -> None:
+        self.copied = []
+        for tag in ("name", "OS/2", "cvt ", "fpgm", "prep"):
+            with contextlib.suppress(KeyError):  # optional (cvt, fpgm, prep)
+                self.copied.append((tag, face.get_table(tag)))
+        self.post = b"\x00\x03\x00\x00" + face.get_table("post")[4:16] + b"\x00" * 16
+        self.hhea = face.get_table("hhea")
+        self.maxp = face.get_table("maxp")
+        self.head = face.get_table("head")
+        self.glyf = face.get_table_pos("glyf")[0]
+        #: glyph number -> (its bytes, ((offset of a component's number, number), ...));
+        #: at most the font's glyphs
+        self.glyphs: dict[int, tuple[bytes, tuple[tuple[int, int], ...]]] = {}
+
+    def glyph(self, face: ttfonts.TTFontFace,
+              gid: int) -> tuple[bytes, tuple[tuple[int, int], ...]]:
+        hit = self.glyphs.get(gid)
+        if hit is None:
+            start = face.glyphPos[gid]
+            length = face.glyphPos[gid + 1] - start
+            data = face._ttf_data[self.glyf + start:self.glyf + start + length]
+            components = []
+            if length and struct.unpack_from(">h", data)[0] < 0:
+                if length <= 2:
+                    raise _OddGlyph(gid)  # makeSubset's two passes disagree on it
+                at, flags = 10, ttfonts.GF_MORE_COMPONENTS
+                while flags & ttfonts.GF_MORE_COMPONENTS:
+                    flags, component = struct.unpack_from(">HH", data, at)
+                    components.append((at + 2, component))
+                    at += 8 if flags & ttfonts.GF_ARG_1_AND_2_ARE_WORDS else 6
+                    if flags & ttfonts.GF_WE_HAVE_A_SCALE:
+                        at += 2
+                    elif flags & ttfonts.GF_WE_HAVE_AN_X_AND_Y_SCALE:
+                        at += 4
+                    elif flags & ttfonts.GF_WE_HAVE_A_TWO_BY_TWO:
+                        at += 8
+            hit = self.glyphs[gid] = (data, tuple(components))
+        return hit
+
+
+class _OddGlyph(Exception):
+    pass
+
+
+_face_parts: dict[ttfonts.TTFontFace, _FaceParts] = {}
+
+
+def _set_ushort(table: bytes, offset: int, value: int) -> bytes:
+    return table[:offset] + struct.pack(">H", value) + table[offset + 2:]
+
+
+def subset_program(face: ttfonts.TTFontFace, subset: list[int]) -> bytes:
+    """``face.makeSubset(subset)``: the same TrueType program, from tables and glyphs
+    read once a process instead of for every subset (makeSubset copies the whole glyph
+    table and reads each glyph through Python method calls: ~2.5 M instructions a
+    subset). Anything this does not expect goes to ``makeSubset``."""
+    parts = _face_parts.get(face)
+    if parts is None:
+        if len(_face_parts) >= 64:
+            _face_parts.clear()
+        parts = _face_parts[face] = _FaceParts(face)
+    try:
+        return _subset_program(face, parts, subset)
+    except (_OddGlyph, struct.error, IndexError):
+        return face.makeSubset(subset)
+
+
+def _subset_program(face: ttfonts.TTFontFace, parts: _FaceParts, subset: list[int]) -> bytes:
+    # Glyph numbers in the subset: 0 first, each code's glyph, then the components of
+    # composite glyphs (makeSubset's order).
+    glyph_map = [0]
+    glyph_set = {0: 0}
+    code_to_glyph = {}
+    char_to_glyph = face.charToGlyph
+    for code in subset:
+        original = char_to_glyph.get(code, 0)
+        if original not in glyph_set:
+            glyph_set[original] = len(glyph_map)
+            glyph_map.append(original)
+        code_to_glyph[code] = glyph_set[original]
+    glyphs = []
+    n = 0
+    while n < len(glyph_map):
+        glyph = parts.glyph(face, glyph_map[n])
+        glyphs.append(glyph)
+        n += 1
+        for _, component in glyph[1]:
+            if component not in glyph_set:
+                glyph_set[component] = len(glyph_map)
+                glyph_map.append(component)
+
+    output = ttfonts.TTFontMaker()
+    for tag, table in parts.copied:
+        output.add(tag, table)
+    output.add("post", parts.post)
+    count = len(glyph_map)
+
+    hmetrics = face.hmetrics
+    hmtx = []
+    for original in glyph_map:
+        aw, lsb = hmetrics[original]
+        hmtx.append(int(aw))
+        hmtx.append(int(lsb))
+    n = len(hmtx) - 2  # where the run of equal advances at the end starts
+    while n and hmtx[n] == hmtx[n - 2]:
+        n -= 2
+    n += 2
+    hmtx = hmtx[:n] + hmtx[n + 1::2]
+    output.add("hmtx", struct.pack(f">{len(hmtx)}H", *hmtx))
+    output.add("hhea", _set_ushort(parts.hhea, 34, n >> 1))
+    output.add("maxp", _set_ushort(parts.maxp, 4, count))
+
+    cmap = [0, 1, 1, 0, 0, 12, 6, 10 + len(subset) * 2, 0, 0, len(subset),
+            *map(code_to_glyph.get, subset)]
+    output.add("cmap", struct.pack(f">{len(cmap)}H", *cmap))
+
+    offsets = []
+    glyf = []
+    pos = 0
+    for data, components in glyphs:
+        offsets.append(pos)
+        if components:
+            patched = bytearray(data)
+            for at, component in components:
+                struct.pack_into(">H", patched, at, glyph_set[component])
+            data = bytes(patched)
+        glyf.append(data)
+        pos += len(data)
+        if pos % 4:
+            glyf.append(b"\0" * (4 - pos % 4))
+            pos += 4 - pos % 4
+    offsets.append(pos)
+    output.add("glyf", b"".join(glyf))
+    if (pos + 1) >> 1 > 0xFFFF:
+        index_format = 1
+        output.add("loca", struct.pack(f">{len(offsets)}L", *offsets))
+    else:
+        index_format = 0
+        output.add("loca", struct.pack(f">{len(offsets)}H",
+                                       *[o >> 1 for o in offsets]))
+    output.add("head", _set_ushort(parts.head, 50, index_format))
+    return output.makeStream()
 
 
 def subsets(font: TTFont, doc: pdfdoc.PDFDocument) -> list[tuple[str, list[int]]] | None:
@@ -530,6 +828,25 @@ def _probes() -> dict[str, Callable[[], bool]]:
             lambda: isinstance(probe._code, list),
         "PDFDocument.Pages.pages": lambda: isinstance(probe._doc.Pages.pages, list),
         "PDFDocument.idToObject": lambda: isinstance(probe._doc.idToObject, dict),
+        "PDFPage.__NoDefault__ / Override_default_compilation, PDFResourceDictionary "
+        "(allProcs, basicProcs), pdfdoc.BasicFonts": lambda: all(
+            n in pdfdoc.PDFPage.__NoDefault__
+            for n in ("Parent", "MediaBox", "Resources", "Contents", "Rotate", "Trans",
+                      "Annots"))
+            and hasattr(pdfdoc.PDFPage, "Override_default_compilation")
+            and callable(getattr(pdfdoc.PDFResourceDictionary, "allProcs", None))
+            and callable(getattr(pdfdoc.PDFResourceDictionary, "basicProcs", None))
+            and pdfdoc.BasicFonts == "BasicFonts",
+        "TTFontMaker, GF_MORE_COMPONENTS / GF_ARG_1_AND_2_ARE_WORDS / GF_WE_HAVE_A_SCALE "
+        "/ GF_WE_HAVE_AN_X_AND_Y_SCALE / GF_WE_HAVE_A_TWO_BY_TWO, TTFontFace.get_table / "
+        "get_table_pos": lambda: callable(getattr(ttfonts, "TTFontMaker", None))
+            and all(isinstance(getattr(ttfonts, n, None), int) for n in (
+                "GF_MORE_COMPONENTS", "GF_ARG_1_AND_2_ARE_WORDS", "GF_WE_HAVE_A_SCALE",
+                "GF_WE_HAVE_AN_X_AND_Y_SCALE", "GF_WE_HAVE_A_TWO_BY_TWO"))
+            and all(callable(getattr(ttfonts.TTFontFace, n, None))
+                    for n in ("get_table", "get_table_pos")),
+        "PDFDocument.encrypt, pdfdoc.NoEncryption": lambda: isinstance(
+            probe._doc.encrypt, pdfdoc.NoEncryption),
         "PDFDocument._pdfVersion (a tuple) and _ID": lambda: isinstance(
             probe._doc._pdfVersion, tuple) and hasattr(probe._doc, "_ID"),
         "TTFont.splitString / getSubsetInternalName / addObjects": lambda: all(
@@ -548,6 +865,8 @@ def _probes() -> dict[str, Callable[[], bool]]:
         "Canvas._extgstate._d, ._enforceColorSpace, ._fillColorObj": lambda: isinstance(
             probe._extgstate._d, dict) and hasattr(probe, "_enforceColorSpace")
             and hasattr(probe, "_fillColorObj"),
+        "a page's Canvas._code entries joined by newlines (showPage, PDFPage.setStream)":
+            _code_joined_by_newlines,
         "Canvas._setXObjects, pdfdoc._digester, PDFDocument.Reference / addForm / "
         "getXObjectName, PDFImageXObject":
             lambda: callable(getattr(probe, "_setXObjects", None))
@@ -558,6 +877,13 @@ def _probes() -> dict[str, Callable[[], bool]]:
         "ShapedStr(text, shape data)":
             lambda: ShapedStr("x", [ShapeData(0, 1.0, 0.0, 0.0, 0.0, 1.0)]) == "x",
     }
+
+
+def _code_joined_by_newlines() -> bool:
+    canvas = Canvas(io.BytesIO(), pageCompression=0)
+    canvas._code[:] = ["0 g", "1 g"]
+    canvas.showPage()
+    return "\n0 g\n1 g\n" in canvas._doc.Pages.pages[-1].stream
 
 
 def verify() -> None:
@@ -579,7 +905,7 @@ def verify_font(font: TTFont) -> None:
     """Check the per-instance internals of a TrueType font once it is loaded."""
     face = getattr(font, "face", None)
     for name in ("charToGlyph", "charWidths", "getCharWidth", "unitsPerEm", "ascent",
-                 "descent"):
+                 "descent", "_ttf_data", "glyphPos", "hmetrics"):
         if not hasattr(face, name):
             raise ReportLabChanged(f"TTFont.face.{name}")
     if not isinstance(getattr(font, "_asciiReadable", None), int):

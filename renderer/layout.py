@@ -165,18 +165,6 @@ def _named(what: str, detail: str | None) -> str:
     return what if detail is None else f"{what} {detail[:40]!r}"
 
 
-class _Name:
-    """A drawn box's name, formatted only if an error needs it."""
-
-    __slots__ = ("detail", "what")
-
-    def __init__(self, what: str, detail: str) -> None:
-        self.what, self.detail = what, detail
-
-    def __str__(self) -> str:
-        return _named(self.what, self.detail)
-
-
 class Frame:
     """Drawing in logical coordinates inside one box, refusing to leave it or overprint.
 
@@ -197,7 +185,11 @@ class Frame:
         self.width = box.width
         self.top = box.y1
         self.bottom = box.y0
-        self._drawn: list[tuple[float, float, float, float, str | _Name, Box]] = []
+        # Boxes of the text and symbols drawn so far: (x0, y0, x1 - EPSILON,
+        # y1 - EPSILON, what, detail, x1, y1); a Box and a name are made from an entry
+        # only for an error.
+        self._drawn: list[tuple[float, float, float, float, str, str | None, float,
+                                float]] = []
 
     def sub(self, box: Box, name: str) -> Frame:
         """A frame for a part of this one (``box`` must lie inside it)."""
@@ -218,21 +210,32 @@ class Frame:
                detail: str | None = None) -> None:
         # ``detail`` (the text drawn) joins ``what`` only in an error: formatting a name
         # for each of a page's labels cost more than checking them.
+        if occupy:
+            self._occupy(what, detail, box.x0, box.y0, box.x1, box.y1)
+            return
         frame = self.box
         if not (box.x0 >= frame.x0 - EPSILON and box.x1 <= frame.x1 + EPSILON
                 and box.y0 >= frame.y0 - EPSILON and box.y1 <= frame.y1 + EPSILON):
             raise LayoutError(self.invoice, _named(what, detail), box, "leave", self.name,
                               frame)
-        if occupy:
-            # Box.overlaps, with each drawn box's far edges less EPSILON kept beside it
-            x0, y0 = box.x0, box.y0
-            x1, y1 = box.x1 - EPSILON, box.y1 - EPSILON
-            for ox0, oy0, ox1, oy1, other, other_box in self._drawn:
-                if x0 < ox1 and ox0 < x1 and y0 < oy1 and oy0 < y1:
-                    raise LayoutError(self.invoice, _named(what, detail), box, "cross",
-                                      str(other), other_box)
-            self._drawn.append((x0, y0, x1, y1, what if detail is None
-                                else _Name(what, detail), box))
+
+    def _occupy(self, what: str, detail: str | None, x0: float, y0: float, x1: float,
+                y1: float) -> None:
+        """:meth:`_place` of a box that others must not cross, given by its edges (a
+        text's box is made only if an error names it)."""
+        frame = self.box
+        if not (x0 >= frame.x0 - EPSILON and x1 <= frame.x1 + EPSILON
+                and y0 >= frame.y0 - EPSILON and y1 <= frame.y1 + EPSILON):
+            raise LayoutError(self.invoice, _named(what, detail), Box(x0, y0, x1, y1),
+                              "leave", self.name, frame)
+        # Box.overlaps, with each drawn box's far edges less EPSILON kept beside it
+        x1e, y1e = x1 - EPSILON, y1 - EPSILON
+        for ox0, oy0, ox1, oy1, other, other_detail, bx1, by1 in self._drawn:
+            if x0 < ox1 and ox0 < x1e and y0 < oy1 and oy0 < y1e:
+                raise LayoutError(self.invoice, _named(what, detail), Box(x0, y0, x1, y1),
+                                  "cross", _named(other, other_detail),
+                                  Box(ox0, oy0, bx1, by1))
+        self._drawn.append((x0, y0, x1e, y1e, what, detail, x1, y1))
 
     def room(self, offset: float, align: str) -> float:
         """Width available from a logical offset to the box's edge, per alignment."""
@@ -256,26 +259,40 @@ class Frame:
         """
         if not value:
             return 0.0
-        limit = self.room(offset, align) if max_width is None else min(
-            max_width, self.room(offset, align))
+        # room(offset, align), the alignment's physical side and x(offset), inlined:
+        # a page places a few hundred texts
+        width = self.width
+        if align == "start":
+            limit = width - offset
+        elif align == "end":
+            limit = offset
+        else:
+            limit = 2 * min(offset, width - offset)
+        if max_width is not None:
+            limit = min(max_width, limit)
+        rtl = self.rtl
         shown = value
-        w = text.width(value, size, bold, mono=mono, rtl=self.rtl)
+        w, ascent, descent = text.metrics(value, size, bold, mono, rtl)
         if w > limit + EPSILON and max_width is not None:
-            shown = text.ellipsize(value, limit, size, bold=bold, mono=mono, rtl=self.rtl)
-            w = text.width(shown, size, bold, mono=mono, rtl=self.rtl)
-        if not shown:
-            return 0.0
-        ascent, descent = text.extent(shown, size, bold, mono=mono, rtl=self.rtl)
-        x = self.x(offset)
-        physical = (_PHYSICAL_RTL if self.rtl else _PHYSICAL)[align]
+            shown = text.ellipsize(value, limit, size, bold=bold, mono=mono, rtl=rtl)
+            if not shown:
+                return 0.0
+            w, ascent, descent = text.metrics(shown, size, bold, mono, rtl)
+        if rtl:
+            x = self.left + width - offset
+            physical = _PHYSICAL_RTL[align]
+        else:
+            x = self.left + offset
+            physical = _PHYSICAL[align]
         x0 = x - w if physical == "right" else x - w / 2 if physical == "center" else x
-        self._place("text", Box(x0, y - descent, x0 + w, y + ascent), detail=shown)
-        if color is not None:
-            _reportlab.fill_color(self.canvas, color)
+        self._occupy("text", shown, x0, y - descent, x0 + w, y + ascent)
         # what text.draw(x, align=physical) does, with the width and left edge known
-        text.draw_at(self.canvas, x0, y, shown, size, bold=bold, mono=mono, rtl=self.rtl)
-        if color is not None:
-            _reportlab.fill_color(self.canvas, self.brand.text)
+        if color is None:
+            text.draw_at(self.canvas, x0, y, shown, size, bold=bold, mono=mono, rtl=rtl)
+        else:
+            _reportlab.append_in_color(
+                self.canvas, color, text.placed(self.canvas, x0, y, shown, size, bold, mono,
+                                                rtl), self.brand.text)
         return w
 
     def rule(self, y: float, offset: float = 0, width: float | None = None,

@@ -153,6 +153,19 @@ def _uuid(digest: bytes) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def _icc_stream() -> PDFStream:
+    return PDFStream(PDFDictionary({"N": 3, "Filter": PDFName("FlateDecode")}),
+                     _icc_deflated())
+
+
+def _output_intent(refs: list[PDFObject]) -> PDFDictionary:
+    return PDFDictionary({
+        "Type": PDFName("OutputIntent"), "S": PDFName("GTS_PDFA1"),
+        "OutputConditionIdentifier": PDFString(OUTPUT_CONDITION),
+        "Info": PDFString(OUTPUT_CONDITION), "RegistryName": PDFString("http://www.color.org"),
+        "DestOutputProfile": refs[0]})
+
+
 def conform(canvas: Canvas, *, identity: str, issued: date,
             attachment: bytes | None = None) -> None:
     """Make the document being drawn on ``canvas`` a PDF/A-3b; embed ``attachment`` (the
@@ -172,13 +185,10 @@ def conform(canvas: Canvas, *, identity: str, issued: date,
     instant = f"{issued:%Y-%m-%d}T12:00:00Z"
 
     catalog = doc.Catalog
-    icc = PDFStream(PDFDictionary({"N": 3, "Filter": PDFName("FlateDecode")}),
-                    _icc_deflated())
-    intent = PDFDictionary({
-        "Type": PDFName("OutputIntent"), "S": PDFName("GTS_PDFA1"),
-        "OutputConditionIdentifier": PDFString(OUTPUT_CONDITION),
-        "Info": PDFString(OUTPUT_CONDITION), "RegistryName": PDFString("http://www.color.org"),
-        "DestOutputProfile": doc.Reference(icc)})
+    # The profile's stream and the output intent are the same in every document (but
+    # for the intent's reference to the stream): formatted once a process.
+    icc = doc.Reference(_reportlab.constant("sRGB ICC profile", _icc_stream, doc))
+    intent = _reportlab.template(("output intent",), _output_intent, [icc], doc)
     packet = xmp(title=info.title, author=info.author, subject=info.subject,
                  creator=info.creator, producer=info.producer, instant=instant,
                  document_id=_uuid(digest), factur_x=attachment is not None)

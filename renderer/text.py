@@ -18,6 +18,8 @@ wrapped)::
         the last line ends with "…".
     extent(text, size, bold=False, *, mono=False, rtl=False) -> (ascent, descent)
         The line box above and below the baseline, as PDF readers report it.
+    metrics(text, size, bold=False, mono=False, rtl=False) -> (width, ascent, descent)
+        width() and extent() in one cached look-up (the layout's frames).
     is_plain(text, bold=False, mono=False) -> bool
         True when the text needs no fallback font, bidi or shaping (the fast path).
     font_name(bold=False, mono=False) -> str
@@ -94,6 +96,7 @@ __all__ = [
     "extent",
     "font_name",
     "is_plain",
+    "metrics",
     "missing_glyphs",
     "width",
     "wrap",
@@ -203,6 +206,27 @@ def extent(text: str, size: float, bold: bool = False, *, mono: bool = False,
 _width = width
 _plain_extent: dict[tuple[bool, bool], tuple[float, float]] = {}
 
+# Width and line box of each string the layout's frames place, per (text, size, weight,
+# family, direction): what width() and extent() return for that key, so the same key
+# always gives the same three numbers. Cleared when full, like the width cache; smaller,
+# as its strings are a page's labels and values (the annex rows do not come here).
+_METRICS_MAX = 16_384
+_metrics: dict[tuple[str, float, bool, bool, bool], tuple[float, float, float]] = {}
+
+
+def metrics(text: str, size: float, bold: bool = False, mono: bool = False,
+            rtl: bool = False) -> tuple[float, float, float]:
+    """``(width, ascent, descent)``: :func:`width` and :func:`extent` in one look-up."""
+    key = (text, size, bold, mono, rtl)
+    hit = _metrics.get(key)
+    if hit is None:
+        hit = (width(text, size, bold, mono=mono, rtl=rtl),
+               *extent(text, size, bold, mono=mono, rtl=rtl))
+        if len(_metrics) >= _METRICS_MAX:
+            _metrics.clear()
+        _metrics[key] = hit
+    return hit
+
 
 def _measure(text: str, size: float, bold: bool, mono: bool, rtl: bool) -> float:
     if is_plain(text, bold, mono):
@@ -250,7 +274,8 @@ def draw(
     elif align != "left":
         raise ValueError(f"align must be 'left', 'right' or 'center', not {align!r}")
 
-    canvas.addLiteral(_placed(_encoded(canvas, text, size, bold, mono, rtl), x, y))
+    pre, post = _positioned(canvas, text, size, bold, mono, rtl)
+    canvas.addLiteral(f"{pre}{x:.2f} {y:.2f}{post}")
     return w
 
 
@@ -258,21 +283,33 @@ def draw_at(canvas, x: float, y: float, text: str, size: float, *, bold: bool = 
             mono: bool = False, rtl: bool = False) -> None:
     """:func:`draw` of text already measured and fitted, ``x`` its left edge: for
     callers that placed its box themselves (the layout's frames)."""
-    _reportlab.append(canvas, _placed(_encoded(canvas, text, size, bold, mono, rtl), x, y))
+    pre, post = _positioned(canvas, text, size, bold, mono, rtl)
+    _reportlab.append(canvas, f"{pre}{x:.2f} {y:.2f}{post}")
+
+
+def placed(canvas, x: float, y: float, text: str, size: float, bold: bool, mono: bool,
+           rtl: bool) -> str:
+    """The operators :func:`draw_at` appends (for a caller that appends them together
+    with others)."""
+    pre, post = _positioned(canvas, text, size, bold, mono, rtl)
+    return f"{pre}{x:.2f} {y:.2f}{post}"
 
 
 # Content-stream code of each drawn string, per canvas: the 100,000-row annex repeats
 # dates, destinations and amounts, and re-encoding them (font subset lookup, escaping,
 # shaped-glyph adjustments) is most of ReportLab's per-string cost. The code depends on
-# the document (its font subsets), hence one cache per canvas, dropped with it.
+# the document (its font subsets), hence one cache per canvas, dropped with it. Each
+# entry is the code around its position, ``(pre, post)``: the drawn string is
+# ``f"{pre}{x:.2f} {y:.2f}{post}"``. The same dictionary keeps, under ``(size, bold,
+# mono)``, the ``/F1+0 7 Tf (`` prefix of printable ASCII in that font and size (fixed
+# for the document once its font state exists: see _reportlab.ascii_prefix).
 _ENCODED_MAX = 20_000  # per canvas; past it strings are encoded each time
 _encoded_by_canvas: WeakKeyDictionary = WeakKeyDictionary()
 _last_encoded: list = [lambda: None, {}]  # [weak reference to a canvas, its cache]
 _ORIGIN = "BT 1 0 0 1 0 0 Tm "
 
 
-def _encoded(canvas, text: str, size: float, bold: bool, mono: bool, rtl: bool) -> str:
-    """Text-object code drawing ``text`` at the origin."""
+def _canvas_cache(canvas) -> dict:
     last_canvas, cache = _last_encoded
     if last_canvas() is not canvas:
         # a new canvas: one WeakKeyDictionary look-up, then plain identity checks while
@@ -281,43 +318,71 @@ def _encoded(canvas, text: str, size: float, bold: bool, mono: bool, rtl: bool) 
         if cache is None:
             cache = _encoded_by_canvas[canvas] = {}
         _last_encoded[:] = [ref(canvas), cache]
+    return cache
+
+
+def _positioned(canvas, text: str, size: float, bold: bool, mono: bool,
+                rtl: bool) -> tuple[str, str]:
+    """``(pre, post)``: the text object drawing ``text`` is ``pre`` + its position (two
+    decimals) + ``post``."""
+    cache = _canvas_cache(canvas)
     key = (text, size, bold, mono, rtl)
-    code = cache.get(key)
-    if code is not None:
-        return code
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    if (text.isascii() and text.isprintable() and canvas.bottomup
+            and " Tm " not in text):
+        # Printable ASCII is its own encoding in the font's first subset once the
+        # document has the font (_reportlab.ascii_prefix): the prefix is looked up
+        # once a document, not for every string. (Text holding " Tm " takes _split's
+        # other form: see there.)
+        pkey = (size, bold, mono)
+        prefix = cache.get(pkey)
+        if prefix is None:
+            prefix = _reportlab.ascii_prefix(fonts.font(font_name(bold, mono)), size,
+                                             _reportlab.document(canvas))
+            if prefix is not None:
+                cache[pkey] = prefix
+        if prefix is not None:
+            hit = ("BT 1 0 0 1 ", f" Tm {prefix}{_reportlab.escape_pdf(text)}) Tj ET")
+    if hit is None:
+        hit = _split(_encoded(canvas, text, size, bold, mono, rtl))
+    if len(cache) < _ENCODED_MAX:
+        cache[key] = hit
+    return hit
+
+
+def _encoded(canvas, text: str, size: float, bold: bool, mono: bool, rtl: bool) -> str:
+    """Text-object code drawing ``text`` at the origin."""
     if is_plain(text, bold, mono) and canvas.bottomup:
         # What PDFTextObject writes for one TrueType string, without its per-call
         # set-up: half the cost for the strings that are new on every row (times,
         # numbers called). splitString assigns the glyphs to the document's subsets.
         font = fonts.font(font_name(bold, mono))
-        code = (_ORIGIN + _reportlab.show_text(font, text, size, _reportlab.document(canvas))
+        return (_ORIGIN + _reportlab.show_text(font, text, size, _reportlab.document(canvas))
                 + " ET")
+    t = canvas.beginText(0, 0)
+    if is_plain(text, bold, mono):  # a top-down canvas: ReportLab flips the text
+        t.setFont(font_name(bold, mono), size)
+        t.textLine(text)
     else:
-        t = canvas.beginText(0, 0)
-        if is_plain(text, bold, mono):  # a top-down canvas: ReportLab flips the text
-            t.setFont(font_name(bold, mono), size)
-            t.textLine(text)
-        else:
-            line = _layout(text, mono, bold, rtl)
-            scale = size / 1000.0
-            for piece in (*line.pieces, *line.marks):  # words in logical order, then marks
-                t.setTextOrigin(piece.x * scale, 0)
-                t.setFont(piece.font, size)
-                t.textLine(piece.text)
-        code = t.getCode()
-    if len(cache) < _ENCODED_MAX:
-        cache[key] = code
-    return code
+        line = _layout(text, mono, bold, rtl)
+        scale = size / 1000.0
+        for piece in (*line.pieces, *line.marks):  # words in logical order, then marks
+            t.setTextOrigin(piece.x * scale, 0)
+            t.setFont(piece.font, size)
+            t.textLine(piece.text)
+    return t.getCode()
 
 
-def _placed(code: str, x: float, y: float) -> str:
+def _split(code: str) -> tuple[str, str]:
     # Simple strings: move the first text matrix; several pieces: translate the whole
     # text object (positions inside it are relative to the line's left end). Plain
     # f-string formatting: ReportLab's fp_str is pure Python here and cost more than the
     # rest of a cached draw.
     if code.startswith(_ORIGIN) and code.count(" Tm ") == 1:
-        return f"BT 1 0 0 1 {x:.2f} {y:.2f} Tm {code[len(_ORIGIN):]}"
-    return f"q 1 0 0 1 {x:.2f} {y:.2f} cm {code} Q"
+        return "BT 1 0 0 1 ", f" Tm {code[len(_ORIGIN):]}"
+    return "q 1 0 0 1 ", f" cm {code} Q"
 
 
 # --- ellipsis and wrapping ------------------------------------------------------------

@@ -98,6 +98,70 @@ def test_cached_font_objects_are_the_bytes_reportlab_writes(monkeypatch):
     assert cached_miss == cached_hit == pdf()
 
 
+def test_subset_program_is_what_makesubset_makes():
+    """Every font, subsets of every size (composite glyphs and their components, codes
+    the font lacks): the font program is makeSubset's, byte for byte."""
+    import random
+
+    fonts.register()
+    rng = random.Random(11)
+    for f in fonts.FILES:
+        face = fonts.font(f.name).face
+        codes = sorted(face.charToGlyph)
+        for trial in range(12):
+            subset = [0, *rng.sample(codes, min(rng.choice((1, 7, 60, 128, 255)),
+                                                len(codes)))]
+            if trial % 4 == 0:
+                subset.append(0x10FFFF)  # not in the font: glyph 0
+            assert _reportlab.subset_program(face, subset) == face.makeSubset(subset), (
+                f.name, trial)
+
+
+def test_widths_array_is_what_pdfarray_formats():
+    import random
+
+    from reportlab.pdfbase.pdfdoc import PDFArray
+
+    doc = _reportlab.document(_canvas()[0])
+    rng = random.Random(7)
+    for n in (0, 1, 9, 10, 11, 20, 21, 128, 256):
+        widths = [rng.choice((0, 572, 1000, 260.5, 333.3333, -12, 600.0)) for _ in range(n)]
+        assert _reportlab._widths_array(widths, doc) == PDFArray(widths).format(doc), n
+
+
+def test_constant_and_template_objects_are_the_bytes_reportlab_writes():
+    """Objects formatted once a process (the ICC stream, the output intent) write what
+    ReportLab writes for them in each document, whatever the objects' numbers."""
+    from reportlab.pdfbase.pdfdoc import PDFArray, PDFDictionary, PDFName, PDFStream
+
+    def stream():
+        return PDFStream(PDFDictionary({"N": 3, "Filter": PDFName("FlateDecode")}),
+                         b"x" * 40)
+
+    def intent(refs):
+        return PDFDictionary({"Type": PDFName("OutputIntent"), "Profile": refs[0],
+                              "Sizes": PDFArray([1, 2.5])})
+
+    def pdf(cached: bool, extra: int) -> bytes:
+        canvas, buffer = _canvas()
+        doc = _reportlab.document(canvas)
+        for i in range(extra):  # other objects first: other numbers
+            doc.Reference(PDFDictionary({"N": i}))
+        if cached:
+            ref = doc.Reference(_reportlab.constant("test stream", stream, doc))
+            obj = _reportlab.template(("test intent",), intent, [ref], doc)
+        else:
+            ref = doc.Reference(stream())
+            obj = intent([ref])
+        doc.Catalog.OpenAction = doc.Reference(obj)
+        canvas.showPage()
+        canvas.save()
+        return buffer.getvalue()
+
+    for extra in (0, 3, 12, 0):  # the first call of each formats, the others reuse
+        assert pdf(True, extra) == pdf(False, extra), extra
+
+
 def test_fill_color_writes_what_setfillcolor_writes():
     from reportlab.lib.colors import Color, HexColor
 
@@ -109,6 +173,34 @@ def test_fill_color_writes_what_setfillcolor_writes():
             theirs.setFillColor(colour)
     assert ours._code == theirs._code
     assert ours._fillColorObj == theirs._fillColorObj
+
+
+def test_append_in_color_writes_what_fill_color_append_fill_color_write():
+    """One operator-list entry with the colour, the text and the reset joined by
+    newlines: the same page stream as the three calls, cached colours or not."""
+    from reportlab.lib.colors import Color, HexColor
+
+    text_colour, label = HexColor("#222222"), HexColor("#1a4f8b")
+    translucent = Color(0.1, 0.1, 0.1, alpha=0.5)
+
+    def pdf(together: bool) -> bytes:
+        canvas, buffer = _canvas()
+        for round_ in range(2):  # the second round takes the cached operators
+            for i, colour in enumerate((label, translucent, Color(0.3, 0.2, 0.1), label)):
+                code = f"BT 1 0 0 1 72 {700 - 20 * i - 100 * round_} Tm ET"
+                if together:
+                    _reportlab.append_in_color(canvas, colour, code, text_colour)
+                else:
+                    _reportlab.fill_color(canvas, colour)
+                    _reportlab.append(canvas, code)
+                    _reportlab.fill_color(canvas, text_colour)
+                assert canvas._fillColorObj is text_colour
+        canvas.showPage()
+        canvas.save()
+        return buffer.getvalue()
+
+    _reportlab._fill_codes.clear()
+    assert pdf(True) == pdf(False) == pdf(True)
 
 
 def test_subsets_and_to_unicode_rewrite_keep_shaped_persian_and_astral_text_searchable():
@@ -138,6 +230,40 @@ def test_finished_pages_are_deflated_once_and_the_file_is_valid(tmp_path):
         for page in pdf.pages:
             assert page.Contents.get("/Filter") == "/FlateDecode"
     assert "page 2" in pdftotext(buffer.getvalue())
+
+
+def test_finished_pages_write_the_dictionary_pdfpage_writes(monkeypatch, tmp_path):
+    """A finished page's dictionary comes from a template (per size, rotation and
+    procedure set); pages with anything else take PDFPage.format. Both write what
+    ReportLab writes, in documents whose objects have other numbers."""
+    from PIL import Image
+    from reportlab.lib.colors import Color
+    from reportlab.lib.pagesizes import A4, landscape, letter
+
+    image = tmp_path / "dot.png"
+    Image.new("RGB", (4, 4), (0, 90, 200)).save(image)
+
+    def pdf() -> bytes:
+        canvas, buffer = _canvas()
+        for i, (size, rotate) in enumerate(((A4, 0), (letter, 0), (landscape(A4), 90),
+                                            (A4, 270), (A4, 0), (A4, 0))):
+            canvas.setPageSize(size)
+            canvas.setPageRotation(rotate)
+            text.draw(canvas, 72, 400, f"page {i}", 12, bold=i % 2 == 1)
+            if i == 4:
+                canvas.drawImage(str(image), 72, 72, 20, 20)  # XObject resources
+            if i == 5:
+                canvas.setFillColor(Color(0.2, 0.2, 0.2, alpha=0.5))  # ExtGState
+                canvas.rect(72, 72, 20, 20, fill=1)
+            canvas.showPage()
+            _reportlab.compress_finished_page(canvas)
+        canvas.save()
+        return buffer.getvalue()
+
+    ours, again = pdf(), pdf()
+    monkeypatch.setattr(_reportlab._FinishedPage, "format",
+                        _reportlab.pdfdoc.PDFPage.format)
+    assert ours == again == pdf()
 
 
 def test_saving_into_output_keeps_reportlabs_bytes_and_lets_go_of_the_pages():

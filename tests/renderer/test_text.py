@@ -373,3 +373,14 @@ def test_widths_are_cached_per_size_and_weight():
     assert text.width("14/10/2026", 8, bold=True) != a
     assert text.width("14/10/2026", 16) == pytest.approx(2 * a)
     assert len(text._widths) == 3
+
+
+def test_metrics_are_width_and_extent_of_the_same_key():
+    text._metrics.clear()
+    for value, bold, rtl in (("Total 12,50", False, False), ("Brașov", True, False),
+                             ("لطفاً مبلغ", False, True), ("𝄞 clef", False, False)):
+        for size in (7, 9.5):
+            expected = (text.width(value, size, bold, rtl=rtl),
+                        *text.extent(value, size, bold, rtl=rtl))
+            assert text.metrics(value, size, bold, False, rtl) == expected
+            assert text.metrics(value, size, bold, False, rtl) == expected  # cached
