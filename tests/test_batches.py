@@ -21,6 +21,7 @@ from invoicer.ledger import Ledger, LedgerConflict
 from invoicer.metrics import INVOICES_ARCHIVED
 from invoicer.pipeline import BATCH_RECORDS, Services, line_phones, process_records
 from tests.conftest import SPEC_EXAMPLE
+from tests.ledger.test_together import _commits
 from tests.test_bill_shock_pipeline import _current, _expected, _previous, _raw
 
 
@@ -134,22 +135,12 @@ def test_one_record_failing_in_a_batch_leaves_the_others_to_finish(tmp_path):
         assert archive.log.count(("put", down)) == 1
 
 
-def _count_commits(ledger: Ledger) -> list[int]:
-    seen = [0]
-
-    @sa.event.listens_for(ledger.engine, "commit")
-    def _commit(_conn) -> None:
-        seen[0] += 1
-
-    return seen
-
-
 def test_a_batch_s_claims_and_marks_commit_once_each(tmp_path):
     records = list(generate(BATCH_RECORDS, 20, 7))
     with _ledger(tmp_path) as ledger:
         services = Services(ledger=ledger, archive=FileArchive(tmp_path / "a"))
         run = ledger.runs.start("f.jsonl")
-        commits = _count_commits(ledger)
+        commits = _commits(ledger)
         outcomes = process_records([(n, _raw(r)) for n, r in enumerate(records, 1)],
                                    run_id=run, services=services)
         assert [o.status for o in outcomes] == ["archived"] * BATCH_RECORDS
